@@ -1,0 +1,1 @@
+"""Drafters: everything that proposes tokens for the verifier to check."""

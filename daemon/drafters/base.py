@@ -1,0 +1,46 @@
+"""The one interface every drafter implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..sampling import SamplingParams
+
+
+@dataclass
+class Draft:
+    tokens: list[int] = field(default_factory=list)
+    # Per-token distributions q the tokens were sampled from, (len(tokens), V); None for a deterministic
+    # drafter (n-gram lookup, greedy drafting), which verification treats as one-hot.
+    probs: torch.Tensor | None = None
+
+
+@dataclass
+class DraftContext:
+    ids: list[int]  # prompt + output so far; the last id is not yet in the verifier's cache
+    max_tokens: int
+    sampling: SamplingParams
+    generator: torch.Generator | None
+    slot: Any  # the engine's CacheSlot: verifier cache, per-drafter state, document history
+
+
+class Drafter(ABC):
+    name: str = "drafter"
+
+    def new_state(self) -> Any:
+        """Per-cache-slot state (a drafter model's own KV cache, for example)."""
+        return None
+
+    @abstractmethod
+    def propose(self, ctx: DraftContext, state: Any) -> Draft:
+        """Up to ctx.max_tokens tokens likely to follow ctx.ids."""
+
+    def memory_bytes(self) -> int:
+        return 0
+
+    def describe(self) -> str:
+        return self.name

@@ -1,0 +1,80 @@
+"""A small language model with the verifier's tokenizer drafts greedily (or samples, keeping q for verification).
+
+It keeps its own KV cache per cache slot, synchronised to the sequence by longest common prefix, so rejected
+draft tokens cost nothing to undo and a new keystroke only feeds what changed. Drafting stops early when the
+drafter's confidence in its top token falls below `min_confidence` (llama.cpp's p-min).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ..kv_cache import SlabCache
+from ..runner import ModelRunner
+from ..sampling import sample
+from .base import Draft, DraftContext, Drafter
+
+
+def common_prefix_length(a: list[int], b: list[int]) -> int:
+    limit = min(len(a), len(b))
+    i = 0
+    while i < limit and a[i] == b[i]:
+        i += 1
+    return i
+
+
+@dataclass
+class CachedSequence:
+    cache: SlabCache
+    ids: list[int] = field(default_factory=list)  # exactly the tokens held in `cache`
+
+    def sync(self, sequence: list[int]) -> list[int]:
+        """Drop cached tokens that diverge from `sequence` and return the ones still to feed (at least one)."""
+        keep = min(common_prefix_length(self.ids, sequence), len(sequence) - 1)
+        self.cache.truncate(keep)
+        del self.ids[keep:]
+        return sequence[keep:]
+
+
+class ModelDrafter(Drafter):
+    name = "model"
+
+    def __init__(self, runner: ModelRunner, label: str, min_confidence: float = 0.3) -> None:
+        self.runner = runner
+        self.label = label
+        self.min_confidence = min_confidence
+
+    def new_state(self) -> CachedSequence:
+        return CachedSequence(self.runner.new_cache())
+
+    def propose(self, ctx: DraftContext, state: CachedSequence) -> Draft:
+        pending = state.sync(ctx.ids)
+        tokens: list[int] = []
+        rows: list[torch.Tensor] = []
+        while len(tokens) < ctx.max_tokens:
+            logits = self.runner.forward(pending, state.cache, last_only=True)[-1]
+            state.ids.extend(pending)
+            if ctx.sampling.greedy:
+                probs = torch.softmax(logits, dim=-1)
+                confidence, token = probs.max(dim=-1)
+                token = int(token)
+            else:
+                probs = ctx.sampling.probs(logits)
+                token = sample(probs, ctx.generator)
+                confidence = probs.max()
+                rows.append(probs)
+            if tokens and float(confidence) < self.min_confidence:
+                if rows:
+                    rows.pop()
+                break
+            tokens.append(token)
+            pending = [token]
+        return Draft(tokens, torch.stack(rows) if rows else None)
+
+    def memory_bytes(self) -> int:
+        return self.runner.parameter_bytes()
+
+    def describe(self) -> str:
+        return f"model:{self.label}"

@@ -1,0 +1,49 @@
+"""Model-free drafting: find the latest earlier occurrence of the last few tokens and propose what followed.
+
+Sources, in order: the sequence itself (prompt prefix and suffix, what was typed, what was generated), then the
+previous completions in the same document. Drafting costs microseconds, so drafts may be long.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from .base import Draft, DraftContext, Drafter
+
+
+def _latest_continuation(tokens: np.ndarray, pattern: np.ndarray, limit: int) -> list[int]:
+    """What followed the latest occurrence of `pattern` in `tokens` that has something after it."""
+    n = len(pattern)
+    if len(tokens) <= n:
+        return []
+    windows = sliding_window_view(tokens[:-1], n)  # a window starting at i is followed by tokens[i + n]
+    starts = np.flatnonzero((windows == pattern).all(axis=1))
+    if not len(starts):
+        return []
+    start = int(starts[-1])
+    return tokens[start + n : start + n + limit].tolist()
+
+
+class NgramDrafter(Drafter):
+    name = "ngram"
+
+    def __init__(self, max_ngram: int = 4, min_ngram: int = 2) -> None:
+        self.max_ngram = max_ngram
+        self.min_ngram = min_ngram
+
+    def propose(self, ctx: DraftContext, state) -> Draft:
+        sequence = np.asarray(ctx.ids, dtype=np.int64)
+        history = [np.asarray(h, dtype=np.int64) for h in reversed(getattr(ctx.slot, "history", ()))]
+        for n in range(self.max_ngram, self.min_ngram - 1, -1):
+            if len(sequence) <= n:
+                continue
+            pattern = sequence[-n:]
+            found = _latest_continuation(sequence, pattern, ctx.max_tokens)
+            for past in history:
+                if found:
+                    break
+                found = _latest_continuation(past, pattern, ctx.max_tokens)
+            if found:
+                return Draft(found)
+        return Draft()

@@ -1,0 +1,350 @@
+"""The speculative-decoding engine: a verifier, a drafter, prefix-reusing caches, and the generation loop.
+
+One round: the drafter proposes up to k tokens after the sequence; the verifier runs once over the pending
+token plus the draft, which yields its own choice at every position; the longest agreeing prefix is kept, plus
+the verifier's own next token. The output is token for token what the verifier alone would produce
+(`draft_tokens=0` runs exactly that: the same loop with empty drafts).
+
+The engine does no I/O and holds no locks: one worker thread calls `generate` at a time.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from .drafters.base import DraftContext, Drafter
+from .drafters.model import common_prefix_length
+from .fim import build_fim_ids, detect_template, encode_text, stop_token_ids
+from .kv_cache import SlabCache
+from .runner import ModelRunner
+from .sampling import SamplingParams, pick_token, verify_greedy, verify_sampling
+from .stopping import StopRules, StopState, indent_width
+
+PREFILL_CHUNK = 512  # tokens per prefill forward: bounds cancellation latency on long prompts
+HISTORY_PER_DOCUMENT = 8  # previous completions the n-gram drafter may copy from
+
+
+class RequestError(ValueError):
+    """The request cannot be served as asked (bad argument, prompt beyond the context window)."""
+
+
+class CancelToken:
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+
+@dataclass
+class EngineConfig:
+    verifier: str = "smollm2-135m"
+    drafter: str | None = None
+    draft_strategy: str = "auto"  # auto | ngram | model | layer_skip | assistant | none
+    max_draft_tokens: int = 8
+    device: str = "auto"
+    dtype: str = "auto"
+    max_context: int = 4096
+    cache_slots: int = 4
+    layer_skip_layers: int | None = None
+
+
+@dataclass
+class GenerationRequest:
+    prompt: str = ""
+    suffix: str | None = None
+    max_tokens: int = 64
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+    mode: str | None = None
+    draft_tokens: int | None = None
+    cache_key: str | None = None
+
+
+@dataclass
+class Stats:
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+    drafted_tokens: int = 0
+    accepted_tokens: int = 0
+    verifier_passes: int = 0
+    queue_s: float = 0.0
+    prefill_s: float = 0.0
+    draft_s: float = 0.0
+    verify_s: float = 0.0
+    total_s: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class GenerationResult:
+    text: str
+    token_ids: list[int]
+    finish_reason: str  # stop | length | cancelled
+    stats: Stats
+
+
+@dataclass
+class CacheSlot:
+    """One cached sequence: the verifier's KV, each drafter's state, and the document's recent completions."""
+
+    key: str | None
+    cache: SlabCache
+    drafter_state: object
+    ids: list[int] = field(default_factory=list)  # exactly the tokens held in `cache`
+    history: list[list[int]] = field(default_factory=list)
+    draft_length: int = 0  # adaptive: grows while drafts are accepted, shrinks when they are not
+    last_used: float = 0.0
+
+
+class SlotPool:
+    """A small LRU of cache slots: a request reuses its document's slot, else the one sharing most tokens."""
+
+    def __init__(self, capacity: int, new_slot) -> None:
+        self.capacity = max(1, capacity)
+        self.new_slot = new_slot
+        self.slots: list[CacheSlot] = []
+
+    def acquire(self, key: str | None, prompt_ids: list[int]) -> CacheSlot:
+        candidates = [s for s in self.slots if s.key == key] if key is not None else []
+        if not candidates:
+            candidates = [s for s in self.slots if common_prefix_length(s.ids, prompt_ids) > 0]
+            if key is not None:  # another document's slot may be reused only when the pool is full
+                candidates = [] if len(self.slots) < self.capacity else candidates
+        if candidates:
+            slot = max(candidates, key=lambda s: common_prefix_length(s.ids, prompt_ids))
+        elif len(self.slots) < self.capacity:
+            slot = self.new_slot(key)
+            self.slots.append(slot)
+        else:
+            slot = min(self.slots, key=lambda s: s.last_used)
+        if slot.key != key:
+            slot.key, slot.history = key, []
+        slot.last_used = time.monotonic()
+        return slot
+
+    def nbytes(self) -> int:
+        return sum(s.cache.nbytes() for s in self.slots)
+
+    def clear(self) -> None:
+        self.slots.clear()
+
+
+class Engine:
+    def __init__(self, verifier: ModelRunner, tokenizer, drafter: Drafter | None, config: EngineConfig,
+                 verifier_name: str = "", drafter_name: str | None = None) -> None:
+        self.verifier = verifier
+        self.tokenizer = tokenizer
+        self.drafter = drafter
+        self.config = config
+        self.verifier_name = verifier_name or config.verifier
+        self.drafter_name = drafter_name
+        self.fim_template = detect_template(tokenizer)
+        self.eos_ids = frozenset(_eos_ids(verifier.model, tokenizer) | stop_token_ids(tokenizer, self.fim_template))
+        model_limit = getattr(verifier.config, "max_position_embeddings", None) or config.max_context
+        self.max_context = min(config.max_context, model_limit)
+        self.pool = SlotPool(config.cache_slots, self._new_slot)
+
+    @classmethod
+    def load(cls, config: EngineConfig, progress=print) -> "Engine":
+        from .loading import load_engine
+
+        return load_engine(config, progress)
+
+    def _new_slot(self, key: str | None) -> CacheSlot:
+        state = self.drafter.new_state() if self.drafter else None
+        return CacheSlot(key, self.verifier.new_cache(), state, draft_length=self.config.max_draft_tokens)
+
+    # -- requests ---------------------------------------------------------------------------------------------
+
+    def prompt_ids(self, request: GenerationRequest) -> list[int]:
+        if request.suffix is not None:
+            return build_fim_ids(self.tokenizer, self.fim_template, request.prompt, request.suffix)
+        bos = self.tokenizer.bos_token
+        # A prompt that already starts with BOS (a chat template's output) must not get a second one.
+        add_special = not (bos and request.prompt.startswith(bos))
+        return self.tokenizer(request.prompt, add_special_tokens=add_special)["input_ids"]
+
+    def validate(self, request: GenerationRequest) -> None:
+        if not isinstance(request.max_tokens, int) or isinstance(request.max_tokens, bool) or request.max_tokens < 0:
+            raise RequestError(f"max_tokens must be a non-negative integer, got {request.max_tokens!r}")
+        if not isinstance(request.temperature, (int, float)) or request.temperature < 0:
+            raise RequestError(f"temperature must be >= 0, got {request.temperature!r}")
+        if not isinstance(request.top_p, (int, float)) or not 0 < request.top_p <= 1:
+            raise RequestError(f"top_p must be in (0, 1], got {request.top_p!r}")
+        if request.draft_tokens is not None and (not isinstance(request.draft_tokens, int) or request.draft_tokens < 0):
+            raise RequestError(f"draft_tokens must be a non-negative integer, got {request.draft_tokens!r}")
+        if request.mode not in (None, "line", "block"):
+            raise RequestError(f"mode must be 'line', 'block' or null, got {request.mode!r}")
+        if not all(isinstance(s, str) for s in request.stop):
+            raise RequestError("stop must be a list of strings")
+
+    def generate(self, request: GenerationRequest, cancel: CancelToken | None = None, on_text=None) -> GenerationResult:
+        started = time.perf_counter()
+        self.validate(request)
+        prompt_ids = self.prompt_ids(request)
+        if not prompt_ids:
+            raise RequestError("the prompt is empty")
+        if len(prompt_ids) >= self.max_context:
+            raise RequestError(
+                f"the prompt is {len(prompt_ids)} tokens; the context window is {self.max_context} tokens "
+                "(shorten the prompt, or raise max_context if the model allows)"
+            )
+        stats = Stats(prompt_tokens=len(prompt_ids))
+        cursor_line = request.prompt[request.prompt.rfind("\n") + 1 :]
+        rules = StopRules(
+            eos_ids=self.eos_ids, stop=tuple(request.stop), mode=request.mode,
+            cursor_indent=indent_width(cursor_line),
+            max_tokens=min(request.max_tokens, self.max_context - len(prompt_ids)),
+        )
+        output = StopState(rules, self.tokenizer)
+        if rules.max_tokens == 0:
+            return self._finish(output, "length", stats, started, on_text)
+
+        cancel = cancel or CancelToken()
+        sampling = SamplingParams(float(request.temperature), float(request.top_p))
+        generator = None
+        if not sampling.greedy:
+            generator = torch.Generator()
+            generator.manual_seed(request.seed if request.seed is not None else torch.seed())
+        slot = self.pool.acquire(request.cache_key, prompt_ids)
+
+        logits = self._prefill(slot, prompt_ids, stats, cancel)
+        if logits is None:
+            return self._finish(output, "cancelled", stats, started, on_text)
+        token = pick_token(logits, sampling, generator)
+        drafting = self.drafter is not None and request.draft_tokens != 0
+        max_draft = request.draft_tokens if request.draft_tokens is not None else slot.draft_length
+        if output.add(token):
+            return self._finish(output, output.finish_reason, stats, started, on_text, slot)
+
+        while True:
+            if cancel.cancelled:
+                return self._finish(output, "cancelled", stats, started, on_text, slot)
+            sequence = slot.ids + [token]
+            budget = min(max_draft, rules.max_tokens - len(output.tokens), self.max_context - len(sequence) - 1)
+            draft_tokens, draft_probs = [], None
+            if drafting and budget > 0:
+                t = time.perf_counter()
+                draft = self.drafter.propose(
+                    DraftContext(sequence, budget, sampling, generator, slot), slot.drafter_state)
+                draft_tokens, draft_probs = draft.tokens[:budget], draft.probs
+                stats.draft_s += time.perf_counter() - t
+
+            t = time.perf_counter()
+            slot.cache.truncate(len(slot.ids))
+            target_logits = self.verifier.forward([token] + draft_tokens, slot.cache)
+            slot.ids.extend([token] + draft_tokens)
+            if sampling.greedy:
+                accepted, token = verify_greedy(target_logits, draft_tokens)
+            else:
+                accepted, token = verify_sampling(sampling.probs(target_logits), draft_tokens, draft_probs, generator)
+            # Keep the cache on the accepted path: everything but the newest token, which is fed next round.
+            slot.cache.truncate(len(slot.ids) - len(draft_tokens) + accepted)
+            del slot.ids[len(slot.ids) - len(draft_tokens) + accepted :]
+            stats.verify_s += time.perf_counter() - t
+            stats.verifier_passes += 1
+            stats.drafted_tokens += len(draft_tokens)
+            stats.accepted_tokens += accepted
+            if draft_tokens and request.draft_tokens is None:
+                max_draft = slot.draft_length = self._next_draft_length(slot.draft_length, accepted, len(draft_tokens))
+
+            for accepted_token in draft_tokens[:accepted] + [token]:
+                if output.add(accepted_token):
+                    return self._finish(output, output.finish_reason, stats, started, on_text, slot)
+            if on_text is not None:
+                delta = output.stable_delta()
+                if delta:
+                    on_text(delta)
+
+    def _next_draft_length(self, current: int, accepted: int, drafted: int) -> int:
+        if accepted == drafted:
+            return min(self.config.max_draft_tokens, current + 2)
+        return max(2, min(current - 1, accepted + 2))
+
+    def _prefill(self, slot: CacheSlot, prompt_ids: list[int], stats: Stats, cancel: CancelToken):
+        """Feed what the slot's cache lacks of the prompt; returns the last position's logits (None if cancelled)."""
+        t = time.perf_counter()
+        keep = min(common_prefix_length(slot.ids, prompt_ids), len(prompt_ids) - 1)
+        slot.cache.truncate(keep)
+        del slot.ids[keep:]
+        stats.cached_tokens = keep
+        logits = None
+        for start in range(keep, len(prompt_ids), PREFILL_CHUNK):
+            if cancel.cancelled:
+                stats.prefill_s += time.perf_counter() - t
+                return None
+            chunk = prompt_ids[start : start + PREFILL_CHUNK]
+            logits = self.verifier.forward(chunk, slot.cache, last_only=True)[-1]
+            slot.ids.extend(chunk)
+            stats.verifier_passes += 1
+        stats.prefill_s += time.perf_counter() - t
+        return logits
+
+    def _finish(self, output: StopState, reason: str, stats: Stats, started: float, on_text,
+                slot: CacheSlot | None = None) -> GenerationResult:
+        output.finish_reason = reason
+        if on_text is not None:
+            delta = output.stable_delta()
+            if delta:
+                on_text(delta)
+        if slot is not None and output.tokens:
+            slot.history = (slot.history + [list(output.tokens)])[-HISTORY_PER_DOCUMENT:]
+        stats.completion_tokens = len(output.tokens)
+        stats.total_s = time.perf_counter() - started
+        return GenerationResult(output.text, list(output.tokens), reason, stats)
+
+    # -- information ----------------------------------------------------------------------------------------------
+
+    def info(self) -> dict:
+        drafter_bytes = self.drafter.memory_bytes() if self.drafter else 0
+        return {
+            "verifier": self.verifier_name,
+            "drafter": self.drafter.describe() if self.drafter else None,
+            "drafter_model": self.drafter_name,
+            "draft_strategy": self.config.draft_strategy,
+            "max_draft_tokens": self.config.max_draft_tokens,
+            "device": str(self.verifier.device),
+            "dtype": str(next(self.verifier.model.parameters()).dtype).replace("torch.", ""),
+            "memory_bytes": self.verifier.parameter_bytes() + drafter_bytes + self.pool.nbytes(),
+            "max_context": self.max_context,
+            "fim_template": self.fim_template.family if self.fim_template else None,
+        }
+
+    def apply_chat_template(self, messages: list[dict]) -> str:
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        # Models without a chat template get a plain transcript to continue.
+        lines = [f"{m.get('role', 'user')}: {m.get('content', '')}" for m in messages]
+        return "\n".join(lines) + "\nassistant:"
+
+    def close(self) -> None:
+        self.pool.clear()
+        self.drafter = None
+        self.verifier = None
+
+
+def _eos_ids(model, tokenizer) -> set[int]:
+    ids: set[int] = set()
+    for source in (getattr(model, "generation_config", None), model.config):
+        value = getattr(source, "eos_token_id", None) if source is not None else None
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, (list, tuple)):
+            ids.update(v for v in value if isinstance(v, int))
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return ids

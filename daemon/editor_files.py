@@ -1,0 +1,73 @@
+"""Writing an editor's configuration file the careful way: backup first, atomic replace, no-op if unchanged."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class ChangedUnderUs(RuntimeError):
+    """The file changed between our read and our write (the editor saved it meanwhile)."""
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    path: Path
+    changed: bool
+    backup: Path | None
+
+
+def read_text(path: Path) -> str | None:
+    """The file's text, or None if it does not exist. Newlines are kept as they are in the file."""
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def backup_path(path: Path) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    candidate = path.with_name(f"{path.name}.specd-backup-{stamp}")
+    n = 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}.specd-backup-{stamp}-{n}")
+    return candidate
+
+
+def write_file(path: Path, new_text: str, old_text: str | None) -> WriteResult:
+    """Replace `path` (whose content we read as `old_text`, None = absent) by `new_text`.
+
+    A symlink is followed so a dotfile manager's link stays a link; the old content is copied to a
+    backup beside the real file first; the new content appears at once (temp file + rename).
+    """
+    if new_text == old_text:
+        return WriteResult(path, False, None)
+    real = Path(os.path.realpath(path))
+    real.parent.mkdir(parents=True, exist_ok=True)
+    if read_text(real) != old_text:
+        raise ChangedUnderUs(f"{path} changed while specd was editing it; nothing written, run the command again")
+    backup = None
+    mode = 0o644
+    if old_text is not None:
+        mode = real.stat().st_mode & 0o777
+        backup = backup_path(real)
+        with open(backup, "x", encoding="utf-8", newline="") as f:
+            f.write(old_text)
+        os.chmod(backup, mode)
+    fd, tmp = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".specd-tmp", dir=real.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(new_text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, real)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return WriteResult(path, True, backup)

@@ -1,0 +1,60 @@
+-- specd for Neovim 0.7 to 0.11: completions from `specd lsp` in the completion menu (<C-x><C-o>).
+-- These versions have no ghost text; Neovim 0.12 does, with specd.lua.
+--
+-- Copy to ~/.config/nvim/plugin/specd.lua, or let `specd config neovim --write` put it there.
+-- The daemon must be running: `specd start`.
+
+local specd = {
+  cmd = { "specd", "lsp" },
+  settings = {
+    specd = {
+      enable = true,
+      debounceMs = 75,
+      maxTokens = 64,
+      mode = "line", -- the menu shows one line per item well; "block" gives whole blocks
+      excludedLanguages = {},
+    },
+  },
+}
+
+local client_by_root = {}
+
+local function project_root(bufnr)
+  local file = vim.api.nvim_buf_get_name(bufnr)
+  local dir = file ~= "" and vim.fn.fnamemodify(file, ":p:h") or vim.fn.getcwd()
+  local git = vim.fn.finddir(".git", dir .. ";")
+  return git ~= "" and vim.fn.fnamemodify(git, ":p:h:h") or dir
+end
+
+local function attach(bufnr)
+  if vim.bo[bufnr].buftype ~= "" then
+    return
+  end
+  local root = project_root(bufnr)
+  local id = client_by_root[root]
+  local client = id and vim.lsp.get_client_by_id(id)
+  if not client or client.is_stopped() then
+    -- One `specd lsp` per project, shared by its buffers.
+    id = vim.lsp.start_client({
+      name = "specd",
+      cmd = specd.cmd,
+      root_dir = root,
+      settings = specd.settings,
+      on_attach = function(_, attached)
+        vim.bo[attached].omnifunc = "v:lua.vim.lsp.omnifunc"
+      end,
+    })
+    client_by_root[root] = id
+  end
+  if id then
+    vim.lsp.buf_attach_client(bufnr, id)
+  end
+end
+
+vim.api.nvim_create_autocmd("FileType", {
+  group = vim.api.nvim_create_augroup("specd", { clear = true }),
+  pattern = "*",
+  callback = function(args)
+    attach(args.buf)
+  end,
+})

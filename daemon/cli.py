@@ -1,0 +1,334 @@
+"""The `specd` command line.
+
+Only `serve` (and `start`'s child) imports torch; status/stop/logs/lsp stay fast to start.
+Exit codes: 0 ok, 1 failure, 2 bad usage or settings, 3 `status`: not running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .paths import get_paths
+from .settings import SETTING_NAMES, Settings, SettingsError, load_settings, setting_kind
+
+EXIT_NOT_RUNNING = 3
+
+_SETTING_HELP = {
+    "verifier": "model that decides the output (embedded name, folder, .gguf or hub id)",
+    "drafter": "smaller model that proposes tokens ('none' for no model drafter)",
+    "draft_strategy": "auto, ngram, model, layer_skip, assistant or none",
+    "max_draft_tokens": "most tokens drafted per verifier pass",
+    "device": "auto, cpu, cuda, cuda:N or mps",
+    "dtype": "auto, float32, float16 or bfloat16",
+    "max_context": "context window in tokens",
+    "cache_slots": "documents whose KV cache is kept",
+    "host": "address to listen on (default 127.0.0.1; beyond loopback the token is still required)",
+    "port": "port to listen on (0 = any free port)",
+    "keep_alive": "seconds the models stay loaded while unused (-1 = forever, 0 = unload after each request)",
+    "allowed_origins": "browser origins allowed to call the API (comma-separated)",
+    "allowed_hosts": "Host names accepted besides loopback ones (comma-separated)",
+    "log_prompts": "write prompt text into the log (debugging only)",
+    "queue_size": "requests that may wait for the worker before 503",
+    "request_timeout": "seconds after which a request is cancelled",
+}
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("settings (override SPECD_* environment and settings.json)")
+    for name in SETTING_NAMES:
+        flag = "--" + name.replace("_", "-")
+        if setting_kind(name) == "bool":
+            group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
+                               help=_SETTING_HELP[name])
+        else:
+            group.add_argument(flag, dest=name, default=None, metavar=setting_kind(name).upper(),
+                               help=_SETTING_HELP[name])
+
+
+def _setting_flags(args: argparse.Namespace) -> dict[str, Any]:
+    return {name: getattr(args, name) for name in SETTING_NAMES if getattr(args, name, None) is not None}
+
+
+def _serve_argv(flags: dict[str, Any]) -> list[str]:
+    """The flags again, for the detached child."""
+    argv = []
+    for name, value in flags.items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            argv.append(flag if value else "--no-" + flag[2:])
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="specd", description="Local code completion with speculative decoding.")
+    parser.add_argument("--version", action="version", version=f"specd {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("start", help="start the daemon in the background and wait until it answers")
+    _add_setting_flags(p)
+    p = sub.add_parser("serve", help="run the daemon in the foreground")
+    _add_setting_flags(p)
+    p = sub.add_parser("restart", help="stop the daemon, then start it again")
+    _add_setting_flags(p)
+    sub.add_parser("stop", help="stop the daemon (running requests finish or are cancelled)")
+    p = sub.add_parser("status", help="is it running, where, with which models")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = sub.add_parser("logs", help="show the end of the daemon's log")
+    p.add_argument("-n", "--lines", type=int, default=50)
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+
+    p = sub.add_parser("complete", help="one completion from a file position or stdin (checks a setup)")
+    p.add_argument("file", nargs="?", default="-", help="source file, or - for stdin (the default)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--line", type=int, help="1-based line of the cursor (with --column)")
+    where.add_argument("--offset", type=int, help="character offset of the cursor")
+    p.add_argument("--column", type=int, default=1, help="1-based column of the cursor (with --line)")
+    p.add_argument("--max-tokens", type=int, default=64)
+    p.add_argument("--temperature", type=float, default=0.0)
+    p.add_argument("--draft-tokens", type=int, default=None, help="0 = plain decoding")
+    p.add_argument("--mode", choices=("line", "block"), default=None)
+    p.add_argument("--language", default=None)
+    p.add_argument("--json", action="store_true", help="print the daemon's whole answer")
+
+    sub.add_parser("lsp", help="language server over stdio (editors run this)")
+    sub.add_parser("config", help="write editor configuration")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    raw = sys.argv[1:] if argv is None else argv
+    if raw and raw[0] in _PASS_THROUGH:  # their own parsers own every argument after the command
+        args = argparse.Namespace(command=raw[0], args=raw[1:])
+    else:
+        args = build_parser().parse_args(raw)
+    handler = _COMMANDS[args.command]
+    try:
+        code = handler(args)
+    except SettingsError as e:
+        print(f"specd: {e}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        code = 130
+    if argv is None:
+        sys.exit(code)
+    return code
+
+
+def _progress(message: str) -> None:
+    print(f"specd: {message}", file=sys.stderr, flush=True)
+
+
+def _load(args: argparse.Namespace) -> Settings:
+    return load_settings(get_paths().settings_file, flags=_setting_flags(args))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format=_log_format())
+    settings = _load(args)
+    from .process import serve
+
+    return serve(settings, get_paths())
+
+
+def _log_format() -> str:
+    from .process import LOG_FORMAT
+
+    return LOG_FORMAT
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    from .process import DaemonError, start_background
+
+    _load(args)  # a malformed settings.json is reported here, not in a log file
+    try:
+        state, already = start_background(get_paths(), _serve_argv(_setting_flags(args)), _progress)
+    except DaemonError as e:
+        print(f"specd: {e}", file=sys.stderr)
+        return 1
+    if already:
+        print(f"specd is already running at {state['url']} (pid {state['pid']})")
+    else:
+        print(f"specd is running at {state['url']} (pid {state['pid']})")
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from .process import stop_daemon
+
+    state = stop_daemon(get_paths(), _progress)
+    print("specd was not running" if state is None else f"specd stopped (pid {state['pid']})")
+    return 0
+
+
+def cmd_restart(args: argparse.Namespace) -> int:
+    cmd_stop(args)
+    return cmd_start(args)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .process import daemon_status
+
+    report = daemon_status(get_paths())
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(_describe(report))
+    return 0 if report["running"] else EXIT_NOT_RUNNING
+
+
+def _describe(report: dict) -> str:
+    if not report["running"]:
+        return "specd is not running (start it with `specd start`)"
+    lines = [f"specd {report.get('version')} running at {report['url']} (pid {report['pid']})"]
+    if not report.get("responding"):
+        lines.append(f"not answering: {report.get('error')}")
+        return "\n".join(lines)
+    lines.append(f"state: {report['state']}, device: {report.get('device') or '-'}, "
+                 f"uptime: {_duration(report.get('uptime_s') or 0)}")
+    models = report.get("models")
+    if models:
+        memory = models.get("memory_bytes")
+        memory_text = "?" if memory is None else f"{memory / 2**20:.0f} MiB"
+        lines.append(f"verifier: {models.get('verifier')}, drafter: {models.get('drafter') or 'none'} "
+                     f"({models.get('draft_strategy')}), memory: {memory_text}")
+    elif report.get("load_error"):
+        lines.append(f"models failed to load: {report['load_error']}")
+    else:
+        lines.append("models: not loaded (they load on the next request)")
+    rate = report.get("acceptance_rate")
+    lines.append(f"requests served: {report.get('requests_served')}, acceptance rate: "
+                 + ("-" if rate is None else f"{rate:.0%}"))
+    lines.append(f"token file: {report['token_file']}")
+    lines.append(f"log: {report['log_file']}")
+    return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from .process import tail_log
+
+    log_file = get_paths().log_file
+    text = tail_log(log_file, args.lines)
+    if text:
+        print(text)
+    if not args.follow:
+        return 0 if log_file.exists() else 1
+    with open(log_file, "rb") as f:
+        f.seek(0, 2)
+        while True:
+            line = f.readline()
+            if line:
+                sys.stdout.write(line.decode("utf-8", "replace"))
+                sys.stdout.flush()
+            else:
+                time.sleep(0.2)
+
+
+def cmd_complete(args: argparse.Namespace) -> int:
+    from .discovery import find_daemon
+
+    text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+    try:
+        cursor = _cursor_offset(text, args)
+    except ValueError as e:
+        print(f"specd: {e}", file=sys.stderr)
+        return 2
+    daemon = find_daemon()
+    if daemon is None:
+        print("specd: the daemon is not running; start it with `specd start`", file=sys.stderr)
+        return 1
+    payload = {"prefix": text[:cursor], "suffix": text[cursor:], "language": args.language,
+               "path": None if args.file == "-" else args.file, "mode": args.mode,
+               "max_tokens": args.max_tokens, "temperature": args.temperature,
+               "draft_tokens": args.draft_tokens}
+    request = urllib.request.Request(daemon.url + "/specd/v1/complete", data=json.dumps(payload).encode(),
+                                     headers={"Authorization": f"Bearer {daemon.token}",
+                                              "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=600) as response:
+            answer = json.load(response)
+    except urllib.error.HTTPError as e:
+        print(f"specd: {e.code}: {_error_message(e)}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"specd: cannot reach the daemon at {daemon.url}: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(answer, indent=2))
+        return 0
+    sys.stdout.write(answer["text"])
+    if not answer["text"].endswith("\n"):
+        sys.stdout.write("\n")
+    stats = answer.get("specd", {})
+    print(f"[{answer['finish_reason']}; {stats.get('completion_tokens')} tokens in {stats.get('total_s', 0):.3f}s; "
+          f"drafted {stats.get('drafted_tokens')}, accepted {stats.get('accepted_tokens')}, "
+          f"verifier passes {stats.get('verifier_passes')}]", file=sys.stderr)
+    return 0
+
+
+def _error_message(error: urllib.error.HTTPError) -> str:
+    try:
+        return json.load(error)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return error.reason
+
+
+def _cursor_offset(text: str, args: argparse.Namespace) -> int:
+    if args.offset is not None:
+        if not 0 <= args.offset <= len(text):
+            raise ValueError(f"--offset {args.offset} is outside the text (0..{len(text)})")
+        return args.offset
+    if args.line is None:
+        return len(text)
+    lines = text.split("\n")
+    if not 1 <= args.line <= len(lines):
+        raise ValueError(f"--line {args.line} is outside the text (1..{len(lines)})")
+    line = lines[args.line - 1]
+    if not 1 <= args.column <= len(line) + 1:
+        raise ValueError(f"--column {args.column} is outside line {args.line} (1..{len(line) + 1})")
+    return sum(len(l) + 1 for l in lines[: args.line - 1]) + args.column - 1
+
+
+def cmd_lsp(args: argparse.Namespace) -> int:
+    try:
+        from specd.lsp.server import main as lsp_main
+    except ImportError as e:
+        print(f"specd: the language server is not available in this installation ({e})", file=sys.stderr)
+        return 1
+    lsp_main(args.args)
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    try:
+        from .editor_config import main as config_main
+    except ImportError as e:
+        print(f"specd: `specd config` is not available in this installation ({e})", file=sys.stderr)
+        return 1
+    return config_main(args.args) or 0
+
+
+_PASS_THROUGH = ("lsp", "config")
+_COMMANDS = {
+    "start": cmd_start, "serve": cmd_serve, "restart": cmd_restart, "stop": cmd_stop, "status": cmd_status,
+    "logs": cmd_logs, "complete": cmd_complete, "lsp": cmd_lsp, "config": cmd_config,
+}
+
+if __name__ == "__main__":
+    main()

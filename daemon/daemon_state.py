@@ -1,0 +1,128 @@
+"""The running daemon's footprint on disk: the state file (daemon.json) and the lock.
+
+The daemon holds an exclusive flock on the lock file for its whole life. The kernel drops the lock
+when the process dies, even by SIGKILL, so "state file present but lock free" reliably means stale
+state, without trusting a pid that may have been reused. Cheap to import: no torch, no aiohttp.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+from .paths import Paths, ensure_dir
+
+log = logging.getLogger("specd.state")
+
+
+class DaemonLock:
+    def __init__(self, lock_file: Path) -> None:
+        self.lock_file = lock_file
+        self._fd: int | None = None
+
+    def acquire(self, attempts: int = 1) -> bool:
+        """Non-blocking; `attempts` > 1 retries briefly, because `specd status` and the stale-state
+        check take the lock for an instant too."""
+        ensure_dir(self.lock_file.parent, private=True)
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+        for attempt in range(attempts):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if attempt + 1 < attempts:
+                    time.sleep(0.05)
+                continue
+            self._fd = fd
+            return True
+        os.close(fd)
+        return False
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None
+
+
+def lock_is_held(lock_file: Path) -> bool:
+    try:
+        fd = os.open(lock_file, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def read_state(paths: Paths) -> dict | None:
+    try:
+        data = json.loads(paths.state_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {}  # unreadable: only its lock can tell whether it is stale
+    return data if isinstance(data, dict) else {}
+
+
+def write_state(paths: Paths, state: dict) -> None:
+    """Atomic: readers see the old file or the new one, never half of one."""
+    ensure_dir(paths.state_dir, private=True)
+    tmp = paths.state_file.with_name(f".{paths.state_file.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(state, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, paths.state_file)
+
+
+def remove_state(paths: Paths) -> None:
+    try:
+        paths.state_file.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def read_token(token_file: Path) -> str | None:
+    try:
+        return token_file.read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def live_state(paths: Paths) -> dict | None:
+    """The running daemon's state, or None. A state file left by a dead daemon is removed here."""
+    state = read_state(paths)
+    if state is None:
+        return None
+    if not lock_is_held(paths.lock_file):
+        # Remove it only while holding the lock ourselves, so a daemon starting right now cannot
+        # have its fresh state file deleted.
+        lock = DaemonLock(paths.lock_file)
+        if lock.acquire():
+            try:
+                log.info("removing stale state left by pid %s", state.get("pid"))
+                remove_state(paths)
+            finally:
+                lock.release()
+        return None
+    pid = state.get("pid")
+    if not isinstance(pid, int) or not pid_alive(pid) or not isinstance(state.get("url"), str):
+        return None  # a new daemon holds the lock and has not written its state yet
+    return state

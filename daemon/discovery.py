@@ -1,0 +1,48 @@
+"""Finding the running daemon (URL, token, pid) and starting it when needed, for the language server
+and other tools. Light on purpose: no torch, no aiohttp; starting runs `specd serve` detached, exactly
+as `specd start` does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from .daemon_state import live_state, read_token
+from .paths import Paths, get_paths
+
+
+@dataclass(frozen=True)
+class DaemonInfo:
+    url: str
+    token: str
+    pid: int
+    ready: bool = True  # False while the models are still loading (requests then wait in the queue)
+
+
+def find_daemon(paths: Paths | None = None) -> DaemonInfo | None:
+    paths = paths or get_paths()
+    state = live_state(paths)
+    if state is None:
+        return None
+    token = read_token(paths.token_file)
+    if token is None:
+        return None
+    return DaemonInfo(state["url"].rstrip("/"), token, state["pid"], state.get("status") == "ready")
+
+
+def ensure_daemon_running(progress: Callable[[str], None] = lambda message: None,
+                          paths: Paths | None = None) -> DaemonInfo:
+    """The running daemon, started first if needed; returns once it answers. Raises DaemonError
+    (from specd.daemon.process) with the reason when it cannot be started."""
+    paths = paths or get_paths()
+    info = find_daemon(paths)
+    if info is not None and info.ready:
+        return info
+    from .process import DaemonError, start_background
+
+    start_background(paths, [], progress)
+    info = find_daemon(paths)
+    if info is None:
+        raise DaemonError("specd started but then exited; see `specd logs`")
+    return info

@@ -1,0 +1,273 @@
+"""The daemon process: run it in the foreground (`serve`), start it detached, stop it, ask how it is.
+
+`serve` is the only path that imports the engine (torch) and aiohttp; start/stop/status stay light so
+the CLI and the language server start fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Callable
+
+from . import __version__
+from .daemon_state import DaemonLock, live_state, lock_is_held, read_token, remove_state, write_state
+from .paths import Paths, ensure_dir
+from .settings import Settings
+
+log = logging.getLogger("specd.process")
+progress_log = logging.getLogger("specd.progress")
+
+PROGRESS_MARK = " specd.progress: "  # how `start` picks progress lines out of the daemon's log
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+MAX_LOG_BYTES = 5 * 1024 * 1024
+STOP_TIMEOUT_S = 30.0
+
+Progress = Callable[[str], None]
+
+
+class DaemonError(RuntimeError):
+    """The daemon could not be started or reached; the message says why and what to do."""
+
+
+# ---- serve (the daemon itself) -------------------------------------------------------------------
+
+def serve(settings: Settings, paths: Paths) -> int:
+    """Run the daemon in this process until SIGTERM/SIGINT. Returns the exit code."""
+    ensure_dir(paths.state_dir, private=True)
+    lock = DaemonLock(paths.lock_file)
+    if not lock.acquire(attempts=20):
+        state = live_state(paths) or {}
+        log.error("specd is already running%s", f" at {state['url']} (pid {state['pid']})" if state else "")
+        return 1
+    try:
+        remove_state(paths)  # we hold the lock, so any state file is a dead daemon's
+        return asyncio.run(_serve(settings, paths))
+    finally:
+        remove_state(paths)
+        lock.release()
+
+
+def _engine_hooks(settings: Settings):
+    from . import engine as engine_module  # heavy: torch
+
+    def load(progress: Progress):
+        config = engine_module.EngineConfig(**settings.engine_kwargs())
+        return engine_module.Engine.load(config, progress=progress)
+
+    return engine_module, load
+
+
+async def _serve(settings: Settings, paths: Paths) -> int:
+    from aiohttp import web
+
+    from .metrics import Metrics
+    from .scheduler import Scheduler
+    from .server import create_app
+    from .server_security import load_or_create_token
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    failure: list[str] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    def load_failed(message: str) -> None:
+        failure.append(message)
+        loop.call_soon_threadsafe(stop.set)
+
+    token = load_or_create_token(paths.token_file)
+    progress_log.info("loading the engine (torch)")
+    engine_module, load = await loop.run_in_executor(None, _engine_hooks, settings)
+    metrics = Metrics()
+    scheduler = Scheduler(load, engine_module.CancelToken, metrics, queue_size=settings.queue_size,
+                          request_timeout=settings.request_timeout, keep_alive=settings.keep_alive,
+                          progress=progress_log.info, on_load_failed=load_failed)
+    app = create_app(settings, scheduler, token=token, new_request=engine_module.GenerationRequest,
+                     request_error=engine_module.RequestError)
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    try:
+        await site.start()
+    except OSError as e:
+        await runner.cleanup()
+        log.error("cannot listen on %s:%s: %s (is another program using the port? set `port` in "
+                  "settings.json or pass --port)", settings.host, settings.port, e.strerror or e)
+        return 1
+    port = site._server.sockets[0].getsockname()[1]  # the real port when settings.port is 0
+    host = settings.host if ":" not in settings.host else f"[{settings.host}]"
+    state = {"pid": os.getpid(), "url": f"http://{host}:{port}", "host": settings.host, "port": port,
+             "token_file": str(paths.token_file), "version": __version__, "started_at": time.time(),
+             "status": "loading"}
+    write_state(paths, state)
+    progress_log.info("listening on %s; loading the models", state["url"])
+    scheduler.start()
+    loaded = loop.run_in_executor(None, scheduler.wait_loaded)
+    waiter = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({loaded, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    if loaded.done() and not failure:
+        write_state(paths, {**state, "status": "ready"})
+        progress_log.info("ready at %s", state["url"])
+    await waiter
+    log.info("stopping: cancelling queued and running requests")
+    remove_state(paths)
+    await loop.run_in_executor(None, scheduler.stop)
+    await runner.cleanup()
+    if failure:
+        log.error("the models could not be loaded: %s", failure[0])
+        return 1
+    log.info("stopped")
+    return 0
+
+
+# ---- start / stop / status (from another process) -------------------------------------------------
+
+def start_background(paths: Paths, serve_args: list[str], progress: Progress) -> tuple[dict, bool]:
+    """Start `specd serve` detached and wait until it answers. Returns (state, already_running)."""
+    state = live_state(paths)
+    if state is not None:
+        if state.get("status") != "ready":
+            state = _wait_ready(paths, None, progress, log_offset=_log_size(paths))
+        return state, True
+    ensure_dir(paths.state_dir, private=True)
+    _rotate_log(paths.log_file)
+    offset = _log_size(paths)
+    with open(paths.log_file, "ab") as log_file:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "specd.daemon.cli", "serve", *serve_args],
+            stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own session: closing the terminal does not hang it up
+            close_fds=True,
+        )
+    progress(f"starting specd (pid {child.pid}); log: {paths.log_file}")
+    return _wait_ready(paths, child, progress, offset), False
+
+
+def _wait_ready(paths: Paths, child: subprocess.Popen | None, progress: Progress, log_offset: int) -> dict:
+    while True:
+        log_offset = _relay_progress(paths.log_file, log_offset, progress)
+        state = live_state(paths)
+        if state is not None and state.get("status") == "ready" and _answers(state["url"]):
+            return state
+        if child is not None and child.poll() is not None:
+            _relay_progress(paths.log_file, log_offset, progress)
+            other = live_state(paths)
+            if other is not None and other.get("status") == "ready":  # lost a race with another start
+                return other
+            raise DaemonError(f"specd exited during start (code {child.returncode}); "
+                              f"last lines of {paths.log_file}:\n{tail_log(paths.log_file, 15)}")
+        if child is None and state is None:
+            raise DaemonError("the daemon that was starting has exited; see `specd logs`")
+        time.sleep(0.1)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/health", timeout=2) as response:
+            return json.load(response).get("status") == "ok"
+    except (OSError, ValueError):
+        return False
+
+
+def _log_size(paths: Paths) -> int:
+    try:
+        return paths.log_file.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _relay_progress(log_file: Path, offset: int, progress: Progress) -> int:
+    try:
+        with open(log_file, "rb") as f:
+            f.seek(offset)
+            chunk = f.read()
+    except FileNotFoundError:
+        return offset
+    complete = chunk[: chunk.rfind(b"\n") + 1]  # a line still being written waits for the next poll
+    for line in complete.decode("utf-8", "replace").splitlines():
+        if PROGRESS_MARK in line:
+            progress(line.split(PROGRESS_MARK, 1)[1])
+        elif " ERROR " in line:
+            progress(line)
+    return offset + len(complete)
+
+
+def _rotate_log(log_file: Path) -> None:
+    try:
+        if log_file.stat().st_size > MAX_LOG_BYTES:
+            os.replace(log_file, log_file.with_name(log_file.name + ".1"))
+    except FileNotFoundError:
+        pass
+
+
+def tail_log(log_file: Path, lines: int) -> str:
+    try:
+        with open(log_file, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 256 * 1024))
+            data = f.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return ""
+    return "\n".join(data.splitlines()[-lines:])
+
+
+def stop_daemon(paths: Paths, progress: Progress, timeout: float = STOP_TIMEOUT_S) -> dict | None:
+    """SIGTERM the daemon and wait for it to release its lock. Returns its state, or None if none ran."""
+    state = live_state(paths)
+    if state is None:
+        return None
+    pid = state["pid"]
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    progress(f"stopping specd (pid {pid})")
+    deadline = time.monotonic() + timeout
+    while lock_is_held(paths.lock_file) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if lock_is_held(paths.lock_file):
+        progress(f"specd did not stop within {timeout:g}s; killing it")
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        while lock_is_held(paths.lock_file):
+            time.sleep(0.05)
+    live_state(paths)  # removes the state file if the daemon could not
+    return state
+
+
+def daemon_status(paths: Paths) -> dict:
+    """What `specd status` shows: the state file plus, when it answers, the daemon's own report."""
+    state = live_state(paths)
+    if state is None:
+        return {"running": False, "token_file": str(paths.token_file), "log_file": str(paths.log_file)}
+    report = dict(state, running=True, log_file=str(paths.log_file))
+    report.pop("status", None)
+    report["state"] = state.get("status")
+    token = read_token(paths.token_file)
+    request = urllib.request.Request(state["url"] + "/specd/v1/status",
+                                     headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            live = json.load(response)
+    except (OSError, ValueError) as e:
+        report["responding"] = False
+        report["error"] = str(e)
+        return report
+    report["responding"] = True
+    for key in ("state", "load_error", "device", "models", "uptime_s", "requests_served", "acceptance_rate",
+                "queue_depth", "idle"):
+        report[key] = live.get(key)
+    return report

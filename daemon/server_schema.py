@@ -1,0 +1,313 @@
+"""Parsing and validating HTTP request bodies into plain parameters (no aiohttp, no engine here).
+
+Every refusal is a BadRequest whose message names the field and what was expected.
+Unknown top-level fields are ignored, as OpenAI-compatible servers usually do: clients send extras.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_STOP_STRINGS = 16
+MODES = ("line", "block")
+
+
+class BadRequest(ValueError):
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+@dataclass
+class CompletionParams:
+    prompt: str
+    suffix: str | None = None
+    max_tokens: int = 16
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+    mode: str | None = None
+    draft_tokens: int | None = None
+    document_id: str | None = None
+    stream: bool = False
+    include_usage: bool = False
+    model: str | None = None
+
+
+def parse_json_body(raw: bytes) -> dict:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BadRequest(f"request body is not valid UTF-8 (invalid byte at offset {e.start})") from None
+    if not text.strip():
+        raise BadRequest("request body is empty; expected a JSON object")
+
+    def no_constants(name: str) -> Any:
+        raise BadRequest(f"request body is not valid JSON: {name} is not a JSON number")
+
+    try:
+        body = json.loads(text, parse_constant=no_constants)
+    except json.JSONDecodeError as e:
+        raise BadRequest(f"request body is not valid JSON: line {e.lineno} column {e.colno}: {e.msg}") from None
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    return body
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array",
+            dict: "object"}.get(type(value), type(value).__name__)
+
+
+def _wrong(name: str, expected: str, value: Any) -> BadRequest:
+    return BadRequest(f"'{name}' must be {expected}, got {_type_name(value)}", param=name)
+
+
+def _int(body: dict, name: str, default: int | None, low: int | None = None, high: int | None = None,
+         nullable: bool = True) -> int | None:
+    value = body.get(name)
+    if value is None:
+        if name in body and not nullable:
+            raise _wrong(name, "an integer", value)
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise _wrong(name, "an integer", value)
+    if low is not None and value < low:
+        raise BadRequest(f"'{name}' must be >= {low}, got {value}", param=name)
+    if high is not None and value > high:
+        raise BadRequest(f"'{name}' must be <= {high}, got {value}", param=name)
+    return value
+
+
+def _float(body: dict, name: str, default: float, low: float, high: float) -> float:
+    value = body.get(name)
+    if value is None:
+        return default  # Zed sends "temperature": null
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise _wrong(name, "a number", value)
+    if not low <= value <= high:
+        raise BadRequest(f"'{name}' must be between {low} and {high}, got {value}", param=name)
+    return float(value)
+
+
+def _str(body: dict, name: str, default: str | None = None, required: bool = False) -> str | None:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise BadRequest(f"'{name}' is required", param=name)
+        return default
+    if not isinstance(value, str):
+        raise _wrong(name, "a string", value)
+    return value
+
+
+def _bool(body: dict, name: str, default: bool) -> bool:
+    value = body.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise _wrong(name, "a boolean", value)
+    return value
+
+
+def _object(body: dict, name: str) -> dict:
+    value = body.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _wrong(name, "an object", value)
+    return value
+
+
+def _stop(body: dict) -> list[str]:
+    value = body.get("stop")
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
+        raise _wrong("stop", "a string or an array of strings", value)
+    if len(value) > MAX_STOP_STRINGS:
+        raise BadRequest(f"'stop' has {len(value)} strings; at most {MAX_STOP_STRINGS} are supported", "stop")
+    if any(s == "" for s in value):
+        raise BadRequest("'stop' strings must not be empty", "stop")
+    return list(value)
+
+
+def _refuse_unsupported(body: dict) -> None:
+    """Fields whose non-default values we cannot honour: refusing beats silently ignoring them."""
+    n = _int(body, "n", 1, low=1)
+    if n != 1:
+        raise BadRequest("'n' > 1 is not supported; send separate requests", "n")
+    best_of = _int(body, "best_of", 1, low=1)
+    if best_of != 1:
+        raise BadRequest("'best_of' > 1 is not supported", "best_of")
+    if _bool(body, "echo", False):
+        raise BadRequest("'echo' is not supported", "echo")
+    if body.get("logprobs") not in (None, False, 0):
+        raise BadRequest("'logprobs' are not supported", "logprobs")
+    for name in ("presence_penalty", "frequency_penalty"):
+        if _float(body, name, 0.0, -2.0, 2.0) != 0.0:
+            raise BadRequest(f"'{name}' is not supported; leave it at 0", name)
+    if body.get("logit_bias"):
+        raise BadRequest("'logit_bias' is not supported", "logit_bias")
+
+
+def _sampling(body: dict, params: CompletionParams, default_max_tokens: int) -> None:
+    params.max_tokens = _int(body, "max_tokens", default_max_tokens, low=0)
+    params.temperature = _float(body, "temperature", 0.0, 0.0, 2.0)
+    params.top_p = _float(body, "top_p", 1.0, 0.0, 1.0)
+    if params.top_p == 0.0:
+        raise BadRequest("'top_p' must be > 0", "top_p")
+    params.seed = _int(body, "seed", None)
+    params.stop = _stop(body)
+
+
+def _specd_options(body: dict, params: CompletionParams) -> None:
+    options = _object(body, "specd")
+    params.draft_tokens = _int(options, "draft_tokens", None, low=0, high=256)
+    params.mode = _mode(options)
+    params.document_id = _str(options, "document_id")
+
+
+def _mode(body: dict) -> str | None:
+    mode = _str(body, "mode")
+    if mode is not None and mode not in MODES:
+        raise BadRequest(f"'mode' must be one of {', '.join(MODES)} or null, got {mode!r}", "mode")
+    return mode
+
+
+def _stream(body: dict, params: CompletionParams) -> None:
+    params.stream = _bool(body, "stream", False)
+    params.include_usage = _bool(_object(body, "stream_options"), "include_usage", False)
+
+
+def parse_completion(body: dict) -> CompletionParams:
+    """OpenAI POST /v1/completions. The prompt is used as is (Zed sends a ready FIM prompt);
+    with `suffix` the engine applies the verifier's FIM template."""
+    prompt = body.get("prompt")
+    if isinstance(prompt, list):
+        if len(prompt) != 1 or not isinstance(prompt[0], str):
+            raise BadRequest("'prompt' must be a string or an array of exactly one string "
+                             "(token-id prompts and batches are not supported)", "prompt")
+        prompt = prompt[0]
+    if prompt is None:
+        raise BadRequest("'prompt' is required", "prompt")
+    if not isinstance(prompt, str):
+        raise _wrong("prompt", "a string", prompt)
+    params = CompletionParams(prompt=prompt, suffix=_str(body, "suffix"), model=_str(body, "model"))
+    _refuse_unsupported(body)
+    _sampling(body, params, default_max_tokens=16)
+    _stream(body, params)
+    _specd_options(body, params)
+    return params
+
+
+CHAT_ROLES = ("system", "user", "assistant", "developer")
+
+
+def parse_chat(body: dict) -> tuple[list[dict], CompletionParams]:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise BadRequest("'messages' must be a non-empty array of {role, content} objects", "messages")
+    clean = []
+    for i, message in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(message, dict):
+            raise _wrong(where, "an object", message)
+        role = message.get("role")
+        if role not in CHAT_ROLES:
+            raise BadRequest(f"'{where}.role' must be one of {', '.join(CHAT_ROLES)}, got {role!r}", "messages")
+        clean.append({"role": "system" if role == "developer" else role,
+                      "content": _chat_content(message.get("content"), where)})
+    params = CompletionParams(prompt="", model=_str(body, "model"))
+    _refuse_unsupported(body)
+    if body.get("max_completion_tokens") is not None:
+        body = {**body, "max_tokens": body["max_completion_tokens"]}
+    _sampling(body, params, default_max_tokens=256)
+    _stream(body, params)
+    _specd_options(body, params)
+    return clean, params
+
+
+def _chat_content(content: Any, where: str) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # [{"type": "text", "text": ...}, ...]
+        parts = []
+        for part in content:
+            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+                raise BadRequest(f"'{where}.content' parts must be {{\"type\": \"text\", \"text\": string}}; "
+                                 "other content types are not supported", "messages")
+            parts.append(part["text"])
+        return "".join(parts)
+    raise _wrong(f"{where}.content", "a string or an array of text parts", content)
+
+
+@dataclass
+class Snippet:
+    path: str
+    text: str
+
+
+def parse_native(body: dict) -> tuple[CompletionParams, str | None, str | None, list[Snippet]]:
+    """POST /specd/v1/complete, the language server's route. Returns (params, language, path, snippets)."""
+    prefix = _str(body, "prefix", required=True)
+    params = CompletionParams(prompt=prefix, suffix=_str(body, "suffix", ""))
+    language = _str(body, "language")
+    path = _str(body, "path")
+    params.document_id = _str(body, "document_id")
+    params.mode = _mode(body)
+    _sampling(body, params, default_max_tokens=64)
+    _stream(body, params)
+    params.draft_tokens = _int(body, "draft_tokens", None, low=0, high=256)
+    raw_snippets = body.get("extra_context")
+    snippets = []
+    if raw_snippets is not None:
+        if not isinstance(raw_snippets, list):
+            raise _wrong("extra_context", "an array of {path, text} objects", raw_snippets)
+        for i, item in enumerate(raw_snippets):
+            if not isinstance(item, dict):
+                raise _wrong(f"extra_context[{i}]", "an object", item)
+            snippets.append(Snippet(_str(item, "path", "") or "", _str(item, "text", required=True)))
+    return params, language, path, snippets
+
+
+_LINE_COMMENTS = {
+    "#": ("python", "shellscript", "bash", "sh", "zsh", "fish", "ruby", "perl", "r", "yaml", "toml",
+          "dockerfile", "makefile", "cmake", "elixir", "julia", "nim", "powershell", "coffeescript", "nix"),
+    "--": ("sql", "lua", "haskell", "elm", "ada", "vhdl"),
+    ";": ("lisp", "clojure", "scheme", "commonlisp", "racket", "elisp", "ini"),
+    "%": ("erlang", "latex", "tex", "matlab", "prolog"),
+}
+
+
+def line_comment(language: str | None) -> str:
+    lang = (language or "").lower()
+    for token, languages in _LINE_COMMENTS.items():
+        if lang in languages:
+            return token
+    return "//"
+
+
+def native_prompt(prefix: str, language: str | None, snippets: list[Snippet]) -> str:
+    """Extra context goes before the prefix as commented-out lines headed by their path (Tabby's
+    layout), so the model reads it as reference rather than as code of the current file."""
+    if not snippets:
+        return prefix
+    c = line_comment(language)
+    blocks = []
+    for snippet in snippets:
+        lines = [f"{c} Path: {snippet.path}"] if snippet.path else []
+        lines += [f"{c} {line}" if line else c for line in snippet.text.splitlines()]
+        blocks.append("\n".join(lines) + "\n")
+    return "".join(blocks) + prefix

@@ -1,0 +1,122 @@
+"""Local means safe: the bearer token file and the Host / Origin / token checks as aiohttp middlewares.
+
+Host and Origin checks stop DNS rebinding and cross-site requests from a browser tab: a web page can
+reach 127.0.0.1, but it cannot pick the Host header's name nor hide its Origin.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import secrets
+import stat
+from pathlib import Path
+from typing import Awaitable, Callable
+
+from aiohttp import web
+
+from .settings import Settings, is_loopback_host
+
+log = logging.getLogger("specd.security")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+PUBLIC_ROUTES = frozenset({"/health"})
+
+
+def json_error(status: int, message: str, kind: str, headers: dict | None = None) -> web.Response:
+    body = {"error": {"message": message, "type": kind, "code": status}}
+    return web.json_response(body, status=status, headers=headers)
+
+
+def load_or_create_token(token_file: Path) -> str:
+    """The token lives in a 0600 file created on first start and reused afterwards, so that
+    editors configured with it keep working across restarts."""
+    token_file.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        mode = stat.S_IMODE(token_file.stat().st_mode)
+        if mode & 0o077:
+            log.warning("token file %s was readable by others (mode %o); restricting it to 0600", token_file, mode)
+            os.chmod(token_file, 0o600)
+        token = token_file.read_text(encoding="utf-8").strip()
+        if token:
+            return token
+        fd = os.open(token_file, os.O_WRONLY | os.O_TRUNC, 0o600)
+    token = secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(token + "\n")
+    return token
+
+
+def _host_name(host_header: str) -> str:
+    if host_header.startswith("["):  # [::1]:7411
+        return host_header[1:].split("]", 1)[0]
+    if host_header.count(":") == 1:
+        return host_header.rsplit(":", 1)[0]
+    return host_header
+
+
+def allowed_host_names(settings: Settings) -> frozenset[str]:
+    names = {h.lower() for h in settings.allowed_hosts}
+    if settings.host not in ("0.0.0.0", "::", "") and not is_loopback_host(settings.host):
+        names.add(settings.host.lower())  # an explicit non-loopback bind is reached by that name
+    return frozenset(names)
+
+
+def security_middlewares(settings: Settings, token: str) -> list:
+    extra_hosts = allowed_host_names(settings)
+    allowed_origins = frozenset(o.rstrip("/") for o in settings.allowed_origins)
+    expected = f"Bearer {token}".encode()
+
+    @web.middleware
+    async def check_host(request: web.Request, handler: Handler) -> web.StreamResponse:
+        host = request.headers.get("Host")
+        if host is None:
+            return json_error(403, "missing Host header", "forbidden")
+        name = _host_name(host.strip()).lower()
+        if not (is_loopback_host(name) or name in extra_hosts):
+            log.warning("refused a request for Host %r (not a loopback name)", host)
+            return json_error(403, f"Host {host!r} is not allowed: specd answers only to loopback names "
+                                   "(add it to allowed_hosts in settings.json to change this)", "forbidden")
+        return await handler(request)
+
+    @web.middleware
+    async def check_origin(request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        fetch_site = request.headers.get("Sec-Fetch-Site")
+        if origin is not None and origin.rstrip("/") in allowed_origins:
+            if request.method == "OPTIONS":
+                return web.Response(status=204, headers=_cors_headers(origin, preflight=True))
+            response = await handler(request)
+            response.headers.update(_cors_headers(origin))
+            return response
+        if origin is not None or fetch_site not in (None, "none", "same-origin"):
+            log.warning("refused a browser request from origin %r", origin)
+            return json_error(403, f"browser origin {origin!r} is not allowed "
+                                   "(list it in allowed_origins in settings.json to allow it)", "forbidden")
+        return await handler(request)
+
+    @web.middleware
+    async def check_token(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in PUBLIC_ROUTES:
+            return await handler(request)
+        given = request.headers.get("Authorization", "").strip().encode()
+        if not hmac.compare_digest(given, expected):
+            why = "missing Authorization header" if not given else "wrong token"
+            return json_error(401, f"{why}: send 'Authorization: Bearer <token>' with the token from "
+                                   "`specd status --json` (token_file)", "unauthorized",
+                              headers={"WWW-Authenticate": "Bearer"})
+        return await handler(request)
+
+    return [check_host, check_origin, check_token]
+
+
+def _cors_headers(origin: str, preflight: bool = False) -> dict[str, str]:
+    headers = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+    if preflight:
+        headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+        headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+        headers["Access-Control-Max-Age"] = "600"
+    return headers

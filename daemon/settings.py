@@ -1,0 +1,262 @@
+"""The daemon's settings: defaults < settings.json < SPECD_* environment < command-line flags.
+
+settings.json is read, never written: a file the user edits by hand is theirs. It may contain
+// and /* */ comments; a malformed file is reported with its line and column.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+ENV_PREFIX = "SPECD_"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+class SettingsError(ValueError):
+    """A setting could not be read; the message names where and why."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    verifier: str = "smollm2-135m"
+    drafter: str | None = None
+    draft_strategy: str = "auto"
+    max_draft_tokens: int = 8
+    device: str = "auto"
+    dtype: str = "auto"
+    max_context: int = 4096
+    cache_slots: int = 4
+    host: str = "127.0.0.1"
+    port: int = 7411
+    keep_alive: float = -1  # seconds a model stays loaded while unused; -1 = forever, 0 = unload at once
+    allowed_origins: list[str] = field(default_factory=list)
+    allowed_hosts: list[str] = field(default_factory=list)  # Host names accepted besides loopback ones
+    log_prompts: bool = False
+    queue_size: int = 16
+    request_timeout: float = 30.0
+
+    def engine_kwargs(self) -> dict[str, Any]:
+        """The subset that EngineConfig takes."""
+        names = ("verifier", "drafter", "draft_strategy", "max_draft_tokens", "device", "dtype",
+                 "max_context", "cache_slots")
+        return {name: getattr(self, name) for name in names}
+
+
+DRAFT_STRATEGIES = ("auto", "ngram", "model", "layer_skip", "assistant", "none")
+
+# name -> (kind, extra check or None). Kinds drive both JSON validation and parsing of env/flag strings.
+_SCHEMA: dict[str, tuple[str, Any]] = {
+    "verifier": ("str", None),
+    "drafter": ("optional_str", None),
+    "draft_strategy": ("choice", DRAFT_STRATEGIES),
+    "max_draft_tokens": ("int", (0, 64)),
+    "device": ("str", None),
+    "dtype": ("str", None),
+    "max_context": ("int", (16, 1 << 20)),
+    "cache_slots": ("int", (1, 1024)),
+    "host": ("str", None),
+    "port": ("int", (0, 65535)),
+    "keep_alive": ("number", (-1, None)),
+    "allowed_origins": ("str_list", None),
+    "allowed_hosts": ("str_list", None),
+    "log_prompts": ("bool", None),
+    "queue_size": ("int", (1, 100000)),
+    "request_timeout": ("number", (0.001, None)),
+}
+assert set(_SCHEMA) == {f.name for f in dataclasses.fields(Settings)}
+
+SETTING_NAMES = tuple(_SCHEMA)
+
+
+def setting_kind(name: str) -> str:
+    return _SCHEMA[name][0]
+
+
+def load_settings(
+    settings_file: Path,
+    env: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Merge the four layers. `flags` holds only the flags the user gave (None values are ignored);
+    flag values may be strings (parsed like env values) or already typed."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    values.update(read_settings_file(settings_file))
+    for name in SETTING_NAMES:
+        raw = env.get(ENV_PREFIX + name.upper())
+        if raw is not None:
+            values[name] = parse_text_value(name, raw, f"environment variable {ENV_PREFIX}{name.upper()}")
+    for name, raw in (flags or {}).items():
+        if raw is None:
+            continue
+        where = f"--{name.replace('_', '-')}"
+        if isinstance(raw, str):
+            values[name] = parse_text_value(name, raw, where)
+        else:
+            values[name] = check_value(name, raw, where)
+    return Settings(**values)
+
+
+def read_settings_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except UnicodeDecodeError as e:
+        raise SettingsError(f"{path}: not valid UTF-8 (byte {e.start})") from None
+    except OSError as e:
+        raise SettingsError(f"{path}: cannot read: {e.strerror}") from None
+    try:
+        data = json.loads(strip_json_comments(text))
+    except json.JSONDecodeError as e:
+        raise SettingsError(f"{path}: line {e.lineno} column {e.colno}: {e.msg}") from None
+    if not isinstance(data, dict):
+        raise SettingsError(f"{path}: expected a JSON object at the top level, got {_json_type(data)}")
+    out = {}
+    for name, value in data.items():
+        if name not in _SCHEMA:
+            raise SettingsError(
+                f"{path}: line {_key_line(text, name)}: unknown setting {name!r}; "
+                f"known settings: {', '.join(SETTING_NAMES)}"
+            )
+        out[name] = check_value(name, value, f"{path}: line {_key_line(text, name)}: {name!r}")
+    return out
+
+
+def strip_json_comments(text: str) -> str:
+    """Blank out // and /* */ comments outside strings, keeping every newline and column in place
+    so that JSON errors still point at the right spot in the original file."""
+    out = []
+    i, n = 0, len(text)
+    in_string = False
+    while i < n:
+        c = text[i]
+        if in_string:
+            out.append(c)
+            if c == "\\" and i + 1 < n:
+                out.append(text[i + 1])
+                i += 2
+                continue
+            if c == '"':
+                in_string = False
+            i += 1
+        elif c == '"':
+            in_string = True
+            out.append(c)
+            i += 1
+        elif text.startswith("//", i):
+            end = text.find("\n", i)
+            end = n if end < 0 else end
+            out.append(" " * (end - i))
+            i = end
+        elif text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            if end < 0:
+                # Left as is: the JSON parser then reports the line and column of the opening "/*".
+                out.append(text[i:])
+                break
+            end += 2
+            out.append("".join(ch if ch == "\n" else " " for ch in text[i:end]))
+            i = end
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def _key_line(text: str, key: str) -> int:
+    pos = text.find(json.dumps(key))
+    return text.count("\n", 0, pos) + 1 if pos >= 0 else 1
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return "an object"
+
+
+def check_value(name: str, value: Any, where: str) -> Any:
+    """Validate an already-typed value (from JSON or a typed flag)."""
+    kind, extra = _SCHEMA[name]
+
+    def bad(expected: str) -> SettingsError:
+        return SettingsError(f"{where}: expected {expected}, got {_json_type(value)} {json.dumps(value)}")
+
+    if kind == "str":
+        if not isinstance(value, str) or not value:
+            raise bad("a non-empty string")
+    elif kind == "optional_str":
+        if value is not None and (not isinstance(value, str) or not value):
+            raise bad("a non-empty string or null")
+    elif kind == "choice":
+        if value not in extra:
+            raise bad("one of " + ", ".join(extra))
+    elif kind == "bool":
+        if not isinstance(value, bool):
+            raise bad("true or false")
+    elif kind == "str_list":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise bad("a list of strings")
+        value = list(value)
+    elif kind in ("int", "number"):
+        ok_type = (int,) if kind == "int" else (int, float)
+        if isinstance(value, bool) or not isinstance(value, ok_type):
+            raise bad("an integer" if kind == "int" else "a number")
+        low, high = extra
+        if (low is not None and value < low) or (high is not None and value > high):
+            span = f"at least {low}" if high is None else f"between {low} and {high}"
+            raise SettingsError(f"{where}: expected a value {span}, got {value}")
+    return value
+
+
+def parse_text_value(name: str, raw: str, where: str) -> Any:
+    """Parse an environment variable or flag string into the setting's type, then validate it."""
+    kind, _ = _SCHEMA[name]
+    text = raw.strip()
+    value: Any = text
+    if kind == "optional_str" and text.lower() in ("", "none", "null"):
+        value = None
+    elif kind == "bool":
+        lowered = text.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            value = True
+        elif lowered in ("0", "false", "no", "off"):
+            value = False
+        else:
+            raise SettingsError(f"{where}: expected true or false, got {raw!r}")
+    elif kind in ("int", "number"):
+        try:
+            value = int(text)
+        except ValueError:
+            if kind == "int":
+                raise SettingsError(f"{where}: expected an integer, got {raw!r}") from None
+            try:
+                value = float(text)
+            except ValueError:
+                raise SettingsError(f"{where}: expected a number, got {raw!r}") from None
+    elif kind == "str_list":
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise SettingsError(f"{where}: column {e.colno}: {e.msg}") from None
+        else:
+            value = [part.strip() for part in text.split(",") if part.strip()]
+    return check_value(name, value, where)
+
+
+def is_loopback_host(host: str) -> bool:
+    return host in LOOPBACK_HOSTS or host.startswith("127.")

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tomllib
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from specd.daemon import jsonc
 from specd.daemon.editor_files import ChangedUnderUs, read_text, write_file
@@ -102,6 +102,11 @@ def fim_family(model: str) -> str | None:
     return next((family for fragment, family in _NAME_FAMILIES if fragment in name), None)
 
 
+def served_model_name(spec: str) -> str:
+    """The name the daemon serves a model under (GET /v1/models): a folder's own name, else the spec."""
+    return PurePath(spec).name if ("/" in spec and os.path.exists(spec)) else spec
+
+
 def gather_facts() -> Facts:
     paths = get_paths()
     try:
@@ -116,7 +121,7 @@ def gather_facts() -> Facts:
     return Facts(
         base_url=base_url,
         port=port,
-        model=settings.verifier,
+        model=served_model_name(settings.verifier),
         fim_family=fim_family(settings.verifier),
         max_context=settings.max_context,
         token_file=token_file,

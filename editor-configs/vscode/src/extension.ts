@@ -80,7 +80,7 @@ async function refreshStatus(): Promise<void> {
     const result = await client.sendRequest(ExecuteCommandRequest.type, { command: "specd.status", arguments: [] });
     showStatus(result as ServerStatus);
   } catch (err) {
-    showStatus({ daemon: { state: "error", error: err instanceof Error ? err.message : String(err) } });
+    showStatus({ daemon: { error: err instanceof Error ? err.message : String(err) } });
   }
 }
 

@@ -1,30 +1,23 @@
 // Turns the answer of the server's `specd.status` command into the status-bar text.
-// The answer's fields are optional on purpose: an older or newer `specd lsp` may send fewer or more.
+// Every field is optional: an older or newer `specd lsp` may send fewer or more.
+
+export interface DaemonStatus {
+  state?: string; // the daemon's own: "ready", "loading", "unloaded", ...
+  error?: string; // set by `specd lsp` when it could not reach the daemon
+  acceptance_rate?: number | null;
+  requests_served?: number;
+  models?: { verifier?: string; drafter?: string | null; device?: string } | null;
+}
 
 export interface ServerStatus {
   enabled?: boolean;
-  daemon?: string | { state?: string; url?: string; error?: string };
-  acceptance_rate?: number | null;
-  acceptanceRate?: number | null;
-  model?: string;
-  models?: { verifier?: string; drafter?: string | null };
+  daemon?: DaemonStatus;
 }
 
 export interface StatusView {
   text: string;
   tooltip: string;
   healthy: boolean;
-}
-
-export function daemonState(status: ServerStatus): { state: string; detail: string } {
-  const daemon = status.daemon;
-  if (typeof daemon === "string") {
-    return { state: daemon, detail: "" };
-  }
-  if (daemon && typeof daemon === "object") {
-    return { state: daemon.state ?? "unknown", detail: daemon.error ?? daemon.url ?? "" };
-  }
-  return { state: "unknown", detail: "" };
 }
 
 export function statusView(status: ServerStatus | undefined, startError?: string): StatusView {
@@ -34,21 +27,25 @@ export function statusView(status: ServerStatus | undefined, startError?: string
   if (!status) {
     return { text: "$(sync~spin) specd", tooltip: "specd: starting", healthy: true };
   }
+  const daemon = status.daemon ?? {};
+  if (daemon.error) {
+    return { text: "$(warning) specd", tooltip: `specd daemon: ${daemon.error}`, healthy: false };
+  }
   if (status.enabled === false) {
-    return { text: "$(circle-slash) specd", tooltip: "specd: completions off (click to see status)", healthy: true };
+    return { text: "$(circle-slash) specd", tooltip: "specd: completions off (specd: Toggle completions)", healthy: true };
   }
-  const { state, detail } = daemonState(status);
-  const rate = status.acceptance_rate ?? status.acceptanceRate;
-  const model = status.models?.verifier ?? status.model;
-  const lines = [`specd daemon: ${state}${detail ? ` (${detail})` : ""}`];
-  if (model) {
-    lines.push(`model: ${model}${status.models?.drafter ? ` + ${status.models.drafter}` : ""}`);
+  const lines = [`specd daemon: ${daemon.state ?? "unknown"}`];
+  const models = daemon.models;
+  if (models?.verifier) {
+    lines.push(`model: ${models.verifier}${models.drafter ? ` drafted by ${models.drafter}` : ""}`);
   }
+  const rate = daemon.acceptance_rate;
   if (typeof rate === "number") {
     lines.push(`draft acceptance: ${Math.round(rate * 100)}%`);
   }
-  const healthy = !["stopped", "unreachable", "error"].includes(state);
-  const icon = healthy ? "$(check)" : "$(warning)";
+  if (typeof daemon.requests_served === "number") {
+    lines.push(`requests served: ${daemon.requests_served}`);
+  }
   const suffix = typeof rate === "number" ? ` ${Math.round(rate * 100)}%` : "";
-  return { text: `${icon} specd${suffix}`, tooltip: lines.join("\n"), healthy };
+  return { text: `$(check) specd${suffix}`, tooltip: lines.join("\n"), healthy: true };
 }

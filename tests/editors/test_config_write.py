@@ -1,0 +1,141 @@
+"""`specd config <editor> [--write]`: what it prints, and what --write does to the user's files."""
+
+import json
+import os
+import subprocess
+import sys
+import tomllib
+
+import pytest
+
+from specd.daemon import editor_config, jsonc
+
+USER_SETTINGS = """// My VS Code settings
+{
+    "editor.fontSize": 14, // I like it big
+    /* the theme I use */
+    "workbench.colorTheme": "Default Dark+",
+    "files.exclude": {
+        "**/.git": true,
+    },
+}
+"""
+
+
+def backups(path):
+    return sorted(path.parent.glob(path.name + ".specd-backup-*"))
+
+
+def run(argv, capsys):
+    code = editor_config.main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_vscode_write_keeps_comments_makes_a_backup_and_is_idempotent(specd_home, tmp_path, capsys):
+    settings = tmp_path / "settings.json"
+    settings.write_text(USER_SETTINGS)
+    code, out, _ = run(["vscode", "--write", "--file", str(settings)], capsys)
+    assert code == 0
+    text = settings.read_text()
+    for line in ("// My VS Code settings", "// I like it big", "/* the theme I use */", '"**/.git": true,'):
+        assert line in text
+    values = jsonc.loads(text)
+    assert values["editor.fontSize"] == 14 and values["files.exclude"] == {"**/.git": True}
+    assert values["specd.serverPath"]
+    [backup] = backups(settings)
+    assert backup.read_text() == USER_SETTINGS
+    assert "+ specd.serverPath" in out
+
+    code, out, _ = run(["vscode", "--write", "--file", str(settings)], capsys)
+    assert code == 0 and "nothing changed" in out
+    assert settings.read_text() == text
+    assert len(backups(settings)) == 1
+
+
+@pytest.mark.parametrize("editor", ["vscode", "zed"])
+def test_unparsable_settings_are_refused_and_left_byte_identical(specd_home, tmp_path, capsys, editor):
+    settings = tmp_path / "settings.json"
+    broken = b'{\n  "editor.fontSize": 14\n  "oops": true\n}\n'
+    settings.write_bytes(broken)
+    code, _, err = run([editor, "--write", "--file", str(settings)], capsys)
+    assert code == 1
+    assert "cannot parse" in err and "line 3" in err and "left unchanged" in err
+    assert settings.read_bytes() == broken
+    assert backups(settings) == []
+
+
+def test_zed_write_never_puts_the_token_in_the_file(specd_home, tmp_path, capsys):
+    token_file = specd_home / "state" / "token"
+    token_file.parent.mkdir(parents=True)
+    token_file.write_text("secret-token-value\n")
+    settings = tmp_path / "zed" / "settings.json"
+    code, out, err = run(["zed", "--write", "--file", str(settings)], capsys)
+    assert code == 0 and "Created" in out
+    text = settings.read_text()
+    assert "secret-token-value" not in text
+    api = jsonc.loads(text)["edit_predictions"]["open_ai_compatible_api"]
+    assert api["api_url"] == "http://127.0.0.1:7411/v1/completions"
+    assert editor_config.ZED_KEY_ENV in err and str(token_file) in err
+
+
+def test_write_through_a_symlink_keeps_the_link(specd_home, tmp_path, capsys):
+    real = tmp_path / "dotfiles" / "settings.json"
+    real.parent.mkdir()
+    real.write_text("{}\n")
+    link = tmp_path / "settings.json"
+    link.symlink_to(real)
+    assert run(["cursor", "--write", "--file", str(link)], capsys)[0] == 0
+    assert link.is_symlink()
+    assert "specd.serverPath" in jsonc.loads(real.read_text())
+
+
+def test_neovim_write_creates_the_plugin_file_and_refuses_a_foreign_one(specd_home, tmp_path, capsys):
+    plugin = tmp_path / "nvim" / "plugin" / "specd.lua"
+    assert run(["neovim", "--write", "--file", str(plugin)], capsys)[0] == 0
+    assert plugin.read_text().startswith("-- specd for Neovim")
+    assert run(["neovim", "--write", "--file", str(plugin)], capsys)[0] == 0
+    assert backups(plugin) == []
+
+    foreign = tmp_path / "other.lua"
+    foreign.write_text("print('mine')\n")
+    code, _, err = run(["neovim", "--write", "--file", str(foreign)], capsys)
+    assert code == 1 and "not written by specd" in err
+    assert foreign.read_text() == "print('mine')\n"
+
+
+def test_helix_write_appends_once_and_refuses_to_shadow_the_users_languages(specd_home, tmp_path, capsys):
+    languages = tmp_path / "languages.toml"
+    original = '# mine\n[[language]]\nname = "c"\nauto-format = false\n'
+    languages.write_text(original)
+    assert run(["helix", "--write", "--file", str(languages)], capsys)[0] == 0
+    text = languages.read_text()
+    assert text.startswith(original)
+    parsed = tomllib.loads(text)
+    assert parsed["language-server"]["specd"]["command"] == "specd"
+    assert run(["helix", "--write", "--file", str(languages)], capsys)[0] == 0
+    assert languages.read_text() == text
+
+    clash = tmp_path / "clash.toml"
+    clash.write_text('[[language]]\nname = "python"\nlanguage-servers = ["pyright"]\n')
+    code, _, err = run(["helix", "--write", "--file", str(clash)], capsys)
+    assert code == 1 and "python" in err
+    assert backups(clash) == []
+
+
+def test_emacs_write_is_refused_with_a_reason(specd_home, capsys):
+    code, _, err = run(["emacs", "--write"], capsys)
+    assert code == 1 and "not supported" in err
+
+
+def test_specd_config_prints_a_snippet_filled_for_this_machine(specd_home, tmp_path):
+    (specd_home / "config").mkdir(parents=True)
+    (specd_home / "config" / "settings.json").write_text('{"port": 9123, // mine\n "verifier": "Qwen/Qwen2.5-Coder-1.5B"}')
+    env = {**os.environ, "SPECD_HOME": str(specd_home)}
+    done = subprocess.run([sys.executable, "-m", "specd.daemon.cli", "config", "zed"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    api = json.loads(done.stdout)["edit_predictions"]["open_ai_compatible_api"]
+    assert api == {"api_url": "http://127.0.0.1:9123/v1/completions", "model": "Qwen/Qwen2.5-Coder-1.5B",
+                   "prompt_format": "qwen", "max_output_tokens": 64}
+    assert str(specd_home / "state" / "token") in done.stderr

@@ -1,0 +1,132 @@
+"""HTTP client for the daemon's native completion route.
+
+Requests are plain `async` aiohttp calls, so cancelling the awaiting task aborts the HTTP request: the
+connection is closed and the daemon cancels the job in its engine loop. The daemon is found through its
+state file; when none is running it is started the way `specd start` does, and when it restarted (new
+port or token) it is found again on the next request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any, Callable
+
+import aiohttp
+
+from . import locate
+from .locate import Endpoint
+
+log = logging.getLogger(__name__)
+
+COMPLETE_ROUTE = "/specd/v1/complete"
+STATUS_ROUTE = "/specd/v1/status"
+
+
+class DaemonError(Exception):
+    """The daemon could not answer; the message says why (never contains document text)."""
+
+
+class DaemonClient:
+    def __init__(
+        self,
+        find: Callable[[], Endpoint | None] = locate.find,
+        start: Callable[[], Endpoint] = locate.start,
+        timeout_s: float = 30.0,
+        report: Callable[[str], None] = lambda message: None,
+    ) -> None:
+        self._find = find
+        self._start = start
+        self.report = report
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._session: aiohttp.ClientSession | None = None
+        self._endpoint: Endpoint | None = None
+        self._starting: asyncio.Future | None = None
+
+    async def complete(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return await self._call("POST", COMPLETE_ROUTE, payload)
+
+    async def status(self) -> dict[str, Any]:
+        return await self._call("GET", STATUS_ROUTE, None)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _call(self, method: str, route: str, payload: dict | None) -> dict[str, Any]:
+        endpoint = await self._connect()
+        try:
+            return await self._send(endpoint, method, route, payload)
+        except _Stale:
+            # The daemon we knew is gone or has a new token: find (or start) it once more.
+            self._endpoint = None
+        try:
+            return await self._send(await self._connect(), method, route, payload)
+        except _Stale as exc:
+            self._endpoint = None
+            raise DaemonError(f"the daemon is not reachable: {exc}") from None
+
+    async def _connect(self) -> Endpoint:
+        if self._endpoint is None:
+            self._endpoint = await self._locate_or_start()
+        return self._endpoint
+
+    async def _locate_or_start(self) -> Endpoint:
+        if self._starting is None:
+            endpoint = self._find()  # cheap: a state file and a lock check
+            if endpoint is not None:
+                return endpoint
+            self.report("specd: no daemon is running; starting one")
+            # Shared by concurrent requests, and shielded: a cancelled keystroke must not abort a start.
+            self._starting = asyncio.ensure_future(asyncio.to_thread(self._start_daemon))
+            self._starting.add_done_callback(self._started)
+        return await asyncio.shield(self._starting)
+
+    def _started(self, future: asyncio.Future) -> None:
+        self._starting = None
+        if not future.cancelled() and future.exception() is None:
+            self.report(f"specd: daemon started at {future.result().url}")
+
+    def _start_daemon(self) -> Endpoint:
+        try:
+            return self._start()
+        except Exception as exc:
+            raise DaemonError(f"could not start the daemon: {exc}") from None
+
+    async def _send(self, endpoint: Endpoint, method: str, route: str, payload: dict | None) -> dict:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        headers = {"Authorization": f"Bearer {endpoint.token}"}
+        try:
+            async with self._session.request(method, endpoint.url + route, json=payload, headers=headers) as resp:
+                body = await resp.read()
+                if resp.status == 401:
+                    raise _Stale(f"{endpoint.url} refused the token")
+                return _decode(resp.status, body)
+        except aiohttp.ClientConnectorError:
+            raise _Stale(f"nothing answers at {endpoint.url}") from None
+        except asyncio.TimeoutError:
+            raise DaemonError(f"the daemon did not answer within {self._timeout.total:g} s") from None
+        except aiohttp.ClientError as exc:
+            self._endpoint = None
+            raise DaemonError(f"lost the connection to the daemon ({type(exc).__name__})") from None
+
+
+class _Stale(Exception):
+    """The endpoint no longer reaches the daemon (refused, or the token changed)."""
+
+
+def _decode(status: int, body: bytes) -> dict:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise DaemonError(f"the daemon answered HTTP {status} with a body that is not JSON") from None
+    if status != 200:
+        message = data.get("error", {}).get("message", "") if isinstance(data, dict) else ""
+        raise DaemonError(f"the daemon refused the request: HTTP {status} {message}".rstrip())
+    if not isinstance(data, dict):
+        raise DaemonError("the daemon answered with JSON that is not an object")
+    return data
+

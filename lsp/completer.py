@@ -1,0 +1,180 @@
+"""From a cursor in an open document to the text to show there.
+
+The order of the checks is the point of this module: the typed-ahead rest of the last suggestion, or
+a prefetch already running for this spot, is answered without a new decode; otherwise wait out the
+debounce, ask the daemon, clean the result. One decode per document is live at a time: a newer request
+for the same document cancels the older one, and cancelling a request aborts its HTTP call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from . import context, postprocess
+from .client import DaemonClient, DaemonError
+from .config import Settings
+from .debounce import TypingPace
+from .documents import Document, DocumentStore
+from .typed_ahead import Point, TypedAhead
+
+
+def choose_mode(setting: str, line_before: str, line_after: str) -> str:
+    if setting != "auto":
+        return setting
+    return "block" if not (line_before + line_after).strip() else "line"
+
+
+@dataclass
+class Counters:
+    """What `specd.status` reports; numbers only, never text."""
+
+    requests: int = 0
+    decodes: int = 0
+    typed_ahead: int = 0
+    prefetches: int = 0
+    superseded: int = 0
+    failures: int = 0
+    last: dict = field(default_factory=dict)
+
+
+@dataclass
+class _Live:
+    """The one decode running for a document; requests for the same spot and version share it."""
+
+    cursor: Point
+    version: int
+    task: asyncio.Task
+    waiters: int = 0
+
+
+class Completer:
+    def __init__(self, docs: DocumentStore, client: DaemonClient, report: Callable[[str], None]) -> None:
+        self.docs = docs
+        self.client = client
+        self.settings = Settings()
+        self.pace = TypingPace()
+        self.typed = TypedAhead()
+        self.counters = Counters()
+        self._report = report
+        self._live: dict[str, _Live] = {}
+
+    async def suggest(self, doc: Document, cursor: Point) -> str:
+        """The completion at `cursor`, "" when there is none (disabled, failed, stale or superseded)."""
+        self.counters.requests += 1
+        if not self.settings.allows(doc.language_id):
+            return ""
+        rest = self.typed.remainder(doc.uri, cursor)
+        if rest:
+            self.counters.typed_ahead += 1
+            return rest
+        live = self._live.get(doc.uri)
+        if live is None or live.cursor != cursor or live.version != doc.version or live.task.done():
+            live = self._launch(doc, cursor, debounce=True)
+        live.waiters += 1
+        try:
+            return await asyncio.shield(live.task)
+        except asyncio.CancelledError:
+            if not asyncio.current_task().cancelling():
+                self.counters.superseded += 1
+                return ""
+            # The editor cancelled this request (pygls answers RequestCancelled); the decode goes too
+            # unless another request for the same spot still waits for it.
+            live.waiters -= 1
+            if live.waiters == 0:
+                live.task.cancel()
+            raise
+
+    def accepted(self, doc: Document, cursor: Point) -> None:
+        """The user took the whole suggestion: start on the next one before they ask."""
+        if self.settings.allows(doc.language_id):
+            self.counters.prefetches += 1
+            self._launch(doc, cursor, debounce=False)
+
+    def closed(self, uri: str) -> None:
+        live = self._live.pop(uri, None)
+        if live:
+            live.task.cancel()
+        self.typed.forget(uri)
+        self.pace.forget(uri)
+
+    def cancel_all(self) -> None:
+        for uri in list(self._live):
+            self._live.pop(uri).task.cancel()
+
+    def _launch(self, doc: Document, cursor: Point, debounce: bool) -> _Live:
+        old = self._live.get(doc.uri)
+        if old is not None:
+            old.task.cancel()  # a newer request for this document: the older decode is aborted
+        live = _Live(cursor, doc.version, asyncio.ensure_future(self._decode(doc, cursor, doc.version, debounce)))
+        live.task.add_done_callback(lambda task: self._finished(doc.uri, task))
+        self._live[doc.uri] = live
+        return live
+
+    def _finished(self, uri: str, task: asyncio.Task) -> None:
+        live = self._live.get(uri)
+        if live is not None and live.task is task:
+            del self._live[uri]
+        if not task.cancelled():
+            task.exception()  # retrieved so an unexpected error is not reported as "never retrieved"
+
+    async def _decode(self, doc: Document, cursor: Point, version: int, debounce: bool) -> str:
+        settings = self.settings
+        if debounce:
+            loop = asyncio.get_running_loop()
+            await asyncio.sleep(self.pace.delay(doc.uri, settings.debounce_ms / 1000, loop.time()))
+        if doc.version != version or self.docs.get(doc.uri) is not doc:
+            return ""
+        line, column = cursor
+        text = doc.line_text(line)
+        mode = choose_mode(settings.mode, text[:column], text[column:])
+        prefix = doc.prefix(line, column, settings.prefix_chars)
+        suffix = doc.suffix(line, column, settings.suffix_chars)
+        payload = {
+            "prefix": prefix,
+            "suffix": suffix,
+            "language": doc.language_id,
+            "path": context.display_path(doc.uri),
+            "document_id": doc.uri,
+            "mode": mode,
+            "max_tokens": settings.max_tokens,
+            "temperature": settings.temperature,
+            "draft_tokens": settings.draft_tokens,
+            "extra_context": context.snippets(doc, self.docs, prefix, settings.extra_context_chars),
+            "stop": [],
+        }
+        self.counters.decodes += 1
+        started = time.perf_counter()
+        try:
+            reply = await self.client.complete(payload)
+        except DaemonError as exc:
+            self.counters.failures += 1
+            self._report(f"specd: no completion: {exc}")
+            return ""
+        raw = reply.get("text")
+        if not isinstance(raw, str):
+            self.counters.failures += 1
+            self._report("specd: no completion: the daemon's answer has no text")
+            return ""
+        self.counters.last = _timings(reply, time.perf_counter() - started, mode, len(prefix), len(suffix))
+        if doc.version != version:
+            return ""
+        shown = postprocess.clean(raw, suffix, mode)
+        self.typed.remember(doc.uri, cursor, shown)
+        return shown
+
+
+def _timings(reply: dict, round_trip_s: float, mode: str, prefix_chars: int, suffix_chars: int) -> dict:
+    stats = reply.get("specd") if isinstance(reply.get("specd"), dict) else {}
+    return {
+        "round_trip_s": round_trip_s,
+        "engine_total_s": stats.get("total_s"),
+        "queue_s": stats.get("queue_s"),
+        "finish_reason": reply.get("finish_reason"),
+        "mode": mode,
+        "prefix_chars": prefix_chars,
+        "suffix_chars": suffix_chars,
+    }
+

@@ -1,0 +1,102 @@
+"""The `specd` settings section an editor sends (initializationOptions, workspace/configuration).
+
+Keys are camelCase as editors write them (`debounceMs`); snake_case is accepted too. A bad value is
+reported and that one key keeps its previous value, so one typo never switches completions off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from typing import Any
+
+MODES = ("auto", "line", "block")
+
+
+@dataclass(frozen=True)
+class Settings:
+    enable: bool = True
+    debounce_ms: int = 75
+    max_tokens: int = 64
+    draft_tokens: int | None = None  # None: the daemon's default; 0: plain decoding
+    mode: str = "auto"  # auto: a line inside a line, a block on an empty line
+    excluded_languages: tuple[str, ...] = ()
+    prefix_chars: int = 6000
+    suffix_chars: int = 2000
+    extra_context_chars: int = 2000
+    temperature: float = 0.0
+
+    def allows(self, language_id: str | None) -> bool:
+        return self.enable and (language_id or "") not in self.excluded_languages
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _check(name: str, value: Any) -> Any:
+    """The value converted to the field's type, or ValueError with a message for the user."""
+    if name == "enable":
+        if not isinstance(value, bool):
+            raise ValueError("must be true or false")
+        return value
+    if name == "mode":
+        if value not in MODES:
+            raise ValueError(f"must be one of {', '.join(MODES)}")
+        return value
+    if name == "excluded_languages":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError("must be a list of language ids")
+        return tuple(value)
+    if name == "temperature":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 2:
+            raise ValueError("must be a number from 0 to 2")
+        return float(value)
+    if name == "draft_tokens" and value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("must be a whole number")
+    lowest = 1 if name == "max_tokens" else 0
+    if value < lowest:
+        raise ValueError(f"must be at least {lowest}")
+    return value
+
+
+FIELDS = {f.name for f in dataclasses.fields(Settings)}
+
+
+def is_setting(key: str) -> bool:
+    return _snake(key) in FIELDS
+
+
+def merge(base: Settings, raw: Any) -> tuple[Settings, list[str]]:
+    """`base` updated with the keys of `raw`; returns the problems found, one message each."""
+    if raw is None:
+        return base, []
+    if not isinstance(raw, dict):
+        return base, [f"specd settings must be an object, got {type(raw).__name__}; ignored"]
+    changes: dict[str, Any] = {}
+    problems = []
+    for key, value in raw.items():
+        name = _snake(key)
+        if name not in FIELDS:
+            problems.append(f"unknown specd setting {key!r}; ignored")
+            continue
+        try:
+            changes[name] = _check(name, value)
+        except ValueError as exc:
+            problems.append(f"specd setting {_camel(name)}={value!r} {exc}; kept {getattr(base, name)!r}")
+    return dataclasses.replace(base, **changes), problems
+
+
+def describe(settings: Settings) -> dict[str, Any]:
+    """The settings as the editor writes them (for specd.status)."""
+    out = {_camel(k): v for k, v in dataclasses.asdict(settings).items()}
+    out["excludedLanguages"] = list(settings.excluded_languages)
+    return out

@@ -1,0 +1,59 @@
+"""Fixtures that start `specd lsp` as a real subprocess and drive it over JSON-RPC with pytest-lsp."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from lsprotocol import types
+from pytest_lsp import ClientServerConfig, LanguageClient
+
+from .fake_daemon import FakeDaemon
+
+SERVER_COMMAND = [sys.executable, "-c", "from specd.lsp.server import main; main()"]
+
+
+def server_env(home: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["SPECD_HOME"] = str(home)
+    return env
+
+
+@pytest.fixture
+def specd_home(tmp_path: Path, monkeypatch) -> Path:
+    home = tmp_path / "specd-home"
+    home.mkdir()
+    monkeypatch.setenv("SPECD_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+async def fake_daemon(specd_home: Path):
+    daemon = await FakeDaemon().start()
+    yield daemon
+    await daemon.stop()
+
+
+@pytest.fixture
+async def start_lsp(specd_home: Path):
+    """`await start_lsp(...)` -> an initialized client; shut down at the end of the test."""
+    clients: list[LanguageClient] = []
+
+    async def start(init_options=None, encodings=None, configuration=None) -> LanguageClient:
+        client = await ClientServerConfig(server_command=SERVER_COMMAND, server_env=server_env(specd_home)).start()
+        clients.append(client)
+        if configuration is not None:
+            client.set_configuration(configuration, section="specd")
+        caps = types.ClientCapabilities(
+            general=types.GeneralClientCapabilities(position_encodings=encodings) if encodings else None,
+            workspace=types.WorkspaceClientCapabilities(configuration=configuration is not None),
+        )
+        await client.initialize_session(types.InitializeParams(capabilities=caps, initialization_options=init_options))
+        return client
+
+    yield start
+    for client in clients:
+        await client.shutdown_session()
+        await client.stop()

@@ -1,7 +1,8 @@
 """The daemon's settings: defaults < settings.json < SPECD_* environment < command-line flags.
 
 settings.json is read, never written: a file the user edits by hand is theirs. It may contain
-// and /* */ comments; a malformed file is reported with its line and column.
+// and /* */ comments and trailing commas, like editors' settings; a malformed file is reported with
+its line and column.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+
+from . import jsonc
 
 ENV_PREFIX = "SPECD_"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -112,9 +115,11 @@ def read_settings_file(path: Path) -> dict[str, Any]:
     except OSError as e:
         raise SettingsError(f"{path}: cannot read: {e.strerror}") from None
     try:
-        data = json.loads(strip_json_comments(text))
-    except json.JSONDecodeError as e:
-        raise SettingsError(f"{path}: line {e.lineno} column {e.colno}: {e.msg}") from None
+        data = jsonc.loads(text)
+    except jsonc.JSONCError as e:
+        raise SettingsError(f"{path}: {e}") from None
+    if data is None:  # empty, or comments only
+        return {}
     if not isinstance(data, dict):
         raise SettingsError(f"{path}: expected a JSON object at the top level, got {_json_type(data)}")
     out = {}
@@ -126,47 +131,6 @@ def read_settings_file(path: Path) -> dict[str, Any]:
             )
         out[name] = check_value(name, value, f"{path}: line {_key_line(text, name)}: {name!r}")
     return out
-
-
-def strip_json_comments(text: str) -> str:
-    """Blank out // and /* */ comments outside strings, keeping every newline and column in place
-    so that JSON errors still point at the right spot in the original file."""
-    out = []
-    i, n = 0, len(text)
-    in_string = False
-    while i < n:
-        c = text[i]
-        if in_string:
-            out.append(c)
-            if c == "\\" and i + 1 < n:
-                out.append(text[i + 1])
-                i += 2
-                continue
-            if c == '"':
-                in_string = False
-            i += 1
-        elif c == '"':
-            in_string = True
-            out.append(c)
-            i += 1
-        elif text.startswith("//", i):
-            end = text.find("\n", i)
-            end = n if end < 0 else end
-            out.append(" " * (end - i))
-            i = end
-        elif text.startswith("/*", i):
-            end = text.find("*/", i + 2)
-            if end < 0:
-                # Left as is: the JSON parser then reports the line and column of the opening "/*".
-                out.append(text[i:])
-                break
-            end += 2
-            out.append("".join(ch if ch == "\n" else " " for ch in text[i:end]))
-            i = end
-        else:
-            out.append(c)
-            i += 1
-    return "".join(out)
 
 
 def _key_line(text: str, key: str) -> int:

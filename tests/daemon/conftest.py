@@ -1,0 +1,163 @@
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+
+from specd.daemon.metrics import Metrics
+from specd.daemon.scheduler import Scheduler
+from specd.daemon.settings import Settings
+
+from .fake_engine import FakeCancelToken, FakeEngine, FakeRequest, FakeRequestError
+
+READY_WAIT_S = 300  # a bound against hanging forever, not a speed requirement
+TOKEN = "test-token-0123456789"
+
+
+# ---- the fake-engine app, in process ---------------------------------------------------------------
+
+@dataclass
+class FakeDaemon:
+    url: str
+    token: str
+    scheduler: Scheduler
+    engines: list[FakeEngine]
+
+    @property
+    def auth(self) -> dict:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    @property
+    def engine(self) -> FakeEngine:
+        return self.engines[-1]
+
+
+@contextlib.asynccontextmanager
+async def fake_daemon(hold: bool = False, load_error: Exception | None = None, **overrides):
+    from aiohttp import web
+
+    from specd.daemon.server import create_app
+
+    settings = replace(Settings(verifier="fake-model"), **overrides)
+    engines: list[FakeEngine] = []
+
+    def load(progress):
+        if load_error is not None:
+            raise load_error
+        engines.append(FakeEngine(hold=hold))
+        return engines[-1]
+
+    scheduler = Scheduler(load, FakeCancelToken, Metrics(), queue_size=settings.queue_size,
+                          request_timeout=settings.request_timeout, keep_alive=settings.keep_alive)
+    app = create_app(settings, scheduler, token=TOKEN, new_request=FakeRequest, request_error=FakeRequestError)
+    runner = web.AppRunner(app, handler_cancellation=True)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    scheduler.start()
+    await asyncio.get_running_loop().run_in_executor(None, scheduler.wait_loaded)
+    try:
+        yield FakeDaemon(f"http://127.0.0.1:{port}", TOKEN, scheduler, engines)
+    finally:
+        for engine in engines:
+            engine.release.set()
+        scheduler.stop()
+        await runner.cleanup()
+
+
+# ---- the real daemon, as a subprocess --------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def tiny_pair(tmp_path_factory) -> tuple[Path, Path]:
+    from tests.fixtures.tiny_models import write_tiny_pair
+
+    return write_tiny_pair(tmp_path_factory.mktemp("tiny-models"))
+
+
+def specd_env(home: Path, **extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPECD_")}
+    env.update(SPECD_HOME=str(home), **extra)
+    return env
+
+
+def run_cli(env: dict, *args: str, timeout: float = READY_WAIT_S) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "specd.daemon.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def process_gone(pid: int) -> bool:
+    """True when the pid does not exist or is a zombie (exited, not yet reaped by its new parent)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    state = next(line for line in status.splitlines() if line.startswith("State:"))
+    return "Z" in state.split()[1]
+
+
+def rss_bytes(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    line = next(line for line in status.splitlines() if line.startswith("VmRSS:"))
+    return int(line.split()[1]) * 1024
+
+
+@dataclass
+class RealDaemon:
+    home: Path
+    process: subprocess.Popen
+    url: str
+    token: str
+    pid: int
+    log_path: Path
+
+    @property
+    def auth(self) -> dict:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_real_daemon(home: Path, env: dict, args: list[str]) -> RealDaemon:
+    """`specd serve` in the foreground of a child process; returns once its state file says ready."""
+    log_path = home / "serve.log"
+    home.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "specd.daemon.cli", "serve", *args], env=env,
+                                   stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    state_file = home / "state" / "daemon.json"
+    give_up = time.monotonic() + READY_WAIT_S
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"specd serve exited with {process.returncode}:\n{log_path.read_text()}")
+        try:
+            state = json.loads(state_file.read_text())
+        except (FileNotFoundError, ValueError):
+            state = {}
+        if state.get("status") == "ready":
+            break
+        if time.monotonic() > give_up:
+            process.kill()
+            raise RuntimeError(f"specd serve was not ready after {READY_WAIT_S}s:\n{log_path.read_text()}")
+        time.sleep(0.1)
+    token = Path(state["token_file"]).read_text().strip()
+    return RealDaemon(home, process, state["url"], token, state["pid"], log_path)
+
+
+def stop_real_daemon(daemon: RealDaemon) -> None:
+    if daemon.process.poll() is None:
+        daemon.process.terminate()
+        try:
+            daemon.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            daemon.process.kill()
+            daemon.process.wait()

@@ -1,0 +1,172 @@
+"""Scheduling behaviour driven step by step with the fake engine, through the real aiohttp app:
+a full queue, superseding, the deadline, client disconnects, keep_alive residency, load failure."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+
+from .conftest import fake_daemon
+from .fake_engine import FakeEngine
+
+
+async def until(predicate) -> None:
+    """Wait for state the test cannot observe through an event (no time limit is asserted)."""
+    while not predicate():
+        await asyncio.sleep(0.005)
+
+
+async def wait_event(event) -> None:
+    await asyncio.get_running_loop().run_in_executor(None, event.wait)
+
+
+def native(prompt: str = "x", **fields) -> dict:
+    return {"prefix": prompt, "suffix": "", "max_tokens": 3, **fields}
+
+
+async def test_over_the_queue_bound_gives_503_with_retry_after_and_serving_continues():
+    async with fake_daemon(hold=True, queue_size=1) as d, aiohttp.ClientSession(headers=d.auth) as s:
+        route = d.url + "/specd/v1/complete"
+        first = asyncio.create_task(s.post(route, json=native()))
+        await until(lambda: d.engines)
+        await wait_event(d.engine.entered)
+        second = asyncio.create_task(s.post(route, json=native()))
+        await until(lambda: d.scheduler.queue_depth == 1)
+        async with s.post(route, json=native()) as refused:
+            assert refused.status == 503
+            assert refused.headers["Retry-After"] == "1"
+            assert "queue is full" in (await refused.json())["error"]["message"]
+        d.engine.release.set()
+        for task in (first, second):
+            async with await task as response:
+                assert response.status == 200
+                assert (await response.json())["text"] == "t0 t1 t2 "
+        async with s.post(route, json=native()) as after:
+            assert after.status == 200
+
+
+async def test_newer_request_for_the_same_document_supersedes_the_older():
+    async with fake_daemon(hold=True) as d, aiohttp.ClientSession(headers=d.auth) as s:
+        route = d.url + "/specd/v1/complete"
+        older = asyncio.create_task(s.post(route, json=native(document_id="file:///a.py")))
+        await until(lambda: d.engines)
+        await wait_event(d.engine.entered)
+        newer = asyncio.create_task(s.post(route, json=native(document_id="file:///a.py")))
+        async with await older as response:
+            body = await response.json()
+        assert response.status == 200
+        assert body["finish_reason"] == "cancelled"
+        assert body["text"] == "t0 "  # what had been generated when it was superseded
+        d.engine.release.set()
+        async with await newer as response:
+            assert (await response.json())["finish_reason"] == "length"
+        assert d.engine.finished == ["cancelled", "length"]
+        assert 'specd_cancelled_total{reason="superseded"} 1' in d.scheduler.metrics.render()
+
+
+async def test_other_documents_do_not_supersede_each_other():
+    async with fake_daemon() as d, aiohttp.ClientSession(headers=d.auth) as s:
+        route = d.url + "/specd/v1/complete"
+        answers = await asyncio.gather(*(s.post(route, json=native(document_id=f"doc{i}")) for i in range(3)))
+        for response in answers:
+            assert (await response.json())["finish_reason"] == "length"
+            response.release()
+
+
+async def test_deadline_cancels_the_request_with_504_and_frees_the_worker():
+    async with fake_daemon(hold=True, request_timeout=0.05) as d, aiohttp.ClientSession(headers=d.auth) as s:
+        async with s.post(d.url + "/v1/completions", json={"prompt": "x", "max_tokens": 5}) as response:
+            assert response.status == 504
+            assert "request_timeout" in (await response.json())["error"]["message"]
+        await until(lambda: d.scheduler.idle)
+        assert d.engine.finished == ["cancelled"]
+        d.engine.release.set()
+        async with s.post(d.url + "/v1/completions", json={"prompt": "x", "max_tokens": 2}) as response:
+            assert (await response.json())["choices"][0]["text"] == "t0 t1 "
+
+
+async def test_client_disconnect_cancels_a_streaming_request():
+    async with fake_daemon(hold=True) as d, aiohttp.ClientSession(headers=d.auth) as s:
+        body = {"prompt": "x", "max_tokens": 50, "stream": True}
+        response = await s.post(d.url + "/v1/completions", json=body)
+        assert (await response.content.readline()).startswith(b"data: ")
+        response.close()  # drops the connection mid-flight
+        await until(lambda: d.engine.finished)
+        assert d.engine.finished == ["cancelled"]
+        await until(lambda: d.scheduler.idle)
+        assert 'specd_cancelled_total{reason="disconnect"} 1' in d.scheduler.metrics.render()
+
+
+async def test_client_disconnect_cancels_a_plain_request():
+    async with fake_daemon(hold=True) as d, aiohttp.ClientSession(headers=d.auth) as s:
+        pending = asyncio.create_task(s.post(d.url + "/v1/completions", json={"prompt": "x", "max_tokens": 50}))
+        await until(lambda: d.engines)
+        await wait_event(d.engine.entered)
+        pending.cancel()  # the client gives up: its connection closes
+        await until(lambda: d.engine.finished)
+        assert d.engine.finished == ["cancelled"]
+
+
+async def test_keep_alive_unloads_when_idle_and_reloads_without_ever_holding_two_engines():
+    FakeEngine.most_alive = FakeEngine.alive = 0
+    async with fake_daemon(keep_alive=0) as d, aiohttp.ClientSession(headers=d.auth) as s:
+        for _ in range(3):
+            async with s.post(d.url + "/v1/completions", json={"prompt": "x", "max_tokens": 1}) as response:
+                assert response.status == 200
+            await until(lambda: d.scheduler.engine is None)
+        assert len(d.engines) >= 3  # reloaded for each request after an idle unload
+        assert FakeEngine.most_alive == 1
+        async with s.get(d.url + "/health") as response:
+            assert (await response.json())["status"] == "ok"
+
+
+async def test_model_load_failure_is_reported_and_requests_get_503():
+    async with fake_daemon(load_error=ValueError("no model named 'nope'")) as d, \
+            aiohttp.ClientSession(headers=d.auth) as s:
+        await until(lambda: d.scheduler.state == "failed")
+        async with s.get(d.url + "/health") as response:
+            assert (await response.json())["status"] == "failed"
+        async with s.post(d.url + "/v1/completions", json={"prompt": "x"}) as response:
+            assert response.status == 503
+            assert "no model named 'nope'" in (await response.json())["error"]["message"]
+
+
+async def test_engine_request_error_is_400_and_stream_chunks_join_to_the_text():
+    async with fake_daemon() as d, aiohttp.ClientSession(headers=d.auth) as s:
+        async with s.post(d.url + "/v1/completions", json={"prompt": "too long"}) as response:
+            assert response.status == 400
+            assert "context window" in (await response.json())["error"]["message"]
+        body = {"prompt": "x", "max_tokens": 4, "stream": True, "stream_options": {"include_usage": True}}
+        async with s.post(d.url + "/v1/completions", json=body) as response:
+            events = [line[6:] for line in (await response.text()).splitlines() if line.startswith("data: ")]
+        assert events[-1] == "[DONE]"
+        import json
+
+        chunks = [json.loads(e) for e in events[:-1]]
+        assert "".join(c["choices"][0]["text"] for c in chunks if c["choices"]) == "t0 t1 t2 t3 "
+        assert chunks[-2]["choices"][0]["finish_reason"] == "length"
+        assert chunks[-1]["usage"] == {"prompt_tokens": 1, "completion_tokens": 4, "total_tokens": 5,
+                                       "prompt_tokens_details": {"cached_tokens": 0}}
+
+
+async def test_allowed_origin_gets_cors_and_preflight_others_are_refused():
+    async with fake_daemon(allowed_origins=["http://localhost:3000"]) as d, aiohttp.ClientSession() as s:
+        preflight = {"Origin": "http://localhost:3000", "Access-Control-Request-Method": "POST"}
+        async with s.options(d.url + "/v1/completions", headers=preflight) as response:
+            assert response.status == 204
+            assert response.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
+        headers = {**d.auth, "Origin": "http://localhost:3000"}
+        async with s.get(d.url + "/v1/models", headers=headers) as response:
+            assert response.status == 200
+            assert response.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
+        async with s.get(d.url + "/v1/models", headers={**d.auth, "Origin": "http://localhost:3001"}) as response:
+            assert response.status == 403
+
+
+async def test_allowed_hosts_extends_the_loopback_names():
+    async with fake_daemon(allowed_hosts=["specd.internal"]) as d, aiohttp.ClientSession(headers=d.auth) as s:
+        async with s.get(d.url + "/v1/models", headers={"Host": "specd.internal:7411"}) as response:
+            assert response.status == 200
+        async with s.get(d.url + "/v1/models", headers={"Host": "other.internal"}) as response:
+            assert response.status == 403

@@ -1,0 +1,72 @@
+import pytest
+
+from specd.daemon.settings import Settings, SettingsError, load_settings
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "settings.json"
+    path.write_bytes(text.encode())
+    return path
+
+
+def test_defaults_without_a_file(tmp_path):
+    assert load_settings(tmp_path / "missing.json", env={}) == Settings()
+
+
+def test_precedence_flags_over_env_over_file_over_defaults(tmp_path):
+    path = write(tmp_path, '{"port": 1000, "max_context": 1000, "queue_size": 1000}')
+    env = {"SPECD_PORT": "2000", "SPECD_MAX_CONTEXT": "2000"}
+    settings = load_settings(path, env=env, flags={"port": "3000", "draft_strategy": None})
+    assert settings.port == 3000  # flag beats env and file
+    assert settings.max_context == 2000  # env beats file
+    assert settings.queue_size == 1000  # file beats default
+    assert settings.cache_slots == Settings().cache_slots  # default
+    assert settings.draft_strategy == "auto"  # a flag left unset does not count
+
+
+def test_comments_and_trailing_commas_are_allowed(tmp_path):
+    path = write(tmp_path, '{\n  // the model\n  "verifier": "x/y", /* block */\n  "keep_alive": 300,\n}\n')
+    settings = load_settings(path, env={})
+    assert (settings.verifier, settings.keep_alive) == ("x/y", 300)
+
+
+def test_malformed_file_names_line_and_column_and_is_not_rewritten(tmp_path):
+    text = '{\n  "port": 7411\n  "host": "127.0.0.1"\n}\n'
+    path = write(tmp_path, text)
+    before = path.stat()
+    with pytest.raises(SettingsError, match=r"line 3 column 3"):
+        load_settings(path, env={})
+    assert path.read_text() == text
+    assert path.stat().st_mtime_ns == before.st_mtime_ns
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"port": "7411"}', r"line 1: 'port': expected an integer, got a string"),
+    ('{"port": 70000}', r"between 0 and 65535"),
+    ('{"log_prompts": "yes"}', r"expected true or false"),
+    ('{"draft_strategy": "magic"}', r"one of auto, ngram"),
+    ('{\n"prot": 1}', r"line 2: unknown setting 'prot'"),
+    ('[1, 2]', r"expected a JSON object at the top level"),
+])
+def test_wrong_values_in_file_are_refused_with_a_message(tmp_path, text, message):
+    with pytest.raises(SettingsError, match=message):
+        load_settings(write(tmp_path, text), env={})
+
+
+def test_env_values_are_parsed_and_checked(tmp_path):
+    env = {"SPECD_LOG_PROMPTS": "true", "SPECD_ALLOWED_ORIGINS": "http://a, http://b",
+           "SPECD_DRAFTER": "none", "SPECD_KEEP_ALIVE": "2.5"}
+    settings = load_settings(tmp_path / "none.json", env=env)
+    assert settings.log_prompts is True
+    assert settings.allowed_origins == ["http://a", "http://b"]
+    assert settings.drafter is None
+    assert settings.keep_alive == 2.5
+    with pytest.raises(SettingsError, match="SPECD_QUEUE_SIZE: expected an integer, got 'many'"):
+        load_settings(tmp_path / "none.json", env={"SPECD_QUEUE_SIZE": "many"})
+
+
+def test_invalid_utf8_file(tmp_path):
+    path = tmp_path / "settings.json"
+    path.write_bytes(b'{"host": "\xff"}')
+    with pytest.raises(SettingsError, match="not valid UTF-8"):
+        load_settings(path, env={})

@@ -12,7 +12,7 @@ from pytest_lsp import ClientServerConfig, LanguageClient
 
 from .fake_daemon import FakeDaemon
 
-SERVER_COMMAND = [sys.executable, "-c", "from specd.lsp.server import main; main()"]
+SERVER_COMMAND = [sys.executable, "-c", "import sys; from specd.lsp.server import main; main(sys.argv[1:])"]
 
 
 def server_env(home: Path) -> dict[str, str]:
@@ -41,8 +41,9 @@ async def start_lsp(specd_home: Path):
     """`await start_lsp(...)` -> an initialized client; shut down at the end of the test."""
     clients: list[LanguageClient] = []
 
-    async def start(init_options=None, encodings=None, configuration=None) -> LanguageClient:
-        client = await ClientServerConfig(server_command=SERVER_COMMAND, server_env=server_env(specd_home)).start()
+    async def start(init_options=None, encodings=None, configuration=None, args=()) -> LanguageClient:
+        command = [*SERVER_COMMAND, *args]
+        client = await ClientServerConfig(server_command=command, server_env=server_env(specd_home)).start()
         clients.append(client)
         if configuration is not None:
             client.set_configuration(configuration, section="specd")

@@ -17,10 +17,12 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
 from specd.daemon import jsonc
+from specd.daemon.daemon_state import live_state, read_token
 from specd.daemon.editor_files import ChangedUnderUs, read_text, write_file
 from specd.daemon.paths import get_paths
 from specd.daemon.settings import SettingsError, load_settings
@@ -72,15 +74,6 @@ class Facts:
     specd_path: str
 
 
-def _running_state(state_file: Path) -> dict | None:
-    try:
-        state = json.loads(state_file.read_text(encoding="utf-8"))
-        os.kill(int(state["pid"]), 0)
-        return state
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
 def _family_from_tokenizer(folder: Path) -> str | None:
     from transformers import AutoTokenizer
 
@@ -107,23 +100,37 @@ def served_model_name(spec: str) -> str:
     return PurePath(spec).name if ("/" in spec and os.path.exists(spec)) else spec
 
 
+def _daemon_settings(state: dict, token_file: Path) -> dict:
+    """The settings the running daemon actually uses (flags and environment included), or {}."""
+    token = read_token(token_file)
+    request = urllib.request.Request(state["url"].rstrip("/") + "/specd/v1/status",
+                                     headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=3) as response:
+            return json.loads(response.read()).get("settings") or {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
 def gather_facts() -> Facts:
     paths = get_paths()
     try:
         settings = load_settings(paths.settings_file)
     except SettingsError as e:
         raise ConfigError(str(e)) from None
-    state = _running_state(paths.state_file)
+    state = live_state(paths)
     host = settings.host if settings.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
     port = int(state["port"]) if state else settings.port
-    base_url = state["url"].rstrip("/") if state and state.get("url") else f"http://{host}:{port}"
+    base_url = state["url"].rstrip("/") if state else f"http://{host}:{port}"
     token_file = Path(state["token_file"]) if state and state.get("token_file") else paths.token_file
+    running = _daemon_settings(state, token_file) if state else {}
+    verifier = running.get("verifier") or settings.verifier
     return Facts(
         base_url=base_url,
         port=port,
-        model=served_model_name(settings.verifier),
-        fim_family=fim_family(settings.verifier),
-        max_context=settings.max_context,
+        model=served_model_name(verifier),
+        fim_family=fim_family(verifier),
+        max_context=int(running.get("max_context") or settings.max_context),
         token_file=token_file,
         running=state is not None,
         specd_path=shutil.which("specd") or "specd",

@@ -40,6 +40,11 @@ local function attach(bufnr)
       cmd = specd.cmd,
       root_dir = root,
       settings = specd.settings,
+      on_init = function(client)
+        -- Neovim 0.7 neither announces workspace/configuration nor sends the settings by itself;
+        -- pushing them once the server is up does no harm on later versions.
+        client.notify("workspace/didChangeConfiguration", { settings = client.config.settings })
+      end,
       on_attach = function(_, attached)
         vim.bo[attached].omnifunc = "v:lua.vim.lsp.omnifunc"
       end,

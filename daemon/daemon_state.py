@@ -97,13 +97,18 @@ def read_token(token_file: Path) -> str | None:
 
 
 def pid_alive(pid: int) -> bool:
+    """A zombie counts as dead: it has exited, its new parent just has not reaped it yet."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc here (macOS): the signal test is all we have
+    return stat_line.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def live_state(paths: Paths) -> dict | None:

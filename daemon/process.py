@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Callable
 
 from . import __version__
-from .daemon_state import DaemonLock, live_state, lock_is_held, read_token, remove_state, write_state
+from .daemon_state import DaemonLock, live_state, lock_is_held, pid_alive, read_token, remove_state, write_state
 from .paths import Paths, ensure_dir
-from .settings import Settings
+from .settings import Settings, is_loopback_host
 
 log = logging.getLogger("specd.process")
 progress_log = logging.getLogger("specd.progress")
@@ -105,8 +105,11 @@ async def _serve(settings: Settings, paths: Paths) -> int:
                   "settings.json or pass --port)", settings.host, settings.port, e.strerror or e)
         return 1
     port = site._server.sockets[0].getsockname()[1]  # the real port when settings.port is 0
-    host = settings.host if ":" not in settings.host else f"[{settings.host}]"
-    state = {"pid": os.getpid(), "url": f"http://{host}:{port}", "host": settings.host, "port": port,
+    if not is_loopback_host(settings.host):
+        log.warning("listening beyond loopback on %s (the `host` setting); every request still needs the "
+                    "token", settings.host)
+    state = {"pid": os.getpid(), "url": f"http://{_url_host(settings.host)}:{port}", "host": settings.host,
+             "port": port,
              "token_file": str(paths.token_file), "version": __version__, "started_at": time.time(),
              "status": "loading"}
     write_state(paths, state)
@@ -128,6 +131,16 @@ async def _serve(settings: Settings, paths: Paths) -> int:
         return 1
     log.info("stopped")
     return 0
+
+
+def _url_host(host: str) -> str:
+    """Where local clients should connect: a wildcard bind is reached through loopback, which is also
+    a Host name the server accepts."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
 
 
 # ---- start / stop / status (from another process) -------------------------------------------------
@@ -234,9 +247,13 @@ def stop_daemon(paths: Paths, progress: Progress, timeout: float = STOP_TIMEOUT_
         pass
     progress(f"stopping specd (pid {pid})")
     deadline = time.monotonic() + timeout
-    while lock_is_held(paths.lock_file) and time.monotonic() < deadline:
+
+    def running() -> bool:
+        return lock_is_held(paths.lock_file) or pid_alive(pid)
+
+    while running() and time.monotonic() < deadline:
         time.sleep(0.05)
-    if lock_is_held(paths.lock_file):
+    if running():
         progress(f"specd did not stop within {timeout:g}s; killing it")
         try:
             os.kill(pid, signal.SIGKILL)

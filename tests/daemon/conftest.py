@@ -85,7 +85,9 @@ def tiny_pair(tmp_path_factory) -> tuple[Path, Path]:
 
 def specd_env(home: Path, **extra: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPECD_")}
-    env.update(SPECD_HOME=str(home), **extra)
+    # One torch thread: on a 2-core test machine shared with the test process, two threads make each
+    # tiny forward pass about ten times slower (thread hand-off costs more than the matmuls).
+    env.update(SPECD_HOME=str(home), OMP_NUM_THREADS="1", **extra)
     return env
 
 

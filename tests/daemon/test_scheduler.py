@@ -4,6 +4,7 @@ a full queue, superseding, the deadline, client disconnects, keep_alive residenc
 from __future__ import annotations
 
 import asyncio
+import json
 
 import aiohttp
 
@@ -141,8 +142,6 @@ async def test_engine_request_error_is_400_and_stream_chunks_join_to_the_text():
         async with s.post(d.url + "/v1/completions", json=body) as response:
             events = [line[6:] for line in (await response.text()).splitlines() if line.startswith("data: ")]
         assert events[-1] == "[DONE]"
-        import json
-
         chunks = [json.loads(e) for e in events[:-1]]
         assert "".join(c["choices"][0]["text"] for c in chunks if c["choices"]) == "t0 t1 t2 t3 "
         assert chunks[-2]["choices"][0]["finish_reason"] == "length"
@@ -170,3 +169,14 @@ async def test_allowed_hosts_extends_the_loopback_names():
             assert response.status == 200
         async with s.get(d.url + "/v1/models", headers={"Host": "other.internal"}) as response:
             assert response.status == 403
+
+
+async def test_a_stream_that_hits_the_deadline_ends_with_an_error_event():
+    async with fake_daemon(hold=True, request_timeout=0.05) as d, aiohttp.ClientSession(headers=d.auth) as s:
+        body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, "stream": True}
+        async with s.post(d.url + "/v1/chat/completions", json=body) as response:
+            assert response.status == 200
+            events = [line[6:] for line in (await response.text()).splitlines() if line.startswith("data: ")]
+        assert json.loads(events[0])["choices"][0]["delta"]["role"] == "assistant"
+        assert json.loads(events[-2])["error"]["code"] == 504
+        assert events[-1] == "[DONE]"

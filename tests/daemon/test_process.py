@@ -1,0 +1,152 @@
+"""`specd start/status/stop/complete/logs` as a user runs them, and recovery after SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
+import time
+
+from specd.daemon.daemon_state import lock_is_held
+from specd.daemon.discovery import ensure_daemon_running, find_daemon
+from specd.daemon.paths import Paths
+
+from .conftest import process_gone, run_cli, specd_env
+
+RUNNING = re.compile(r"specd is running at (http://127\.0\.0\.1:\d+) \(pid (\d+)\)")
+
+
+def paths_for(home) -> Paths:
+    return Paths(home / "config", home / "cache", home / "state")
+
+
+def start(env, verifier) -> tuple[str, int, subprocess.CompletedProcess]:
+    done = run_cli(env, "start", "--port", "0", "--verifier", str(verifier), "--device", "cpu")
+    assert done.returncode == 0, done.stderr
+    found = RUNNING.search(done.stdout)
+    assert found, done.stdout
+    return found.group(1), int(found.group(2)), done
+
+
+def wait_gone(pid: int) -> None:
+    while not process_gone(pid):  # SIGKILL is asynchronous; no time limit is asserted
+        time.sleep(0.02)
+
+
+def assert_nothing_left(home, pid: int, env) -> None:
+    assert process_gone(pid)
+    assert not (home / "state" / "daemon.json").exists()
+    assert not lock_is_held(home / "state" / "daemon.lock")
+    status = run_cli(env, "status", "--json")
+    assert status.returncode == 3
+    assert json.loads(status.stdout)["running"] is False
+    assert find_daemon(paths_for(home)) is None
+
+
+def test_start_status_complete_stop_leaves_no_process_and_no_state(tmp_path, tiny_pair):
+    env = specd_env(tmp_path)
+    url, pid, first = start(env, tiny_pair[0])
+    assert "loading" in first.stderr  # progress was shown while the models loaded
+
+    again = run_cli(env, "start", "--port", "0", "--verifier", str(tiny_pair[0]))
+    assert again.returncode == 0
+    assert f"already running at {url} (pid {pid})" in again.stdout
+
+    status = run_cli(env, "status", "--json")
+    assert status.returncode == 0
+    report = json.loads(status.stdout)
+    assert (report["url"], report["pid"], report["state"]) == (url, pid, "ready")
+    token_file = tmp_path / "state" / "token"
+    assert report["token_file"] == str(token_file)
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert report["models"]["verifier"] == str(tiny_pair[0])
+    human = run_cli(env, "status")
+    assert f"running at {url} (pid {pid})" in human.stdout and "requests served" in human.stdout
+
+    found = find_daemon(paths_for(tmp_path))
+    assert (found.url, found.pid, found.token) == (url, pid, token_file.read_text().strip())
+
+    source = tmp_path / "example.py"
+    source.write_text("def double(x):\n    return \n\nprint(double(2))\n")
+    from_file = run_cli(env, "complete", str(source), "--line", "2", "--column", "12", "--max-tokens", "4",
+                        "--json")
+    assert from_file.returncode == 0, from_file.stderr
+    answer = json.loads(from_file.stdout)
+    assert answer["usage"]["completion_tokens"] > 0
+    from_stdin = subprocess.run([sys.executable, "-m", "specd.daemon.cli", "complete", "--max-tokens", "3"],
+                                input="import os\n", env=env, capture_output=True, text=True)
+    assert from_stdin.returncode == 0, from_stdin.stderr
+    assert "verifier passes" in from_stdin.stderr
+
+    stopped = run_cli(env, "stop")
+    assert stopped.returncode == 0 and f"specd stopped (pid {pid})" in stopped.stdout
+    assert_nothing_left(tmp_path, pid, env)
+    assert "stopped" in run_cli(env, "logs", "-n", "5").stdout
+    assert "was not running" in run_cli(env, "stop").stdout
+
+
+def test_sigkilled_daemon_leaves_state_that_the_next_start_recovers_from(tmp_path, tiny_pair, monkeypatch):
+    env = specd_env(tmp_path)
+    _, killed, _ = start(env, tiny_pair[0])
+    os.kill(killed, signal.SIGKILL)
+    wait_gone(killed)
+    assert (tmp_path / "state" / "daemon.json").exists()  # nothing could clean up after SIGKILL
+
+    url, pid, done = start(env, tiny_pair[0])
+    assert pid != killed and "already running" not in done.stdout
+    assert json.loads(run_cli(env, "status", "--json").stdout)["pid"] == pid
+    assert run_cli(env, "stop").returncode == 0
+    assert_nothing_left(tmp_path, pid, env)
+
+    # The language server's way in: find it, or start it like `specd start` does.
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("SPECD_VERIFIER", str(tiny_pair[0]))
+    monkeypatch.setenv("SPECD_PORT", "0")
+    messages: list[str] = []
+    info = ensure_daemon_running(messages.append, paths_for(tmp_path))
+    assert info.ready and messages
+    assert ensure_daemon_running(messages.append, paths_for(tmp_path)) == info  # found, not started twice
+    assert run_cli(env, "stop").returncode == 0
+    assert_nothing_left(tmp_path, info.pid, env)
+
+
+def test_malformed_settings_json_stops_start_with_line_and_column_and_stays_untouched(tmp_path):
+    env = specd_env(tmp_path)
+    settings = tmp_path / "config" / "settings.json"
+    settings.parent.mkdir(parents=True)
+    text = '{\n  "port": 0,\n  "verifier" "x"\n}\n'
+    settings.write_text(text)
+    for command in ("start", "serve"):
+        done = run_cli(env, command)
+        assert done.returncode == 2
+        assert "settings.json: line 3 column 14" in done.stderr, done.stderr
+    assert settings.read_text() == text
+    assert not (tmp_path / "state" / "daemon.json").exists()
+
+
+def test_start_reports_a_model_that_cannot_load_and_leaves_no_state(tmp_path):
+    env = specd_env(tmp_path)
+    done = run_cli(env, "start", "--port", "0", "--verifier", str(tmp_path / "no-such-model"), "--device", "cpu")
+    assert done.returncode == 1
+    assert "exited during start" in done.stderr and "no-such-model" in done.stderr
+    assert not (tmp_path / "state" / "daemon.json").exists()
+    assert not lock_is_held(tmp_path / "state" / "daemon.lock")
+
+
+def test_light_commands_do_not_import_torch(tmp_path):
+    code = ("import sys\nfrom specd.daemon.cli import main\n"
+            "codes = [main(['status']), main(['stop'])]\n"
+            "print(codes, 'torch' in sys.modules, 'aiohttp' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], env=specd_env(tmp_path), capture_output=True, text=True)
+    assert done.stdout.strip().splitlines()[-1] == "[3, 0] False False"
+
+
+def test_lsp_command_hands_its_arguments_to_the_language_server(tmp_path):
+    done = run_cli(specd_env(tmp_path), "lsp", "--help")
+    assert done.returncode == 0
+    assert "specd lsp" in done.stdout

@@ -302,9 +302,14 @@ async def _stream(request: web.Request, ctx: Context, job: Any, deltas: asyncio.
         finished = True
         try:
             result = waiter.result()
+        except JobCancelled as e:
+            if e.reason != "superseded":
+                await response.write(b"data: " + _failure_response(ctx, e, shape).body + b"\n\n")
+            else:
+                stats = e.result.stats.to_dict() if e.result is not None else {}
+                await _send_event(response, shape.stream_end("cancelled", stats))
         except Exception as e:  # noqa: BLE001 - reported in-band: the 200 status line is already sent
-            error = _failure_response(ctx, e, shape)
-            await response.write(b"data: " + error.body + b"\n\n")
+            await response.write(b"data: " + _failure_response(ctx, e, shape).body + b"\n\n")
         else:
             streamed = "".join(sent)
             if result.text != streamed and result.text.startswith(streamed):

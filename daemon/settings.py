@@ -8,6 +8,7 @@ its line and column.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
 from dataclasses import dataclass, field
@@ -17,7 +18,6 @@ from typing import Any, Mapping
 from . import jsonc
 
 ENV_PREFIX = "SPECD_"
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 class SettingsError(ValueError):
@@ -223,4 +223,12 @@ def parse_text_value(name: str, raw: str, where: str) -> Any:
 
 
 def is_loopback_host(host: str) -> bool:
-    return host in LOOPBACK_HOSTS or host.startswith("127.")
+    """Loopback IP literals and `localhost` only. Never a pattern such as "127.*": a DNS-rebinding page
+    could be served from a domain named 127.attacker.example."""
+    host = host.lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):  # RFC 6761: always loopback
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -180,3 +180,17 @@ async def test_a_stream_that_hits_the_deadline_ends_with_an_error_event():
         assert json.loads(events[0])["choices"][0]["delta"]["role"] == "assistant"
         assert json.loads(events[-2])["error"]["code"] == 504
         assert events[-1] == "[DONE]"
+
+
+async def test_a_superseded_stream_ends_with_finish_reason_cancelled():
+    async with fake_daemon(hold=True) as d, aiohttp.ClientSession(headers=d.auth) as s:
+        route = d.url + "/specd/v1/complete"
+        older = await s.post(route, json=native(document_id="doc", stream=True, max_tokens=5))
+        await wait_event(d.engine.entered)
+        newer = asyncio.create_task(s.post(route, json=native(document_id="doc")))
+        events = [line[6:] for line in (await older.text()).splitlines() if line.startswith("data: ")]
+        assert json.loads(events[-2])["finish_reason"] == "cancelled"
+        assert events[-1] == "[DONE]"
+        d.engine.release.set()
+        async with await newer as response:
+            assert (await response.json())["finish_reason"] == "length"

@@ -1,0 +1,31 @@
+"""Host and Origin checks against DNS rebinding and cross-site requests (fake engine, real app)."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+from .conftest import fake_daemon
+
+
+@pytest.mark.parametrize("host, status", [
+    ("127.0.0.1:7411", 200), ("localhost", 200), ("[::1]:7411", 200), ("app.localhost:80", 200),
+    ("attacker.example", 403), ("127.attacker.example", 403), ("127.0.0.1.nip.io", 403),
+    ("192.168.1.20:7411", 403),
+])
+async def test_only_loopback_host_names_are_answered(host, status):
+    async with fake_daemon() as d, aiohttp.ClientSession(headers=d.auth) as s:
+        async with s.get(d.url + "/v1/models", headers={"Host": host}) as response:
+            assert response.status == status
+        async with s.get(d.url + "/health", headers={"Host": host}) as response:
+            assert response.status == status  # even the public route: rebinding reads nothing
+
+
+@pytest.mark.parametrize("headers", [
+    {"Origin": "https://example.com"}, {"Origin": "null"}, {"Sec-Fetch-Site": "cross-site"},
+])
+async def test_browser_requests_are_refused_even_with_the_token(headers):
+    async with fake_daemon() as d, aiohttp.ClientSession(headers=d.auth) as s:
+        async with s.post(d.url + "/v1/completions", json={"prompt": "x"}, headers=headers) as response:
+            assert response.status == 403
+            assert "allowed_origins" in (await response.json())["error"]["message"]

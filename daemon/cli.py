@@ -138,7 +138,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _load(args)
     from .process import serve
 
-    return serve(settings, get_paths())
+    return serve(settings, get_paths(), _serve_argv(_setting_flags(args)))
 
 
 def _log_format() -> str:
@@ -147,12 +147,14 @@ def _log_format() -> str:
     return LOG_FORMAT
 
 
-def cmd_start(args: argparse.Namespace) -> int:
+def cmd_start(args: argparse.Namespace, serve_argv: list[str] | None = None) -> int:
     from .process import DaemonError, start_background
 
     _load(args)  # a malformed settings.json is reported here, not in a log file
+    if serve_argv is None:
+        serve_argv = _serve_argv(_setting_flags(args))
     try:
-        state, already = start_background(get_paths(), _serve_argv(_setting_flags(args)), _progress)
+        state, already = start_background(get_paths(), serve_argv, _progress)
     except DaemonError as e:
         print(f"specd: {e}", file=sys.stderr)
         return 1
@@ -172,8 +174,13 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_restart(args: argparse.Namespace) -> int:
+    """Without flags, the daemon comes back with the flags it was started with."""
+    from .daemon_state import live_state
+
+    previous = live_state(get_paths()) or {}
+    serve_argv = _serve_argv(_setting_flags(args)) or list(previous.get("flags") or [])
     cmd_stop(args)
-    return cmd_start(args)
+    return cmd_start(args, serve_argv)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -41,8 +41,9 @@ class DaemonError(RuntimeError):
 
 # ---- serve (the daemon itself) -------------------------------------------------------------------
 
-def serve(settings: Settings, paths: Paths) -> int:
-    """Run the daemon in this process until SIGTERM/SIGINT. Returns the exit code."""
+def serve(settings: Settings, paths: Paths, flags: list[str] | None = None) -> int:
+    """Run the daemon in this process until SIGTERM/SIGINT. Returns the exit code. `flags` (the
+    command-line settings) go into the state file so that `specd restart` can give them again."""
     ensure_dir(paths.state_dir, private=True)
     lock = DaemonLock(paths.lock_file)
     if not lock.acquire(attempts=20):
@@ -51,7 +52,7 @@ def serve(settings: Settings, paths: Paths) -> int:
         return 1
     try:
         remove_state(paths)  # we hold the lock, so any state file is a dead daemon's
-        return asyncio.run(_serve(settings, paths))
+        return asyncio.run(_serve(settings, paths, flags or []))
     finally:
         remove_state(paths)
         lock.release()
@@ -67,7 +68,7 @@ def _engine_hooks(settings: Settings):
     return engine_module, load
 
 
-async def _serve(settings: Settings, paths: Paths) -> int:
+async def _serve(settings: Settings, paths: Paths, flags: list[str]) -> int:
     from aiohttp import web
 
     from .metrics import Metrics
@@ -111,7 +112,7 @@ async def _serve(settings: Settings, paths: Paths) -> int:
     state = {"pid": os.getpid(), "url": f"http://{_url_host(settings.host)}:{port}", "host": settings.host,
              "port": port,
              "token_file": str(paths.token_file), "version": __version__, "started_at": time.time(),
-             "status": "loading"}
+             "flags": flags, "status": "loading"}
     write_state(paths, state)
     progress_log.info("listening on %s; loading the models", state["url"])
     scheduler.start()

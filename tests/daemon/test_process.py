@@ -47,7 +47,7 @@ def assert_nothing_left(home, pid: int, env) -> None:
     assert find_daemon(paths_for(home)) is None
 
 
-def test_start_status_complete_stop_leaves_no_process_and_no_state(tmp_path, tiny_pair):
+def test_start_status_complete_restart_stop_leaves_no_process_and_no_state(tmp_path, tiny_pair):
     env = specd_env(tmp_path)
     url, pid, first = start(env, tiny_pair[0])
     assert "loading" in first.stderr  # progress was shown while the models loaded
@@ -81,6 +81,13 @@ def test_start_status_complete_stop_leaves_no_process_and_no_state(tmp_path, tin
                                 input="import os\n", env=env, capture_output=True, text=True)
     assert from_stdin.returncode == 0, from_stdin.stderr
     assert "verifier passes" in from_stdin.stderr
+
+    restarted = run_cli(env, "restart")  # no flags: the ones it was started with
+    assert restarted.returncode == 0, restarted.stderr
+    old_pid, (url, pid) = pid, RUNNING.search(restarted.stdout).groups()
+    pid = int(pid)
+    assert pid != old_pid and process_gone(old_pid)
+    assert json.loads(run_cli(env, "status", "--json").stdout)["models"]["verifier"] == str(tiny_pair[0])
 
     stopped = run_cli(env, "stop")
     assert stopped.returncode == 0 and f"specd stopped (pid {pid})" in stopped.stdout

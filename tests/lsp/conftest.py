@@ -11,6 +11,7 @@ from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 
 from .fake_daemon import FakeDaemon
+from .real_daemon import run_cli, start_daemon
 
 SERVER_COMMAND = [sys.executable, "-c", "import sys; from specd.lsp.server import main; main(sys.argv[1:])"]
 
@@ -27,6 +28,15 @@ def specd_home(tmp_path: Path, monkeypatch) -> Path:
     home.mkdir()
     monkeypatch.setenv("SPECD_HOME", str(home))
     return home
+
+
+@pytest.fixture(scope="session")
+def real_daemon_home(tmp_path_factory):
+    """One real daemon for the session's end-to-end tests (the LSP restarts it if a test kills it)."""
+    home = tmp_path_factory.mktemp("specd-real")
+    start_daemon(home)
+    yield home
+    run_cli(home, "stop")
 
 
 @pytest.fixture
@@ -56,5 +66,6 @@ async def start_lsp(specd_home: Path):
 
     yield start
     for client in clients:
-        await client.shutdown_session()
-        await client.stop()
+        if client._server is not None and client._server.returncode is None:  # not stopped by the test
+            await client.shutdown_session()
+            await client.stop()

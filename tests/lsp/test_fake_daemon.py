@@ -232,3 +232,15 @@ async def test_toggle_and_status_commands(fake_daemon, start_lsp):
     report = await status(client)
     assert report["enabled"] is True and report["decodes"] == 1 and report["requests"] == 2
     assert report["daemon"]["version"] == "fake"
+
+
+async def test_document_text_and_completions_stay_out_of_the_logs(fake_daemon, start_lsp, capfd):
+    fake_daemon.reply = lambda body: "completion_secret_42"
+    client = await start_lsp(init_options=FAST, args=["--verbose"])
+    open_doc(client, URI, "document_secret_17 = ")
+    insert(client, URI, 2, (0, 21), "x")
+    assert inline_text(await inline(client, URI, (0, 22))) == "completion_secret_42"
+    await client.shutdown_session()
+    await client.stop()
+    err = capfd.readouterr().err
+    assert "document_secret_17" not in err and "completion_secret_42" not in err

@@ -10,10 +10,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
-import urllib.request
-from pathlib import Path
 
 import pytest
 from lsprotocol import types
@@ -23,57 +19,16 @@ from specd.daemon.discovery import find_daemon
 
 from .lsp_helpers import (cancel_request, complete, eventually, inline, inline_text, insert, open_doc, start_inline,
                           status)
+from .real_daemon import LONG_PROMPT, cancelled_by_disconnect, daemon_status, run_cli, served
 
 URI = "file:///work/project/main.py"
 FAST = {"debounceMs": 0, "maxTokens": 12}
-# The tiny model does not stop early on this prompt: a 2000-token decode takes many seconds on a CPU.
-LONG_PROMPT = "import os\n" * 10
-
-
-def _cli(home: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SPECD_")}
-    env["SPECD_HOME"] = str(home)
-    return subprocess.run([sys.executable, "-m", "specd.daemon.cli", *args], env=env, capture_output=True,
-                          text=True, timeout=300)
-
-
-@pytest.fixture(scope="module")
-def daemon_home(tmp_path_factory):
-    from tests.fixtures.tiny_models import write_tiny_pair
-
-    home = tmp_path_factory.mktemp("specd-real")
-    verifier, drafter = write_tiny_pair(home / "models")
-    (home / "config").mkdir()
-    settings = {"verifier": str(verifier), "drafter": str(drafter), "port": 0, "request_timeout": 120}
-    (home / "config" / "settings.json").write_text(json.dumps(settings))
-    started = _cli(home, "start")
-    assert started.returncode == 0, started.stderr
-    yield home
-    _cli(home, "stop")
 
 
 @pytest.fixture
-def specd_home(daemon_home, monkeypatch):
-    monkeypatch.setenv("SPECD_HOME", str(daemon_home))
-    return daemon_home
-
-
-def _daemon(path: str, method: str = "GET") -> bytes:
-    info = find_daemon()
-    request = urllib.request.Request(info.url + path, headers={"Authorization": f"Bearer {info.token}"}, method=method)
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return response.read()
-
-
-def served() -> int:
-    return json.loads(_daemon("/specd/v1/status"))["requests_served"]
-
-
-def cancelled_by_disconnect() -> int:
-    for line in _daemon("/metrics").decode().splitlines():
-        if line.startswith('specd_cancelled_total{reason="disconnect"}'):
-            return int(float(line.split()[-1]))
-    return 0
+def specd_home(real_daemon_home, monkeypatch):
+    monkeypatch.setenv("SPECD_HOME", str(real_daemon_home))
+    return real_daemon_home
 
 
 async def test_inline_and_completion_results(start_lsp):
@@ -121,7 +76,7 @@ async def test_cancel_request_cancels_the_daemon_job(start_lsp):
     open_doc(client, URI, LONG_PROMPT)
     before = cancelled_by_disconnect()
     pending = start_inline(client, "long-1", URI, (10, 0))
-    await eventually(lambda: json.loads(_daemon("/specd/v1/status"))["idle"] is False, "the daemon is decoding")
+    await eventually(lambda: daemon_status()["idle"] is False, "the daemon is decoding")
     cancel_request(client, "long-1")
     with pytest.raises(JsonRpcRequestCancelled):
         await pending
@@ -163,7 +118,7 @@ async def test_daemon_killed_mid_request_gives_empty_then_recovers(start_lsp):
     open_doc(client, URI, LONG_PROMPT)
     pid = find_daemon().pid
     pending = asyncio.ensure_future(inline(client, URI, (10, 0)))
-    await eventually(lambda: json.loads(_daemon("/specd/v1/status"))["idle"] is False, "the daemon is decoding")
+    await eventually(lambda: daemon_status()["idle"] is False, "the daemon is decoding")
     os.kill(pid, signal.SIGKILL)
     assert inline_text(await pending) == ""
     assert any("lost the connection to the daemon" in m.message for m in client.log_messages)
@@ -195,4 +150,4 @@ async def test_a_daemon_that_cannot_start_gives_empty_and_the_reason(start_lsp, 
     finally:
         await client.shutdown_session()
         await client.stop()
-        _cli(home, "stop")
+        run_cli(home, "stop")

@@ -1,0 +1,113 @@
+"""The server's pure parts, without a process: line store, cleaning, typed-ahead, pace, settings, context."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from lsprotocol import types
+
+from specd.lsp import config, context, postprocess
+from specd.lsp.debounce import TypingPace
+from specd.lsp.documents import Document, index_to_units, split_lines, units_to_index
+from specd.lsp.typed_ahead import TypedAhead
+
+ENCODINGS = [types.PositionEncodingKind.Utf8, types.PositionEncodingKind.Utf16, types.PositionEncodingKind.Utf32]
+ALPHABET = ["a", "b", " ", "\n", "\r\n", "é", "中", "😀", "(", ")"]
+
+
+def _offset(text: str, line: int, column: int) -> int:
+    lines = split_lines(text)
+    return sum(len(l) for l in lines[:line]) + column
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_random_incremental_edits_match_whole_text_edits(encoding):
+    rng = random.Random(7)
+    text = "".join(rng.choice(ALPHABET) for _ in range(200))
+    doc = Document("file:///t", "python", 1, split_lines(text))
+    for _ in range(300):
+        lines = split_lines(text)
+        points = []
+        for _ in range(2):
+            line = rng.randrange(len(lines))
+            body = lines[line].rstrip("\r\n")
+            points.append((line, rng.randrange(len(body) + 1)))
+        start, end = sorted(points)
+        new = "".join(rng.choice(ALPHABET) for _ in range(rng.randrange(4)))
+        rng_range = types.Range(doc.client_position(*start, encoding), doc.client_position(*end, encoding))
+        doc.apply(types.TextDocumentContentChangePartial(range=rng_range, text=new), encoding)
+        text = text[: _offset(text, *start)] + new + text[_offset(text, *end):]
+        assert doc.text() == text
+
+
+def test_columns_in_each_encoding():
+    line = "s = '😀中é"
+    assert [index_to_units(line, 8, e) for e in ENCODINGS] == [len(line.encode()), 9, 8]
+    for e in ENCODINGS:
+        assert units_to_index(line, index_to_units(line, 8, e), e) == 8
+    # A column inside a surrogate pair or a UTF-8 sequence lands before the character, never after.
+    assert units_to_index(line, 6, types.PositionEncodingKind.Utf16) == 5
+    assert units_to_index(line, 7, types.PositionEncodingKind.Utf8) == 5
+
+
+def test_windows_are_cut_by_size_at_line_boundaries():
+    doc = Document("file:///t", "python", 1, split_lines("aaaa\nbbbb\ncccc\ndddd\neeee\n"))
+    assert doc.prefix(2, 2, 11) == "bbbb\ncc" and doc.prefix(2, 2, 12) == "aaaa\nbbbb\ncc" and doc.prefix(2, 2, 4) == "cc"
+    assert doc.suffix(2, 2, 12) == "cc\ndddd\n" and doc.suffix(2, 2, 1) == "c"
+    assert doc.prefix(0, 0, 10) == "" and doc.suffix(5, 0, 10) == ""
+
+
+def test_postprocess():
+    assert postprocess.clean("'hi')", ")\n", "line") == "'hi'"
+    assert postprocess.clean("a])", "])", "line") == "a"
+    assert postprocess.clean("f(x))", ")", "line") == "f(x)"
+    assert postprocess.clean(")(a)", ")", "line") == ")(a)"  # the final `)` closes its own `(`
+    assert postprocess.clean("x = 1\nmore", "", "line") == "x = 1"
+    assert postprocess.clean("    return x\n", "\n    return x\n", "block") == ""
+    assert postprocess.clean("    y = 2\n    return x", "\n    return x\n", "block") == "    y = 2\n    return x"
+    assert postprocess.clean("  \n ", "", "block") == ""
+
+
+def test_typed_ahead_follows_matching_typing_and_reports_the_accept():
+    typed = TypedAhead()
+    typed.remember("u", (0, 4), "ab\ncd")
+    assert typed.remainder("u", (0, 4)) == "ab\ncd"
+    assert typed.edited("u", (0, 4), (0, 4), "ab") is None
+    assert typed.remainder("u", (0, 6)) == "\ncd"
+    assert typed.edited("u", (0, 6), (0, 6), "\ncd") == (1, 2)  # accepted: cursor after it
+    assert typed.remainder("u", (1, 2)) is None
+    typed.remember("u", (0, 4), "abc")
+    typed.edited("u", (0, 4), (0, 4), "x")
+    assert typed.remainder("u", (0, 5)) is None
+
+
+def test_typing_pace_waits_longer_for_fast_typists_from_the_last_key():
+    pace = TypingPace()
+    assert pace.delay("u", 0.1, now=0.0) == pytest.approx(0.1)
+    for i in range(6):
+        pace.keystroke("u", i * 0.2)
+    assert pace.delay("u", 0.1, now=1.0) == pytest.approx(0.3)  # 1.5 x 0.2 s gaps
+    assert pace.delay("u", 0.1, now=1.25) == pytest.approx(0.05)
+    assert pace.delay("u", 0.0, now=1.0) == 0.0
+
+
+def test_settings_merge_reports_bad_values_and_keeps_the_old_ones():
+    settings, problems = config.merge(config.Settings(), {"debounceMs": 20, "maxTokens": "many", "mode": "x",
+                                                          "excludedLanguages": ["md"], "colour": 1})
+    assert (settings.debounce_ms, settings.max_tokens, settings.mode, settings.excluded_languages) == (20, 64, "auto", ("md",))
+    assert len(problems) == 3 and any("maxTokens='many'" in p for p in problems)
+    assert not settings.allows("md") and settings.allows("python")
+    assert config.merge(settings, "yes")[1] == ["specd settings must be an object, got str; ignored"]
+
+
+def test_context_prefers_imported_then_nearby_documents_within_budget():
+    def doc(uri, text, lang="python"):
+        return Document(uri, lang, 1, split_lines(text))
+
+    current = doc("file:///p/src/main.py", "")
+    others = [doc("file:///p/src/near.py", "N = 1\n" * 100), doc("file:///p/lib/util.py", "def u(): ...\n"),
+              doc("file:///x/far.py", "F = 1\n"), doc("file:///p/src/readme.md", "# r\n", "markdown")]
+    got = context.snippets(current, [current, *others], "import util\n", budget=300)
+    assert [s["path"] for s in got] == ["/p/lib/util.py", "/p/src/near.py", "/x/far.py"]
+    assert sum(len(s["text"]) for s in got) <= 300

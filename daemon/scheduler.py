@@ -85,9 +85,10 @@ class Scheduler:
         self._progress = progress
         self._on_load_failed = on_load_failed
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._latest_by_document: dict[str, Job] = {}
         self._current: Job | None = None
+        self._unfinished = 0  # submitted jobs whose outcome is not set yet (queued or running)
         self._thread = threading.Thread(target=self._work, name="specd-inference", daemon=True)
         self._stopping = False
         self.engine: Any = None
@@ -123,8 +124,10 @@ class Scheduler:
 
     @property
     def idle(self) -> bool:
+        """No job queued or running. Counted by outcome rather than by queue and current job, which
+        would both look empty in the instant the worker takes a job off the queue."""
         with self._lock:
-            return self._current is None and self._queue.qsize() == 0
+            return self._unfinished == 0
 
     @property
     def queue_depth(self) -> int:
@@ -142,6 +145,8 @@ class Scheduler:
                 self._queue.put_nowait(job)
             except queue.Full:
                 raise QueueFull(retry_after=1) from None
+            self._unfinished += 1
+            job.future.add_done_callback(self._job_done)
             if document_id is not None:
                 older = self._latest_by_document.get(document_id)
                 self._latest_by_document[document_id] = job
@@ -248,6 +253,10 @@ class Scheduler:
                 if job.document_id is not None and self._latest_by_document.get(job.document_id) is job:
                     del self._latest_by_document[job.document_id]
             self.metrics.set_gauges(in_flight=0, queue_depth=self._queue.qsize())
+
+    def _job_done(self, _future: concurrent.futures.Future) -> None:
+        with self._lock:
+            self._unfinished -= 1
 
     def _finish_cancelled(self, job: Job, result: Any) -> None:
         reason = job.cancel_reason or "cancelled"

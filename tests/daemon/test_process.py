@@ -157,3 +157,10 @@ def test_lsp_command_hands_its_arguments_to_the_language_server(tmp_path):
     done = run_cli(specd_env(tmp_path), "lsp", "--help")
     assert done.returncode == 0
     assert "specd lsp" in done.stdout
+
+
+def test_complete_without_a_daemon_says_how_to_start_one(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "specd.daemon.cli", "complete"], input="x = ",
+                          env=specd_env(tmp_path), capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "not running; start it with `specd start`" in done.stderr

@@ -194,3 +194,17 @@ async def test_a_superseded_stream_ends_with_finish_reason_cancelled():
         d.engine.release.set()
         async with await newer as response:
             assert (await response.json())["finish_reason"] == "length"
+
+
+async def test_shutdown_cancels_the_running_request_and_refuses_new_ones():
+    async with fake_daemon(hold=True) as d, aiohttp.ClientSession(headers=d.auth) as s:
+        running = asyncio.create_task(s.post(d.url + "/v1/completions", json={"prompt": "x", "max_tokens": 9}))
+        await wait_event(d.engine.entered)
+        await asyncio.get_running_loop().run_in_executor(None, lambda: d.scheduler.stop(grace=0))
+        async with await running as response:
+            assert response.status == 503
+            assert "shutdown" in (await response.json())["error"]["message"]
+        async with s.post(d.url + "/v1/completions", json={"prompt": "x"}) as response:
+            assert response.status == 503
+            assert "shutting down" in (await response.json())["error"]["message"]
+        assert d.scheduler.engine is None  # the models were released

@@ -268,7 +268,7 @@ def parse_native(body: dict) -> tuple[CompletionParams, str | None, str | None, 
     params.document_id = _str(body, "document_id")
     params.mode = _mode(body)
     _sampling(body, params, default_max_tokens=64)
-    _stream(body, params)
+    params.stream = _bool(body, "stream", False)  # the last event carries usage anyway
     params.draft_tokens = _int(body, "draft_tokens", None, low=0, high=256)
     raw_snippets = body.get("extra_context")
     snippets = []

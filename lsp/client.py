@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from typing import Any, Callable
 
 import aiohttp
@@ -18,7 +17,6 @@ import aiohttp
 from . import locate
 from .locate import Endpoint
 
-log = logging.getLogger(__name__)
 
 COMPLETE_ROUTE = "/specd/v1/complete"
 STATUS_ROUTE = "/specd/v1/status"

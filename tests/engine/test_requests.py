@@ -1,0 +1,143 @@
+"""Prefix reuse, cancellation, refusals and stop rules of the engine."""
+
+import threading
+
+import pytest
+
+from specd.daemon.engine import CancelToken, Engine, EngineConfig, GenerationRequest, RequestError
+from specd.daemon.tokenizer_compat import IncompatibleModels
+
+
+def test_cache_reuse_gives_the_cold_start_tokens(make_engine, code_prompts):
+    """Keystroke by keystroke the prompt grows; every cached answer equals a cold start's."""
+    engine = make_engine("ngram")
+    prefix, suffix = code_prompts[3]
+    reused = 0
+    for typed in range(0, 12, 3):
+        request = GenerationRequest(prompt=prefix + "x = fo"[: typed // 2], suffix=suffix, max_tokens=16,
+                                    cache_key="doc")
+        warm = engine.generate(request)
+        reused += warm.stats.cached_tokens
+        cold_engine = make_engine("ngram")  # the same engine with every cache dropped
+        cold = cold_engine.generate(request)
+        assert cold.stats.cached_tokens == 0
+        assert warm.token_ids == cold.token_ids
+        # make_engine cleared the pool: put the document's cache back for the next keystroke
+        engine.generate(request)
+    assert reused > 0
+
+
+def test_keystroke_prefills_only_the_new_tokens(make_engine, code_prompts):
+    engine = make_engine("ngram")
+    prefix, suffix = code_prompts[0]
+    first = engine.generate(GenerationRequest(prompt=prefix, suffix=suffix, max_tokens=4, cache_key="doc"))
+    second = engine.generate(GenerationRequest(prompt=prefix + "ab", suffix=suffix, max_tokens=4, cache_key="doc"))
+    assert second.stats.cached_tokens >= first.stats.prompt_tokens - 3
+    assert second.stats.prompt_tokens - second.stats.cached_tokens <= 4
+
+
+def test_documents_keep_separate_caches(make_engine, code_prompts):
+    engine = make_engine("ngram", cache_slots=2)
+    (a, sa), (b, sb) = code_prompts[0], code_prompts[1]
+    engine.generate(GenerationRequest(prompt=a, suffix=sa, max_tokens=2, cache_key="a"))
+    engine.generate(GenerationRequest(prompt=b, suffix=sb, max_tokens=2, cache_key="b"))
+    again = engine.generate(GenerationRequest(prompt=a, suffix=sa, max_tokens=2, cache_key="a"))
+    assert again.stats.cached_tokens == again.stats.prompt_tokens - 1
+
+
+@pytest.mark.parametrize("strategy", ["ngram", "model"])
+def test_cancellation_stops_within_a_round_and_leaves_a_usable_cache(make_engine, code_prompts, strategy):
+    engine = make_engine(strategy)
+    prefix, suffix = code_prompts[2]
+    token = CancelToken()
+    chunks = []
+
+    def cancel_after_first_text(delta):
+        chunks.append(delta)
+        token.cancel()
+
+    result = engine.generate(GenerationRequest(prompt=prefix, suffix=suffix, max_tokens=400, cache_key="doc"),
+                             cancel=token, on_text=cancel_after_first_text)
+    assert result.finish_reason == "cancelled"
+    assert result.stats.verifier_passes <= 3  # prefill, the round that streamed, nothing after the cancel
+    assert len(result.token_ids) < 400
+    # The next request on the same document is served correctly from what the cancelled one left cached.
+    warm = engine.generate(GenerationRequest(prompt=prefix, suffix=suffix, max_tokens=12, cache_key="doc"))
+    cold = make_engine(strategy).generate(GenerationRequest(prompt=prefix, suffix=suffix, max_tokens=12))
+    assert warm.stats.cached_tokens > 0
+    assert warm.token_ids == cold.token_ids
+
+
+def test_cancel_from_another_thread(make_engine, code_prompts):
+    engine = make_engine("ngram")
+    token = CancelToken()
+    timer = threading.Timer(0.05, token.cancel)
+    timer.start()
+    prefix, suffix = code_prompts[1]
+    result = engine.generate(GenerationRequest(prompt=prefix, suffix=suffix, max_tokens=1500), cancel=token)
+    timer.cancel()
+    assert result.finish_reason == "cancelled"
+    assert len(result.token_ids) < 1500
+
+
+def test_cancelled_before_start_does_no_decoding(make_engine, code_prompts):
+    engine = make_engine("ngram")
+    token = CancelToken()
+    token.cancel()
+    result = engine.generate(GenerationRequest(prompt=code_prompts[0][0], max_tokens=50), cancel=token)
+    assert result.finish_reason == "cancelled"
+    assert result.token_ids == [] and result.stats.verifier_passes == 0
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("max_tokens", -1, "max_tokens"),
+    ("max_tokens", 2.5, "max_tokens"),
+    ("temperature", -0.1, "temperature"),
+    ("top_p", 0.0, "top_p"),
+    ("draft_tokens", -2, "draft_tokens"),
+    ("mode", "paragraph", "mode"),
+    ("stop", [3], "stop"),
+])
+def test_bad_arguments_raise_clear_errors(make_engine, field, value, message):
+    engine = make_engine("ngram")
+    with pytest.raises(RequestError, match=message):
+        engine.generate(GenerationRequest(prompt="x = 1", **{field: value}))
+
+
+def test_prompt_beyond_the_context_is_refused(make_engine):
+    engine = make_engine("ngram", max_context=64)
+    with pytest.raises(RequestError, match="context window is 64 tokens"):
+        engine.generate(GenerationRequest(prompt="value = compute(value)\n" * 40))
+    # and the engine keeps serving
+    assert engine.generate(GenerationRequest(prompt="x = 1", max_tokens=3)).finish_reason in ("length", "stop")
+
+
+def test_completion_is_clamped_to_the_context(make_engine):
+    engine = make_engine("ngram", max_context=64)
+    prompt = "a = b\n" * 8
+    used = len(engine.prompt_ids(GenerationRequest(prompt=prompt)))
+    result = engine.generate(GenerationRequest(prompt=prompt, max_tokens=500))
+    assert len(result.token_ids) <= 64 - used
+
+
+def test_zero_max_tokens_returns_nothing(make_engine):
+    result = make_engine("ngram").generate(GenerationRequest(prompt="x", max_tokens=0))
+    assert (result.text, result.finish_reason) == ("", "length")
+
+
+def test_mismatched_tokenizer_pair_is_refused(tiny_pair, foreign_drafter):
+    verifier, _ = tiny_pair
+    config = EngineConfig(verifier=str(verifier), drafter=str(foreign_drafter), draft_strategy="model")
+    with pytest.raises(IncompatibleModels, match="tokenizers differ at id"):
+        Engine.load(config, progress=lambda message: None)
+
+
+def test_unknown_model_and_strategy_are_refused(tiny_pair):
+    with pytest.raises(ValueError, match="unknown model"):
+        Engine.load(EngineConfig(verifier="no-such-model"), progress=lambda m: None)
+    with pytest.raises(FileNotFoundError):
+        Engine.load(EngineConfig(verifier="/no/such/folder"), progress=lambda m: None)
+    with pytest.raises(ValueError, match="draft_strategy"):
+        Engine.load(EngineConfig(verifier=str(tiny_pair[0]), draft_strategy="telepathy"), progress=lambda m: None)
+    with pytest.raises(ValueError, match="needs a `drafter`"):
+        Engine.load(EngineConfig(verifier=str(tiny_pair[0]), draft_strategy="model"), progress=lambda m: None)

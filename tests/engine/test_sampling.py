@@ -1,0 +1,124 @@
+"""Sampling verification keeps the verifier's distribution exactly; a biased verification is caught."""
+
+import math
+from collections import Counter
+
+import pytest
+import torch
+
+from specd.daemon import engine as engine_module
+from specd.daemon import sampling
+from specd.daemon.engine import GenerationRequest
+from specd.daemon.sampling import SamplingParams, verify_sampling
+
+
+def chi_square_p_value(observed: Counter, expected_probs: dict, total: int) -> float:
+    """Pearson chi-square goodness of fit, rare categories pooled so every expected count is >= 5."""
+    cells, pooled_obs, pooled_exp = [], 0, 0.0
+    for key, prob in expected_probs.items():
+        expected = prob * total
+        if expected >= 5:
+            cells.append((observed.get(key, 0), expected))
+        else:
+            pooled_obs, pooled_exp = pooled_obs + observed.get(key, 0), pooled_exp + expected
+    pooled_obs += sum(v for k, v in observed.items() if k not in expected_probs)
+    pooled_exp += (1.0 - sum(expected_probs.values())) * total  # mass of the categories not listed
+    if pooled_exp >= 5:
+        cells.append((pooled_obs, pooled_exp))
+    statistic = sum((o - e) ** 2 / e for o, e in cells)
+    dof = len(cells) - 1
+    # Wilson-Hilferty approximation of the chi-square upper tail (no scipy needed).
+    z = ((statistic / dof) ** (1 / 3) - (1 - 2 / (9 * dof))) / math.sqrt(2 / (9 * dof))
+    return 0.5 * math.erfc(z / math.sqrt(2))
+
+
+def force_accept(target_probs, draft, draft_probs, generator):
+    """A broken verifier: accepts every draft token (the negative control)."""
+    return len(draft), sampling.sample(target_probs[len(draft)], generator)
+
+
+def run_unit_trials(verify, trials=4000, vocab=6, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    p = torch.softmax(torch.randn(2, vocab, generator=generator) * 1.5, dim=-1)
+    q = torch.softmax(torch.randn(1, vocab, generator=generator) * 1.5, dim=-1)
+    first = Counter()
+    for _ in range(trials):
+        token = int(torch.multinomial(q[0], 1, generator=generator))
+        accepted, next_token = verify(p, [token], q, generator)
+        first[token if accepted else next_token] += 1
+    return first, {i: float(p[0, i]) for i in range(vocab)}
+
+
+@pytest.mark.parametrize("one_hot", [False, True])
+def test_rejection_sampling_keeps_the_target_distribution(one_hot):
+    def verify(p, draft, q, generator):
+        return verify_sampling(p, draft, None if one_hot else q, generator)
+
+    observed, expected = run_unit_trials(verify)
+    assert chi_square_p_value(observed, expected, 4000) > 0.001
+
+
+def test_negative_control_force_accept_is_caught():
+    observed, expected = run_unit_trials(force_accept)
+    assert chi_square_p_value(observed, expected, 4000) < 1e-6
+
+
+def test_top_p_keeps_the_smallest_nucleus():
+    probs = SamplingParams(temperature=1.0, top_p=0.7).probs(torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])))
+    assert torch.allclose(probs, torch.tensor([[0.625, 0.375, 0.0, 0.0]]))
+
+
+def exact_first_two_tokens(engine, prompt, temperature):
+    """The verifier's exact joint distribution of the first two tokens, for the most likely first tokens."""
+    ids = engine.prompt_ids(GenerationRequest(prompt=prompt))
+    params = SamplingParams(temperature)
+    cache = engine.verifier.new_cache()
+    first = params.probs(engine.verifier.forward(ids, cache, last_only=True)[-1])
+    joint = {}
+    for token in first.topk(6).indices.tolist():
+        cache.truncate(len(ids))
+        second = params.probs(engine.verifier.forward([token], cache)[-1])
+        for other in second.topk(8).indices.tolist():
+            joint[(token, other)] = float(first[token] * second[other])
+    return joint
+
+
+def sample_first_two_tokens(engine, prompt, temperature, seeds, draft_tokens=None):
+    counts = Counter()
+    for seed in range(seeds):
+        result = engine.generate(GenerationRequest(prompt=prompt, max_tokens=2, temperature=temperature,
+                                                   seed=seed, draft_tokens=draft_tokens, cache_key="stat"))
+        counts[tuple(result.token_ids)] += 1
+    return counts
+
+
+PROMPT = "def wrap(text, width):\n    lines = []\n    for"
+
+
+@pytest.mark.parametrize("strategy", ["model", "ngram"])
+def test_speculative_sampling_matches_the_verifier_distribution(make_engine, strategy):
+    engine = make_engine(strategy)
+    if strategy == "ngram":  # a one-hot drafter that always proposes: single-token matches
+        from specd.daemon.drafters.ngram import NgramDrafter
+
+        engine.drafter = NgramDrafter(min_ngram=1)
+    temperature, seeds = 0.7, 1200
+    expected = exact_first_two_tokens(engine, PROMPT, temperature)
+    observed = sample_first_two_tokens(engine, PROMPT, temperature, seeds)
+    assert chi_square_p_value(observed, expected, seeds) > 0.001
+
+
+def test_biased_speculative_sampling_is_caught(make_engine, monkeypatch):
+    engine = make_engine("model")
+    monkeypatch.setattr(engine_module, "verify_sampling", force_accept)
+    temperature, seeds = 0.7, 1200
+    expected = exact_first_two_tokens(engine, PROMPT, temperature)
+    observed = sample_first_two_tokens(engine, PROMPT, temperature, seeds)
+    assert chi_square_p_value(observed, expected, seeds) < 1e-6
+
+
+def test_same_seed_same_sample(make_engine):
+    engine = make_engine("model")
+    a = engine.generate(GenerationRequest(prompt=PROMPT, max_tokens=12, temperature=1.0, seed=7))
+    b = engine.generate(GenerationRequest(prompt=PROMPT, max_tokens=12, temperature=1.0, seed=7))
+    assert a.token_ids == b.token_ids

@@ -1,0 +1,93 @@
+"""Stop rules on a character-level tokenizer, so each case reads as text."""
+
+import pytest
+
+from specd.daemon.fim import build_fim_ids, detect_template, template_by_family
+from specd.daemon.stopping import StopRules, StopState
+
+EOS = 0
+
+
+class CharTokenizer:
+    def decode(self, ids, skip_special_tokens=False):
+        return "".join(chr(i) for i in ids if i != EOS)
+
+
+def run(text, **rules):
+    state = StopState(StopRules(eos_ids=frozenset({EOS}), **{"max_tokens": 200, **rules}), CharTokenizer())
+    streamed = []
+    for ch in text:
+        if state.add(ord(ch)):
+            break
+        streamed.append(state.stable_delta())
+    state.finish_reason = state.finish_reason or "length"
+    streamed.append(state.stable_delta())
+    return state, "".join(streamed)
+
+
+def test_stop_string_is_cut_and_never_streamed():
+    state, streamed = run("return x\n# END of it", stop=("# END",))
+    assert state.text == "return x\n" and state.finish_reason == "stop"
+    assert streamed == "return x\n"
+
+
+def test_line_mode_stops_at_end_of_line():
+    state, _ = run("foo(bar)\nnext()", mode="line")
+    assert state.text == "foo(bar)"
+
+
+@pytest.mark.parametrize("indent, text, expected", [
+    (4, "x = 1\n    y = 2\n\n    z = 3\nreturn", "x = 1\n    y = 2\n\n    z = 3"),
+    (4, "if a:\n        b()\n    c()\n  d", "if a:\n        b()\n    c()"),
+    (0, "def f():\n    pass\n\ndef g():", "def f():\n    pass\n"),
+])
+def test_block_mode_stops_when_indentation_leaves_the_block(indent, text, expected):
+    state, streamed = run(text, mode="block", cursor_indent=indent)
+    assert state.text == expected and state.finish_reason == "stop"
+    assert streamed == expected
+
+
+def test_max_tokens_and_eos():
+    state, _ = run("abcdef", max_tokens=3)
+    assert (state.text, state.finish_reason) == ("abc", "length")
+    state = StopState(StopRules(eos_ids=frozenset({EOS}), max_tokens=9), CharTokenizer())
+    assert not state.add(ord("a")) and state.add(EOS)
+    assert (state.text, state.finish_reason) == ("a", "stop")
+
+
+def test_incomplete_characters_are_held_back():
+    class ByteTokenizer:
+        def decode(self, ids, skip_special_tokens=False):
+            return bytes(ids).decode("utf-8", errors="replace")
+
+    state = StopState(StopRules(eos_ids=frozenset(), max_tokens=9), ByteTokenizer())
+    euro = "€".encode()
+    state.add(ord("a"))
+    state.add(euro[0])
+    assert state.stable_delta() == "a"
+    state.add(euro[1]), state.add(euro[2])
+    assert state.stable_delta() == "€"
+
+
+def test_fim_layout_keeps_the_cursor_line_at_the_tail(tiny_pair):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_pair[0])
+    template = detect_template(tokenizer)
+    assert template.family == "starcoder"
+    ids = build_fim_ids(tokenizer, template, "def f(x):\n    ret", "urn\n\nprint(1)")
+    assert tokenizer.decode(ids) == "<fim_prefix>def f(x):\n<fim_suffix>urn\n\nprint(1)<fim_middle>    ret"
+    # Typing on the cursor line changes only the end of the token sequence.
+    longer = build_fim_ids(tokenizer, template, "def f(x):\n    retu", "rn\n\nprint(1)")
+    marker = tokenizer.convert_tokens_to_ids("<fim_middle>")
+    assert longer.index(marker) > 0
+    # User text that looks like a marker stays text.
+    literal = build_fim_ids(tokenizer, template, "s = '<fim_suffix>'\n", "")
+    assert literal.count(tokenizer.convert_tokens_to_ids("<fim_suffix>")) == 1
+
+
+def test_templates_cover_the_common_families():
+    for family in ("qwen2.5-coder", "starcoder", "codegemma", "deepseek-coder", "codellama", "codestral"):
+        assert template_by_family(family).family == family
+    with pytest.raises(KeyError):
+        template_by_family("nonesuch")

@@ -10,6 +10,7 @@ read it from an environment variable instead.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import re
@@ -28,7 +29,8 @@ from specd.daemon.paths import get_paths
 from specd.daemon.settings import SettingsError, load_settings
 
 EDITORS = ("vscode", "cursor", "zed", "neovim", "helix", "emacs")
-EDITOR_CONFIGS = Path(__file__).resolve().parent.parent / "editor-configs"
+# Installed as the data-only package specd.editor_configs (the repo's editor-configs/ folder).
+EDITOR_CONFIGS = Path(next(iter(importlib.util.find_spec("specd.editor_configs").submodule_search_locations)))
 ZED_KEY_ENV = "ZED_OPEN_AI_COMPATIBLE_EDIT_PREDICTION_API_KEY"
 ZED_PROVIDER = "specd"  # Zed reads this provider's key from SPECD_API_KEY (its name upper-cased + _API_KEY)
 ZED_MAX_OUTPUT_TOKENS = 64

@@ -55,7 +55,7 @@ local ok, err = pcall(function()
   vim.api.nvim_buf_set_lines(buf, 0, -1, false, vim.split(string.rep("import os\n", 10), "\n"))
   local slow, slow_err = client.request_sync("textDocument/inlineCompletion",
     { textDocument = { uri = vim.uri_from_bufnr(buf) }, position = { line = 10, character = 0 },
-      context = { triggerKind = 1 } }, 1500, buf)
+      context = { triggerKind = 1 } }, 600, buf)
   result.slow_result = slow == nil
   result.slow_error = slow_err or vim.NIL
   vim.wait(500)

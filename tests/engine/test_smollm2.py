@@ -1,0 +1,54 @@
+"""Losslessness on a real model: the embedded default, SmolLM2 135M (fetched from PyPI and converted once)."""
+
+import inspect
+import json.decoder
+
+import pytest
+
+from fixtures.embedded import embedded_home
+from specd.daemon.drafters.layer_skip import LayerSkipDrafter
+from specd.daemon.drafters.ngram import NgramDrafter
+from specd.daemon.engine import Engine, EngineConfig, GenerationRequest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def smollm2(tmp_path_factory):
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setenv("SPECD_HOME", str(embedded_home(tmp_path_factory.mktemp("home"))))
+    try:
+        yield Engine.load(EngineConfig(verifier="smollm2-135m"), progress=lambda message: None)
+    finally:
+        monkeypatch.undo()
+
+
+def prompts():
+    source = inspect.getsource(json.decoder)
+    cuts = [source.find("def py_scanstring"), source.find("def JSONObject"), source.find("    def decode(self")]
+    return [(source[max(0, c - 1200) : c + 40], source[c + 40 : c + 400]) for c in cuts]
+
+
+@pytest.mark.parametrize("drafter", ["ngram", "layer_skip"])
+def test_greedy_speculative_equals_plain_on_smollm2(smollm2, drafter):
+    saved = smollm2.drafter
+    smollm2.drafter = NgramDrafter() if drafter == "ngram" else LayerSkipDrafter(smollm2.verifier, 24)
+    try:
+        drafted = 0
+        for prefix, suffix in prompts():
+            request = dict(prompt=prefix, suffix=suffix, max_tokens=24)
+            smollm2.pool.clear()
+            plain = smollm2.generate(GenerationRequest(**request, draft_tokens=0))
+            smollm2.pool.clear()
+            speculative = smollm2.generate(GenerationRequest(**request))
+            assert speculative.token_ids == plain.token_ids
+            drafted += speculative.stats.drafted_tokens
+        assert drafted > 0
+    finally:
+        smollm2.drafter = saved
+
+
+def test_embedded_default_is_ngram_on_cpu_fp32(smollm2):
+    info = smollm2.info()
+    assert info["drafter"] == "ngram" and info["dtype"] == "float32" and info["device"] == "cpu"
+    assert smollm2.fim_template is None  # SmolLM2 has no FIM tokens: plain prefix completion

@@ -1,0 +1,498 @@
+"""Decode speed of specd's speculative strategies against its own plain loop and against HF `generate`.
+
+One process: the verifier (and drafter) load once; each strategy is a drafter object swapped onto the same
+engine. Per prompt, every runner goes once from a cold cache, in an order that reverses on every other prompt
+(ABBA), and every output is checked token for token against specd's plain greedy output.
+
+    SPECD_HOME=/tmp/sh python scripts/bench.py --verifier smollm2-135m --limit 20 --json bench.json
+
+Decode tok/s = completion tokens / (total - prefill). HF `generate` has no separate prefill in its assisted
+variants (the first round verifies the prompt and the first candidates together), so every HF variant on a
+prompt subtracts the prefill measured by plain HF `generate` on that prompt (time to its first new token).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import sysconfig
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from specd.daemon.drafters.cascade import CascadeDrafter
+from specd.daemon.drafters.layer_skip import LayerSkipDrafter
+from specd.daemon.drafters.model import ModelDrafter, common_prefix_length
+from specd.daemon.drafters.ngram import NgramDrafter
+from specd.daemon.engine import Engine, EngineConfig, GenerationRequest
+
+PLAIN = "plain"
+KEYSTROKE_PROMPTS = 3  # the longest prompts, each: one cold prefill, then keystrokes on the same cache key
+KEYSTROKES = 3
+CHARS_PER_KEYSTROKE = 2
+
+
+@dataclass
+class Prompt:
+    prefix: str
+    suffix: str
+    language: str = "python"
+    source: str = ""
+
+
+@dataclass
+class Run:
+    prompt: int
+    runner: str  # a specd strategy, "plain", or "hf:<variant>"
+    tokens: list[int]
+    prefill_s: float
+    total_s: float
+    drafted: int = 0
+    accepted: int = 0
+    rounds: int = 0
+    identical: bool | None = None
+    first_mismatch: int | None = None
+    error: str | None = None
+
+    @property
+    def decode_s(self) -> float:
+        return self.total_s - self.prefill_s
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        return len(self.tokens) / self.decode_s if self.tokens and self.decode_s > 0 else None
+
+
+# -- prompts ---------------------------------------------------------------------------------------------------
+
+
+def stdlib_prompts(tokenizer, count: int, seed: int, prefix_tokens: int, suffix_tokens: int) -> list[Prompt]:
+    """One cursor per standard-library file, in files and at positions drawn from a seeded generator."""
+    rng = random.Random(seed)
+    files = sorted(p for p in Path(sysconfig.get_paths()["stdlib"]).glob("*.py") if p.stat().st_size > 8000)
+    rng.shuffle(files)
+    prompts = []
+    for path in files:
+        if len(prompts) == count:
+            break
+        cut = _cursor(path.read_text(encoding="utf-8", errors="replace"), rng)
+        if cut is None:
+            continue
+        prefix, suffix = cut
+        prompts.append(Prompt(_keep_tokens(tokenizer, prefix, prefix_tokens, tail=True),
+                              _keep_tokens(tokenizer, suffix, suffix_tokens, tail=False), "python", path.name))
+    return prompts
+
+
+def _cursor(text: str, rng: random.Random) -> tuple[str, str] | None:
+    """A cursor inside an indented code line (mid-body), after its indentation and before its last character."""
+    lines = text.splitlines(keepends=True)
+    candidates = [i for i, line in enumerate(lines) if i >= 40 and line.startswith("    ")
+                  and len(line.strip()) >= 8 and not line.strip().startswith(("#", '"', "'"))]
+    if not candidates:
+        return None
+    index = rng.choice(candidates)
+    indent = len(lines[index]) - len(lines[index].lstrip())
+    column = indent + rng.randrange(len(lines[index].strip()))
+    position = sum(len(line) for line in lines[:index]) + column
+    return text[:position], text[position:]
+
+
+def _keep_tokens(tokenizer, text: str, limit: int, tail: bool) -> str:
+    """Whole lines from the end (tail) or the start of `text`, about `limit` tokens (lines counted separately)."""
+    lines = text.splitlines(keepends=True)
+    if not lines:
+        return text
+    counts = [len(ids) for ids in tokenizer(lines, add_special_tokens=False)["input_ids"]]
+    order = range(len(lines) - 1, -1, -1) if tail else range(len(lines))
+    kept, total = [], 0
+    for i in order:
+        if kept and total + counts[i] > limit:
+            break
+        kept.append(i)
+        total += counts[i]
+    return "".join(lines[i] for i in sorted(kept))
+
+
+def file_prompts(path: str) -> list[Prompt]:
+    rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [Prompt(r["prefix"], r.get("suffix", ""), r.get("language", "unknown"), f"{path}:{i + 1}")
+            for i, r in enumerate(rows)]
+
+
+# -- runners -----------------------------------------------------------------------------------------------------
+
+
+def strategy_drafters(engine: Engine) -> dict[str, object]:
+    """Every drafter that applies to the loaded models, built around the engine's own (the default first)."""
+    default = engine.drafter
+    drafters = {default.name: default} if default else {}
+    model = default if isinstance(default, ModelDrafter) else None
+    if isinstance(default, CascadeDrafter):
+        model = next((d for d in default.drafters if isinstance(d, ModelDrafter)), None)
+    drafters.setdefault("ngram", NgramDrafter())
+    if engine.verifier.num_layers > 1:
+        drafters.setdefault("layer_skip", LayerSkipDrafter(engine.verifier, engine.config.layer_skip_layers))
+    if model is not None:
+        drafters.setdefault("model", model)
+        drafters.setdefault("ngram+model", CascadeDrafter([NgramDrafter(), model]))
+    return drafters
+
+
+def assistant_model(engine: Engine, drafters: dict[str, object]):
+    """The drafter's HF model for `generate(assistant_model=...)`, or None without a drafter model."""
+    for drafter in drafters.values():
+        if isinstance(drafter, ModelDrafter):
+            return drafter.runner.model
+        if hasattr(drafter, "assistant"):
+            return drafter.assistant
+    return None
+
+
+def run_specd(engine: Engine, drafter, prompt: Prompt, index: int, name: str, max_tokens: int) -> Run:
+    engine.drafter = drafter
+    engine.pool.clear()  # every run starts cold
+    request = GenerationRequest(prompt=prompt.prefix, suffix=prompt.suffix, max_tokens=max_tokens,
+                                draft_tokens=0 if drafter is None else None)
+    result = engine.generate(request)
+    s = result.stats
+    prefill_passes = -(-(s.prompt_tokens - s.cached_tokens) // 512)
+    return Run(index, name, result.token_ids, s.prefill_s, s.total_s, s.drafted_tokens, s.accepted_tokens,
+               s.verifier_passes - prefill_passes)
+
+
+class _Clock:
+    """A `generate` streamer that only timestamps each arrival (the first is the prompt itself)."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def put(self, value) -> None:
+        self.times.append(time.perf_counter())
+
+    def end(self) -> None:
+        pass
+
+
+def hf_variants(assistant) -> dict[str, dict]:
+    """generate() keyword arguments; generation settings go into its GenerationConfig, models beside it."""
+    variants = {"hf:plain": {}, "hf:prompt_lookup": {"prompt_lookup_num_tokens": 10}}
+    if assistant is not None:
+        variants["hf:assistant"] = {"assistant_model": assistant}
+    return variants
+
+
+def run_hf(engine: Engine, prompt_ids: list[int], index: int, name: str, extra: dict, max_tokens: int) -> Run:
+    from transformers import GenerationConfig
+
+    eos = sorted(engine.eos_ids)
+    settings = {k: v for k, v in extra.items() if k != "assistant_model"}
+    models = {k: v for k, v in extra.items() if k == "assistant_model"}
+    config = GenerationConfig(max_new_tokens=max_tokens, do_sample=False, eos_token_id=eos, pad_token_id=eos[0],
+                              **settings)
+    input_ids = torch.tensor([prompt_ids], device=engine.verifier.device)
+    clock = _Clock()
+    started = time.perf_counter()
+    try:
+        out = engine.verifier.model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
+                                             generation_config=config, streamer=clock, **models)
+    except Exception as exc:  # a variant these models do not support is reported, not fatal
+        return Run(index, name, [], 0.0, 0.0, error=f"{type(exc).__name__}: {exc}")
+    total = time.perf_counter() - started
+    tokens = []
+    for token in out[0, len(prompt_ids):].tolist():
+        if token in engine.eos_ids:
+            break
+        tokens.append(token)
+    first = clock.times[1] - started if len(clock.times) > 1 else total
+    return Run(index, name, tokens, first, total)
+
+
+def bench_prompt(engine, drafters, variants, prompt, index, max_tokens) -> list[Run]:
+    order = [(PLAIN, None)] + list(drafters.items()) + list(variants.items())
+    if index % 2:
+        order.reverse()
+    prompt_ids = engine.prompt_ids(GenerationRequest(prompt=prompt.prefix, suffix=prompt.suffix))
+    runs = {}
+    for name, thing in order:
+        if name.startswith("hf:"):
+            runs[name] = run_hf(engine, prompt_ids, index, name, thing, max_tokens)
+        else:
+            runs[name] = run_specd(engine, thing, prompt, index, name, max_tokens)
+    hf_prefill = runs["hf:plain"].prefill_s
+    plain = runs[PLAIN].tokens
+    for name, run in runs.items():
+        if name.startswith("hf:"):
+            run.prefill_s = hf_prefill
+        if name != PLAIN and run.error is None:
+            run.identical = run.tokens == plain
+            run.first_mismatch = None if run.identical else common_prefix_length(run.tokens, plain)
+    return [runs[name] for name, _ in order]
+
+
+def keystroke_cost(engine: Engine, prompts: list[Prompt], texts: list[str]) -> dict:
+    """Prefill time of a cold prompt vs. requests that each extend the previous one by a few typed characters."""
+    engine.drafter = None
+    longest = sorted(range(len(prompts)), key=lambda i: -len(engine.prompt_ids(
+        GenerationRequest(prompt=prompts[i].prefix, suffix=prompts[i].suffix))))[:KEYSTROKE_PROMPTS]
+    cold, warm, fed, cold_tokens = [], [], [], []
+    for i in longest:
+        prompt, typed = prompts[i], (texts[i] + "x" * KEYSTROKES * CHARS_PER_KEYSTROKE)
+        engine.pool.clear()
+        stats = _one_token(engine, prompt.prefix, prompt.suffix).stats
+        cold.append(stats.prefill_s)
+        cold_tokens.append(stats.prompt_tokens)
+        for k in range(1, KEYSTROKES + 1):
+            stats = _one_token(engine, prompt.prefix + typed[: k * CHARS_PER_KEYSTROKE], prompt.suffix).stats
+            warm.append(stats.prefill_s)
+            fed.append(stats.prompt_tokens - stats.cached_tokens)
+    return {"keystroke_cost_ratio": statistics.median(warm) / statistics.median(cold),
+            "cold_prefill_s": statistics.median(cold), "incremental_prefill_s": statistics.median(warm),
+            "cold_prompt_tokens": cold_tokens, "incremental_tokens_fed": fed}
+
+
+def _one_token(engine: Engine, prefix: str, suffix: str):
+    return engine.generate(GenerationRequest(prompt=prefix, suffix=suffix, max_tokens=1, cache_key="keystroke"))
+
+
+# -- statistics --------------------------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = q * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def paired_ratios(runs: list[Run], numerator: str, denominator) -> list[float]:
+    """Per prompt: numerator's decode tok/s over the denominator's (a runner name, or a function of the prompt)."""
+    by_key = {(r.prompt, r.runner): r for r in runs}
+    ratios = []
+    for prompt in sorted({r.prompt for r in runs}):
+        top = by_key.get((prompt, numerator))
+        bottom = by_key.get((prompt, denominator)) if isinstance(denominator, str) else denominator(prompt)
+        if top and bottom and top.tokens_per_s and bottom.tokens_per_s:
+            ratios.append(top.tokens_per_s / bottom.tokens_per_s)
+    return ratios
+
+
+def bootstrap_median_ci(values: list[float], seed: int = 0, resamples: int = 2000) -> list[float] | None:
+    if len(values) < 2:
+        return None
+    rng = random.Random(seed)
+    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(resamples))
+    return [percentile(medians, 0.025), percentile(medians, 0.975)]
+
+
+def median_or_none(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def runner_summary(runs: list[Run], name: str) -> dict:
+    mine = [r for r in runs if r.runner == name and r.error is None]
+    rounds = sum(r.rounds for r in mine)
+    drafted = sum(r.drafted for r in mine)
+    speeds = [r.tokens_per_s for r in mine if r.tokens_per_s]
+    checked = [r for r in mine if r.identical is not None]
+    errors = sorted({r.error for r in runs if r.runner == name and r.error})
+    summary = {
+        "prompts": len(mine),
+        "tokens_per_s": median_or_none(speeds),
+        "latency_p50_s": percentile([r.total_s for r in mine], 0.5),
+        "latency_p95_s": percentile([r.total_s for r in mine], 0.95),
+        "prefill_s_median": median_or_none([r.prefill_s for r in mine]),
+        "completion_tokens_mean": statistics.fmean([len(r.tokens) for r in mine]) if mine else None,
+        "identical_rate": sum(r.identical for r in checked) / len(checked) if checked else None,
+    }
+    if not name.startswith("hf:") and name != PLAIN:
+        summary["mean_accepted_length"] = 1 + sum(r.accepted for r in mine) / rounds if rounds else None
+        summary["acceptance_rate"] = sum(r.accepted for r in mine) / drafted if drafted else None
+    if name != PLAIN:
+        ratios = paired_ratios(runs, name, PLAIN)
+        summary["speedup_vs_plain"] = median_or_none(ratios)
+    if errors:
+        summary["errors"] = errors
+    return summary
+
+
+def summarize(runs: list[Run], default: str, strategies: list[str], variants: list[str]) -> dict:
+    per_runner = {name: runner_summary(runs, name) for name in [PLAIN] + strategies + variants}
+    prompts = sorted({r.prompt for r in runs})
+    spec = [r for r in runs if r.runner in strategies]
+    identical = [all(r.identical for r in spec if r.prompt == p) for p in prompts]
+    working = [v for v in variants if per_runner[v]["tokens_per_s"]]
+    best = max(working, key=lambda v: per_runner[v]["tokens_per_s"]) if working else None
+    by_key = {(r.prompt, r.runner): r for r in runs}
+
+    def fastest_hf(prompt):
+        found = [by_key[(prompt, v)] for v in working if by_key[(prompt, v)].tokens_per_s]
+        return max(found, key=lambda r: r.tokens_per_s) if found else None
+
+    vs_plain = paired_ratios(runs, default, PLAIN)
+    plain_speeds = [r.tokens_per_s for r in runs if r.runner == PLAIN and r.tokens_per_s]
+    default_speeds = [r.tokens_per_s for r in runs if r.runner == default and r.tokens_per_s]
+    return {
+        "identical_rate": sum(identical) / len(identical) if identical else None,
+        "default_strategy": default,
+        "speedup_vs_plain": median_or_none(vs_plain),
+        "speedup_vs_plain_ci95": bootstrap_median_ci(vs_plain),
+        "speedup_vs_plain_ratio_of_means": (statistics.fmean(default_speeds) / statistics.fmean(plain_speeds)
+                                            if default_speeds and plain_speeds else None),
+        "speedup_vs_hf": median_or_none(paired_ratios(runs, default, best)) if best else None,
+        "speedup_vs_hf_variant": best,
+        "speedup_vs_hf_per_prompt_fastest": median_or_none(paired_ratios(runs, default, fastest_hf)),
+        "plain_vs_hf": median_or_none(paired_ratios(runs, PLAIN, "hf:plain")),
+        "strategies": {name: per_runner[name] for name in [PLAIN] + strategies},
+        "hf_generate": {name: per_runner[name] for name in variants},
+    }
+
+
+# -- report ------------------------------------------------------------------------------------------------------
+
+
+def print_table(report: dict) -> None:
+    def fmt(value, spec):
+        if isinstance(value, (int, float)):
+            return format(value, spec)
+        return "-".rjust(int(spec.split(".")[0] or 0))
+
+    print(f"\n{'runner':<18}{'tok/s':>8}{'x plain':>9}{'accept len':>12}{'accept %':>10}"
+          f"{'p50 s':>8}{'p95 s':>8}{'identical':>11}")
+    rows = {**report["strategies"], **report["hf_generate"]}
+    for name, row in rows.items():
+        accept = row.get("acceptance_rate")
+        print(f"{name:<18}{fmt(row['tokens_per_s'], '8.2f')}{fmt(row.get('speedup_vs_plain'), '9.2f')}"
+              f"{fmt(row.get('mean_accepted_length'), '12.2f')}{fmt(accept and 100 * accept, '10.1f')}"
+              f"{fmt(row['latency_p50_s'], '8.2f')}{fmt(row['latency_p95_s'], '8.2f')}"
+              f"{fmt(row['identical_rate'], '11.2f')}" + (f"  ERROR {row['errors'][0][:60]}" if "errors" in row else ""))
+    ks = report["keystroke"]
+    print(f"\nidentical_rate {fmt(report['identical_rate'], '.2f')} over {report['prompts']['count']} prompts; "
+          f"default strategy {report['default_strategy']}")
+    print(f"speedup_vs_plain {fmt(report['speedup_vs_plain'], '.2f')} (median of paired ratios; bootstrap 95% CI "
+          f"{_interval(report['speedup_vs_plain_ci95'])}); ratio of means {fmt(report['speedup_vs_plain_ratio_of_means'], '.2f')}")
+    print(f"speedup_vs_hf {fmt(report['speedup_vs_hf'], '.2f')} (vs {report['speedup_vs_hf_variant']}; vs the "
+          f"fastest HF variant per prompt {fmt(report['speedup_vs_hf_per_prompt_fastest'], '.2f')})")
+    print(f"plain_vs_hf {fmt(report['plain_vs_hf'], '.2f')} (specd plain over HF plain generate)")
+    print(f"keystroke_cost_ratio {fmt(report['keystroke_cost_ratio'], '.3f')} (incremental prefill "
+          f"{fmt(ks['incremental_prefill_s'], '.3f')} s vs cold {fmt(ks['cold_prefill_s'], '.3f')} s; "
+          f"cold prompts {ks['cold_prompt_tokens']} tokens, keystrokes fed {ks['incremental_tokens_fed']} tokens)")
+
+
+def _interval(bounds) -> str:
+    return f"{bounds[0]:.2f}..{bounds[1]:.2f}" if bounds else "-"
+
+
+def environment(engine: Engine, args, threads: int) -> dict:
+    import transformers
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent).stdout.strip() or None
+    except OSError:
+        commit = None
+    info = engine.info()
+    return {"torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version(),
+            "platform": platform.platform(), "processor": platform.processor(), "threads": threads,
+            "device": info["device"], "dtype": info["dtype"], "verifier": args.verifier, "drafter": args.drafter,
+            "fim_template": info["fim_template"], "max_tokens": args.max_tokens,
+            "max_draft_tokens": engine.config.max_draft_tokens, "git_commit": commit}
+
+
+# -- main --------------------------------------------------------------------------------------------------------
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--verifier", default=EngineConfig.verifier)
+    p.add_argument("--drafter", default=None)
+    p.add_argument("--draft-strategy", default=EngineConfig.draft_strategy,
+                   help="the engine's own strategy, which is the default drafter compared (default: auto)")
+    p.add_argument("--strategies", default=None, help="comma list; default: the default's plus all that apply")
+    p.add_argument("--prompts", default=None, help="JSON lines with prefix, suffix, language")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--max-tokens", type=int, default=48)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--prefix-tokens", type=int, default=1000)
+    p.add_argument("--suffix-tokens", type=int, default=200)
+    p.add_argument("--json", dest="json_out", default=None)
+    return p.parse_args(argv)
+
+
+def choose_strategies(available: dict, wanted: str | None) -> dict:
+    if not wanted:
+        return available
+    names = [n.strip() for n in wanted.split(",") if n.strip()]
+    missing = [n for n in names if n not in available]
+    if missing:
+        sys.exit(f"strategies {missing} do not apply to these models; available: {', '.join(available)}")
+    return {n: available[n] for n in names}
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
+    config = EngineConfig(verifier=args.verifier, drafter=args.drafter, draft_strategy=args.draft_strategy,
+                          device=args.device, dtype=args.dtype)
+    engine = Engine.load(config, progress=log)
+    available = strategy_drafters(engine)
+    if not available:
+        sys.exit("the engine has no drafter (draft strategy 'none'): nothing to compare")
+    default = next(iter(available))
+    drafters = choose_strategies(available, args.strategies)
+    drafters = {default: available[default], **drafters}  # the headline ratios need the default
+    variants = hf_variants(assistant_model(engine, available))
+
+    if args.prompts:
+        prompts = file_prompts(args.prompts)[: args.limit]
+    else:
+        prompts = stdlib_prompts(engine.tokenizer, args.limit, args.seed, args.prefix_tokens, args.suffix_tokens)
+    lengths = [len(engine.prompt_ids(GenerationRequest(prompt=p.prefix, suffix=p.suffix))) for p in prompts]
+    log(f"{len(prompts)} prompts, {min(lengths)}..{max(lengths)} tokens; runners: "
+        f"{', '.join([PLAIN, *drafters, *variants])}")
+
+    started = time.perf_counter()
+    bench_prompt(engine, drafters, variants, prompts[0], 0, min(8, args.max_tokens))  # warm-up, not counted
+    warmup_s = time.perf_counter() - started
+
+    runs: list[Run] = []
+    for index, prompt in enumerate(prompts):
+        runs += bench_prompt(engine, drafters, variants, prompt, index, args.max_tokens)
+        plain = next(r for r in runs if r.prompt == index and r.runner == PLAIN)
+        log(f"prompt {index + 1}/{len(prompts)} ({prompt.source}, {lengths[index]} tokens): "
+            + ", ".join(f"{r.runner} {r.tokens_per_s or 0:.1f}" + ("" if r.identical in (None, True) else " MISMATCH")
+                        for r in runs if r.prompt == index) + f" tok/s; plain {len(plain.tokens)} tokens")
+
+    texts = [engine.tokenizer.decode(next(r.tokens for r in runs if r.prompt == i and r.runner == PLAIN))
+             for i in range(len(prompts))]
+    report = summarize(runs, default, list(drafters), list(variants))
+    report["keystroke"] = keystroke_cost(engine, prompts, texts)
+    report["keystroke_cost_ratio"] = report["keystroke"]["keystroke_cost_ratio"]
+    report["prompts"] = {"count": len(prompts), "source": args.prompts or "python-stdlib", "seed": args.seed,
+                         "tokens_min": min(lengths), "tokens_median": statistics.median(lengths),
+                         "tokens_max": max(lengths), "sources": [p.source for p in prompts]}
+    report["warmup_s"] = warmup_s
+    report["environment"] = environment(engine, args, torch.get_num_threads())
+    report["runs"] = [{**asdict(r), "tokens_per_s": r.tokens_per_s} for r in runs]
+    print_table(report)
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(report, indent=1))
+    return report
+
+
+if __name__ == "__main__":
+    main()

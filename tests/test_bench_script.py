@@ -1,0 +1,55 @@
+"""scripts/bench.py end to end on tiny random models: it runs, writes the promised keys, and stays lossless."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from fixtures.tiny_models import write_tiny_pair
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench.py"
+TOP_LEVEL = ["identical_rate", "speedup_vs_plain", "speedup_vs_hf", "plain_vs_hf", "keystroke_cost_ratio",
+             "strategies", "hf_generate", "environment"]
+PER_STRATEGY = ["tokens_per_s", "mean_accepted_length", "latency_p50_s", "latency_p95_s"]
+
+
+def run_bench(tmp_path, *extra):
+    verifier, drafter = write_tiny_pair(tmp_path / "models")
+    out = tmp_path / "bench.json"
+    env = {**os.environ, "SPECD_HOME": str(tmp_path / "home")}
+    subprocess.run([sys.executable, str(SCRIPT), "--verifier", str(verifier), "--drafter", str(drafter),
+                    "--limit", "2", "--max-tokens", "12", "--threads", "1", "--prefix-tokens", "300",
+                    "--json", str(out), *extra], check=True, env=env, timeout=600)
+    return json.loads(out.read_text())
+
+
+def test_bench_on_tiny_models(tmp_path):
+    report = run_bench(tmp_path)
+    for key in TOP_LEVEL:
+        assert key in report, key
+    assert report["identical_rate"] == 1.0
+    assert report["prompts"]["count"] == 2
+    strategies = report["strategies"]
+    assert {"plain", "ngram", "layer_skip", "model", "ngram+model"} <= set(strategies)
+    for name, row in strategies.items():
+        if name != "plain":
+            for key in PER_STRATEGY:
+                assert key in row, (name, key)
+            assert row["identical_rate"] == 1.0
+    assert set(report["hf_generate"]) == {"hf:plain", "hf:prompt_lookup", "hf:assistant"}
+    assert all(row["identical_rate"] == 1.0 for row in report["hf_generate"].values())
+    assert 0 < report["keystroke_cost_ratio"] < 1
+    assert {"torch", "transformers", "threads", "device", "dtype", "verifier"} <= set(report["environment"])
+
+
+def test_bench_reads_prompt_file(tmp_path):
+    prompts = tmp_path / "prompts.jsonl"
+    rows = [{"prefix": "def add(a, b):\n    return a", "suffix": "\n\nprint(add(1, 2))\n", "language": "python"},
+            {"prefix": "import json\n\ndef load(path):\n    with open(path) as f:\n        ", "suffix": "",
+             "language": "python"}]
+    prompts.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = run_bench(tmp_path, "--prompts", str(prompts), "--strategies", "ngram")
+    assert report["identical_rate"] == 1.0
+    assert list(report["strategies"]) == ["plain", "ngram+model", "ngram"]
+    assert report["prompts"]["source"] == str(prompts)

@@ -244,7 +244,9 @@ def keystroke_cost(engine: Engine, prompts: list[Prompt], texts: list[str]) -> d
         GenerationRequest(prompt=prompts[i].prefix, suffix=prompts[i].suffix))))[:KEYSTROKE_PROMPTS]
     cold, warm, fed, cold_tokens = [], [], [], []
     for i in longest:
-        prompt, typed = prompts[i], (texts[i] + "x" * KEYSTROKES * CHARS_PER_KEYSTROKE)
+        # Typing within the cursor's line: a newline moves that line into the FIM head, before the suffix,
+        # which then has to be fed again (an Enter keystroke is a different, costlier case).
+        prompt, typed = prompts[i], (texts[i].split("\n")[0] + "x" * KEYSTROKES * CHARS_PER_KEYSTROKE)
         engine.pool.clear()
         stats = _one_token(engine, prompt.prefix, prompt.suffix).stats
         cold.append(stats.prefill_s)
@@ -396,17 +398,24 @@ def _interval(bounds) -> str:
 def environment(engine: Engine, args, threads: int) -> dict:
     import transformers
 
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent).stdout.strip() or None
-    except OSError:
-        commit = None
+    commit = _git("rev-parse", "HEAD")
+    # Uncommitted engine changes make the commit alone an incomplete record of what ran.
+    changed = (_git("status", "--porcelain", "--", "daemon") or "").splitlines()
     info = engine.info()
     return {"torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version(),
             "platform": platform.platform(), "processor": platform.processor(), "threads": threads,
             "device": info["device"], "dtype": info["dtype"], "verifier": args.verifier, "drafter": args.drafter,
             "fim_template": info["fim_template"], "max_tokens": args.max_tokens,
-            "max_draft_tokens": engine.config.max_draft_tokens, "git_commit": commit}
+            "max_draft_tokens": engine.config.max_draft_tokens, "git_commit": commit,
+            "git_uncommitted_daemon_files": [line[3:] for line in changed]}
+
+
+def _git(*args) -> str | None:
+    try:
+        return subprocess.run(["git", *args], capture_output=True, text=True,
+                              cwd=Path(__file__).parent).stdout.strip() or None
+    except OSError:
+        return None
 
 
 # -- main --------------------------------------------------------------------------------------------------------

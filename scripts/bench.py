@@ -458,6 +458,7 @@ def main(argv=None) -> dict:
     config = EngineConfig(verifier=args.verifier, drafter=args.drafter, draft_strategy=args.draft_strategy,
                           device=args.device, dtype=args.dtype)
     engine = Engine.load(config, progress=log)
+    env = environment(engine, args, torch.get_num_threads())  # before the runs: the commit that ran
     available = strategy_drafters(engine)
     if not available:
         sys.exit("the engine has no drafter (draft strategy 'none'): nothing to compare")
@@ -495,7 +496,7 @@ def main(argv=None) -> dict:
                          "tokens_min": min(lengths), "tokens_median": statistics.median(lengths),
                          "tokens_max": max(lengths), "sources": [p.source for p in prompts]}
     report["warmup_s"] = warmup_s
-    report["environment"] = environment(engine, args, torch.get_num_threads())
+    report["environment"] = env
     report["runs"] = [{**asdict(r), "tokens_per_s": r.tokens_per_s} for r in runs]
     print_table(report)
     if args.json_out:

@@ -55,6 +55,7 @@ class EngineConfig:
     max_context: int = 4096
     cache_slots: int = 4
     layer_skip_layers: int | None = None
+    threads: int = 0  # CPU threads for torch; 0 keeps torch's default
 
 
 @dataclass
@@ -69,6 +70,9 @@ class GenerationRequest:
     mode: str | None = None
     draft_tokens: int | None = None
     cache_key: str | None = None
+    # Drop the far ends of prefix and suffix to fit the context instead of refusing (editors cannot count
+    # tokens); room for min(max_tokens, a quarter of the context) completion tokens is kept.
+    fit_context: bool = False
 
 
 @dataclass
@@ -171,8 +175,11 @@ class Engine:
     # -- requests ---------------------------------------------------------------------------------------------
 
     def prompt_ids(self, request: GenerationRequest) -> list[int]:
-        if request.suffix is not None:
-            return build_fim_ids(self.tokenizer, self.fim_template, request.prompt, request.suffix)
+        budget = None
+        if request.fit_context:
+            budget = self.max_context - max(1, min(request.max_tokens, self.max_context // 4))
+        if request.suffix is not None or budget is not None:
+            return build_fim_ids(self.tokenizer, self.fim_template, request.prompt, request.suffix or "", budget)
         bos = self.tokenizer.bos_token
         # A prompt that already starts with BOS (a chat template's output) must not get a second one.
         add_special = not (bos and request.prompt.startswith(bos))
@@ -221,6 +228,9 @@ class Engine:
             generator = torch.Generator()
             generator.manual_seed(request.seed if request.seed is not None else torch.seed())
         slot = self.pool.acquire(request.cache_key, prompt_ids)
+        sources = list(reversed(slot.history))
+        if request.suffix and self.fim_template is None:  # the model never sees the suffix; the drafter can
+            sources.insert(0, encode_text(self.tokenizer, request.suffix))
 
         logits = self._prefill(slot, prompt_ids, stats, cancel)
         if logits is None:
@@ -240,7 +250,7 @@ class Engine:
             if drafting and budget > 0:
                 t = time.perf_counter()
                 draft = self.drafter.propose(
-                    DraftContext(sequence, budget, sampling, generator, slot), slot.drafter_state)
+                    DraftContext(sequence, budget, sampling, generator, slot, sources), slot.drafter_state)
                 draft_tokens, draft_probs = draft.tokens[:budget], draft.probs
                 stats.draft_s += time.perf_counter() - t
 

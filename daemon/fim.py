@@ -77,14 +77,36 @@ def bos_ids(tokenizer) -> list[int]:
     return [bos] if probe and probe[0] == bos else []
 
 
-def build_fim_ids(tokenizer, template: FimTemplate | None, prefix: str, suffix: str) -> list[int]:
-    """Token ids for completing at the cursor between `prefix` and `suffix`."""
+TRIM_STEP = 128  # trim in steps, so consecutive keystrokes cut at the same token and keep their cache
+
+
+def _fit(head: list[int], suffix: list[int], fixed: int, budget: int | None) -> tuple[list[int], list[int]]:
+    """Fit `budget` by dropping the farthest suffix tokens (the suffix keeps at least a quarter of the room),
+    then the oldest prefix tokens."""
+    room = None if budget is None else budget - fixed
+    if room is None or len(head) + len(suffix) <= room:
+        return head, suffix
+    suffix = suffix[: max(0, room // 4, room - len(head))]
+    excess = len(head) + len(suffix) - room
+    if excess > 0:
+        head = head[min(len(head), -(-excess // TRIM_STEP) * TRIM_STEP) :]
+    return head, suffix
+
+
+def build_fim_ids(tokenizer, template: FimTemplate | None, prefix: str, suffix: str,
+                  budget: int | None = None) -> list[int]:
+    """Token ids for completing at the cursor between `prefix` and `suffix`; with a `budget`, the far ends of
+    the prefix and suffix are dropped to fit it (the cursor's line always stays)."""
     if template is None:
-        return bos_ids(tokenizer) + encode_text(tokenizer, prefix)
+        head, _ = _fit(encode_text(tokenizer, prefix), [], len(bos_ids(tokenizer)), budget)
+        return bos_ids(tokenizer) + head
     line_start = prefix.rfind("\n") + 1
-    head, cursor_line = prefix[:line_start], prefix[line_start:]
+    head_text, cursor_line = prefix[:line_start], prefix[line_start:]
     marker = lambda token: [_single_token_id(tokenizer, token)]  # noqa: E731
-    prefix_part = marker(template.prefix) + encode_text(tokenizer, head)
-    suffix_part = marker(template.suffix) + encode_text(tokenizer, suffix)
+    line_ids = encode_text(tokenizer, cursor_line)
+    head, tail = encode_text(tokenizer, head_text), encode_text(tokenizer, suffix)
+    head, tail = _fit(head, tail, len(bos_ids(tokenizer)) + 3 + len(line_ids), budget)
+    prefix_part = marker(template.prefix) + head
+    suffix_part = marker(template.suffix) + tail
     parts = suffix_part + prefix_part if template.suffix_first else prefix_part + suffix_part
-    return bos_ids(tokenizer) + parts + marker(template.middle) + encode_text(tokenizer, cursor_line)
+    return bos_ids(tokenizer) + parts + marker(template.middle) + line_ids

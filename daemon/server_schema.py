@@ -34,6 +34,7 @@ class CompletionParams:
     draft_tokens: int | None = None
     document_id: str | None = None
     stream: bool = False
+    fit_context: bool = False  # trim prefix/suffix ends to the context window instead of answering 400
     include_usage: bool = False
     model: str | None = None
 
@@ -262,7 +263,7 @@ class Snippet:
 def parse_native(body: dict) -> tuple[CompletionParams, str | None, str | None, list[Snippet]]:
     """POST /specd/v1/complete, the language server's route. Returns (params, language, path, snippets)."""
     prefix = _str(body, "prefix", required=True)
-    params = CompletionParams(prompt=prefix, suffix=_str(body, "suffix", ""))
+    params = CompletionParams(prompt=prefix, suffix=_str(body, "suffix", ""), fit_context=True)
     language = _str(body, "language")
     path = _str(body, "path")
     params.document_id = _str(body, "document_id")

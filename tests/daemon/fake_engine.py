@@ -36,6 +36,7 @@ class FakeRequest:
     mode: str | None = None
     draft_tokens: int | None = None
     cache_key: str | None = None
+    fit_context: bool = False
 
 
 @dataclass

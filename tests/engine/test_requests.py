@@ -141,3 +141,22 @@ def test_unknown_model_and_strategy_are_refused(tiny_pair):
         Engine.load(EngineConfig(verifier=str(tiny_pair[0]), draft_strategy="telepathy"), progress=lambda m: None)
     with pytest.raises(ValueError, match="needs a `drafter`"):
         Engine.load(EngineConfig(verifier=str(tiny_pair[0]), draft_strategy="model"), progress=lambda m: None)
+
+
+def test_fit_context_trims_far_ends_and_keeps_the_cursor_line(make_engine):
+    engine = make_engine("ngram", max_context=256)
+    prefix = "".join(f"value_{i} = compute({i})\n" for i in range(200)) + "result = val"
+    suffix = "\n".join(f"print(value_{i})" for i in range(200))
+    with pytest.raises(RequestError):
+        engine.generate(GenerationRequest(prompt=prefix, suffix=suffix, max_tokens=8))
+    request = GenerationRequest(prompt=prefix, suffix=suffix, max_tokens=8, fit_context=True, cache_key="d")
+    ids = engine.prompt_ids(request)
+    assert len(ids) <= 256 - 8
+    text = engine.tokenizer.decode(ids)
+    assert text.endswith("<fim_middle>result = val") and "value_199 = compute(199)" in text
+    assert "value_0 = compute(0)" not in text
+    result = engine.generate(request)
+    assert result.stats.prompt_tokens == len(ids)
+    # The next keystroke cuts at the same place, so its prompt is served from the cache.
+    again = engine.generate(GenerationRequest(**{**request.__dict__, "prompt": prefix + "u"}))
+    assert again.stats.cached_tokens > len(ids) // 2

@@ -92,7 +92,8 @@ def stdlib_prompts(tokenizer, count: int, seed: int, prefix_tokens: int, suffix_
 
 
 def _cursor(text: str, rng: random.Random) -> tuple[str, str] | None:
-    """A cursor inside an indented code line (mid-body), after its indentation and before its last character."""
+    """A cursor inside an indented code line (mid-body), after its indentation and before its last character;
+    returns (prefix, suffix) around the hole the completion should fill."""
     lines = text.splitlines(keepends=True)
     candidates = [i for i, line in enumerate(lines) if i >= 40 and line.startswith("    ")
                   and len(line.strip()) >= 8 and not line.strip().startswith(("#", '"', "'"))]
@@ -102,7 +103,10 @@ def _cursor(text: str, rng: random.Random) -> tuple[str, str] | None:
     indent = len(lines[index]) - len(lines[index].lstrip())
     column = indent + rng.randrange(len(lines[index].strip()))
     position = sum(len(line) for line in lines[:index]) + column
-    return text[:position], text[position:]
+    # The code to write is missing from the file: the rest of the cursor's line and up to two more lines.
+    # Otherwise the suffix would hold the very text a completion should produce, free to copy.
+    hole_end = sum(len(line) for line in lines[: index + 1 + rng.randrange(3)])
+    return text[:position], text[hole_end:]
 
 
 def _keep_tokens(tokenizer, text: str, limit: int, tail: bool) -> str:

@@ -26,6 +26,9 @@ class DraftContext:
     sampling: SamplingParams
     generator: torch.Generator | None
     slot: Any  # the engine's CacheSlot: verifier cache, per-drafter state, document history
+    # Other token sequences worth copying from, most relevant first: the suffix when the prompt does not
+    # hold it (models without FIM tokens), then the document's previous completions.
+    sources: list[list[int]] = field(default_factory=list)
 
 
 class Drafter(ABC):

@@ -1,7 +1,7 @@
 """Model-free drafting: find the latest earlier occurrence of the last few tokens and propose what followed.
 
 Sources, in order: the sequence itself (prompt prefix and suffix, what was typed, what was generated), then the
-previous completions in the same document. Drafting costs microseconds, so drafts may be long.
+suffix when the prompt lacks it, then the previous completions in the same document. Drafting costs microseconds, so drafts may be long.
 """
 
 from __future__ import annotations
@@ -34,16 +34,16 @@ class NgramDrafter(Drafter):
 
     def propose(self, ctx: DraftContext, state) -> Draft:
         sequence = np.asarray(ctx.ids, dtype=np.int64)
-        history = [np.asarray(h, dtype=np.int64) for h in reversed(getattr(ctx.slot, "history", ()))]
+        others = [np.asarray(source, dtype=np.int64) for source in ctx.sources]
         for n in range(self.max_ngram, self.min_ngram - 1, -1):
             if len(sequence) <= n:
                 continue
             pattern = sequence[-n:]
             found = _latest_continuation(sequence, pattern, ctx.max_tokens)
-            for past in history:
+            for other in others:
                 if found:
                     break
-                found = _latest_continuation(past, pattern, ctx.max_tokens)
+                found = _latest_continuation(other, pattern, ctx.max_tokens)
             if found:
                 return Draft(found)
         return Draft()

@@ -113,6 +113,8 @@ def load_engine(config, progress=print):
 
     if config.draft_strategy not in DRAFT_STRATEGIES:
         raise ValueError(f"unknown draft_strategy {config.draft_strategy!r}; use one of {', '.join(DRAFT_STRATEGIES)}")
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype, device)
     model, tokenizer = load_model(config.verifier, device, dtype, progress)

@@ -34,6 +34,7 @@ class Settings:
     dtype: str = "auto"
     max_context: int = 4096
     cache_slots: int = 4
+    threads: int = 0  # CPU threads for torch; 0 = torch's default
     host: str = "127.0.0.1"
     port: int = 7411
     keep_alive: float = -1  # seconds a model stays loaded while unused; -1 = forever, 0 = unload at once
@@ -46,7 +47,7 @@ class Settings:
     def engine_kwargs(self) -> dict[str, Any]:
         """The subset that EngineConfig takes."""
         names = ("verifier", "drafter", "draft_strategy", "max_draft_tokens", "device", "dtype",
-                 "max_context", "cache_slots")
+                 "max_context", "cache_slots", "threads")
         return {name: getattr(self, name) for name in names}
 
 
@@ -62,6 +63,7 @@ _SCHEMA: dict[str, tuple[str, Any]] = {
     "dtype": ("str", None),
     "max_context": ("int", (16, 1 << 20)),
     "cache_slots": ("int", (1, 1024)),
+    "threads": ("int", (0, 1024)),
     "host": ("str", None),
     "port": ("int", (0, 65535)),
     "keep_alive": ("number", (-1, None)),

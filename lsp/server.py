@@ -172,10 +172,12 @@ async def initialized(ls: SpecdServer, params: types.InitializedParams) -> None:
 
 @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
 async def configuration_changed(ls: SpecdServer, params: types.DidChangeConfigurationParams) -> None:
+    pushed = params.settings.get(SECTION) if isinstance(params.settings, dict) else None
+    if pushed is not None:  # in effect for the very next request, not after the pull's round trip
+        ls.apply_settings(pushed)
     pulled = await ls.pull_settings()
-    if pulled is None and isinstance(params.settings, dict):
-        pulled = params.settings.get(SECTION)
-    ls.apply_settings(pulled)
+    if pulled is not None:
+        ls.apply_settings(pulled)
 
 
 @server.feature(types.SHUTDOWN)

@@ -42,7 +42,7 @@ async function main() {
   const source = new p.CancellationTokenSource();
   const slow = conn.sendRequest(p.InlineCompletionRequest.type,
     { textDocument: { uri }, position: { line: 10, character: 0 }, context: { triggerKind: 1 } }, source.token);
-  setTimeout(() => source.cancel(), 600);
+  setTimeout(() => source.cancel(), 200);
   try {
     await slow;
     result.slowCancelled = false;

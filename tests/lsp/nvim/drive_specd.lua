@@ -49,14 +49,16 @@ local ok, err = pcall(function()
     result.inline_text = items[1].insertText
   end
 
-  -- A slow decode (many tokens) against a short timeout: request_sync gives up and cancels it.
+  -- A long plain decode (hundreds of tokens, well over 100 ms) against a short timeout: request_sync gives up
+  -- and cancels it while the daemon is decoding.
   client.notify("workspace/didChangeConfiguration",
     { settings = { specd = { debounceMs = 0, maxTokens = 2000, draftTokens = 0, mode = "block" } } })
   vim.api.nvim_buf_set_lines(buf, 0, -1, false, vim.split(string.rep("import os\n", 10), "\n"))
   local slow, slow_err = client.request_sync("textDocument/inlineCompletion",
     { textDocument = { uri = vim.uri_from_bufnr(buf) }, position = { line = 10, character = 0 },
-      context = { triggerKind = 1 } }, 600, buf)
+      context = { triggerKind = 1 } }, 100, buf)
   result.slow_result = slow == nil
+  result.slow_debug = vim.inspect(slow)
   result.slow_error = slow_err or vim.NIL
   vim.wait(500)
   client.stop()

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from .embedded import EMBEDDED, fetch_embedded
+from .fast_head import use_fast_head
 from .paths import get_paths
 from .runner import ModelRunner
 from .tokenizer_compat import check_compatible, shared_vocab_size
@@ -101,6 +102,7 @@ def load_model(spec: str, device: torch.device, dtype: torch.dtype, progress=pri
     tokenizer = AutoTokenizer.from_pretrained(source)
     model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype).to(device)
     model.eval()
+    use_fast_head(model)
     return model, tokenizer
 
 

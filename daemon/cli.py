@@ -31,7 +31,7 @@ _SETTING_HELP = {
     "dtype": "auto, float32, float16 or bfloat16",
     "max_context": "context window in tokens",
     "cache_slots": "documents whose KV cache is kept",
-    "threads": "CPU threads for torch (0 = torch's default)",
+    "threads": "CPU threads for torch (0 = half the cores)",
     "host": "address to listen on (default 127.0.0.1; beyond loopback the token is still required)",
     "port": "port to listen on (0 = any free port)",
     "keep_alive": "seconds the models stay loaded while unused (-1 = forever, 0 = unload after each request)",

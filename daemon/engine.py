@@ -55,7 +55,7 @@ class EngineConfig:
     max_context: int = 4096
     cache_slots: int = 4
     layer_skip_layers: int | None = None
-    threads: int = 0  # CPU threads for torch; 0 keeps torch's default
+    threads: int = 0  # CPU threads for torch; 0 = half the cores
 
 
 @dataclass

@@ -115,9 +115,11 @@ def load_engine(config, progress=print):
 
     if config.draft_strategy not in DRAFT_STRATEGIES:
         raise ValueError(f"unknown draft_strategy {config.draft_strategy!r}; use one of {', '.join(DRAFT_STRATEGIES)}")
-    if config.threads > 0:
-        torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
+    if device.type == "cpu":
+        # Half the cores by default: the editor and the rest of the desktop share the machine, and a torch
+        # thread that has to wait for a busy core stalls every step (OpenMP threads wait for each other).
+        torch.set_num_threads(config.threads or max(1, (os.cpu_count() or 2) // 2))
     dtype = resolve_dtype(config.dtype, device)
     model, tokenizer = load_model(config.verifier, device, dtype, progress)
     verifier = ModelRunner(model)

@@ -34,7 +34,7 @@ class Settings:
     dtype: str = "auto"
     max_context: int = 4096
     cache_slots: int = 4
-    threads: int = 0  # CPU threads for torch; 0 = torch's default
+    threads: int = 0  # CPU threads for torch; 0 = half the cores
     host: str = "127.0.0.1"
     port: int = 7411
     keep_alive: float = -1  # seconds a model stays loaded while unused; -1 = forever, 0 = unload at once

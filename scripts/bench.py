@@ -457,10 +457,9 @@ def choose_strategies(available: dict, wanted: str | None) -> dict:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
     log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
     config = EngineConfig(verifier=args.verifier, drafter=args.drafter, draft_strategy=args.draft_strategy,
-                          device=args.device, dtype=args.dtype)
+                          device=args.device, dtype=args.dtype, threads=args.threads)
     engine = Engine.load(config, progress=log)
     env = environment(engine, args, torch.get_num_threads())  # before the runs: the commit that ran
     available = strategy_drafters(engine)

@@ -10,9 +10,8 @@ The engine does no I/O and holds no locks: one worker thread calls `generate` at
 
 from __future__ import annotations
 
-import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 
@@ -20,28 +19,13 @@ from .drafters.base import DraftContext, Drafter
 from .drafters.model import common_prefix_length
 from .fim import build_fim_ids, detect_template, encode_text, stop_token_ids
 from .kv_cache import SlabCache
+from .requests import CancelToken, GenerationRequest, GenerationResult, RequestError, Stats
 from .runner import ModelRunner
 from .sampling import SamplingParams, pick_token, verify_greedy, verify_sampling
 from .stopping import StopRules, StopState, indent_width
 
 PREFILL_CHUNK = 512  # tokens per prefill forward: bounds cancellation latency on long prompts
 HISTORY_PER_DOCUMENT = 8  # previous completions the n-gram drafter may copy from
-
-
-class RequestError(ValueError):
-    """The request cannot be served as asked (bad argument, prompt beyond the context window)."""
-
-
-class CancelToken:
-    def __init__(self) -> None:
-        self._event = threading.Event()
-
-    def cancel(self) -> None:
-        self._event.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._event.is_set()
 
 
 @dataclass
@@ -56,49 +40,6 @@ class EngineConfig:
     cache_slots: int = 4
     layer_skip_layers: int | None = None
     threads: int = 0  # CPU threads for torch; 0 = half the cores
-
-
-@dataclass
-class GenerationRequest:
-    prompt: str = ""
-    suffix: str | None = None
-    max_tokens: int = 64
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int | None = None
-    stop: list[str] = field(default_factory=list)
-    mode: str | None = None
-    draft_tokens: int | None = None
-    cache_key: str | None = None
-    # Drop the far ends of prefix and suffix to fit the context instead of refusing (editors cannot count
-    # tokens); room for min(max_tokens, a quarter of the context) completion tokens is kept.
-    fit_context: bool = False
-
-
-@dataclass
-class Stats:
-    prompt_tokens: int = 0
-    cached_tokens: int = 0
-    completion_tokens: int = 0
-    drafted_tokens: int = 0
-    accepted_tokens: int = 0
-    verifier_passes: int = 0
-    queue_s: float = 0.0
-    prefill_s: float = 0.0
-    draft_s: float = 0.0
-    verify_s: float = 0.0
-    total_s: float = 0.0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class GenerationResult:
-    text: str
-    token_ids: list[int]
-    finish_reason: str  # stop | length | cancelled
-    stats: Stats
 
 
 @dataclass

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 
 from specd.daemon.metrics import Metrics
+from specd.daemon.requests import CancelToken, GenerationRequest, RequestError
 from specd.daemon.scheduler import Scheduler
 from specd.daemon.settings import Settings
 
-from .fake_engine import FakeCancelToken, FakeEngine, FakeRequest, FakeRequestError
+from .fake_engine import FakeEngine
 
 READY_WAIT_S = 300  # a bound against hanging forever, not a speed requirement
 TOKEN = "test-token-0123456789"
@@ -55,9 +56,9 @@ async def fake_daemon(hold: bool = False, load_error: Exception | None = None, *
         engines.append(FakeEngine(hold=hold))
         return engines[-1]
 
-    scheduler = Scheduler(load, FakeCancelToken, Metrics(), queue_size=settings.queue_size,
+    scheduler = Scheduler(load, CancelToken, Metrics(), queue_size=settings.queue_size,
                           request_timeout=settings.request_timeout, keep_alive=settings.keep_alive)
-    app = create_app(settings, scheduler, token=TOKEN, new_request=FakeRequest, request_error=FakeRequestError)
+    app = create_app(settings, scheduler, token=TOKEN, new_request=GenerationRequest, request_error=RequestError)
     runner = web.AppRunner(app, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

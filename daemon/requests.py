@@ -1,0 +1,66 @@
+"""What a generation request asks and what it returns: plain types without torch, shared by the engine, the
+server and tests that stand in for the engine."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass, field
+
+
+class RequestError(ValueError):
+    """The request cannot be served as asked (bad argument, prompt beyond the context window)."""
+
+
+class CancelToken:
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+
+@dataclass
+class GenerationRequest:
+    prompt: str = ""
+    suffix: str | None = None
+    max_tokens: int = 64
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+    mode: str | None = None
+    draft_tokens: int | None = None
+    cache_key: str | None = None
+    # Drop the far ends of prefix and suffix to fit the context instead of refusing (editors cannot count
+    # tokens); room for min(max_tokens, a quarter of the context) completion tokens is kept.
+    fit_context: bool = False
+
+
+@dataclass
+class Stats:
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+    drafted_tokens: int = 0
+    accepted_tokens: int = 0
+    verifier_passes: int = 0
+    queue_s: float = 0.0
+    prefill_s: float = 0.0
+    draft_s: float = 0.0
+    verify_s: float = 0.0
+    total_s: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class GenerationResult:
+    text: str
+    token_ids: list[int]
+    finish_reason: str  # stop | length | cancelled
+    stats: Stats

@@ -132,6 +132,12 @@ def load_engine(config, progress=print):
     if "model" in strategy or strategy == "assistant":
         if not config.drafter:
             raise ValueError(f"draft_strategy {config.draft_strategy!r} needs a `drafter` model in settings")
+        if resolve_model(config.drafter, progress) == resolve_model(config.verifier, progress):
+            raise ValueError(
+                f"drafter {config.drafter!r} is the verifier itself: it would be loaded twice and each draft token "
+                "would cost a full verifier step. Choose a smaller model of the same family, or draft_strategy "
+                "'ngram' or 'layer_skip'."
+            )
         drafter_model, drafter_tokenizer = load_model(config.drafter, device, dtype, progress)
         check_compatible(tokenizer, drafter_tokenizer, config.verifier, config.drafter)
         vocab = shared_vocab_size(model, drafter_model)

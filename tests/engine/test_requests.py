@@ -139,6 +139,9 @@ def test_unknown_model_and_strategy_are_refused(tiny_pair):
         Engine.load(EngineConfig(verifier="/no/such/folder"), progress=lambda m: None)
     with pytest.raises(ValueError, match="draft_strategy"):
         Engine.load(EngineConfig(verifier=str(tiny_pair[0]), draft_strategy="telepathy"), progress=lambda m: None)
+    with pytest.raises(ValueError, match="is the verifier itself"):
+        Engine.load(EngineConfig(verifier=str(tiny_pair[0]), drafter=str(tiny_pair[0]), draft_strategy="model"),
+                    progress=lambda m: None)
     with pytest.raises(ValueError, match="needs a `drafter`"):
         Engine.load(EngineConfig(verifier=str(tiny_pair[0]), draft_strategy="model"), progress=lambda m: None)
 

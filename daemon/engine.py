@@ -195,21 +195,7 @@ class Engine:
                 draft_tokens, draft_probs = draft.tokens[:budget], draft.probs
                 stats.draft_s += time.perf_counter() - t
 
-            t = time.perf_counter()
-            slot.cache.truncate(len(slot.ids))
-            target_logits = self.verifier.forward([token] + draft_tokens, slot.cache)
-            slot.ids.extend([token] + draft_tokens)
-            if sampling.greedy:
-                accepted, token = verify_greedy(target_logits, draft_tokens)
-            else:
-                accepted, token = verify_sampling(sampling.probs(target_logits), draft_tokens, draft_probs, generator)
-            # Keep the cache on the accepted path: everything but the newest token, which is fed next round.
-            slot.cache.truncate(len(slot.ids) - len(draft_tokens) + accepted)
-            del slot.ids[len(slot.ids) - len(draft_tokens) + accepted :]
-            stats.verify_s += time.perf_counter() - t
-            stats.verifier_passes += 1
-            stats.drafted_tokens += len(draft_tokens)
-            stats.accepted_tokens += accepted
+            accepted, token = self._verify(slot, token, draft_tokens, draft_probs, sampling, generator, stats)
             if draft_tokens and request.draft_tokens is None:
                 max_draft = slot.draft_length = self._next_draft_length(slot.draft_length, accepted, len(draft_tokens))
 
@@ -220,6 +206,25 @@ class Engine:
                 delta = output.stable_delta()
                 if delta:
                     on_text(delta)
+
+    def _verify(self, slot: CacheSlot, token: int, draft: list[int], draft_probs, sampling: SamplingParams,
+                generator, stats: Stats) -> tuple[int, int]:
+        """One verifier pass over the pending token and the draft; returns (draft tokens accepted, next token)."""
+        t = time.perf_counter()
+        slot.cache.truncate(len(slot.ids))  # drop what a drafter wrote into the verifier's cache (layer skip)
+        target_logits = self.verifier.forward([token] + draft, slot.cache)
+        if sampling.greedy:
+            accepted, next_token = verify_greedy(target_logits, draft)
+        else:
+            accepted, next_token = verify_sampling(sampling.probs(target_logits), draft, draft_probs, generator)
+        # Keep the cache on the accepted path: everything but the newest token, which is fed next round.
+        slot.ids.extend([token] + draft[:accepted])
+        slot.cache.truncate(len(slot.ids))
+        stats.verify_s += time.perf_counter() - t
+        stats.verifier_passes += 1
+        stats.drafted_tokens += len(draft)
+        stats.accepted_tokens += accepted
+        return accepted, next_token
 
     def _next_draft_length(self, current: int, accepted: int, drafted: int) -> int:
         if accepted == drafted:

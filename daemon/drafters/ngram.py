@@ -1,7 +1,8 @@
 """Model-free drafting: find the latest earlier occurrence of the last few tokens and propose what followed.
 
 Sources, in order: the sequence itself (prompt prefix and suffix, what was typed, what was generated), then the
-suffix when the prompt lacks it, then the previous completions in the same document. Drafting costs microseconds, so drafts may be long.
+suffix when the prompt lacks it, then the previous completions in the same document. Longer n-grams are tried
+first, as they predict better. Drafting costs microseconds, so drafts may be long.
 """
 
 from __future__ import annotations

@@ -67,6 +67,10 @@ class SpecdServer(LanguageServer):
         self.client.report = self.log
         self.completer = Completer(self.docs, self.client, self.log)
         self.init_options: Any = None
+        # specd.toggle's choice; it holds until the configured `enable` itself changes, so an unrelated
+        # settings change does not silently turn completions back on.
+        self.toggled: bool | None = None
+        self._configured_enable: bool | None = None
 
     @property
     def encoding(self) -> str:
@@ -114,6 +118,11 @@ class SpecdServer(LanguageServer):
             init = {k: v for k, v in init.items() if config.is_setting(k)}
         settings, problems = config.merge(config.Settings(), init)
         settings, more = config.merge(settings, workspace_section)
+        if self.toggled is not None and settings.enable == self._configured_enable:
+            settings = dataclasses.replace(settings, enable=self.toggled)
+        else:
+            self.toggled = None
+            self._configured_enable = settings.enable
         self.completer.settings = settings
         for problem in problems + more:
             self.window_show_message(types.ShowMessageParams(type=types.MessageType.Warning, message=problem))
@@ -234,7 +243,7 @@ async def _suggest(ls: SpecdServer, found: tuple[Document, Point] | None) -> str
 
 @server.command("specd.toggle")
 async def toggle(ls: SpecdServer) -> dict:
-    enable = not ls.completer.settings.enable
+    enable = ls.toggled = not ls.completer.settings.enable
     ls.completer.settings = dataclasses.replace(ls.completer.settings, enable=enable)
     ls.log(f"specd: completions {'enabled' if enable else 'disabled'}", types.MessageType.Info)
     return {"enabled": enable}

@@ -244,3 +244,21 @@ async def test_document_text_and_completions_stay_out_of_the_logs(fake_daemon, s
     await client.stop()
     err = capfd.readouterr().err
     assert "document_secret_17" not in err and "completion_secret_42" not in err
+
+
+async def test_toggle_survives_unrelated_settings_changes_until_enable_itself_changes(fake_daemon, start_lsp):
+    client = await start_lsp(init_options=FAST)
+    toggled = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="specd.toggle"))
+    assert toggled == {"enabled": False}
+    change(client, {**FAST, "maxTokens": 9})
+    report = await status(client)  # notifications are handled in order, before this request
+    assert report["settings"]["maxTokens"] == 9 and report["enabled"] is False
+    change(client, {**FAST, "enable": False})
+    change(client, {**FAST, "enable": True})
+    assert (await status(client))["enabled"] is True
+
+
+def change(client, section: dict) -> None:
+    """Settings changed as an editor does it: pushed in the notification, and the same when pulled."""
+    client.set_configuration(section, section="specd")
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"specd": section}))

@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 import torch
 
 from .drafters.base import DraftContext, Drafter
-from .drafters.model import common_prefix_length
 from .fim import build_fim_ids, detect_template, encode_text, stop_token_ids
-from .kv_cache import SlabCache
+from .kv_cache import SlabCache, common_prefix_length, reuse_prefix
 from .requests import CancelToken, GenerationRequest, GenerationResult, RequestError, Stats
 from .runner import ModelRunner
 from .sampling import SamplingParams, pick_token, verify_greedy, verify_sampling
@@ -234,10 +233,7 @@ class Engine:
     def _prefill(self, slot: CacheSlot, prompt_ids: list[int], stats: Stats, cancel: CancelToken):
         """Feed what the slot's cache lacks of the prompt; returns the last position's logits (None if cancelled)."""
         t = time.perf_counter()
-        keep = min(common_prefix_length(slot.ids, prompt_ids), len(prompt_ids) - 1)
-        slot.cache.truncate(keep)
-        del slot.ids[keep:]
-        stats.cached_tokens = keep
+        keep = stats.cached_tokens = reuse_prefix(slot.cache, slot.ids, prompt_ids)
         logits = None
         for start in range(keep, len(prompt_ids), PREFILL_CHUNK):
             if cancel.cancelled:

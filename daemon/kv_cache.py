@@ -84,6 +84,23 @@ class SlabLayer(DynamicLayer):
         return self._key_buffer.nbytes + self._value_buffer.nbytes
 
 
+def common_prefix_length(a: list[int], b: list[int]) -> int:
+    limit = min(len(a), len(b))
+    i = 0
+    while i < limit and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def reuse_prefix(cache: "SlabCache", ids: list[int], sequence: list[int]) -> int:
+    """Keep the cached tokens `sequence` starts with (`ids` lists what `cache` holds), drop the rest, and return
+    how many were kept: at least the last token of `sequence` is left to feed, so its logits get computed."""
+    keep = min(common_prefix_length(ids, sequence), len(sequence) - 1)
+    cache.truncate(keep)
+    del ids[keep:]
+    return keep
+
+
 class SlabCache(DynamicCache):
     """One SlabLayer per decoder layer; `truncate(n)` keeps the first n positions of every layer."""
 

@@ -29,9 +29,10 @@ import torch
 
 from specd.daemon.drafters.cascade import CascadeDrafter
 from specd.daemon.drafters.layer_skip import LayerSkipDrafter
-from specd.daemon.drafters.model import ModelDrafter, common_prefix_length
+from specd.daemon.drafters.model import ModelDrafter
 from specd.daemon.drafters.ngram import NgramDrafter
 from specd.daemon.engine import Engine, EngineConfig, GenerationRequest
+from specd.daemon.kv_cache import common_prefix_length
 
 PLAIN = "plain"
 KEYSTROKE_PROMPTS = 3  # the longest prompts, each: one cold prefill, then keystrokes on the same cache key

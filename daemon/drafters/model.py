@@ -11,18 +11,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..kv_cache import SlabCache
+from ..kv_cache import SlabCache, reuse_prefix
 from ..runner import ModelRunner
 from ..sampling import sample
 from .base import Draft, DraftContext, Drafter
-
-
-def common_prefix_length(a: list[int], b: list[int]) -> int:
-    limit = min(len(a), len(b))
-    i = 0
-    while i < limit and a[i] == b[i]:
-        i += 1
-    return i
 
 
 @dataclass
@@ -32,10 +24,7 @@ class CachedSequence:
 
     def sync(self, sequence: list[int]) -> list[int]:
         """Drop cached tokens that diverge from `sequence` and return the ones still to feed (at least one)."""
-        keep = min(common_prefix_length(self.ids, sequence), len(sequence) - 1)
-        self.cache.truncate(keep)
-        del self.ids[keep:]
-        return sequence[keep:]
+        return sequence[reuse_prefix(self.cache, self.ids, sequence) :]
 
 
 class ModelDrafter(Drafter):

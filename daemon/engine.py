@@ -201,10 +201,7 @@ class Engine:
             for accepted_token in draft_tokens[:accepted] + [token]:
                 if output.add(accepted_token):
                     return self._finish(output, output.finish_reason, stats, started, on_text, slot)
-            if on_text is not None:
-                delta = output.stable_delta()
-                if delta:
-                    on_text(delta)
+            _stream(output, on_text)
 
     def _verify(self, slot: CacheSlot, token: int, draft: list[int], draft_probs, sampling: SamplingParams,
                 generator, stats: Stats) -> tuple[int, int]:
@@ -249,10 +246,7 @@ class Engine:
     def _finish(self, output: StopState, reason: str, stats: Stats, started: float, on_text,
                 slot: CacheSlot | None = None) -> GenerationResult:
         output.finish_reason = reason
-        if on_text is not None:
-            delta = output.stable_delta()
-            if delta:
-                on_text(delta)
+        _stream(output, on_text)
         if slot is not None and output.tokens:
             slot.history = (slot.history + [list(output.tokens)])[-HISTORY_PER_DOCUMENT:]
         stats.completion_tokens = len(output.tokens)
@@ -287,6 +281,14 @@ class Engine:
         self.pool.clear()
         self.drafter = None
         self.verifier = None
+
+
+def _stream(output: StopState, on_text) -> None:
+    """Hand the caller the text that can no longer change."""
+    if on_text is not None:
+        delta = output.stable_delta()
+        if delta:
+            on_text(delta)
 
 
 def _eos_ids(model, tokenizer) -> set[int]:

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from .embedded import EMBEDDED, fetch_embedded
+from .attention import use_grouped_sdpa
 from .fast_head import use_fast_head
 from .paths import get_paths
 from .runner import ModelRunner
@@ -103,6 +104,7 @@ def load_model(spec: str, device: torch.device, dtype: torch.dtype, progress=pri
     model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype).to(device)
     model.eval()
     use_fast_head(model)
+    use_grouped_sdpa(model)
     return model, tokenizer
 
 

@@ -53,3 +53,25 @@ def test_bench_reads_prompt_file(tmp_path):
     assert report["identical_rate"] == 1.0
     assert list(report["strategies"]) == ["plain", "ngram+model", "ngram"]
     assert report["prompts"]["source"] == str(prompts)
+
+
+def _bench_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_assisted_hf_runs_get_the_fitted_prefill_and_a_too_fast_decode_still_counts():
+    bench = _bench_module()
+    lengths = [100, 200, 300]
+    runs = [bench.Run(i, "hf:plain", [1] * 10, prefill_s=0.1 * (i + 1), total_s=2.0) for i in range(3)]
+    # The assisted run finished before HF's prefill for its prompt length would have: an HF win, kept.
+    lookup = bench.Run(2, "hf:prompt_lookup", [1] * 10, prefill_s=0.01, total_s=0.25)
+    bench.assign_hf_prefill(runs + [lookup], lengths)
+    assert abs(lookup.prefill_s - 0.3) < 1e-9
+    assert [r.prefill_s for r in runs] == [0.1 * (i + 1) for i in range(3)]  # their own, untouched
+    assert lookup.tokens_per_s == 10 / 1e-3

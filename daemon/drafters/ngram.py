@@ -2,7 +2,9 @@
 
 Sources, in order: the sequence itself (prompt prefix and suffix, what was typed, what was generated), then the
 suffix when the prompt lacks it, then the previous completions in the same document. Longer n-grams are tried
-first, as they predict better. Drafting costs microseconds, so drafts may be long.
+first, as they predict better. Drafting costs microseconds, so drafts may be long, except after a match of a
+single token: its first token is right about a third of the time and the ones after it rarely, so it proposes
+only that one (on a CPU a verification pass costs ~5% more per extra token at first, steeply more later).
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ def _latest_continuation(tokens: np.ndarray, pattern: np.ndarray, limit: int) ->
 class NgramDrafter(Drafter):
     name = "ngram"
 
-    def __init__(self, max_ngram: int = 4, min_ngram: int = 2) -> None:
+    def __init__(self, max_ngram: int = 4, min_ngram: int = 1, unigram_tokens: int = 1) -> None:
         self.max_ngram = max_ngram
         self.min_ngram = min_ngram
+        self.unigram_tokens = unigram_tokens
 
     def propose(self, ctx: DraftContext, state) -> Draft:
         sequence = np.asarray(ctx.ids, dtype=np.int64)
@@ -40,11 +43,12 @@ class NgramDrafter(Drafter):
             if len(sequence) <= n:
                 continue
             pattern = sequence[-n:]
-            found = _latest_continuation(sequence, pattern, ctx.max_tokens)
+            limit = ctx.max_tokens if n > 1 else min(ctx.max_tokens, self.unigram_tokens)
+            found = _latest_continuation(sequence, pattern, limit)
             for other in others:
                 if found:
                     break
-                found = _latest_continuation(other, pattern, ctx.max_tokens)
+                found = _latest_continuation(other, pattern, limit)
             if found:
                 return Draft(found)
         return Draft()

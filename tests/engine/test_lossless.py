@@ -13,13 +13,13 @@ STRATEGIES = ["ngram", "model", "layer_skip", "auto"]
 
 @pytest.fixture
 def engine_for(make_engine):
-    """An engine per strategy; the n-gram drafter also matches single tokens, since a random model's output
-    rarely repeats longer n-grams and the test needs drafts to verify."""
+    """An engine per strategy; the n-gram drafter drafts long after single-token matches too, since a random
+    model's output rarely repeats longer n-grams and the test needs long drafts to verify."""
 
     def make(strategy):
         engine = make_engine(strategy)
         if strategy == "ngram":
-            engine.drafter = NgramDrafter(min_ngram=1)
+            engine.drafter = NgramDrafter(min_ngram=1, unigram_tokens=16)
         return engine
 
     return make

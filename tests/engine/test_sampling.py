@@ -101,7 +101,7 @@ def test_speculative_sampling_matches_the_verifier_distribution(make_engine, str
     if strategy == "ngram":  # a one-hot drafter that always proposes: single-token matches
         from specd.daemon.drafters.ngram import NgramDrafter
 
-        engine.drafter = NgramDrafter(min_ngram=1)
+        engine.drafter = NgramDrafter(min_ngram=1, unigram_tokens=16)
     temperature, seeds = 0.7, 1200
     expected = exact_first_two_tokens(engine, PROMPT, temperature)
     observed = sample_first_two_tokens(engine, PROMPT, temperature, seeds)

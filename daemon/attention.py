@@ -4,7 +4,8 @@ transformers' `sdpa` attention expands the shared key/value heads to one copy pe
 whenever more than one query arrives with a mask, which is every verification pass: on a CPU that copies the
 whole KV cache twice per layer per pass (a third of what verifying one extra token costs). torch's SDPA takes
 grouped heads directly (`enable_gqa`), so only that decision changes; single-token steps, prefills without a
-mask and models with extras (soft-capping, position bias) keep transformers' own path.
+mask, models with extras (soft-capping, position bias) and other devices keep transformers' own path (CUDA's
+fused kernels take either grouped heads or a mask, not both, and fall back to the slow math kernel).
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ def grouped_sdpa_forward(module, query, key, value, attention_mask, dropout: flo
                          is_causal=None, **kwargs):
     grouped = getattr(module, "num_key_value_groups", 1) > 1
     plain = kwargs.get("softcap") is None and kwargs.get("position_bias") is None
-    if not (grouped and plain and attention_mask is not None and query.shape[2] > 1
-            and key.shape[-1] == value.shape[-1]):
+    if not (grouped and plain and query.device.type == "cpu" and attention_mask is not None
+            and query.shape[2] > 1 and key.shape[-1] == value.shape[-1]):
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       is_causal=is_causal, **kwargs)
     out = torch.nn.functional.scaled_dot_product_attention(
@@ -35,8 +36,8 @@ ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, sdpa_mask)
 
 
 def use_grouped_sdpa(model) -> bool:
-    """Switch a model running transformers' `sdpa` to the grouped variant; False when it runs something else."""
-    if model.config._attn_implementation != "sdpa":
+    """Switch a CPU model running transformers' `sdpa` to the grouped variant; False when it does not apply."""
+    if model.config._attn_implementation != "sdpa" or model.device.type != "cpu":
         return False
     model.set_attn_implementation(NAME)
     return True

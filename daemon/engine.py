@@ -87,6 +87,13 @@ class SlotPool:
         self.slots.clear()
 
 
+def next_draft_length(current: int, accepted: int, drafted: int, maximum: int) -> int:
+    """Grow while whole drafts are accepted; after a rejection, a little past what was accepted."""
+    if accepted == drafted:
+        return min(maximum, current + 2)
+    return max(2, min(current - 1, accepted + 2))
+
+
 class Engine:
     def __init__(self, verifier: ModelRunner, tokenizer, drafter: Drafter | None, config: EngineConfig,
                  verifier_name: str = "", drafter_name: str | None = None) -> None:
@@ -196,7 +203,8 @@ class Engine:
 
             accepted, token = self._verify(slot, token, draft_tokens, draft_probs, sampling, generator, stats)
             if draft_tokens and request.draft_tokens is None:
-                max_draft = slot.draft_length = self._next_draft_length(slot.draft_length, accepted, len(draft_tokens))
+                max_draft = slot.draft_length = next_draft_length(slot.draft_length, accepted, len(draft_tokens),
+                                                                  self.config.max_draft_tokens)
 
             for accepted_token in draft_tokens[:accepted] + [token]:
                 if output.add(accepted_token):
@@ -221,11 +229,6 @@ class Engine:
         stats.drafted_tokens += len(draft)
         stats.accepted_tokens += accepted
         return accepted, next_token
-
-    def _next_draft_length(self, current: int, accepted: int, drafted: int) -> int:
-        if accepted == drafted:
-            return min(self.config.max_draft_tokens, current + 2)
-        return max(2, min(current - 1, accepted + 2))
 
     def _prefill(self, slot: CacheSlot, prompt_ids: list[int], stats: Stats, cancel: CancelToken):
         """Feed what the slot's cache lacks of the prompt; returns the last position's logits (None if cancelled)."""

@@ -25,6 +25,18 @@ def median_forward_s(engine: Engine, cache, context: int, k: int, repeats: int) 
     return statistics.median(times)
 
 
+def cost_curve(engine: Engine, context: int, ks: list[int], repeats: int) -> dict[int, float]:
+    """Median seconds of a k-token pass after `context` cached tokens, for each k."""
+    cache = engine.verifier.new_cache()
+    engine.verifier.forward(list(range(100, 100 + context)), cache, last_only=True)
+    # Interleave the sizes round by round so drift on a shared machine hits them all alike.
+    samples = {k: [] for k in ks}
+    for _ in range(3):
+        for k in ks:
+            samples[k].append(median_forward_s(engine, cache, context, k, repeats))
+    return {k: statistics.median(values) for k, values in samples.items()}
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--verifier", default="smollm2-135m")
@@ -35,17 +47,10 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     engine = Engine.load(EngineConfig(verifier=args.verifier, draft_strategy="none", threads=args.threads),
                          progress=lambda message: None)
-    cache = engine.verifier.new_cache()
-    engine.verifier.forward(list(range(100, 100 + args.context)), cache, last_only=True)
     ks = [int(k) for k in args.ks.split(",")]
-    # Interleave the sizes round by round so drift on a shared machine hits them all alike.
-    samples = {k: [] for k in ks}
-    for _ in range(3):
-        for k in ks:
-            samples[k].append(median_forward_s(engine, cache, args.context, k, args.repeats))
-    single = statistics.median(samples[ks[0]]) if ks[0] == 1 else None
-    for k in ks:
-        seconds = statistics.median(samples[k])
+    curve = cost_curve(engine, args.context, ks, args.repeats)
+    single = curve[ks[0]] if ks[0] == 1 else None
+    for k, seconds in curve.items():
         ratio = f"{seconds / single:5.2f}x a 1-token step" if single else ""
         print(f"k={k:3d}  {seconds * 1000:7.1f} ms  {ratio}")
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from fixtures.tiny_models import write_tiny_pair
 
+from specd.daemon.drafters.base import Draft, Drafter
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench.py"
 TOP_LEVEL = ["identical_rate", "speedup_vs_plain", "speedup_vs_hf", "plain_vs_hf", "keystroke_cost_ratio",
              "strategies", "hf_generate", "environment"]
@@ -75,3 +77,50 @@ def test_assisted_hf_runs_get_the_fitted_prefill_and_a_too_fast_decode_still_cou
     assert abs(lookup.prefill_s - 0.3) < 1e-9
     assert [r.prefill_s for r in runs] == [0.1 * (i + 1) for i in range(3)]  # their own, untouched
     assert lookup.tokens_per_s == 10 / 1e-3
+
+
+class _PartlyRightDrafter(Drafter):
+    """Proposes the verifier's known output with one token spoiled at a place that moves with the length."""
+
+    def __init__(self, cases):
+        self.cases = cases
+
+    def propose(self, ctx, state):
+        case = next(c for c in self.cases if ctx.ids[: len(c.prompt_ids)] == c.prompt_ids)
+        done = len(ctx.ids) - len(case.prompt_ids)
+        tokens = case.output[done : done + ctx.max_tokens]
+        spoil = len(ctx.ids) % 5
+        if spoil < len(tokens):
+            tokens[spoil] += 1
+        return Draft(tokens)
+
+
+def test_replay_counts_the_passes_a_real_speculative_run_makes(tmp_path):
+    import importlib.util
+
+    from specd.daemon.engine import Engine, EngineConfig, GenerationRequest
+
+    sys.path.insert(0, str(SCRIPT.parent))
+    spec = importlib.util.spec_from_file_location("replay_drafts", SCRIPT.parent / "replay_drafts.py")
+    replay = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = replay
+    spec.loader.exec_module(replay)
+    from bench import Prompt
+
+    verifier, _ = write_tiny_pair(tmp_path / "models")
+    engine = Engine.load(EngineConfig(verifier=str(verifier), draft_strategy="none", threads=1),
+                         progress=lambda message: None)
+    prompts = [Prompt("x = 1\ny = x + 1\n" * 6, "", "python", "a"), Prompt("def f(a):\n", "\nf(2)\n", "python", "b")]
+    cases = replay.greedy_cases(engine, prompts, max_tokens=40)
+    drafter = _PartlyRightDrafter(cases)
+    row = replay.replay(cases, drafter, 8, [1.0] * 20)
+
+    engine.drafter = drafter
+    tokens = passes = 0
+    for prompt in prompts:
+        engine.pool.clear()
+        result = engine.generate(GenerationRequest(prompt=prompt.prefix, suffix=prompt.suffix, max_tokens=40))
+        tokens += len(result.token_ids) - 1  # the first token comes from the prefill
+        passes += result.stats.verifier_passes - 1
+    assert row["tokens_per_pass"] == tokens / passes > 1.5  # drafts were accepted, and counted alike
+    assert row["estimated_speedup"] == row["tokens_per_pass"]  # with every pass costing one step

@@ -1,0 +1,120 @@
+"""Replay n-gram drafter settings against the verifier's own greedy outputs, without decoding again.
+
+Greedy verification accepts exactly the longest draft prefix that equals what the verifier says next, so once
+the verifier's plain output for a prompt is known, every round of any deterministic drafter can be replayed
+offline: tokens per pass come out exact, and the speed estimate weighs each pass by this machine's measured
+cost of a k-token verification pass. One decode per prompt, then any number of settings in seconds.
+
+    SPECD_HOME=/tmp/sh python scripts/replay_drafts.py --verifier smollm2-135m --limit 40 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+
+from bench import stdlib_prompts
+from bench_verify_cost import cost_curve
+
+from specd.daemon.drafters.base import DraftContext
+from specd.daemon.drafters.ngram import NgramDrafter
+from specd.daemon.engine import Engine, EngineConfig, next_draft_length
+from specd.daemon.fim import encode_text
+from specd.daemon.requests import GenerationRequest
+from specd.daemon.sampling import SamplingParams
+
+# name -> (NgramDrafter options, max_draft_tokens)
+SETTINGS = {
+    "default": ({}, 8),
+    "min 2-gram": ({"min_ngram": 2}, 8),
+    "1-gram drafts long": ({"unigram_tokens": 16}, 8),
+    "up to 6-grams": ({"max_ngram": 6}, 8),
+    "max draft 4": ({}, 4),
+    "max draft 16": ({}, 16),
+}
+
+
+@dataclass
+class Case:
+    prompt_ids: list[int]
+    sources: list[list[int]]
+    output: list[int]
+
+
+def greedy_cases(engine: Engine, prompts, max_tokens: int) -> list[Case]:
+    cases = []
+    for prompt in prompts:
+        request = GenerationRequest(prompt=prompt.prefix, suffix=prompt.suffix, max_tokens=max_tokens, draft_tokens=0)
+        engine.pool.clear()
+        output = engine.generate(request).token_ids
+        # What the engine hands the drafter on a cold request: the suffix, when the prompt cannot hold it.
+        sources = [encode_text(engine.tokenizer, prompt.suffix)] if prompt.suffix and engine.fim_template is None else []
+        cases.append(Case(engine.prompt_ids(request), sources, output))
+    return cases
+
+
+def pass_costs(engine: Engine, context: int, max_k: int, repeats: int) -> list[float]:
+    """costs[k]: a verification pass over k tokens, relative to a 1-token step (costs[0] unused)."""
+    seconds = cost_curve(engine, context, list(range(1, max_k + 1)), repeats)
+    return [0.0] + [seconds[k] / seconds[1] for k in range(1, max_k + 1)]
+
+
+def replay(cases: list[Case], drafter: NgramDrafter, max_draft: int, costs: list[float]) -> dict:
+    greedy = SamplingParams(0.0, 1.0)
+    tokens = passes = 0
+    cost = 0.0
+    for case in cases:
+        # The prefill pass yields the first token; each later pass verifies [pending token] + draft.
+        sequence, done, draft_length = case.prompt_ids + case.output[:1], 1, max_draft
+        while done < len(case.output):
+            budget = min(draft_length, len(case.output) - done)
+            draft = drafter.propose(DraftContext(sequence, budget, greedy, None, None, case.sources), None).tokens[:budget]
+            expected = case.output[done:]
+            accepted = next((i for i, t in enumerate(draft) if t != expected[i]), len(draft))
+            if draft:
+                draft_length = next_draft_length(draft_length, accepted, len(draft), max_draft)
+            new = min(accepted + 1, len(expected))
+            sequence += expected[:new]
+            done += new
+            tokens += new
+            passes += 1
+            cost += costs[min(1 + len(draft), len(costs) - 1)]
+    return {"tokens_per_pass": tokens / passes, "estimated_speedup": tokens / cost if cost else None}
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--verifier", default=EngineConfig.verifier)
+    parser.add_argument("--limit", type=int, default=40)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-tokens", type=int, default=48)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--prefix-tokens", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=5, help="timed passes per k and round for the cost curve")
+    parser.add_argument("--json", dest="json_out", default=None)
+    args = parser.parse_args(argv)
+    log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
+    engine = Engine.load(EngineConfig(verifier=args.verifier, draft_strategy="none", threads=args.threads),
+                         progress=log)
+    prompts = stdlib_prompts(engine.tokenizer, args.limit, args.seed, args.prefix_tokens, 200)
+    log(f"decoding {len(prompts)} prompts once ...")
+    cases = greedy_cases(engine, prompts, args.max_tokens)
+    longest = max(max_draft for _, max_draft in SETTINGS.values()) + 1
+    context = sorted(len(c.prompt_ids) for c in cases)[len(cases) // 2]
+    costs = pass_costs(engine, context, longest, args.repeats)
+    report = {"pass_cost": {k: round(c, 3) for k, c in enumerate(costs) if k}, "settings": {}}
+    print("k-token pass cost: " + "  ".join(f"{k}:{c:.2f}" for k, c in report["pass_cost"].items()))
+    for name, (options, max_draft) in SETTINGS.items():
+        row = replay(cases, NgramDrafter(**options), max_draft, costs)
+        report["settings"][name] = row
+        print(f"{name:20s} tokens/pass {row['tokens_per_pass']:.2f}  estimated speedup {row['estimated_speedup']:.2f}")
+    if args.json_out:
+        with open(args.json_out, "w", encoding="utf-8") as out:
+            json.dump(report, out, indent=1)
+    return report
+
+
+if __name__ == "__main__":
+    main()

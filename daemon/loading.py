@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from .embedded import EMBEDDED, fetch_embedded
 from .attention import use_grouped_sdpa
+from .embedded import EMBEDDED, fetch_embedded
 from .fast_head import use_fast_head
 from .paths import get_paths
 from .runner import ModelRunner

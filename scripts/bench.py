@@ -266,12 +266,13 @@ def assign_hf_prefill(runs: list[Run], lengths: list[int]) -> None:
     if not plain:
         return
     xs, ys = zip(*plain)
-    mean_x, mean_y = statistics.fmean(xs), statistics.fmean(ys)
-    spread = sum((x - mean_x) ** 2 for x in xs)
-    slope = sum((x - mean_x) * (y - mean_y) for x, y in plain) / spread if spread else 0.0
+    try:
+        slope, intercept = statistics.linear_regression(xs, ys)
+    except statistics.StatisticsError:  # one prompt length only
+        slope, intercept = 0.0, statistics.fmean(ys)
     for run in runs:
         if run.runner.startswith("hf:") and run.runner != "hf:plain":
-            run.prefill_s = mean_y + slope * (lengths[run.prompt] - mean_x)
+            run.prefill_s = intercept + slope * lengths[run.prompt]
 
 
 def keystroke_cost(engine: Engine, prompts: list[Prompt], texts: list[str]) -> dict:

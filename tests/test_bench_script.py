@@ -77,6 +77,9 @@ def test_assisted_hf_runs_get_the_fitted_prefill_and_a_too_fast_decode_still_cou
     assert abs(lookup.prefill_s - 0.3) < 1e-9
     assert [r.prefill_s for r in runs] == [0.1 * (i + 1) for i in range(3)]  # their own, untouched
     assert lookup.tokens_per_s == 10 / 1e-3
+    single = bench.Run(0, "hf:prompt_lookup", [1] * 10, prefill_s=0.0, total_s=1.0)
+    bench.assign_hf_prefill(runs[:1] + [single], lengths)  # one prompt: nothing to fit a slope on
+    assert single.prefill_s == 0.1
 
 
 class _PartlyRightDrafter(Drafter):

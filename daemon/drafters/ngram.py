@@ -3,8 +3,9 @@
 Sources, in order: the sequence itself (prompt prefix and suffix, what was typed, what was generated), then the
 suffix when the prompt lacks it, then the previous completions in the same document. Longer n-grams are tried
 first, as they predict better. Drafting costs microseconds, so drafts may be long, except after a match of a
-single token: its first token is right about a third of the time and the ones after it rarely, so it proposes
-only that one (on a CPU a verification pass costs ~5% more per extra token at first, steeply more later).
+single token: its first token is right about a third of the time, and verifying more of such a weak draft costs
+more than it brings on a CPU, where each extra token makes a verification pass ~5-10% dearer
+(`scripts/replay_drafts.py` measures both).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from specd.daemon.fast_head import OneDnnLinear
 pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="oneDNN not built in")
 
 
-@pytest.mark.parametrize("shape", [(1, 1, 64), (1, 9, 64), (2, 3, 64)])
+@pytest.mark.parametrize("shape", [(1, 1, 64), (1, 4, 64), (1, 9, 64), (2, 3, 64)])
 @pytest.mark.parametrize("bias", [False, True])
 def test_onednn_head_matches_linear(shape, bias):
     torch.manual_seed(0)
@@ -29,3 +29,15 @@ def test_other_dtypes_use_the_plain_path():
     x = torch.randn(2, 8, dtype=torch.bfloat16)
     with torch.inference_mode():
         assert torch.equal(fast(x), linear(x))
+
+
+def test_few_rows_take_mkl_and_more_take_onednn(monkeypatch):
+    fast = OneDnnLinear(nn.Linear(8, 16))
+    calls = []
+    original = torch._C._nn.mkldnn_linear
+    monkeypatch.setattr(torch._C._nn, "mkldnn_linear", lambda *a: calls.append(1) or original(*a))
+    with torch.inference_mode():
+        fast(torch.randn(1, 3, 8))
+        assert not calls
+        fast(torch.randn(1, 4, 8))
+        assert calls

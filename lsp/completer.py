@@ -1,7 +1,8 @@
 """From a cursor in an open document to the text to show there.
 
-The order of the checks is the point of this module: the typed-ahead rest of the last suggestion, or
-a prefetch already running for this spot, is answered without a new decode; otherwise wait out the
+The order of the checks is the point of this module: the typed-ahead rest of the last suggestion, an empty
+answer already given for this spot of this version, or a prefetch already running for this spot, is answered
+without a new decode; otherwise wait out the
 debounce, ask the daemon, clean the result. One decode per document is live at a time: a newer request
 for the same document cancels the older one, and cancelling a request aborts its HTTP call.
 """
@@ -34,10 +35,20 @@ class Counters:
     requests: int = 0
     decodes: int = 0
     typed_ahead: int = 0
+    remembered_empty: int = 0
     prefetches: int = 0
     superseded: int = 0
     failures: int = 0
     last: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Spot:
+    """Where a decode answered: the same cursor in the same version under the same settings answers alike."""
+
+    cursor: Point
+    version: int
+    settings: Settings
 
 
 @dataclass
@@ -60,6 +71,7 @@ class Completer:
         self.counters = Counters()
         self._report = report
         self._live: dict[str, _Live] = {}
+        self._empty: dict[str, _Spot] = {}  # per document, the last spot a decode found nothing to suggest
 
     async def suggest(self, doc: Document, cursor: Point) -> str:
         """The completion at `cursor`, "" when there is none (disabled, failed, stale or superseded)."""
@@ -70,6 +82,9 @@ class Completer:
         if rest:
             self.counters.typed_ahead += 1
             return rest
+        if self._empty.get(doc.uri) == _Spot(cursor, doc.version, self.settings):
+            self.counters.remembered_empty += 1
+            return ""
         live = self._live.get(doc.uri)
         if live is None or live.cursor != cursor or live.version != doc.version or live.task.done():
             live = self._launch(doc, cursor, debounce=True)
@@ -99,6 +114,7 @@ class Completer:
             live.task.cancel()
         self.typed.forget(uri)
         self.pace.forget(uri)
+        self._empty.pop(uri, None)
 
     def cancel_all(self) -> None:
         for uri in list(self._live):
@@ -163,6 +179,10 @@ class Completer:
             return ""
         shown = postprocess.clean(raw, suffix, mode)
         self.typed.remember(doc.uri, cursor, shown)
+        if shown:
+            self._empty.pop(doc.uri, None)
+        else:
+            self._empty[doc.uri] = _Spot(cursor, version, settings)
         return shown
 
 

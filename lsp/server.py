@@ -155,6 +155,7 @@ class SpecdServer(LanguageServer):
             "requests": counters.requests,
             "decodes": counters.decodes,
             "typedAhead": counters.typed_ahead,
+            "rememberedEmpty": counters.remembered_empty,
             "prefetches": counters.prefetches,
             "superseded": counters.superseded,
             "failures": counters.failures,

@@ -125,6 +125,28 @@ async def test_typed_ahead_is_served_without_a_new_decode(fake_daemon, start_lsp
     assert (await status(client))["typedAhead"] == 1
 
 
+async def test_an_empty_answer_is_remembered_for_its_spot_until_something_changes(fake_daemon, start_lsp):
+    fake_daemon.reply = lambda body: ""
+    client = await start_lsp(init_options=FAST)
+    open_doc(client, URI, "x = 1\ny = ")
+    assert inline_text(await inline(client, URI, (1, 4))) == ""
+    assert inline_text(await inline(client, URI, (1, 4))) == ""
+    assert not (await complete(client, URI, (1, 4))).items
+    assert len(fake_daemon.requests) == 1 and (await status(client))["rememberedEmpty"] == 2
+    # Another spot, an edit, or other settings ask again.
+    assert inline_text(await inline(client, URI, (0, 5))) == ""
+    assert len(fake_daemon.requests) == 2
+    insert(client, URI, 2, (1, 4), "2")
+    assert inline_text(await inline(client, URI, (1, 5))) == ""
+    assert len(fake_daemon.requests) == 3
+    client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(settings={"specd": {**FAST, "maxTokens": 16}}))
+    await settings_become(client, maxTokens=16)
+    fake_daemon.reply = lambda body: "+ 3"
+    assert inline_text(await inline(client, URI, (1, 5))) == "+ 3"
+    assert len(fake_daemon.requests) == 4
+
+
 async def test_accept_prefetches_the_next_completion(fake_daemon, start_lsp):
     fake_daemon.reply = lambda body: "first()" if len(fake_daemon.requests) == 1 else " + second()"
     client = await start_lsp(init_options=FAST)

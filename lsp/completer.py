@@ -2,8 +2,9 @@
 
 The order of the checks is the point of this module: the typed-ahead rest of the last suggestion, an empty
 answer already given for this spot of this version, or a prefetch already running for this spot, is answered
-without a new decode; otherwise wait out the debounce, ask the daemon, clean the result. One decode per document is live at a time: a newer request
-for the same document cancels the older one, and cancelling a request aborts its HTTP call.
+without a new decode; otherwise wait out the debounce, ask the daemon, clean the result. One decode per
+document is live at a time: a newer request for the same document cancels the older one, and cancelling a
+request aborts its HTTP call.
 """
 
 from __future__ import annotations

@@ -132,6 +132,12 @@ class Engine:
         add_special = not (bos and request.prompt.startswith(bos))
         return self.tokenizer(request.prompt, add_special_tokens=add_special)["input_ids"]
 
+    def suffix_source(self, request: GenerationRequest) -> list[list[int]]:
+        """The suffix as a sequence for the drafter to copy from, when the prompt cannot hold it (no FIM)."""
+        if request.suffix and self.fim_template is None:
+            return [encode_text(self.tokenizer, request.suffix)]
+        return []
+
     def validate(self, request: GenerationRequest) -> None:
         if not isinstance(request.max_tokens, int) or isinstance(request.max_tokens, bool) or request.max_tokens < 0:
             raise RequestError(f"max_tokens must be a non-negative integer, got {request.max_tokens!r}")
@@ -175,9 +181,7 @@ class Engine:
             generator = torch.Generator()
             generator.manual_seed(request.seed if request.seed is not None else torch.seed())
         slot = self.pool.acquire(request.cache_key, prompt_ids)
-        sources = list(reversed(slot.history))
-        if request.suffix and self.fim_template is None:  # the model never sees the suffix; the drafter can
-            sources.insert(0, encode_text(self.tokenizer, request.suffix))
+        sources = self.suffix_source(request) + list(reversed(slot.history))
 
         logits = self._prefill(slot, prompt_ids, stats, cancel)
         if logits is None:

@@ -21,7 +21,6 @@ from bench_verify_cost import cost_curve
 from specd.daemon.drafters.base import DraftContext
 from specd.daemon.drafters.ngram import NgramDrafter
 from specd.daemon.engine import Engine, EngineConfig, next_draft_length
-from specd.daemon.fim import encode_text
 from specd.daemon.requests import GenerationRequest
 from specd.daemon.sampling import SamplingParams
 
@@ -49,9 +48,8 @@ def greedy_cases(engine: Engine, prompts, max_tokens: int) -> list[Case]:
         request = GenerationRequest(prompt=prompt.prefix, suffix=prompt.suffix, max_tokens=max_tokens, draft_tokens=0)
         engine.pool.clear()
         output = engine.generate(request).token_ids
-        # What the engine hands the drafter on a cold request: the suffix, when the prompt cannot hold it.
-        sources = [encode_text(engine.tokenizer, prompt.suffix)] if prompt.suffix and engine.fim_template is None else []
-        cases.append(Case(engine.prompt_ids(request), sources, output))
+        # A cold request's drafter sources: no history yet, so only the suffix the prompt may lack.
+        cases.append(Case(engine.prompt_ids(request), engine.suffix_source(request), output))
     return cases
 
 

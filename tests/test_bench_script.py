@@ -1,5 +1,6 @@
 """scripts/bench.py end to end on tiny random models: it runs, writes the promised keys, and stays lossless."""
 
+import importlib
 import json
 import os
 import subprocess
@@ -57,18 +58,15 @@ def test_bench_reads_prompt_file(tmp_path):
     assert report["prompts"]["source"] == str(prompts)
 
 
-def _bench_module():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("bench_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+def _script(name: str):
+    """A script of scripts/ as a module (they import each other by plain name)."""
+    if str(SCRIPT.parent) not in sys.path:
+        sys.path.insert(0, str(SCRIPT.parent))
+    return importlib.import_module(name)
 
 
 def test_assisted_hf_runs_get_the_fitted_prefill_and_a_too_fast_decode_still_counts():
-    bench = _bench_module()
+    bench = _script("bench")
     lengths = [100, 200, 300]
     runs = [bench.Run(i, "hf:plain", [1] * 10, prefill_s=0.1 * (i + 1), total_s=2.0) for i in range(3)]
     # The assisted run finished before HF's prefill for its prompt length would have: an HF win, kept.
@@ -99,16 +97,10 @@ class _PartlyRightDrafter(Drafter):
 
 
 def test_replay_counts_the_passes_a_real_speculative_run_makes(tmp_path):
-    import importlib.util
-
     from specd.daemon.engine import Engine, EngineConfig, GenerationRequest
 
-    sys.path.insert(0, str(SCRIPT.parent))
-    spec = importlib.util.spec_from_file_location("replay_drafts", SCRIPT.parent / "replay_drafts.py")
-    replay = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = replay
-    spec.loader.exec_module(replay)
-    from bench import Prompt
+    replay = _script("replay_drafts")
+    Prompt = _script("bench").Prompt
 
     verifier, _ = write_tiny_pair(tmp_path / "models")
     engine = Engine.load(EngineConfig(verifier=str(verifier), draft_strategy="none", threads=1),

@@ -16,19 +16,27 @@ class FimTemplate:
     family: str
     prefix: str
     suffix: str
-    middle: str
+    middle: str | None  # None: the model continues the prefix part directly (Codestral)
     stop_tokens: tuple[str, ...] = ()  # tokens that end a middle besides EOS
     suffix_first: bool = False  # SPM order (Codestral): suffix part before prefix part
+    requires: tuple[str, ...] = ()  # tokens that tell this family from one with the same markers
+
+    @property
+    def markers(self) -> tuple[str, ...]:
+        return tuple(m for m in (self.prefix, self.suffix, self.middle) if m is not None)
 
 
 TEMPLATES = (
+    # CodeGemma shares Qwen's markers; its file separator tells them apart, so it is tried first.
+    FimTemplate("codegemma", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", ("<|file_separator|>",),
+                requires=("<|file_separator|>",)),
     FimTemplate("qwen2.5-coder", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>",
                 ("<|fim_pad|>", "<|file_sep|>", "<|repo_name|>", "<|endoftext|>", "<|im_end|>")),
     FimTemplate("starcoder", "<fim_prefix>", "<fim_suffix>", "<fim_middle>", ("<file_sep>", "<|endoftext|>")),
-    FimTemplate("codegemma", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", ("<|file_separator|>",)),
     FimTemplate("deepseek-coder", "<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>", ("<|EOT|>",)),
     FimTemplate("codellama", "▁<PRE>", "▁<SUF>", "▁<MID>", ("▁<EOT>",)),
-    FimTemplate("codestral", "[PREFIX]", "[SUFFIX]", "[MIDDLE]", (), suffix_first=True),
+    # mistral-common's FIM request: <s>[SUFFIX]suffix[PREFIX]prefix, with no middle marker.
+    FimTemplate("codestral", "[PREFIX]", "[SUFFIX]", None, ("[MIDDLE]",), suffix_first=True),
 )
 
 
@@ -40,9 +48,10 @@ def _single_token_id(tokenizer, text: str) -> int | None:
 
 
 def detect_template(tokenizer) -> FimTemplate | None:
-    """The first template whose three markers are single tokens of this tokenizer, or None (plain completion)."""
+    """The first template whose markers (and distinguishing tokens) are single tokens of this tokenizer, or
+    None (plain completion)."""
     for template in TEMPLATES:
-        if all(_single_token_id(tokenizer, t) is not None for t in (template.prefix, template.suffix, template.middle)):
+        if all(_single_token_id(tokenizer, t) is not None for t in template.markers + template.requires):
             return template
     return None
 
@@ -57,7 +66,7 @@ def template_by_family(family: str) -> FimTemplate:
 def stop_token_ids(tokenizer, template: FimTemplate | None) -> set[int]:
     ids = {i for i in (_single_token_id(tokenizer, t) for t in (template.stop_tokens if template else ())) if i is not None}
     if template is not None:  # a marker in the output means the model left the middle
-        ids |= {_single_token_id(tokenizer, t) for t in (template.prefix, template.suffix, template.middle)}
+        ids |= {_single_token_id(tokenizer, t) for t in template.markers}
     return ids
 
 
@@ -105,8 +114,9 @@ def build_fim_ids(tokenizer, template: FimTemplate | None, prefix: str, suffix: 
     marker = lambda token: [_single_token_id(tokenizer, token)]  # noqa: E731
     line_ids = encode_text(tokenizer, cursor_line)
     head, tail = encode_text(tokenizer, head_text), encode_text(tokenizer, suffix)
-    head, tail = _fit(head, tail, len(bos_ids(tokenizer)) + 3 + len(line_ids), budget)
+    head, tail = _fit(head, tail, len(bos_ids(tokenizer)) + len(template.markers) + len(line_ids), budget)
     prefix_part = marker(template.prefix) + head
     suffix_part = marker(template.suffix) + tail
     parts = suffix_part + prefix_part if template.suffix_first else prefix_part + suffix_part
-    return bos_ids(tokenizer) + parts + marker(template.middle) + line_ids
+    middle = marker(template.middle) if template.middle else []
+    return bos_ids(tokenizer) + parts + middle + line_ids

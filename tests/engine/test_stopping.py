@@ -91,3 +91,50 @@ def test_templates_cover_the_common_families():
         assert template_by_family(family).family == family
     with pytest.raises(KeyError):
         template_by_family("nonesuch")
+
+
+@pytest.fixture(scope="module")
+def plain_tokenizer():
+    from tests.fixtures.tiny_models import build_tokenizer
+
+    return build_tokenizer(vocab_size=300, fim=False)
+
+
+def _with_specials(tokenizer, specials):
+    import copy
+
+    tokenizer = copy.deepcopy(tokenizer)
+    tokenizer.add_special_tokens({"additional_special_tokens": specials})
+    return tokenizer
+
+
+@pytest.mark.parametrize("specials, family, end_of_file", [
+    (["<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|fim_pad|>", "<|file_sep|>"], "qwen2.5-coder",
+     "<|file_sep|>"),
+    # CodeGemma shares Qwen's markers; only its own file separator tells them apart.
+    (["<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|file_separator|>"], "codegemma",
+     "<|file_separator|>"),
+    (["<fim_prefix>", "<fim_middle>", "<fim_suffix>", "<file_sep>"], "starcoder", "<file_sep>"),
+])
+def test_families_sharing_markers_keep_their_own_stop_tokens(plain_tokenizer, specials, family, end_of_file):
+    from specd.daemon.fim import stop_token_ids
+
+    tokenizer = _with_specials(plain_tokenizer, specials)
+    template = detect_template(tokenizer)
+    assert template.family == family
+    assert tokenizer.convert_tokens_to_ids(end_of_file) in stop_token_ids(tokenizer, template)
+
+
+@pytest.mark.parametrize("specials", [["[PREFIX]", "[SUFFIX]", "[MIDDLE]"], ["[SUFFIX]", "[PREFIX]"]])
+def test_codestral_puts_the_suffix_first_and_has_no_middle_marker(plain_tokenizer, specials):
+    tokenizer = _with_specials(plain_tokenizer, specials)
+    template = detect_template(tokenizer)
+    assert template.family == "codestral"
+    ids = build_fim_ids(tokenizer, template, "def f(x):\n    ret", "urn\n\nprint(1)")
+    # mistral-common's layout, <s>[SUFFIX]suffix[PREFIX]prefix, with the cursor line at the very end.
+    assert tokenizer.decode(ids) == "[SUFFIX]urn\n\nprint(1)[PREFIX]def f(x):\n    ret"
+
+
+def test_no_markers_means_plain_completion(plain_tokenizer):
+    assert detect_template(plain_tokenizer) is None
+    assert detect_template(_with_specials(plain_tokenizer, ["<|fim_prefix|>", "<|fim_suffix|>"])) is None

@@ -135,7 +135,7 @@ class Engine:
     def suffix_source(self, request: GenerationRequest) -> list[list[int]]:
         """The suffix as a sequence for the drafter to copy from, when the prompt cannot hold it (no FIM)."""
         if request.suffix and self.fim_template is None:
-            return [encode_text(self.tokenizer, request.suffix)]
+            return [encode_text(self.tokenizer, request.suffix, continuation=True)]
         return []
 
     def validate(self, request: GenerationRequest) -> None:

@@ -70,11 +70,29 @@ def stop_token_ids(tokenizer, template: FimTemplate | None) -> set[int]:
     return ids
 
 
-def encode_text(tokenizer, text: str) -> list[int]:
-    """Token ids of user text; special-token names inside it stay plain text."""
+def _encode(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+
+
+def _adds_leading_space(tokenizer) -> bool:
+    """SentencePiece tokenizers of the Llama/Mistral kind put a space before the first word of every text."""
+    ids = _encode(tokenizer, "a")
+    return bool(ids) and tokenizer.convert_ids_to_tokens(ids[0]).startswith("▁")
+
+
+def encode_text(tokenizer, text: str, continuation: bool = False) -> list[int]:
+    """Token ids of user text; special-token names inside it stay plain text. A `continuation` (text that
+    follows other text: the suffix, the cursor's line) gets no leading space from the tokenizer, as in
+    CodeLlama's and mistral-common's FIM encoders."""
     if not text:
         return []
-    return tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    if not (continuation and _adds_leading_space(tokenizer)):
+        return _encode(tokenizer, text)
+    # The space goes to a line break put in front, which byte-fallback vocabularies keep as its own token.
+    sentinel, ids = _encode(tokenizer, "\n"), _encode(tokenizer, "\n" + text)
+    if ids[: len(sentinel)] == sentinel:
+        return ids[len(sentinel):]
+    return _encode(tokenizer, text)
 
 
 def bos_ids(tokenizer) -> list[int]:
@@ -112,8 +130,8 @@ def build_fim_ids(tokenizer, template: FimTemplate | None, prefix: str, suffix: 
     line_start = prefix.rfind("\n") + 1
     head_text, cursor_line = prefix[:line_start], prefix[line_start:]
     marker = lambda token: [_single_token_id(tokenizer, token)]  # noqa: E731
-    line_ids = encode_text(tokenizer, cursor_line)
-    head, tail = encode_text(tokenizer, head_text), encode_text(tokenizer, suffix)
+    line_ids = encode_text(tokenizer, cursor_line, continuation=bool(head_text))
+    head, tail = encode_text(tokenizer, head_text), encode_text(tokenizer, suffix, continuation=True)
     head, tail = _fit(head, tail, len(bos_ids(tokenizer)) + len(template.markers) + len(line_ids), budget)
     prefix_part = marker(template.prefix) + head
     suffix_part = marker(template.suffix) + tail

@@ -138,3 +138,40 @@ def test_codestral_puts_the_suffix_first_and_has_no_middle_marker(plain_tokenize
 def test_no_markers_means_plain_completion(plain_tokenizer):
     assert detect_template(plain_tokenizer) is None
     assert detect_template(_with_specials(plain_tokenizer, ["<|fim_prefix|>", "<|fim_suffix|>"])) is None
+
+
+def _sentencepiece_like_tokenizer(specials):
+    """A Llama/Mistral-style tokenizer: spaces become '▁' and every text gets one in front."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from tests.fixtures.tiny_models import _training_text
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<unk>", "<s>", *specials], show_progress=False)
+    tok.train_from_iterator(_training_text(), trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>",
+                                   additional_special_tokens=specials)
+
+
+def _text(tokenizer, ids):
+    return "".join(tokenizer.convert_ids_to_tokens(ids)).replace("▁", " ")
+
+
+@pytest.mark.parametrize("specials, family, parts", [
+    (["▁<PRE>", "▁<SUF>", "▁<MID>", "▁<EOT>"], "codellama",
+     {"▁<PRE>": " def f(x):\n", "▁<SUF>": "urn x\n", "▁<MID>": "    ret"}),
+    (["[PREFIX]", "[SUFFIX]", "[MIDDLE]"], "codestral", {"[SUFFIX]": "urn x\n", "[PREFIX]": " def f(x):\n    ret"}),
+])
+def test_suffix_and_cursor_line_get_no_spurious_leading_space(specials, family, parts):
+    tokenizer = _sentencepiece_like_tokenizer(specials)
+    template = detect_template(tokenizer)
+    assert template.family == family
+    ids = build_fim_ids(tokenizer, template, "def f(x):\n    ret", "urn x\n")
+    markers = [i for i, t in enumerate(ids) if t in tokenizer.all_special_ids]
+    found = {tokenizer.convert_ids_to_tokens(ids[i]): _text(tokenizer, ids[i + 1: end])
+             for i, end in zip(markers, markers[1:] + [len(ids)]) if ids[i] != tokenizer.bos_token_id}
+    # Only the prefix part starts with the tokenizer's own space, as in the reference FIM encoders.
+    assert found == parts

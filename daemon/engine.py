@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .drafters.base import DraftContext, Drafter
-from .fim import build_fim_ids, detect_template, encode_text, stop_token_ids
+from .fim import build_fim_ids, decode_anchor, detect_template, encode_text, stop_token_ids
 from .kv_cache import SlabCache, common_prefix_length, reuse_prefix
 from .requests import CancelToken, GenerationRequest, GenerationResult, RequestError, Stats
 from .runner import ModelRunner
@@ -104,6 +104,7 @@ class Engine:
         self.verifier_name = verifier_name or config.verifier
         self.drafter_name = drafter_name
         self.fim_template = detect_template(tokenizer)
+        self.decode_anchor = tuple(decode_anchor(tokenizer))
         self.eos_ids = frozenset(_eos_ids(verifier.model, tokenizer) | stop_token_ids(tokenizer, self.fim_template))
         model_limit = getattr(verifier.config, "max_position_embeddings", None) or config.max_context
         self.max_context = min(config.max_context, model_limit)
@@ -170,7 +171,7 @@ class Engine:
             cursor_indent=indent_width(cursor_line),
             max_tokens=min(request.max_tokens, self.max_context - len(prompt_ids)),
         )
-        output = StopState(rules, self.tokenizer)
+        output = StopState(rules, self.tokenizer, self.decode_anchor)
         if rules.max_tokens == 0:
             return self._finish(output, "length", stats, started, on_text)
 

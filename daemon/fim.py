@@ -95,6 +95,12 @@ def encode_text(tokenizer, text: str, continuation: bool = False) -> list[int]:
     return _encode(tokenizer, text)
 
 
+def decode_anchor(tokenizer) -> list[int]:
+    """Tokens to decode a completion after, so that a tokenizer which drops the leading space of a text's first
+    token (SentencePiece of the Llama/Mistral kind) keeps the completion's; [] when none is needed."""
+    return _encode(tokenizer, "\n") if _adds_leading_space(tokenizer) else []
+
+
 def bos_ids(tokenizer) -> list[int]:
     """The BOS id if this tokenizer adds one to plain text."""
     bos = tokenizer.bos_token_id

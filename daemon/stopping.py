@@ -31,10 +31,15 @@ class StopState:
 
     rules: StopRules
     tokenizer: object
+    anchor: tuple[int, ...] = ()  # decoded before the tokens and cut off again (see fim.decode_anchor)
     tokens: list[int] = field(default_factory=list)
     text: str = ""
     finish_reason: str | None = None
     _emitted: int = 0
+    _anchor_text: str = ""
+
+    def __post_init__(self) -> None:
+        self._anchor_text = self.tokenizer.decode(list(self.anchor), skip_special_tokens=False) if self.anchor else ""
 
     def add(self, token: int) -> bool:
         """Append one token; returns True when the completion is finished."""
@@ -42,7 +47,7 @@ class StopState:
             self.finish_reason = "stop"
             return True
         self.tokens.append(token)
-        self.text = self.tokenizer.decode(self.tokens, skip_special_tokens=False)
+        self.text = self._decode()
         cut = self._cut_position()
         if cut is not None:
             self.text = self.text[:cut]
@@ -52,6 +57,13 @@ class StopState:
             self.finish_reason = "length"
             return True
         return False
+
+    def _decode(self) -> str:
+        if self.anchor:
+            text = self.tokenizer.decode([*self.anchor, *self.tokens], skip_special_tokens=False)
+            if text.startswith(self._anchor_text):
+                return text[len(self._anchor_text):]
+        return self.tokenizer.decode(self.tokens, skip_special_tokens=False)
 
     def _cut_position(self) -> int | None:
         cuts = [i for i in (self.text.find(s) for s in self.rules.stop if s) if i >= 0]

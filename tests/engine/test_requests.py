@@ -163,3 +163,24 @@ def test_fit_context_trims_far_ends_and_keeps_the_cursor_line(make_engine):
     # The next keystroke cuts at the same place, so its prompt is served from the cache.
     again = engine.generate(GenerationRequest(**{**request.__dict__, "prompt": prefix + "u"}))
     assert again.stats.cached_tokens > len(ids) // 2
+
+
+def test_sentencepiece_model_keeps_the_leading_space_of_its_completion(tmp_path, code_prompts):
+    """Llama/Mistral-style tokenizers drop the space of a text's first token when decoding it alone."""
+    from fixtures.tiny_models import build_sentencepiece_tokenizer, write_tiny_llama
+
+    tokenizer = build_sentencepiece_tokenizer(["▁<PRE>", "▁<SUF>", "▁<MID>", "▁<EOT>"])
+    folder = write_tiny_llama(tmp_path / "sp", tokenizer=tokenizer, layers=2)
+    engine = Engine.load(EngineConfig(verifier=str(folder), draft_strategy="ngram"), progress=lambda message: None)
+    assert engine.fim_template.family == "codellama"
+    starts_with_space = 0
+    for prefix, suffix in code_prompts:
+        request = GenerationRequest(prompt=prefix, suffix=suffix, max_tokens=6, draft_tokens=0)
+        result = engine.generate(request)
+        prompt_ids = engine.prompt_ids(request)
+        # What the completion adds to the decoded prompt, decoded in place.
+        in_place = engine.tokenizer.decode(prompt_ids + result.token_ids, skip_special_tokens=False)
+        expected = in_place[len(engine.tokenizer.decode(prompt_ids, skip_special_tokens=False)):]
+        assert result.text == expected
+        starts_with_space += result.text.startswith(" ")
+    assert starts_with_space  # the case the test is about happened

@@ -2,6 +2,7 @@
 
 import pytest
 
+from fixtures.tiny_models import build_sentencepiece_tokenizer, build_tokenizer
 from specd.daemon.fim import build_fim_ids, detect_template, template_by_family
 from specd.daemon.stopping import StopRules, StopState
 
@@ -95,8 +96,6 @@ def test_templates_cover_the_common_families():
 
 @pytest.fixture(scope="module")
 def plain_tokenizer():
-    from tests.fixtures.tiny_models import build_tokenizer
-
     return build_tokenizer(vocab_size=300, fim=False)
 
 
@@ -140,22 +139,6 @@ def test_no_markers_means_plain_completion(plain_tokenizer):
     assert detect_template(_with_specials(plain_tokenizer, ["<|fim_prefix|>", "<|fim_suffix|>"])) is None
 
 
-def _sentencepiece_like_tokenizer(specials):
-    """A Llama/Mistral-style tokenizer: spaces become '▁' and every text gets one in front."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    from tests.fixtures.tiny_models import _training_text
-
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
-    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<unk>", "<s>", *specials], show_progress=False)
-    tok.train_from_iterator(_training_text(), trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>",
-                                   additional_special_tokens=specials)
-
-
 def _text(tokenizer, ids):
     return "".join(tokenizer.convert_ids_to_tokens(ids)).replace("▁", " ")
 
@@ -166,7 +149,7 @@ def _text(tokenizer, ids):
     (["[PREFIX]", "[SUFFIX]", "[MIDDLE]"], "codestral", {"[SUFFIX]": "urn x\n", "[PREFIX]": " def f(x):\n    ret"}),
 ])
 def test_suffix_and_cursor_line_get_no_spurious_leading_space(specials, family, parts):
-    tokenizer = _sentencepiece_like_tokenizer(specials)
+    tokenizer = build_sentencepiece_tokenizer(specials)
     template = detect_template(tokenizer)
     assert template.family == family
     ids = build_fim_ids(tokenizer, template, "def f(x):\n    ret", "urn x\n")
@@ -175,3 +158,15 @@ def test_suffix_and_cursor_line_get_no_spurious_leading_space(specials, family, 
              for i, end in zip(markers, markers[1:] + [len(ids)]) if ids[i] != tokenizer.bos_token_id}
     # Only the prefix part starts with the tokenizer's own space, as in the reference FIM encoders.
     assert found == parts
+
+
+def test_a_completion_keeps_its_leading_space_with_sentencepiece_tokenizers(plain_tokenizer):
+    from specd.daemon.fim import decode_anchor, encode_text
+
+    tokenizer = build_sentencepiece_tokenizer(["▁<PRE>", "▁<SUF>", "▁<MID>"])
+    completion = " 1 + x\n"  # what follows "x =": its first token is "▁1"
+    state = StopState(StopRules(eos_ids=frozenset(), max_tokens=99), tokenizer, tuple(decode_anchor(tokenizer)))
+    for token in encode_text(tokenizer, completion, continuation=True):
+        state.add(token)
+    assert state.text == completion
+    assert decode_anchor(plain_tokenizer) == []  # byte-level BPE decodes a leading space as it is

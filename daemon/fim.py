@@ -88,8 +88,9 @@ def encode_text(tokenizer, text: str, continuation: bool = False) -> list[int]:
         return []
     if not (continuation and _adds_leading_space(tokenizer)):
         return _encode(tokenizer, text)
-    # The space goes to a line break put in front, which byte-fallback vocabularies keep as its own token.
-    sentinel, ids = _encode(tokenizer, "\n"), _encode(tokenizer, "\n" + text)
+    # The space goes to a character put in front that merges with nothing, as CodeLlama's and mistral-common's
+    # `encode_infilling` do.
+    sentinel, ids = _encode(tokenizer, "☺"), _encode(tokenizer, "☺" + text)
     if ids[: len(sentinel)] == sentinel:
         return ids[len(sentinel):]
     return _encode(tokenizer, text)

@@ -169,7 +169,7 @@ def test_sentencepiece_model_keeps_the_leading_space_of_its_completion(tmp_path,
     """Llama/Mistral-style tokenizers drop the space of a text's first token when decoding it alone."""
     from fixtures.tiny_models import build_sentencepiece_tokenizer, write_tiny_llama
 
-    tokenizer = build_sentencepiece_tokenizer(["▁<PRE>", "▁<SUF>", "▁<MID>", "▁<EOT>"])
+    tokenizer = build_sentencepiece_tokenizer(("▁<PRE>", "▁<SUF>", "▁<MID>", "▁<EOT>"))
     folder = write_tiny_llama(tmp_path / "sp", tokenizer=tokenizer, layers=2)
     engine = Engine.load(EngineConfig(verifier=str(folder), draft_strategy="ngram"), progress=lambda message: None)
     assert engine.fim_template.family == "codellama"

@@ -143,13 +143,14 @@ def _text(tokenizer, ids):
     return "".join(tokenizer.convert_ids_to_tokens(ids)).replace("▁", " ")
 
 
+@pytest.mark.parametrize("legacy", [False, True])
 @pytest.mark.parametrize("specials, family, parts", [
     (["▁<PRE>", "▁<SUF>", "▁<MID>", "▁<EOT>"], "codellama",
      {"▁<PRE>": " def f(x):\n", "▁<SUF>": "urn x\n", "▁<MID>": "    ret"}),
     (["[PREFIX]", "[SUFFIX]", "[MIDDLE]"], "codestral", {"[SUFFIX]": "urn x\n", "[PREFIX]": " def f(x):\n    ret"}),
 ])
-def test_suffix_and_cursor_line_get_no_spurious_leading_space(specials, family, parts):
-    tokenizer = build_sentencepiece_tokenizer(specials)
+def test_suffix_and_cursor_line_get_no_spurious_leading_space(specials, family, parts, legacy):
+    tokenizer = build_sentencepiece_tokenizer(tuple(specials), legacy=legacy)
     template = detect_template(tokenizer)
     assert template.family == family
     ids = build_fim_ids(tokenizer, template, "def f(x):\n    ret", "urn x\n")
@@ -160,10 +161,11 @@ def test_suffix_and_cursor_line_get_no_spurious_leading_space(specials, family, 
     assert found == parts
 
 
-def test_a_completion_keeps_its_leading_space_with_sentencepiece_tokenizers(plain_tokenizer):
+@pytest.mark.parametrize("legacy", [False, True])
+def test_a_completion_keeps_its_leading_space_with_sentencepiece_tokenizers(plain_tokenizer, legacy):
     from specd.daemon.fim import decode_anchor, encode_text
 
-    tokenizer = build_sentencepiece_tokenizer(["▁<PRE>", "▁<SUF>", "▁<MID>"])
+    tokenizer = build_sentencepiece_tokenizer(("▁<PRE>", "▁<SUF>", "▁<MID>", "▁<EOT>"), legacy=legacy)
     completion = " 1 + x\n"  # what follows "x =": its first token is "▁1"
     state = StopState(StopRules(eos_ids=frozenset(), max_tokens=99), tokenizer, tuple(decode_anchor(tokenizer)))
     for token in encode_text(tokenizer, completion, continuation=True):

@@ -3,7 +3,8 @@
 import pytest
 
 from fixtures.tiny_models import build_sentencepiece_tokenizer, build_tokenizer
-from specd.daemon.fim import build_fim_ids, detect_template, template_by_family
+from specd.daemon.fim import (build_fim_ids, decode_anchor, detect_template, encode_text, stop_token_ids,
+                              template_by_family)
 from specd.daemon.stopping import StopRules, StopState
 
 EOS = 0
@@ -116,8 +117,6 @@ def _with_specials(tokenizer, specials):
     (["<fim_prefix>", "<fim_middle>", "<fim_suffix>", "<file_sep>"], "starcoder", "<file_sep>"),
 ])
 def test_families_sharing_markers_keep_their_own_stop_tokens(plain_tokenizer, specials, family, end_of_file):
-    from specd.daemon.fim import stop_token_ids
-
     tokenizer = _with_specials(plain_tokenizer, specials)
     template = detect_template(tokenizer)
     assert template.family == family
@@ -163,8 +162,6 @@ def test_suffix_and_cursor_line_get_no_spurious_leading_space(specials, family, 
 
 @pytest.mark.parametrize("legacy", [False, True])
 def test_a_completion_keeps_its_leading_space_with_sentencepiece_tokenizers(plain_tokenizer, legacy):
-    from specd.daemon.fim import decode_anchor, encode_text
-
     tokenizer = build_sentencepiece_tokenizer(("▁<PRE>", "▁<SUF>", "▁<MID>", "▁<EOT>"), legacy=legacy)
     completion = " 1 + x\n"  # what follows "x =": its first token is "▁1"
     state = StopState(StopRules(eos_ids=frozenset(), max_tokens=99), tokenizer, tuple(decode_anchor(tokenizer)))

@@ -8,6 +8,7 @@ keystroke then leaves every earlier token, and its KV cache, untouched.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 
@@ -74,10 +75,28 @@ def _encode(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
 
 
-def _adds_leading_space(tokenizer) -> bool:
-    """SentencePiece tokenizers of the Llama/Mistral kind put a space before the first word of every text."""
-    ids = _encode(tokenizer, "a")
-    return bool(ids) and tokenizer.convert_ids_to_tokens(ids[0]).startswith("▁")
+@dataclass(frozen=True)
+class _Habits:
+    bos: tuple[int, ...]  # the BOS id if the tokenizer adds one to plain text
+    sentinel: tuple[int, ...] | None  # ids of "☺" when every text gets a leading space (SentencePiece), else None
+
+
+_HABITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _habits(tokenizer) -> _Habits:
+    """What this tokenizer adds around any text, probed once: prompts are built on every keystroke."""
+    habits = _HABITS.get(tokenizer)
+    if habits is None:
+        bos = tokenizer.bos_token_id
+        probe = tokenizer("a", add_special_tokens=True)["input_ids"] if bos is not None else []
+        # Llama/Mistral-style SentencePiece tokenizers put a space before the first word of every text.
+        plain = _encode(tokenizer, "a")
+        spaced = bool(plain) and tokenizer.convert_ids_to_tokens(plain[0]).startswith("▁")
+        habits = _HABITS[tokenizer] = _Habits(
+            bos=(bos,) if probe and probe[0] == bos else (),
+            sentinel=tuple(_encode(tokenizer, "☺")) if spaced else None)
+    return habits
 
 
 def encode_text(tokenizer, text: str, continuation: bool = False) -> list[int]:
@@ -86,12 +105,13 @@ def encode_text(tokenizer, text: str, continuation: bool = False) -> list[int]:
     CodeLlama's and mistral-common's FIM encoders."""
     if not text:
         return []
-    if not (continuation and _adds_leading_space(tokenizer)):
+    sentinel = _habits(tokenizer).sentinel if continuation else None
+    if sentinel is None:
         return _encode(tokenizer, text)
     # The space goes to a character put in front that merges with nothing, as CodeLlama's and mistral-common's
     # `encode_infilling` do.
-    sentinel, ids = _encode(tokenizer, "☺"), _encode(tokenizer, "☺" + text)
-    if ids[: len(sentinel)] == sentinel:
+    ids = _encode(tokenizer, "☺" + text)
+    if tuple(ids[: len(sentinel)]) == sentinel:
         return ids[len(sentinel):]
     return _encode(tokenizer, text)
 
@@ -99,16 +119,12 @@ def encode_text(tokenizer, text: str, continuation: bool = False) -> list[int]:
 def decode_anchor(tokenizer) -> list[int]:
     """Tokens to decode a completion after, so that a tokenizer which drops the leading space of a text's first
     token (SentencePiece of the Llama/Mistral kind) keeps the completion's; [] when none is needed."""
-    return _encode(tokenizer, "\n") if _adds_leading_space(tokenizer) else []
+    return _encode(tokenizer, "\n") if _habits(tokenizer).sentinel is not None else []
 
 
 def bos_ids(tokenizer) -> list[int]:
     """The BOS id if this tokenizer adds one to plain text."""
-    bos = tokenizer.bos_token_id
-    if bos is None:
-        return []
-    probe = tokenizer("a", add_special_tokens=True)["input_ids"]
-    return [bos] if probe and probe[0] == bos else []
+    return list(_habits(tokenizer).bos)
 
 
 TRIM_STEP = 128  # trim in steps, so consecutive keystrokes cut at the same token and keep their cache

@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from .daemon_state import live_state, read_token
-from .paths import Paths, get_paths
+from .process.state import live_state, read_token
+from .config.paths import Paths, get_paths
 
 
 @dataclass(frozen=True)
@@ -34,12 +34,12 @@ def find_daemon(paths: Paths | None = None) -> DaemonInfo | None:
 def ensure_daemon_running(progress: Callable[[str], None] = lambda message: None,
                           paths: Paths | None = None) -> DaemonInfo:
     """The running daemon, started first if needed; returns once it answers. Raises DaemonError
-    (from specd.daemon.process) with the reason when it cannot be started."""
+    (from specd.daemon.process.lifecycle) with the reason when it cannot be started."""
     paths = paths or get_paths()
     info = find_daemon(paths)
     if info is not None and info.ready:
         return info
-    from .process import DaemonError, start_background
+    from .process.lifecycle import DaemonError, start_background
 
     start_background(paths, [], progress)
     info = find_daemon(paths)

@@ -29,13 +29,14 @@ from pathlib import Path
 
 import torch
 
-from specd.daemon.attention import NAME as GROUPED_SDPA
-from specd.daemon.drafters.cascade import CascadeDrafter
-from specd.daemon.drafters.layer_skip import LayerSkipDrafter
-from specd.daemon.drafters.model import ModelDrafter
-from specd.daemon.drafters.ngram import NgramDrafter
-from specd.daemon.engine import Engine, EngineConfig, GenerationRequest
-from specd.daemon.kv_cache import common_prefix_length
+from specd.daemon.engine.runners.attention import NAME as GROUPED_SDPA
+from specd.daemon.engine.drafters.cascade import CascadeDrafter
+from specd.daemon.engine.drafters.layer_skip import LayerSkipDrafter
+from specd.daemon.engine.drafters.model import ModelDrafter
+from specd.daemon.engine.drafters.ngram import NgramDrafter
+from specd.daemon.engine.loop import Engine, EngineConfig, GenerationRequest
+from specd.daemon.models.loading import load_engine
+from specd.daemon.engine.kv_cache import common_prefix_length
 
 PLAIN = "plain"
 KEYSTROKE_PROMPTS = 3  # the longest prompts, each: one cold prefill, then keystrokes on the same cache key
@@ -494,7 +495,7 @@ def main(argv=None) -> dict:
     log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
     config = EngineConfig(verifier=args.verifier, drafter=args.drafter, draft_strategy=args.draft_strategy,
                           device=args.device, dtype=args.dtype, threads=args.threads)
-    engine = Engine.load(config, progress=log)
+    engine = load_engine(config, progress=log)
     env = environment(engine, args, torch.get_num_threads())  # before the runs: the commit that ran
     available = strategy_drafters(engine)
     if not available:

@@ -12,7 +12,9 @@ import argparse
 import statistics
 import time
 
-from specd.daemon.engine import Engine, EngineConfig
+from specd.daemon.engine.loop import Engine, EngineConfig
+
+from specd.daemon.models.loading import load_engine
 
 
 def median_forward_s(engine: Engine, cache, context: int, k: int, repeats: int) -> float:
@@ -45,7 +47,7 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args(argv)
-    engine = Engine.load(EngineConfig(verifier=args.verifier, draft_strategy="none", threads=args.threads),
+    engine = load_engine(EngineConfig(verifier=args.verifier, draft_strategy="none", threads=args.threads),
                          progress=lambda message: None)
     ks = [int(k) for k in args.ks.split(",")]
     curve = cost_curve(engine, args.context, ks, args.repeats)

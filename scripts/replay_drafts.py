@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from bench import stdlib_prompts
 from bench_verify_cost import cost_curve
 
-from specd.daemon.drafters.base import DraftContext
-from specd.daemon.drafters.ngram import NgramDrafter
-from specd.daemon.engine import Engine, EngineConfig, next_draft_length
-from specd.daemon.requests import GenerationRequest
-from specd.daemon.sampling import SamplingParams
+from specd.daemon.engine.drafters.base import DraftContext
+from specd.daemon.engine.drafters.ngram import NgramDrafter
+from specd.daemon.engine.loop import Engine, EngineConfig, next_draft_length
+from specd.daemon.models.loading import load_engine
+from specd.daemon.engine.requests import GenerationRequest
+from specd.daemon.engine.sampling import SamplingParams
 
 # name -> (NgramDrafter options, max_draft_tokens)
 SETTINGS = {
@@ -94,7 +95,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--json", dest="json_out", default=None)
     args = parser.parse_args(argv)
     log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
-    engine = Engine.load(EngineConfig(verifier=args.verifier, draft_strategy="none", threads=args.threads),
+    engine = load_engine(EngineConfig(verifier=args.verifier, draft_strategy="none", threads=args.threads),
                          progress=log)
     prompts = stdlib_prompts(engine.tokenizer, args.limit, args.seed, args.prefix_tokens, 200)
     log(f"decoding {len(prompts)} prompts once ...")

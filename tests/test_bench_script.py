@@ -9,7 +9,7 @@ from pathlib import Path
 
 from fixtures.tiny_models import write_tiny_pair
 
-from specd.daemon.drafters.base import Draft, Drafter
+from specd.daemon.engine.drafters.base import Draft, Drafter
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench.py"
 TOP_LEVEL = ["identical_rate", "speedup_vs_plain", "speedup_vs_hf", "plain_vs_hf", "keystroke_cost_ratio",
@@ -97,13 +97,14 @@ class _PartlyRightDrafter(Drafter):
 
 
 def test_replay_counts_the_passes_a_real_speculative_run_makes(tmp_path):
-    from specd.daemon.engine import Engine, EngineConfig, GenerationRequest
+    from specd.daemon.engine.loop import Engine, EngineConfig, GenerationRequest
+    from specd.daemon.models.loading import load_engine
 
     replay = _script("replay_drafts")
     Prompt = _script("bench").Prompt
 
     verifier, _ = write_tiny_pair(tmp_path / "models")
-    engine = Engine.load(EngineConfig(verifier=str(verifier), draft_strategy="none", threads=1),
+    engine = load_engine(EngineConfig(verifier=str(verifier), draft_strategy="none", threads=1),
                          progress=lambda message: None)
     prompts = [Prompt("x = 1\ny = x + 1\n" * 6, "", "python", "a"), Prompt("def f(a):\n", "\nf(2)\n", "python", "b")]
     cases = replay.greedy_cases(engine, prompts, max_tokens=40)

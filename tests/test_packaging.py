@@ -16,9 +16,9 @@ def test_wheel_installs_only_under_specd(tmp_path):
     top_level = {n.split("/")[0] for n in names}
     assert top_level == {"specd", wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1] + ".dist-info"}
     assert "specd/__init__.py" not in names  # a namespace: nothing else may claim `specd`
-    for module in ("specd/daemon/engine.py", "specd/daemon/cli.py", "specd/lsp/server.py",
+    for module in ("specd/daemon/engine/loop.py", "specd/daemon/cli/main.py", "specd/daemon/api/openai.py", "specd/lsp/server.py",
                    "specd/editor_configs/zed/settings.json", "specd/editor_configs/neovim/specd.lua"):
         assert module in names
     assert not any("node_modules" in n for n in names)
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
-    assert "specd = specd.daemon.cli:main" in entry_points
+    assert "specd = specd.daemon.cli.main:main" in entry_points

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from specd.daemon.metrics import Metrics
-from specd.daemon.requests import CancelToken, GenerationRequest, RequestError
-from specd.daemon.scheduler import Scheduler
-from specd.daemon.settings import Settings
+from specd.daemon.service.metrics import Metrics
+from specd.daemon.engine.requests import CancelToken, GenerationRequest, RequestError
+from specd.daemon.service.scheduler import Scheduler
+from specd.daemon.config.settings import Settings
 
 from .fake_engine import FakeEngine
 
@@ -45,7 +45,7 @@ class FakeDaemon:
 async def fake_daemon(hold: bool = False, load_error: Exception | None = None, **overrides):
     from aiohttp import web
 
-    from specd.daemon.server import create_app
+    from specd.daemon.api.app import create_app
 
     settings = replace(Settings(verifier="fake-model"), **overrides)
     engines: list[FakeEngine] = []

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 
-from specd.daemon.requests import CancelToken, GenerationRequest, GenerationResult, RequestError, Stats
+from specd.daemon.engine.requests import CancelToken, GenerationRequest, GenerationResult, RequestError, Stats
 
 
 class FakeEngine:

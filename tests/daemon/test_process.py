@@ -11,9 +11,9 @@ import subprocess
 import sys
 import time
 
-from specd.daemon.daemon_state import lock_is_held
+from specd.daemon.process.state import lock_is_held
 from specd.daemon.discovery import ensure_daemon_running, find_daemon
-from specd.daemon.paths import Paths
+from specd.daemon.config.paths import Paths
 
 from .conftest import process_gone, run_cli, specd_env
 
@@ -146,7 +146,7 @@ def test_start_reports_a_model_that_cannot_load_and_leaves_no_state(tmp_path):
 
 
 def test_light_commands_do_not_import_torch(tmp_path):
-    code = ("import sys\nfrom specd.daemon.cli import main\n"
+    code = ("import sys\nfrom specd.daemon.cli.main import main\n"
             "codes = [main(['status']), main(['stop'])]\n"
             "print(codes, 'torch' in sys.modules, 'aiohttp' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], env=specd_env(tmp_path), capture_output=True, text=True)

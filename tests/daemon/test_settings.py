@@ -1,6 +1,6 @@
 import pytest
 
-from specd.daemon.settings import Settings, SettingsError, load_settings
+from specd.daemon.config.settings import Settings, SettingsError, load_settings
 
 
 def write(tmp_path, text: str):

@@ -16,11 +16,11 @@ EDITOR_CONFIGS = REPO / "editor-configs"
 
 
 def daemon_routes() -> set[tuple[str, str]]:
-    """(METHOD, path) pairs registered in daemon/server.py's create_app, read from its source so that this
-    check needs neither torch nor a running daemon."""
-    tree = ast.parse((REPO / "daemon" / "server.py").read_text(encoding="utf-8"))
+    """(METHOD, path) pairs the modules of daemon/api/ register, read from their source so that this check
+    needs neither torch nor a running daemon."""
     routes = set()
-    for node in ast.walk(tree):
+    nodes = (n for f in sorted((REPO / "daemon" / "api").glob("*.py")) for n in ast.walk(ast.parse(f.read_text(encoding="utf-8"))))
+    for node in nodes:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             name, args = node.func.attr, node.args
             if name in ("add_get", "add_post", "add_put", "add_delete") and args and isinstance(args[0], ast.Constant):

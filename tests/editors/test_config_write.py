@@ -8,7 +8,8 @@ import tomllib
 
 import pytest
 
-from specd.daemon import editor_config, jsonc
+from specd.daemon.cli import editor_config
+from specd.daemon.config import jsonc
 
 USER_SETTINGS = """// My VS Code settings
 {

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from specd.daemon import jsonc
+from specd.daemon.config import jsonc
 
 PATCH = {"edit_predictions": {"provider": "open_ai_compatible_api", "open_ai_compatible_api": {"max_output_tokens": 64}}}
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from specd.daemon import editor_config, jsonc
-from specd.daemon.fim import TEMPLATES
+from specd.daemon.cli import editor_config
+from specd.daemon.config import jsonc
+from specd.daemon.engine.fim import TEMPLATES
 from specd.lsp import config as lsp_config
 
 from .conftest import EDITOR_CONFIGS, REPO, daemon_routes
@@ -105,7 +106,7 @@ def default_facts() -> editor_config.Facts:
 
 
 def test_zed_snippet_is_what_specd_config_writes_for_the_defaults(monkeypatch):
-    from specd.daemon.settings import Settings
+    from specd.daemon.config.settings import Settings
 
     defaults = Settings()
     facts = default_facts()

@@ -7,7 +7,7 @@ import urllib.request
 
 import pytest
 
-from specd.daemon import editor_config
+from specd.daemon.cli import editor_config
 
 pytestmark = pytest.mark.slow
 

@@ -4,7 +4,8 @@ import textwrap
 import pytest
 
 from fixtures.tiny_models import build_tokenizer, write_tiny_llama, write_tiny_pair
-from specd.daemon.engine import Engine, EngineConfig
+from specd.daemon.engine.loop import Engine, EngineConfig
+from specd.daemon.models.loading import load_engine
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +33,7 @@ def make_engine(tiny_pair):
         if key not in engines:
             config = EngineConfig(verifier=str(verifier), drafter=str(drafter) if "model" in strategy or strategy == "auto" else None,
                                   draft_strategy=strategy, **overrides)
-            engines[key] = Engine.load(config, progress=lambda message: None)
+            engines[key] = load_engine(config, progress=lambda message: None)
         engine = engines[key]
         engine.pool.clear()
         return engine

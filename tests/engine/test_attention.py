@@ -3,7 +3,7 @@
 import torch
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-from specd.daemon.attention import NAME, grouped_sdpa_forward, use_grouped_sdpa
+from specd.daemon.engine.runners.attention import NAME, grouped_sdpa_forward, use_grouped_sdpa
 
 
 class _Attention(torch.nn.Module):
@@ -23,7 +23,7 @@ def _inputs(queries: int, cached: int):
 def test_grouped_matches_transformers_sdpa_on_a_masked_multi_token_pass(monkeypatch):
     query, key, value, mask = _inputs(queries=5, cached=40)
     expanded = []
-    monkeypatch.setattr("specd.daemon.attention.sdpa_attention_forward",
+    monkeypatch.setattr("specd.daemon.engine.runners.attention.sdpa_attention_forward",
                         lambda *a, **k: expanded.append(1) or sdpa_attention_forward(*a, **k))
     ours, _ = grouped_sdpa_forward(_Attention(), query, key, value, mask, scaling=0.25)
     assert not expanded  # the grouped path itself ran
@@ -34,7 +34,7 @@ def test_grouped_matches_transformers_sdpa_on_a_masked_multi_token_pass(monkeypa
 
 def test_single_token_steps_and_softcapping_keep_transformers_path(monkeypatch):
     calls = []
-    monkeypatch.setattr("specd.daemon.attention.sdpa_attention_forward", lambda *a, **k: calls.append(k) or (None, None))
+    monkeypatch.setattr("specd.daemon.engine.runners.attention.sdpa_attention_forward", lambda *a, **k: calls.append(k) or (None, None))
     query, key, value, mask = _inputs(queries=1, cached=10)
     grouped_sdpa_forward(_Attention(), query, key, value, None)
     query, key, value, mask = _inputs(queries=3, cached=10)

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from specd.daemon.fast_head import OneDnnLinear
+from specd.daemon.engine.runners.fast_head import OneDnnLinear
 
 pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="oneDNN not built in")
 

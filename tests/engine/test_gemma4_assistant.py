@@ -8,10 +8,11 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 from transformers.generation.candidate_generator import SinglePositionMultiTokenCandidateGenerator
 
-from specd.daemon.drafters.base import Draft, DraftContext, Drafter
-from specd.daemon.drafters.gemma4_assistant import Gemma4AssistantDrafter
-from specd.daemon.engine import Engine, EngineConfig, GenerationRequest
-from specd.daemon.runner import ModelRunner
+from specd.daemon.engine.drafters.base import Draft, DraftContext, Drafter
+from specd.daemon.engine.drafters.gemma4_assistant import Gemma4AssistantDrafter
+from specd.daemon.engine.loop import Engine, EngineConfig, GenerationRequest
+from specd.daemon.models.loading import load_engine
+from specd.daemon.engine.runners.torch_runner import ModelRunner
 from fixtures.tiny_gemma4 import SLIDING_WINDOW, write_tiny_gemma4_pair
 
 PROMPTS = [
@@ -165,7 +166,7 @@ def test_engine_load_with_assistant_strategy(folders):
     target_folder, assistant_folder = folders
     config = EngineConfig(verifier=str(target_folder), drafter=str(assistant_folder), draft_strategy="assistant",
                           device="cpu", dtype="float32", max_draft_tokens=4)
-    engine = Engine.load(config, progress=lambda *_: None)
+    engine = load_engine(config, progress=lambda *_: None)
     assert engine.info()["drafter"] == "assistant:Gemma4AssistantForCausalLM"
     for prompt in PROMPTS[:2]:
         result = engine.generate(GenerationRequest(prompt=prompt, max_tokens=24))

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from specd.daemon.drafters.base import Draft, Drafter
-from specd.daemon.engine import GenerationRequest
+from specd.daemon.engine.drafters.base import Draft, Drafter
+from specd.daemon.engine.loop import GenerationRequest
 
-from specd.daemon.drafters.ngram import NgramDrafter
+from specd.daemon.engine.drafters.ngram import NgramDrafter
 
 STRATEGIES = ["ngram", "model", "layer_skip", "auto"]
 

@@ -1,8 +1,8 @@
 """What the n-gram drafter proposes: the latest continuation of the longest match, short after weak matches."""
 
-from specd.daemon.drafters.base import DraftContext
-from specd.daemon.drafters.ngram import NgramDrafter
-from specd.daemon.sampling import SamplingParams
+from specd.daemon.engine.drafters.base import DraftContext
+from specd.daemon.engine.drafters.ngram import NgramDrafter
+from specd.daemon.engine.sampling import SamplingParams
 
 
 def propose(ids, max_tokens=8, sources=(), **options):

@@ -4,8 +4,10 @@ import threading
 
 import pytest
 
-from specd.daemon.engine import CancelToken, Engine, EngineConfig, GenerationRequest, RequestError
-from specd.daemon.tokenizer_compat import IncompatibleModels
+from specd.daemon.engine.loop import CancelToken, Engine, EngineConfig, GenerationRequest, RequestError
+
+from specd.daemon.models.loading import load_engine
+from specd.daemon.models.tokenizer_compat import IncompatibleModels
 
 
 def test_cache_reuse_gives_the_cold_start_tokens(make_engine, code_prompts):
@@ -129,21 +131,21 @@ def test_mismatched_tokenizer_pair_is_refused(tiny_pair, foreign_drafter):
     verifier, _ = tiny_pair
     config = EngineConfig(verifier=str(verifier), drafter=str(foreign_drafter), draft_strategy="model")
     with pytest.raises(IncompatibleModels, match="tokenizers differ at id"):
-        Engine.load(config, progress=lambda message: None)
+        load_engine(config, progress=lambda message: None)
 
 
 def test_unknown_model_and_strategy_are_refused(tiny_pair):
     with pytest.raises(ValueError, match="unknown model"):
-        Engine.load(EngineConfig(verifier="no-such-model"), progress=lambda m: None)
+        load_engine(EngineConfig(verifier="no-such-model"), progress=lambda m: None)
     with pytest.raises(FileNotFoundError):
-        Engine.load(EngineConfig(verifier="/no/such/folder"), progress=lambda m: None)
+        load_engine(EngineConfig(verifier="/no/such/folder"), progress=lambda m: None)
     with pytest.raises(ValueError, match="draft_strategy"):
-        Engine.load(EngineConfig(verifier=str(tiny_pair[0]), draft_strategy="telepathy"), progress=lambda m: None)
+        load_engine(EngineConfig(verifier=str(tiny_pair[0]), draft_strategy="telepathy"), progress=lambda m: None)
     with pytest.raises(ValueError, match="is the verifier itself"):
-        Engine.load(EngineConfig(verifier=str(tiny_pair[0]), drafter=str(tiny_pair[0]), draft_strategy="model"),
+        load_engine(EngineConfig(verifier=str(tiny_pair[0]), drafter=str(tiny_pair[0]), draft_strategy="model"),
                     progress=lambda m: None)
     with pytest.raises(ValueError, match="needs a `drafter`"):
-        Engine.load(EngineConfig(verifier=str(tiny_pair[0]), draft_strategy="model"), progress=lambda m: None)
+        load_engine(EngineConfig(verifier=str(tiny_pair[0]), draft_strategy="model"), progress=lambda m: None)
 
 
 def test_fit_context_trims_far_ends_and_keeps_the_cursor_line(make_engine):
@@ -171,7 +173,7 @@ def test_sentencepiece_model_keeps_the_leading_space_of_its_completion(tmp_path,
 
     tokenizer = build_sentencepiece_tokenizer(("▁<PRE>", "▁<SUF>", "▁<MID>", "▁<EOT>"))
     folder = write_tiny_llama(tmp_path / "sp", tokenizer=tokenizer, layers=2)
-    engine = Engine.load(EngineConfig(verifier=str(folder), draft_strategy="ngram"), progress=lambda message: None)
+    engine = load_engine(EngineConfig(verifier=str(folder), draft_strategy="ngram"), progress=lambda message: None)
     assert engine.fim_template.family == "codellama"
     starts_with_space = 0
     for prefix, suffix in code_prompts:

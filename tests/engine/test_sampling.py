@@ -6,10 +6,10 @@ from collections import Counter
 import pytest
 import torch
 
-from specd.daemon import engine as engine_module
-from specd.daemon import sampling
-from specd.daemon.engine import GenerationRequest
-from specd.daemon.sampling import SamplingParams, verify_sampling
+from specd.daemon.engine import loop as engine_module
+from specd.daemon.engine import sampling
+from specd.daemon.engine.loop import GenerationRequest
+from specd.daemon.engine.sampling import SamplingParams, verify_sampling
 
 
 def chi_square_p_value(observed: Counter, expected_probs: dict, total: int) -> float:
@@ -99,7 +99,7 @@ PROMPT = "def wrap(text, width):\n    lines = []\n    for"
 def test_speculative_sampling_matches_the_verifier_distribution(make_engine, strategy):
     engine = make_engine(strategy)
     if strategy == "ngram":  # a one-hot drafter that always proposes: single-token matches
-        from specd.daemon.drafters.ngram import NgramDrafter
+        from specd.daemon.engine.drafters.ngram import NgramDrafter
 
         engine.drafter = NgramDrafter(min_ngram=1, unigram_tokens=16)
     temperature, seeds = 0.7, 1200

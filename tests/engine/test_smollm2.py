@@ -6,9 +6,10 @@ import json.decoder
 import pytest
 
 from fixtures.embedded import embedded_home
-from specd.daemon.drafters.layer_skip import LayerSkipDrafter
-from specd.daemon.drafters.ngram import NgramDrafter
-from specd.daemon.engine import Engine, EngineConfig, GenerationRequest
+from specd.daemon.engine.drafters.layer_skip import LayerSkipDrafter
+from specd.daemon.engine.drafters.ngram import NgramDrafter
+from specd.daemon.engine.loop import Engine, EngineConfig, GenerationRequest
+from specd.daemon.models.loading import load_engine
 
 pytestmark = pytest.mark.slow
 
@@ -18,7 +19,7 @@ def smollm2(tmp_path_factory):
     monkeypatch = pytest.MonkeyPatch()
     monkeypatch.setenv("SPECD_HOME", str(embedded_home(tmp_path_factory.mktemp("home"))))
     try:
-        yield Engine.load(EngineConfig(verifier="smollm2-135m"), progress=lambda message: None)
+        yield load_engine(EngineConfig(verifier="smollm2-135m"), progress=lambda message: None)
     finally:
         monkeypatch.undo()
 

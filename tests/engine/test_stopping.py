@@ -3,9 +3,9 @@
 import pytest
 
 from fixtures.tiny_models import build_sentencepiece_tokenizer, build_tokenizer
-from specd.daemon.fim import (build_fim_ids, decode_anchor, detect_template, encode_text, stop_token_ids,
+from specd.daemon.engine.fim import (build_fim_ids, decode_anchor, detect_template, encode_text, stop_token_ids,
                               template_by_family)
-from specd.daemon.stopping import StopRules, StopState
+from specd.daemon.engine.stopping import StopRules, StopState
 
 EOS = 0
 

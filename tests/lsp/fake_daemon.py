@@ -15,8 +15,8 @@ from typing import Callable
 
 from aiohttp import web
 
-from specd.daemon.daemon_state import DaemonLock
-from specd.daemon.paths import get_paths
+from specd.daemon.process.state import DaemonLock
+from specd.daemon.config.paths import get_paths
 
 
 class FakeDaemon:

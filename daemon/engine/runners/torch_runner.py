@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 import torch
 
-from .kv_cache import SlabCache
+from ..kv_cache import SlabCache
 
 
 class ModelRunner:

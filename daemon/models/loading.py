@@ -15,11 +15,11 @@ from pathlib import Path
 
 import torch
 
-from .attention import use_grouped_sdpa
+from specd.daemon.engine.runners.attention import use_grouped_sdpa
 from .embedded import EMBEDDED, fetch_embedded
-from .fast_head import use_fast_head
-from .paths import get_paths
-from .runner import ModelRunner
+from specd.daemon.engine.runners.fast_head import use_fast_head
+from specd.daemon.config.paths import get_paths
+from specd.daemon.engine.runners.torch_runner import ModelRunner
 from .tokenizer_compat import check_compatible, shared_vocab_size
 
 DRAFT_STRATEGIES = ("auto", "ngram", "model", "layer_skip", "assistant", "none")
@@ -109,11 +109,11 @@ def load_model(spec: str, device: torch.device, dtype: torch.dtype, progress=pri
 
 
 def load_engine(config, progress=print):
-    from .drafters.cascade import CascadeDrafter
-    from .drafters.layer_skip import LayerSkipDrafter
-    from .drafters.model import ModelDrafter
-    from .drafters.ngram import NgramDrafter
-    from .engine import Engine
+    from specd.daemon.engine.drafters.cascade import CascadeDrafter
+    from specd.daemon.engine.drafters.layer_skip import LayerSkipDrafter
+    from specd.daemon.engine.drafters.model import ModelDrafter
+    from specd.daemon.engine.drafters.ngram import NgramDrafter
+    from specd.daemon.engine.loop import Engine
 
     if config.draft_strategy not in DRAFT_STRATEGIES:
         raise ValueError(f"unknown draft_strategy {config.draft_strategy!r}; use one of {', '.join(DRAFT_STRATEGIES)}")
@@ -145,7 +145,7 @@ def load_engine(config, progress=print):
         vocab = shared_vocab_size(model, drafter_model)
         verifier.vocab_limit = vocab
     if strategy == "assistant":
-        from .drafters.gemma4_assistant import Gemma4AssistantDrafter
+        from specd.daemon.engine.drafters.gemma4_assistant import Gemma4AssistantDrafter
 
         drafter = Gemma4AssistantDrafter(verifier, drafter_model)
     elif strategy in ("model", "ngram+model"):

@@ -19,7 +19,7 @@ from .drafters.base import DraftContext, Drafter
 from .fim import build_fim_ids, decode_anchor, detect_template, encode_text, stop_token_ids
 from .kv_cache import SlabCache, common_prefix_length, reuse_prefix
 from .requests import CancelToken, GenerationRequest, GenerationResult, RequestError, Stats
-from .runner import ModelRunner
+from .runners.torch_runner import ModelRunner
 from .sampling import SamplingParams, pick_token, verify_greedy, verify_sampling
 from .stopping import StopRules, StopState, indent_width
 
@@ -109,12 +109,6 @@ class Engine:
         model_limit = getattr(verifier.config, "max_position_embeddings", None) or config.max_context
         self.max_context = min(config.max_context, model_limit)
         self.pool = SlotPool(config.cache_slots, self._new_slot)
-
-    @classmethod
-    def load(cls, config: EngineConfig, progress=print) -> "Engine":
-        from .loading import load_engine
-
-        return load_engine(config, progress)
 
     def _new_slot(self, key: str | None) -> CacheSlot:
         state = self.drafter.new_state() if self.drafter else None

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..kv_cache import SlabCache, reuse_prefix
-from ..runner import ModelRunner
+from ..runners.torch_runner import ModelRunner
 from ..sampling import sample
 from .base import Draft, DraftContext, Drafter
 

@@ -16,9 +16,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .paths import get_paths
-from .settings import SETTING_NAMES, Settings, SettingsError, load_settings, setting_kind
+from specd.daemon import __version__
+from specd.daemon.config.paths import get_paths
+from specd.daemon.config.settings import SETTING_NAMES, Settings, SettingsError, load_settings, setting_kind
 
 EXIT_NOT_RUNNING = 3
 
@@ -137,19 +137,19 @@ def _load(args: argparse.Namespace) -> Settings:
 def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format=_log_format())
     settings = _load(args)
-    from .process import serve
+    from specd.daemon.process.lifecycle import serve
 
     return serve(settings, get_paths(), _serve_argv(_setting_flags(args)))
 
 
 def _log_format() -> str:
-    from .process import LOG_FORMAT
+    from specd.daemon.process.lifecycle import LOG_FORMAT
 
     return LOG_FORMAT
 
 
 def cmd_start(args: argparse.Namespace, serve_argv: list[str] | None = None) -> int:
-    from .process import DaemonError, start_background
+    from specd.daemon.process.lifecycle import DaemonError, start_background
 
     _load(args)  # a malformed settings.json is reported here, not in a log file
     if serve_argv is None:
@@ -167,7 +167,7 @@ def cmd_start(args: argparse.Namespace, serve_argv: list[str] | None = None) -> 
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    from .process import stop_daemon
+    from specd.daemon.process.lifecycle import stop_daemon
 
     state = stop_daemon(get_paths(), _progress)
     print("specd was not running" if state is None else f"specd stopped (pid {state['pid']})")
@@ -176,7 +176,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 def cmd_restart(args: argparse.Namespace) -> int:
     """Without flags, the daemon comes back with the flags it was started with."""
-    from .daemon_state import live_state
+    from specd.daemon.process.state import live_state
 
     previous = live_state(get_paths()) or {}
     serve_argv = _serve_argv(_setting_flags(args)) or list(previous.get("flags") or [])
@@ -185,7 +185,7 @@ def cmd_restart(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .process import daemon_status
+    from specd.daemon.process.lifecycle import daemon_status
 
     report = daemon_status(get_paths())
     if args.json:
@@ -229,7 +229,7 @@ def _duration(seconds: float) -> str:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from .process import tail_log
+    from specd.daemon.process.lifecycle import tail_log
 
     log_file = get_paths().log_file
     text = tail_log(log_file, args.lines)
@@ -249,7 +249,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_complete(args: argparse.Namespace) -> int:
-    from .discovery import find_daemon
+    from specd.daemon.discovery import find_daemon
 
     text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
     try:

@@ -22,11 +22,11 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
-from specd.daemon import jsonc
-from specd.daemon.daemon_state import live_state, read_token
-from specd.daemon.editor_files import ChangedUnderUs, read_text, write_file
-from specd.daemon.paths import get_paths
-from specd.daemon.settings import SettingsError, load_settings
+from specd.daemon.config import jsonc
+from specd.daemon.process.state import live_state, read_token
+from .editor_files import ChangedUnderUs, read_text, write_file
+from specd.daemon.config.paths import get_paths
+from specd.daemon.config.settings import SettingsError, load_settings
 
 EDITORS = ("vscode", "cursor", "zed", "neovim", "helix", "emacs")
 # Installed as the data-only package specd.editor_configs (the repo's editor-configs/ folder).
@@ -79,7 +79,7 @@ class Facts:
 def _family_from_tokenizer(folder: Path) -> str | None:
     from transformers import AutoTokenizer
 
-    from specd.daemon.fim import detect_template
+    from specd.daemon.engine.fim import detect_template
 
     template = detect_template(AutoTokenizer.from_pretrained(folder, local_files_only=True))
     return template.family if template else None

@@ -19,10 +19,10 @@ import urllib.request
 from pathlib import Path
 from typing import Callable
 
-from . import __version__
-from .daemon_state import DaemonLock, live_state, lock_is_held, pid_alive, read_token, remove_state, write_state
-from .paths import Paths, ensure_dir
-from .settings import Settings, is_loopback_host
+from specd.daemon import __version__
+from .state import DaemonLock, live_state, lock_is_held, pid_alive, read_token, remove_state, write_state
+from specd.daemon.config.paths import Paths, ensure_dir
+from specd.daemon.config.settings import Settings, is_loopback_host
 
 log = logging.getLogger("specd.process")
 progress_log = logging.getLogger("specd.progress")
@@ -59,11 +59,11 @@ def serve(settings: Settings, paths: Paths, flags: list[str] | None = None) -> i
 
 
 def _engine_hooks(settings: Settings):
-    from . import engine as engine_module  # heavy: torch
+    from specd.daemon.engine import loop as engine_module  # heavy: torch
+    from specd.daemon.models.loading import load_engine
 
     def load(progress: Progress):
-        config = engine_module.EngineConfig(**settings.engine_kwargs())
-        return engine_module.Engine.load(config, progress=progress)
+        return load_engine(engine_module.EngineConfig(**settings.engine_kwargs()), progress=progress)
 
     return engine_module, load
 
@@ -71,10 +71,10 @@ def _engine_hooks(settings: Settings):
 async def _serve(settings: Settings, paths: Paths, flags: list[str]) -> int:
     from aiohttp import web
 
-    from .metrics import Metrics
-    from .scheduler import Scheduler
-    from .server import create_app
-    from .server_security import load_or_create_token
+    from specd.daemon.service.metrics import Metrics
+    from specd.daemon.service.scheduler import Scheduler
+    from specd.daemon.api.app import create_app
+    from specd.daemon.api.security import load_or_create_token
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..runner import ModelRunner
+from ..runners.torch_runner import ModelRunner
 from ..sampling import sample
 from .base import Draft, DraftContext, Drafter
 

@@ -16,7 +16,7 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 
-from .settings import Settings, is_loopback_host
+from specd.daemon.config.settings import Settings, is_loopback_host
 
 log = logging.getLogger("specd.security")
 

@@ -14,7 +14,7 @@ import os
 import time
 from pathlib import Path
 
-from .paths import Paths, ensure_dir
+from specd.daemon.config.paths import Paths, ensure_dir
 
 log = logging.getLogger("specd.state")
 

@@ -7,7 +7,7 @@ verifier's own cache; the engine truncates them before the verification pass rec
 
 from __future__ import annotations
 
-from ..runner import ModelRunner
+from ..runners.torch_runner import ModelRunner
 from .base import Draft, DraftContext, Drafter
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import jsonc
+from specd.daemon.config import jsonc
 
 ENV_PREFIX = "SPECD_"
 

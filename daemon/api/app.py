@@ -1,0 +1,101 @@
+"""The HTTP application: one aiohttp app with the security and error/metrics middleware, the routes of
+every API door (one module each), `/health` and `/metrics`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Callable
+
+from aiohttp import web
+
+from specd.daemon import __version__
+from specd.daemon.config.settings import Settings
+from specd.daemon.service.metrics import Metrics
+from specd.daemon.service.scheduler import Scheduler
+
+from . import native, openai
+from .generation import CTX, Context
+from .schema import BadRequest
+from .security import json_error, security_middlewares
+
+log = logging.getLogger("specd.server")
+
+MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
+def create_app(settings: Settings, scheduler: Scheduler, *, token: str, new_request: Callable[..., Any],
+               request_error: type[Exception], metrics: Metrics | None = None) -> web.Application:
+    """`new_request` and `request_error` are the engine's GenerationRequest and RequestError, passed in
+    so that this module (and its tests) never import torch."""
+    metrics = metrics or scheduler.metrics
+    app = web.Application(
+        middlewares=[errors_and_metrics(metrics), *security_middlewares(settings, token)],
+        client_max_size=MAX_BODY_BYTES,
+    )
+    app[CTX] = Context(settings, scheduler, metrics, new_request, request_error, time.time())
+    app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics_text)
+    openai.add_routes(app)
+    native.add_routes(app)
+    return app
+
+
+def errors_and_metrics(metrics: Metrics):
+    @web.middleware
+    async def middleware(request: web.Request, handler) -> web.StreamResponse:
+        started = time.monotonic()
+        try:
+            response = await handler(request)
+        except web.HTTPException as e:  # unknown route, wrong method, body too large, ...
+            response = _http_error(request, e)
+        except BadRequest as e:
+            response = json_error(400, str(e), "invalid_request_error")
+        except (ConnectionResetError, asyncio.CancelledError):
+            metrics.count_request(request.method, _route(request), 499)  # client went away
+            raise
+        except Exception:  # noqa: BLE001 - one broken request must not take the daemon down
+            log.exception("internal error on %s %s", request.method, request.path)
+            response = json_error(500, "internal error; see `specd logs`", "server_error")
+        metrics.count_request(request.method, _route(request), response.status)
+        log.info("%s %s -> %d in %.0f ms", request.method, request.path, response.status,
+                 (time.monotonic() - started) * 1000)
+        return response
+
+    return middleware
+
+
+def _http_error(request: web.Request, e: web.HTTPException) -> web.Response:
+    if e.status == 404:
+        message = f"no such route: {request.method} {request.path}"
+    elif e.status == 405:
+        message = f"{request.method} is not allowed on {request.path}"
+    elif e.status == 413:
+        message = f"request body is larger than {MAX_BODY_BYTES} bytes"
+    else:
+        message = e.reason
+    headers = {"Allow": e.headers["Allow"]} if "Allow" in e.headers else None
+    return json_error(e.status, message, "invalid_request_error" if e.status < 500 else "server_error", headers)
+
+
+def _route(request: web.Request) -> str:
+    route = request.match_info.route
+    resource = route.resource if route is not None else None
+    return resource.canonical if resource is not None else "unmatched"
+
+
+# ---- routes of no door --------------------------------------------------------------------------
+
+async def health(request: web.Request) -> web.Response:
+    state = request.app[CTX].scheduler.state
+    return web.json_response({"status": "ok" if state in ("ready", "unloaded") else state,
+                              "version": __version__})
+
+
+async def metrics_text(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    ctx.metrics.set_gauges(queue_depth=ctx.scheduler.queue_depth)
+    return web.Response(text=ctx.metrics.render(), content_type="text/plain",
+                        headers={"X-Content-Type-Options": "nosniff"}, charset="utf-8")

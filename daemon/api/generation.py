@@ -1,0 +1,199 @@
+"""What every API door shares: the request context, handing a request to the scheduler, the answer
+(JSON or SSE stream) in the door's own shape, and engine failures mapped to HTTP errors.
+
+A door parses its wire format into `CompletionParams` (schema.py), calls `generate` with a `Shape` that
+words its answers, and never touches the engine: the scheduler's worker thread owns it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import PurePath
+from typing import Any, Callable
+
+from aiohttp import web
+
+from specd.daemon.config.settings import Settings
+from specd.daemon.service.metrics import Metrics
+from specd.daemon.service.scheduler import EngineUnavailable, JobCancelled, QueueFull, Scheduler
+
+from .schema import CompletionParams, parse_json_body
+from .security import json_error
+
+log = logging.getLogger("specd.server")
+
+
+@dataclass
+class Context:
+    settings: Settings
+    scheduler: Scheduler
+    metrics: Metrics
+    new_request: Callable[..., Any]  # GenerationRequest
+    request_error: type[Exception]  # RequestError
+    started_at: float
+
+    def model_names(self) -> tuple[str, set[str]]:
+        """The served model's name and every name a client may use for it."""
+        spec = self.settings.verifier
+        name = PurePath(spec).name if ("/" in spec and os.path.exists(spec)) else spec
+        aliases = {"specd", spec, name, PurePath(spec).name}
+        info = self.scheduler.engine_info()
+        if info and info.get("verifier"):
+            aliases.add(str(info["verifier"]))
+        return name, {a.lower() for a in aliases}
+
+
+CTX = web.AppKey("specd_context", Context)
+
+
+async def read_body(request: web.Request) -> dict:
+    return parse_json_body(await request.read())
+
+
+def generation_request(ctx: Context, params: CompletionParams, prompt: str | None = None) -> Any:
+    return ctx.new_request(
+        prompt=params.prompt if prompt is None else prompt, suffix=params.suffix,
+        max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p, seed=params.seed,
+        stop=params.stop, mode=params.mode, draft_tokens=params.draft_tokens, cache_key=params.document_id,
+        fit_context=params.fit_context,
+    )
+
+
+def log_prompt(ctx: Context, rid: str, params: CompletionParams, extra: str = "") -> None:
+    if ctx.settings.log_prompts:  # off by default: prompts are the user's source code
+        log.info("%s prompt=%r suffix=%r%s", rid, params.prompt, params.suffix, extra)
+
+
+def usage(stats: dict) -> dict:
+    prompt, completion = int(stats.get("prompt_tokens", 0)), int(stats.get("completion_tokens", 0))
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": int(stats.get("cached_tokens", 0))}}
+
+
+async def generate(request: web.Request, ctx: Context, gen_request: Any, params: CompletionParams,
+                    shape: "Shape") -> web.StreamResponse:
+    deltas: asyncio.Queue[str] | None = asyncio.Queue() if params.stream else None
+    on_text = None
+    if deltas is not None:
+        loop = asyncio.get_running_loop()
+
+        def on_text(delta: str) -> None:  # called on the worker thread
+            loop.call_soon_threadsafe(deltas.put_nowait, delta)
+
+    try:
+        job = ctx.scheduler.submit(gen_request, params.document_id, on_text)
+    except QueueFull as e:
+        return json_error(503, str(e), "overloaded", headers={"Retry-After": str(e.retry_after)})
+    except EngineUnavailable as e:
+        return json_error(503, str(e), "unavailable")
+    if deltas is None:
+        try:
+            result = await ctx.scheduler.wait(job)
+        except Exception as e:  # noqa: BLE001 - mapped to an HTTP answer below
+            return failure_response(ctx, e, shape)
+        return web.json_response(shape.body(result.text, result.finish_reason, result.stats.to_dict()))
+    return await stream(request, ctx, job, deltas, params, shape)
+
+
+def failure_response(ctx: Context, error: Exception, shape: "Shape") -> web.Response:
+    if isinstance(error, JobCancelled):
+        if error.reason == "superseded":  # the client itself sent a newer request for this document
+            partial = error.result
+            stats = partial.stats.to_dict() if partial is not None else {}
+            return web.json_response(shape.body(partial.text if partial else "", "cancelled", stats))
+        if error.reason == "deadline":
+            return json_error(504, f"the request did not finish within request_timeout "
+                                   f"({ctx.settings.request_timeout:g}s)", "timeout")
+        return json_error(503, f"the request was cancelled ({error.reason})", "cancelled")
+    if isinstance(error, ctx.request_error):
+        return json_error(400, str(error), "invalid_request_error")
+    if isinstance(error, EngineUnavailable):
+        return json_error(503, str(error), "unavailable")
+    log.error("generation failed: %s: %s", type(error).__name__, error,
+              exc_info=(type(error), error, error.__traceback__))
+    return json_error(500, f"generation failed: {type(error).__name__}; see `specd logs`", "server_error")
+
+
+async def stream(request: web.Request, ctx: Context, job: Any, deltas: asyncio.Queue,
+                  params: CompletionParams, shape: "Shape") -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    finished = False
+    waiter = asyncio.ensure_future(ctx.scheduler.wait(job))
+    try:
+        await response.prepare(request)
+        for chunk in shape.stream_start():
+            await send_event(response, chunk)
+        sent = []
+        while True:
+            getter = asyncio.ensure_future(deltas.get())
+            done, _ = await asyncio.wait({getter, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done:
+                getter.cancel()
+                break
+            sent.append(getter.result())
+            await send_event(response, shape.delta(sent[-1]))
+        while not deltas.empty():  # deltas queued just before the result arrived
+            sent.append(deltas.get_nowait())
+            await send_event(response, shape.delta(sent[-1]))
+        finished = True
+        try:
+            result = waiter.result()
+        except JobCancelled as e:
+            if e.reason != "superseded":
+                await response.write(b"data: " + failure_response(ctx, e, shape).body + b"\n\n")
+            else:
+                stats = e.result.stats.to_dict() if e.result is not None else {}
+                await send_event(response, shape.stream_end("cancelled", stats))
+        except Exception as e:  # noqa: BLE001 - reported in-band: the 200 status line is already sent
+            await response.write(b"data: " + failure_response(ctx, e, shape).body + b"\n\n")
+        else:
+            streamed = "".join(sent)
+            if result.text != streamed and result.text.startswith(streamed):
+                await send_event(response, shape.delta(result.text[len(streamed):]))
+            elif result.text != streamed:
+                log.error("%s: streamed text differs from the final text", shape.rid)
+            stats = result.stats.to_dict()
+            await send_event(response, shape.stream_end(result.finish_reason, stats))
+            if params.include_usage:
+                await send_event(response, shape.stream_usage(stats))
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+    finally:
+        if not finished:  # client gone (write failed or handler cancelled): free the worker
+            job.cancel_with("disconnect")
+            waiter.cancel()
+
+
+async def send_event(response: web.StreamResponse, payload: dict) -> None:
+    await response.write(b"data: " + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n")
+
+
+class Shape:
+    """How one route words its answers."""
+
+    def __init__(self, rid: str, model: str = "specd") -> None:
+        self.rid, self.model, self.created = rid, model, int(time.time())
+
+    def body(self, text: str, finish_reason: str, stats: dict) -> dict:
+        raise NotImplementedError
+
+    def stream_start(self) -> list[dict]:
+        return []
+
+    def delta(self, text: str) -> dict:
+        raise NotImplementedError
+
+    def stream_end(self, finish_reason: str, stats: dict) -> dict:
+        raise NotImplementedError
+
+    def stream_usage(self, stats: dict) -> dict:
+        return {"id": self.rid, "object": self.chunk_object, "created": self.created, "model": self.model,
+                "choices": [], "usage": usage(stats), "specd": stats}
+
+    chunk_object = ""

@@ -1,0 +1,64 @@
+"""specd's own door for the language server: `/specd/v1/complete` (prefix, suffix, language, extra
+context, line/block mode; a newer request for a document cancels the older one) and `/specd/v1/status`."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+
+from aiohttp import web
+
+from specd.daemon import __version__
+
+from .generation import CTX, Shape, generate, generation_request, log_prompt, read_body, usage
+from .schema import native_prompt, parse_native
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/specd/v1/complete", native_complete)
+    app.router.add_get("/specd/v1/status", status)
+
+
+async def native_complete(request: web.Request) -> web.StreamResponse:
+    ctx = request.app[CTX]
+    params, language, path, snippets = parse_native(await read_body(request))
+    params.prompt = native_prompt(params.prompt, language, snippets)
+    rid = "spd-" + secrets.token_hex(12)
+    log_prompt(ctx, rid, params, f" language={language!r} path={path!r}")
+    return await generate(request, ctx, generation_request(ctx, params), params, NativeShape(rid))
+
+
+async def status(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    s = ctx.settings
+    return web.json_response({
+        "version": __version__,
+        "pid": os.getpid(),
+        "uptime_s": round(time.time() - ctx.started_at, 3),
+        "state": ctx.scheduler.state,
+        "load_error": ctx.scheduler.load_error,
+        "device": (ctx.scheduler.engine_info() or {}).get("device"),
+        "models": ctx.scheduler.engine_info(),
+        "requests_served": ctx.metrics.requests_served(),
+        "acceptance_rate": ctx.metrics.acceptance_rate(),
+        "queue_depth": ctx.scheduler.queue_depth,
+        "idle": ctx.scheduler.idle,
+        "settings": {"verifier": s.verifier, "drafter": s.drafter, "draft_strategy": s.draft_strategy,
+                     "max_draft_tokens": s.max_draft_tokens, "max_context": s.max_context,
+                     "keep_alive": s.keep_alive, "queue_size": s.queue_size,
+                     "request_timeout": s.request_timeout},
+    })
+
+
+class NativeShape(Shape):
+    def body(self, text: str, finish_reason: str, stats: dict) -> dict:
+        counts = usage(stats)
+        del counts["prompt_tokens_details"]
+        return {"id": self.rid, "text": text, "finish_reason": finish_reason, "usage": counts, "specd": stats}
+
+    def delta(self, text: str) -> dict:
+        return {"id": self.rid, "text": text}
+
+    def stream_end(self, finish_reason: str, stats: dict) -> dict:
+        return self.body("", finish_reason, stats)

@@ -1,0 +1,1 @@
+"""The `specd` command line and the editor setup it writes (`specd config`)."""

@@ -1,0 +1,5 @@
+"""`python -m specd.daemon.cli`: the `specd` command."""
+
+from .main import main
+
+main()

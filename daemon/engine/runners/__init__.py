@@ -1,0 +1,1 @@
+"""Model runners: a model's forward pass over a KV cache, one module per backend (torch today)."""

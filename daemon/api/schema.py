@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,9 +55,39 @@ def parse_json_body(raw: bytes) -> dict:
         body = json.loads(text, parse_constant=no_constants)
     except json.JSONDecodeError as e:
         raise BadRequest(f"request body is not valid JSON: line {e.lineno} column {e.colno}: {e.msg}") from None
+    except RecursionError:
+        raise BadRequest("request body is nested too deeply") from None
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
+    _refuse_unpaired_surrogates(body)
     return body
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _refuse_unpaired_surrogates(body: dict) -> None:
+    """JSON may spell half of a UTF-16 surrogate pair (`"\\ud83d"`) alone; such a string is not Unicode text
+    and no tokenizer can read it. Refused (BadRequest) with the field's path (`prompt`, `messages[0].content`,
+    `extra_context[1].text`) and the character offset, in every field of every route."""
+    pending: list[tuple[str, Any]] = [("", body)]
+    while pending:
+        where, value = pending.pop()
+        if isinstance(value, str):
+            found = _SURROGATE.search(value)
+            if found:
+                raise BadRequest(
+                    f"'{where}' is not valid Unicode: an unpaired UTF-16 surrogate (\\u{ord(found.group()):04x}) at "
+                    f"character {found.start()}; send text as UTF-8, or both halves of a \\u surrogate pair",
+                    param=re.split(r"[.\[]", where)[0])
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if _SURROGATE.search(key):
+                    raise BadRequest(f"{f'{where!r}' if where else 'the request body'} has a key that is not valid "
+                                     "Unicode (an unpaired UTF-16 surrogate)", param=where or None)
+                pending.append((f"{where}.{key}" if where else key, item))
+        elif isinstance(value, list):
+            pending.extend((f"{where}[{i}]", item) for i, item in enumerate(value))
 
 
 def _type_name(value: Any) -> str:
@@ -169,7 +200,7 @@ def _sampling(body: dict, params: CompletionParams, default_max_tokens: int) -> 
     params.top_p = _float(body, "top_p", 1.0, 0.0, 1.0)
     if params.top_p == 0.0:
         raise BadRequest("'top_p' must be > 0", "top_p")
-    params.seed = _int(body, "seed", None)
+    params.seed = _int(body, "seed", None, low=-(2**63), high=2**64 - 1)  # what torch.Generator takes
     params.stop = _stop(body)
 
 

@@ -106,6 +106,7 @@ class Engine:
         self.fim_template = detect_template(tokenizer)
         self.decode_anchor = tuple(decode_anchor(tokenizer))
         self.eos_ids = frozenset(_eos_ids(verifier.model, tokenizer) | stop_token_ids(tokenizer, self.fim_template))
+        self.start_ids = _start_ids(verifier.model, tokenizer)
         model_limit = getattr(verifier.config, "max_position_embeddings", None) or config.max_context
         self.max_context = min(config.max_context, model_limit)
         self.pool = SlotPool(config.cache_slots, self._new_slot)
@@ -151,8 +152,10 @@ class Engine:
         started = time.perf_counter()
         self.validate(request)
         prompt_ids = self.prompt_ids(request)
+        if not prompt_ids:  # a cursor at the very start of a file (no FIM markers): the model starts a document
+            prompt_ids = list(self.start_ids)
         if not prompt_ids:
-            raise RequestError("the prompt is empty")
+            raise RequestError("the prompt is empty and the model has no start token (BOS or EOS) to begin from")
         if len(prompt_ids) >= self.max_context:
             raise RequestError(
                 f"the prompt is {len(prompt_ids)} tokens; the context window is {self.max_context} tokens "
@@ -291,6 +294,15 @@ def _stream(output: StopState, on_text) -> None:
         delta = output.stable_delta()
         if delta:
             on_text(delta)
+
+
+def _start_ids(model, tokenizer) -> list[int]:
+    """The token a document starts from: BOS (the tokenizer's, else the model config's), else EOS, which
+    separates documents in GPT-2-style training; [] when the model names neither."""
+    for token_id in (tokenizer.bos_token_id, getattr(model.config, "bos_token_id", None), tokenizer.eos_token_id):
+        if isinstance(token_id, int):
+            return [token_id]
+    return []
 
 
 def _eos_ids(model, tokenizer) -> set[int]:

@@ -1,7 +1,8 @@
 """The `specd` settings section an editor sends (initializationOptions, workspace/configuration).
 
 Keys are camelCase as editors write them (`debounceMs`); snake_case is accepted too. A bad value is
-reported and that one key keeps its previous value, so one typo never switches completions off.
+reported and that one key keeps its previous value, so one typo never switches completions off. Keys the
+editor side owns (VS Code's `serverPath`, `trace.server`) are part of the same section and are skipped.
 """
 
 from __future__ import annotations
@@ -12,6 +13,18 @@ from dataclasses import dataclass
 from typing import Any
 
 MODES = ("auto", "line", "block")
+# Settings of the `specd` section that the editor's side reads, not the server: the VS Code extension's
+# `specd.serverPath` and vscode-languageclient's `specd.trace.server` (sent as {"trace": {"server": ...}}).
+CLIENT_KEYS = frozenset({"serverPath", "server_path", "trace"})
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in the settings an editor sent. `unknown_key`: a key specd does not know (worth a log
+    line; perhaps a newer editor config); otherwise a known key with a bad value (worth telling the user)."""
+
+    message: str
+    unknown_key: bool = False
 
 
 @dataclass(frozen=True)
@@ -75,23 +88,26 @@ def is_setting(key: str) -> bool:
     return _snake(key) in FIELDS
 
 
-def merge(base: Settings, raw: Any) -> tuple[Settings, list[str]]:
-    """`base` updated with the keys of `raw`; returns the problems found, one message each."""
+def merge(base: Settings, raw: Any) -> tuple[Settings, list[Problem]]:
+    """`base` updated with the keys of `raw` (a dict, or None for no change); returns the problems found,
+    one each. Keys in CLIENT_KEYS are skipped without a problem."""
     if raw is None:
         return base, []
     if not isinstance(raw, dict):
-        return base, [f"specd settings must be an object, got {type(raw).__name__}; ignored"]
+        return base, [Problem(f"specd settings must be an object, got {type(raw).__name__}; ignored")]
     changes: dict[str, Any] = {}
     problems = []
     for key, value in raw.items():
+        if key in CLIENT_KEYS:
+            continue
         name = _snake(key)
         if name not in FIELDS:
-            problems.append(f"unknown specd setting {key!r}; ignored")
+            problems.append(Problem(f"unknown specd setting {key!r}; ignored", unknown_key=True))
             continue
         try:
             changes[name] = _check(name, value)
         except ValueError as exc:
-            problems.append(f"specd setting {_camel(name)}={value!r} {exc}; kept {getattr(base, name)!r}")
+            problems.append(Problem(f"specd setting {_camel(name)}={value!r} {exc}; kept {getattr(base, name)!r}"))
     return dataclasses.replace(base, **changes), problems
 
 

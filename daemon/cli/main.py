@@ -1,7 +1,8 @@
 """The `specd` command line.
 
 Only `serve` (and `start`'s child) imports torch; status/stop/logs/lsp stay fast to start.
-Exit codes: 0 ok, 1 failure, 2 bad usage or settings, 3 `status`: not running.
+Exit codes: 0 ok, 1 failure, 2 bad usage or settings, 3 `status`: not running, 141 the reader of stdout
+went away (`| head`).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 import urllib.error
@@ -21,6 +23,7 @@ from specd.daemon.config.paths import get_paths
 from specd.daemon.config.settings import SETTING_NAMES, Settings, SettingsError, load_settings, setting_kind
 
 EXIT_NOT_RUNNING = 3
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as `git log | head` and coreutils end
 
 _SETTING_HELP = {
     "verifier": "model that decides the output (embedded name, folder, .gguf or hub id)",
@@ -116,11 +119,17 @@ def main(argv: list[str] | None = None) -> int:
     handler = _COMMANDS[args.command]
     try:
         code = handler(args)
+        sys.stdout.flush()
     except SettingsError as e:
         print(f"specd: {e}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:
         code = 130
+    except BrokenPipeError:
+        # The reader is gone (`specd status | head -3`): what it did not read is not wanted. Python would
+        # print a traceback when it flushes stdout at exit; point stdout at /dev/null so it cannot.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = EXIT_BROKEN_PIPE
     if argv is None:
         sys.exit(code)
     return code

@@ -11,6 +11,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from specd.daemon.process.state import lock_is_held
 from specd.daemon.discovery import ensure_daemon_running, find_daemon
 from specd.daemon.config.paths import Paths
@@ -164,3 +166,19 @@ def test_complete_without_a_daemon_says_how_to_start_one(tmp_path):
                           env=specd_env(tmp_path), capture_output=True, text=True)
     assert done.returncode == 1
     assert "not running; start it with `specd start`" in done.stderr
+
+
+@pytest.mark.parametrize("command", [["status"], ["status", "--json"], ["logs", "-n", "500"]])
+def test_output_into_a_closed_pipe_ends_quietly(tmp_path, command):
+    # `specd status | head -3`: the reader is gone before specd writes. The pipe's read end is closed before
+    # the child has even imported specd, so every write meets EPIPE.
+    env = specd_env(tmp_path)
+    log_file = paths_for(tmp_path).log_file
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    log_file.write_text("".join(f"line {i}\n" for i in range(5000)))
+    child = subprocess.Popen([sys.executable, "-m", "specd.daemon.cli", *command], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child.stdout.close()
+    _, err = child.communicate(timeout=60)
+    assert b"Traceback" not in err and b"BrokenPipeError" not in err, err.decode()
+    assert child.returncode == 141

@@ -74,7 +74,7 @@ def test_vscode_commands_exist_in_the_server_or_the_extension():
     commands = {c["command"] for c in manifest["contributes"]["commands"]}
     assert commands == {"specd.toggle", "specd.status", "specd.showLog"}
     server_source = (REPO / "lsp" / "server.py").read_text(encoding="utf-8")
-    server_commands = set(re.findall(r'@server\.command\("([^"]+)"\)', server_source))
+    server_commands = set(re.findall(r'server\.command\("([^"]+)"\)', server_source))
     extension_source = load("vscode/src/extension.ts")
     own = set(re.findall(r'registerCommand\("([^"]+)"', extension_source))
     assert commands == server_commands | own and not server_commands & own

@@ -51,7 +51,7 @@ async def start_lsp(specd_home: Path):
     """`await start_lsp(...)` -> an initialized client; shut down at the end of the test."""
     clients: list[LanguageClient] = []
 
-    async def start(init_options=None, encodings=None, configuration=None, args=()) -> LanguageClient:
+    async def start(init_options=None, encodings=None, configuration=None, args=(), inline_client=False) -> LanguageClient:
         command = [*SERVER_COMMAND, *args]
         client = await ClientServerConfig(server_command=command, server_env=server_env(specd_home)).start()
         clients.append(client)
@@ -60,8 +60,11 @@ async def start_lsp(specd_home: Path):
         caps = types.ClientCapabilities(
             general=types.GeneralClientCapabilities(position_encodings=encodings) if encodings else None,
             workspace=types.WorkspaceClientCapabilities(configuration=configuration is not None),
+            text_document=types.TextDocumentClientCapabilities(
+                inline_completion=types.InlineCompletionClientCapabilities()) if inline_client else None,
         )
-        await client.initialize_session(types.InitializeParams(capabilities=caps, initialization_options=init_options))
+        client.initialize_result = await client.initialize_session(
+            types.InitializeParams(capabilities=caps, initialization_options=init_options))
         return client
 
     yield start

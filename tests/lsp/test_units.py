@@ -96,9 +96,18 @@ def test_settings_merge_reports_bad_values_and_keeps_the_old_ones():
     settings, problems = config.merge(config.Settings(), {"debounceMs": 20, "maxTokens": "many", "mode": "x",
                                                           "excludedLanguages": ["md"], "colour": 1})
     assert (settings.debounce_ms, settings.max_tokens, settings.mode, settings.excluded_languages) == (20, 64, "auto", ("md",))
-    assert len(problems) == 3 and any("maxTokens='many'" in p for p in problems)
+    assert len(problems) == 3 and any("maxTokens='many'" in p.message for p in problems)
+    assert [p.unknown_key for p in problems if "colour" in p.message] == [True]
     assert not settings.allows("md") and settings.allows("python")
-    assert config.merge(settings, "yes")[1] == ["specd settings must be an object, got str; ignored"]
+    assert config.merge(settings, "yes")[1] == [config.Problem("specd settings must be an object, got str; ignored")]
+
+
+def test_settings_the_editor_side_owns_are_no_problem():
+    # What VS Code answers for the `specd` section: the extension's own keys come with the server's.
+    section = {"enable": True, "serverPath": "/home/u/.local/bin/specd", "trace": {"server": "messages"},
+               "debounceMs": 40}
+    settings, problems = config.merge(config.Settings(), section)
+    assert problems == [] and settings.debounce_ms == 40
 
 
 def test_context_prefers_imported_then_nearby_documents_within_budget():

@@ -1,0 +1,50 @@
+"""The LSP lifecycle and document sync, kept in specd's line store instead of pygls's workspace (which
+rebuilds the whole text on every keystroke), and the capabilities offered to each client.
+
+Like pygls's own built-ins these run in message order, so a request always sees the edits sent before it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lsprotocol import types
+from pygls.protocol import LanguageServerProtocol
+from pygls.protocol.language_server import lsp_method
+
+
+def offers_inline_completion(capabilities: types.ClientCapabilities | None) -> bool:
+    """Whether the client shows `textDocument/inlineCompletion` results (LSP 3.18: VS Code through
+    vscode-languageclient >= 10.0.1, Neovim >= 0.12)."""
+    document = capabilities.text_document if capabilities else None
+    return bool(document and document.inline_completion is not None)
+
+
+class SpecdProtocol(LanguageServerProtocol):
+    _server: Any  # SpecdServer
+
+    @lsp_method(types.INITIALIZE)
+    def lsp_initialize(self, params: types.InitializeParams):
+        result = yield from super().lsp_initialize(params)
+        if offers_inline_completion(params.capabilities):
+            # Ghost text only: a completion item of ours would push the editor's own word suggestions out of
+            # the list (VS Code shows word-based suggestions only when no provider answers) and take Tab
+            # while the list is open.
+            result.capabilities.completion_provider = None
+        return result
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_OPEN)
+    def lsp_text_document__did_open(self, params: types.DidOpenTextDocumentParams):
+        self._server.docs.open(params.text_document)
+        yield from ()
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_CHANGE)
+    def lsp_text_document__did_change(self, params: types.DidChangeTextDocumentParams):
+        self._server.changed(params)
+        yield from ()
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_CLOSE)
+    def lsp_text_document__did_close(self, params: types.DidCloseTextDocumentParams):
+        self._server.docs.close(params.text_document.uri)
+        self._server.completer.closed(params.text_document.uri)
+        yield from ()

@@ -1,0 +1,81 @@
+"""What real LSP clients send at start: the transport arguments vscode-languageclient appends, the editor-side
+keys of the `specd` settings section, and whether the client shows ghost text (issue 10, faults 1-3)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from lsprotocol import types
+
+from .conftest import SERVER_COMMAND, server_env
+from .lsp_helpers import eventually, inline, inline_text, open_doc, settings_become
+
+URI = "file:///work/project/main.py"
+FAST = {"debounceMs": 0}
+
+
+def change(client, section: dict) -> None:
+    """Settings changed as VS Code does it: a notification, then the server pulls the section."""
+    client.set_configuration(section, section="specd")
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings=None))
+
+
+async def test_server_accepts_the_arguments_vscode_languageclient_appends(fake_daemon, start_lsp):
+    # vscode-languageclient 11 (node/main.js) runs an Executable with `--stdio` for TransportKind.stdio, and a
+    # Node module also with `--clientProcessId=<pid>`.
+    client = await start_lsp(init_options=FAST, args=["--stdio", "--clientProcessId=4242"])
+    open_doc(client, URI, "x = ")
+    assert inline_text(await inline(client, URI, (0, 4))) == "x"
+
+
+@pytest.mark.parametrize("argument", ["--socket=6009", "--pipe=/tmp/specd-test.sock", "--node-ipc", "--port=6009"])
+def test_other_transports_are_refused_with_what_to_do(specd_home, argument):
+    via_module = subprocess.run([*SERVER_COMMAND, argument], env=server_env(specd_home), capture_output=True,
+                                text=True, timeout=60, stdin=subprocess.DEVNULL)
+    via_cli = subprocess.run([sys.executable, "-m", "specd.daemon.cli", "lsp", argument], env=server_env(specd_home),
+                             capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    for done in (via_module, via_cli):
+        assert done.returncode == 2
+        assert f"{argument.split('=')[0]} is not supported: specd lsp talks LSP over stdio only" in done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def test_an_unknown_argument_is_still_a_usage_error(specd_home):
+    done = subprocess.run([*SERVER_COMMAND, "--colour"], env=server_env(specd_home), capture_output=True, text=True,
+                          timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2 and "unrecognized arguments: --colour" in done.stderr
+
+
+async def test_editor_side_keys_raise_no_pop_up_and_an_unknown_key_is_logged_once(fake_daemon, start_lsp):
+    # The `specd` section as VS Code answers it: the extension's own keys sit beside the server's.
+    section = {**FAST, "enable": True, "serverPath": "/home/u/.local/bin/specd", "trace": {"server": "messages"},
+               "maxTokens": 9, "fromANewerConfig": 1}
+    client = await start_lsp(init_options={"client": "vscode"}, configuration=section)
+    await settings_become(client, maxTokens=9)
+    change(client, {**section, "maxTokens": 10})
+    change(client, {**section, "maxTokens": 11})
+    await settings_become(client, maxTokens=11)
+    assert client.messages == []  # window/showMessage: none
+    logged = [m.message for m in client.log_messages if "fromANewerConfig" in m.message]
+    assert logged == ["unknown specd setting 'fromANewerConfig'; ignored"]
+    assert not any("serverPath" in m.message or "'trace'" in m.message for m in client.log_messages)
+
+
+async def test_a_bad_value_is_shown_once(fake_daemon, start_lsp):
+    client = await start_lsp(init_options=FAST, configuration={"maxTokens": -1})
+    await eventually(lambda: client.messages, "a warning")
+    change(client, {"maxTokens": -1, "debounceMs": 5})
+    await settings_become(client, debounceMs=5)
+    assert [m.message for m in client.messages] == ["specd setting maxTokens=-1 must be at least 1; kept 64"]
+    assert client.messages[0].type == types.MessageType.Warning
+
+
+async def test_clients_with_ghost_text_get_no_completion_menu_item(fake_daemon, start_lsp):
+    with_inline = await start_lsp(init_options=FAST, inline_client=True)
+    capabilities = with_inline.initialize_result.capabilities
+    assert capabilities.inline_completion_provider is not None and capabilities.completion_provider is None
+    without_inline = await start_lsp(init_options=FAST)
+    capabilities = without_inline.initialize_result.capabilities
+    assert capabilities.inline_completion_provider is not None and capabilities.completion_provider is not None

@@ -4,11 +4,17 @@ A completion ends at the end-of-sequence token, at max tokens, at a stop string 
 the line (`line` mode), or when a line's indentation falls below the cursor's block (`block` mode). Tokens are
 fed one at a time, also those a speculative round accepted together, so speculative output stops exactly where
 plain decoding would.
+
+The text is made of whole characters only (see token_bytes): a character split over several tokens appears once
+all of them are in, so no end of a completion (max tokens, a stop string, cancellation, the context budget)
+leaves half of one behind.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from .token_bytes import ByteReader, byte_reader, whole_characters
 
 
 def indent_width(line: str) -> int:
@@ -37,9 +43,13 @@ class StopState:
     finish_reason: str | None = None
     _emitted: int = 0
     _anchor_text: str = ""
+    _read: ByteReader | None = None  # token id -> its UTF-8 bytes, for tokenizers that split characters
+    _bytes: bytearray = field(default_factory=bytearray)  # the bytes of `tokens`, while `_read` is known
+    _tokens_read: int = 0
 
     def __post_init__(self) -> None:
         self._anchor_text = self.tokenizer.decode(list(self.anchor), skip_special_tokens=False) if self.anchor else ""
+        self._read = byte_reader(self.tokenizer, self._decode_ids)
 
     def add(self, token: int) -> bool:
         """Append one token; returns True when the completion is finished."""
@@ -59,11 +69,19 @@ class StopState:
         return False
 
     def _decode(self) -> str:
+        if self._read is None:
+            return self._decode_ids(self.tokens)
+        for token in self.tokens[self._tokens_read:]:
+            self._bytes += self._read(token)
+        self._tokens_read = len(self.tokens)
+        return whole_characters(self._bytes)
+
+    def _decode_ids(self, ids: list[int]) -> str:
         if self.anchor:
-            text = self.tokenizer.decode([*self.anchor, *self.tokens], skip_special_tokens=False)
+            text = self.tokenizer.decode([*self.anchor, *ids], skip_special_tokens=False)
             if text.startswith(self._anchor_text):
                 return text[len(self._anchor_text):]
-        return self.tokenizer.decode(self.tokens, skip_special_tokens=False)
+        return self.tokenizer.decode(ids, skip_special_tokens=False)
 
     def _cut_position(self) -> int | None:
         cuts = [i for i in (self.text.find(s) for s in self.rules.stop if s) if i >= 0]

@@ -128,3 +128,32 @@ def test_start_of_file_generates_from_the_start_token(plain_engine, suffix, fit_
     result = plain_engine.generate(GenerationRequest(prompt="", suffix=suffix, max_tokens=4, fit_context=fit_context))
     assert result.stats.prompt_tokens == 1
     assert result.finish_reason in ("stop", "length")
+
+
+@pytest.fixture(scope="module")
+def smollm2(tmp_path_factory):
+    from fixtures.embedded import embedded_home
+
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("SPECD_HOME", str(embedded_home(tmp_path_factory.mktemp("home"))))
+        yield load_engine(EngineConfig(verifier="smollm2-135m"), progress=lambda message: None)
+
+
+@pytest.mark.slow
+def test_smollm2_writes_an_emoji_as_three_tokens_and_shows_it_whole(smollm2):
+    prompt = "happy = '😀'\nsad = '"  # SmolLM2 continues with 😀 as 'ðŁ' 'ĺ' 'Ģ', then "'"
+    answers = []
+    for limit in range(1, 5):
+        deltas: list[str] = []
+        result = smollm2.generate(GenerationRequest(prompt=prompt, max_tokens=limit), on_text=deltas.append)
+        assert "".join(deltas) == result.text
+        answers.append(result.text)
+    assert answers == ["", "", "😀", "😀'"]
+    assert smollm2.tokenizer.decode(smollm2.generate(GenerationRequest(prompt=prompt, max_tokens=1)).token_ids) == "\ufffd"
+
+
+@pytest.mark.slow
+def test_smollm2_completes_at_the_start_of_a_file(smollm2):
+    assert smollm2.fim_template is None and smollm2.start_ids == [smollm2.tokenizer.bos_token_id]
+    result = smollm2.generate(GenerationRequest(prompt="", suffix="import os\n", max_tokens=4, fit_context=True))
+    assert result.stats.prompt_tokens == 1 and result.stats.completion_tokens > 0

@@ -10,6 +10,7 @@ request aborts its HTTP call.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -162,6 +163,7 @@ class Completer:
             "stop": [],
         }
         self.counters.decodes += 1
+        payload = _unicode_only(payload)
         started = time.perf_counter()
         try:
             reply = await self.client.complete(payload)
@@ -177,13 +179,28 @@ class Completer:
         self.counters.last = _timings(reply, time.perf_counter() - started, mode, len(prefix), len(suffix))
         if doc.version != version:
             return ""
-        shown = postprocess.clean(raw, suffix, mode)
+        shown = postprocess.clean(raw, suffix, mode, cut_short=reply.get("finish_reason") == "length")
         self.typed.remember(doc.uri, cursor, shown)
         if shown:
             self._empty.pop(doc.uri, None)
         else:
             self._empty[doc.uri] = _Spot(cursor, version, settings)
         return shown
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _unicode_only(value):
+    """`value` with each unpaired UTF-16 surrogate (an editor's buffer may hold one: its strings are UTF-16) in
+    its strings replaced by U+FFFD, which the daemon, unlike a lone surrogate, can tokenize."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {key: _unicode_only(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_unicode_only(item) for item in value]
+    return value
 
 
 def _timings(reply: dict, round_trip_s: float, mode: str, prefix_chars: int, suffix_chars: int) -> dict:

@@ -32,13 +32,22 @@ def content(line: str) -> str:
 
 
 def units_to_index(text: str, units: int, encoding: str) -> int:
-    """Code-point index in `text` of a column given in client units (clamped to the text)."""
+    """Code-point index in `text` of a column given in client units (clamped to the text; a column inside a
+    character lands before it)."""
     units = max(units, 0)
     if encoding == types.PositionEncodingKind.Utf32 or text.isascii():
         return min(units, len(text))
-    if encoding == types.PositionEncodingKind.Utf8:
-        return len(text.encode("utf-8")[:units].decode("utf-8", errors="ignore"))
-    return len(text.encode("utf-16-le")[: 2 * units].decode("utf-16-le", errors="ignore"))
+    try:
+        if encoding == types.PositionEncodingKind.Utf8:
+            return len(text.encode("utf-8")[:units].decode("utf-8", errors="ignore"))
+        return len(text.encode("utf-16-le")[: 2 * units].decode("utf-16-le", errors="ignore"))
+    except UnicodeEncodeError:  # an unpaired surrogate, which an editor's UTF-16 buffer can hold
+        used = 0
+        for index, char in enumerate(text):
+            used += _width(char, encoding)
+            if used > units:
+                return index
+        return len(text)
 
 
 def index_to_units(text: str, index: int, encoding: str) -> int:
@@ -46,9 +55,20 @@ def index_to_units(text: str, index: int, encoding: str) -> int:
     head = text[:index]
     if encoding == types.PositionEncodingKind.Utf32 or head.isascii():
         return len(head)
+    try:
+        if encoding == types.PositionEncodingKind.Utf8:
+            return len(head.encode("utf-8"))
+        return len(head.encode("utf-16-le")) // 2
+    except UnicodeEncodeError:  # an unpaired surrogate counts as one UTF-16 unit (three UTF-8 bytes)
+        return sum(_width(char, encoding) for char in head)
+
+
+def _width(char: str, encoding: str) -> int:
+    """Client units of one code point in UTF-8 or UTF-16."""
+    code = ord(char)
     if encoding == types.PositionEncodingKind.Utf8:
-        return len(head.encode("utf-8"))
-    return len(head.encode("utf-16-le")) // 2
+        return 1 if code < 0x80 else 2 if code < 0x800 else 3 if code < 0x10000 else 4
+    return 2 if code > 0xFFFF else 1
 
 
 @dataclass

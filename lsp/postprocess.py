@@ -2,31 +2,69 @@
 
 from __future__ import annotations
 
+import re
+
 _PAIRS = {")": "(", "]": "[", "}": "{"}
 _OPENERS = set(_PAIRS.values())
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")  # the LSP's line terminators
 
 
-def clean(text: str, suffix: str, mode: str) -> str:
-    """The completion as it should be inserted at the cursor, or "" when it adds nothing."""
+def clean(text: str, suffix: str, mode: str, cut_short: bool = False) -> str:
+    """The completion as it should be inserted at the cursor, or "" when it adds nothing.
+
+    `suffix` is the document's text after the cursor; `cut_short` says the completion ended at its token limit,
+    so its last line may be a truncated copy of a line below the cursor (see trim_repeated_lines)."""
     if mode == "line":
-        text = text.splitlines()[0] if text.strip() else ""
-    text = text.rstrip()
-    if not text.strip() or repeats_following_lines(text, suffix):
+        text = _LINE_BREAK.split(text)[0] if text.strip() else ""
+    text = trim_repeated_lines(text, suffix, cut_short).rstrip()
+    if not text.strip():
         return ""
     return drop_closers_in_suffix(text, suffix)
 
 
-def repeats_following_lines(text: str, suffix: str) -> bool:
-    """True when the completion only restates the text that already follows the cursor."""
-    wanted = [line.strip() for line in text.splitlines() if line.strip()]
-    following = [line.strip() for line in suffix.splitlines() if line.strip()]
-    if not wanted:
-        return True
-    # The rest of the cursor's line counts on its own too: `foo(` + `x)` before an existing `x)`.
-    rest_of_line = suffix.splitlines()[0].strip() if suffix else ""
-    if len(wanted) == 1 and rest_of_line and wanted[0] == rest_of_line:
-        return True
-    return following[: len(wanted)] == wanted
+def _key(line: str) -> str:
+    """A line as compared for repetition: indentation and runs of blanks do not count."""
+    return " ".join(line.split())
+
+
+def trim_repeated_lines(text: str, suffix: str, cut_short: bool = False) -> str:
+    """`text` up to where it starts repeating the text after the cursor, line by line.
+
+    A repeat runs from the start of one of the completion's lines to its end and equals, line for line, the
+    lines that follow the cursor (blank lines, indentation and runs of blanks aside). The completion's first
+    line continues the cursor's line: it repeats the rest of that line, or the next line when the cursor is at
+    the end of its line. With `cut_short`, the repeat's last line may be any start of the line it copies (the
+    token limit cut it), unless it is the completion's only line, which is then as likely new text.
+    Returns `text` cut before the repeat ("" when all of it repeats), or `text` itself.
+    """
+    lines = _LINE_BREAK.split(text)
+    starts = [0] + [m.end() for m in _LINE_BREAK.finditer(text)]
+    after = [_key(line) for line in _LINE_BREAK.split(suffix)]
+    rest_of_line, below = after[0], [key for key in after[1:] if key]
+    for i in range(len(lines)):
+        keys = [_key(line) for line in lines[i:]]
+        if i == 0 and rest_of_line:
+            if keys[0] != rest_of_line:
+                continue
+            keys = [key for key in keys[1:] if key]  # the first line restates the rest of the cursor's line
+            if not keys or _repeats(keys, below, cut_short):
+                return ""
+            continue
+        keys = [key for key in keys if key]
+        if keys and _repeats(keys, below, cut_short and (i > 0 or len(keys) > 1)):
+            return text[: starts[i]]
+    return text
+
+
+def _repeats(keys: list[str], below: list[str], last_may_be_cut: bool) -> bool:
+    """True when `keys` are the first lines of `below` (the last one possibly cut short)."""
+    if len(keys) > len(below):
+        return False
+    *whole, last = keys
+    if whole != below[: len(whole)]:
+        return False
+    copied = below[len(whole)]
+    return last == copied or (last_may_be_cut and copied.startswith(last))
 
 
 def unmatched_closers(text: str) -> list[int]:
@@ -47,7 +85,7 @@ def unmatched_closers(text: str) -> list[int]:
 def drop_closers_in_suffix(text: str, suffix: str) -> str:
     """Trailing closers of the completion that the line after the cursor already has (auto-closed
     brackets) are removed, so accepting `x)` before an existing `)` does not leave `foo(x))`."""
-    rest = (suffix.splitlines()[0] if suffix else "").lstrip()
+    rest = _LINE_BREAK.split(suffix)[0].lstrip()
     present = ""
     for ch in rest:
         if ch not in _PAIRS:

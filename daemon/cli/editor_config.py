@@ -44,12 +44,13 @@ ZED_PROMPT_FORMATS = {
     "codellama": "code_llama",
     "codestral": "codestral",
 }
-# Model-name fragments -> FIM family, for models not on this disk yet. SmolLM2 uses StarCoder's tokens.
+# Model-name fragments -> FIM family, a guess for hub models whose tokenizer is not on this disk yet (a name
+# tells nothing for sure: the embedded SmolLM2's GGUF tokenizer has no FIM tokens, though SmolLM's family shares
+# StarCoder's vocabulary).
 _NAME_FAMILIES = (
     ("qwen", "qwen2.5-coder"),
     ("starcoder", "starcoder"),
     ("santacoder", "starcoder"),
-    ("smollm", "starcoder"),
     ("codegemma", "codegemma"),
     ("deepseek", "deepseek-coder"),
     ("codellama", "codellama"),
@@ -74,27 +75,54 @@ class Facts:
     token_file: Path
     running: bool
     specd_path: str
+    # Where fim_family comes from: "served" (the running daemon's tokenizer), "tokenizer" (one on this disk),
+    # "name" (a guess from the model's name) or "unknown".
+    fim_source: str = "unknown"
 
 
-def _family_from_tokenizer(folder: Path) -> str | None:
+def _family_from_tokenizer(source: str | Path) -> str | None:
     from transformers import AutoTokenizer
 
     from specd.daemon.engine.fim import detect_template
 
-    template = detect_template(AutoTokenizer.from_pretrained(folder, local_files_only=True))
+    template = detect_template(AutoTokenizer.from_pretrained(source, local_files_only=True))
     return template.family if template else None
 
 
-def fim_family(model: str) -> str | None:
-    """The FIM family of `model`: from its tokenizer when it is a folder on disk, else from its name."""
-    folder = Path(model).expanduser()
-    if folder.is_dir():
+def _tokenizer_sources(model: str) -> list[str | Path]:
+    """Where a tokenizer of `model` may already be on this disk: its folder, the folder specd converted an
+    embedded model or a .gguf file into, the Hugging Face cache (hub ids)."""
+    from specd.daemon.models.embedded import EMBEDDED
+
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return [path]
+    stem = Path(EMBEDDED[model].gguf_name).stem if model in EMBEDDED else path.stem if path.suffix == ".gguf" else None
+    if stem is not None:
+        return sorted(get_paths().models_dir.glob(f"{stem}-*/tokenizer_config.json"))
+    return [model] if model.count("/") == 1 else []
+
+
+def local_fim_family(model: str) -> tuple[str | None, str]:
+    """(FIM family or None, where that comes from: "tokenizer", "name" or "unknown") for `model` as settings name
+    it, without a running daemon: from a tokenizer on this disk, else guessed from a hub id's name."""
+    for source in _tokenizer_sources(model):
+        folder = source.parent if isinstance(source, Path) and source.is_file() else source
         try:
-            return _family_from_tokenizer(folder)
+            return _family_from_tokenizer(folder), "tokenizer"
         except (OSError, ValueError):
-            pass
-    name = model.lower()
-    return next((family for fragment, family in _NAME_FAMILIES if fragment in name), None)
+            continue
+    if model.count("/") == 1 and not Path(model).expanduser().exists():  # a hub id not downloaded yet
+        name = model.lower()
+        family = next((family for fragment, family in _NAME_FAMILIES if fragment in name), None)
+        if family is not None:
+            return family, "name"
+    return None, "unknown"
+
+
+def fim_family(model: str) -> str | None:
+    """The FIM family of `model` as far as this disk tells (see local_fim_family), or None."""
+    return local_fim_family(model)[0]
 
 
 def served_model_name(spec: str) -> str:
@@ -102,16 +130,18 @@ def served_model_name(spec: str) -> str:
     return PurePath(spec).name if ("/" in spec and os.path.exists(spec)) else spec
 
 
-def _daemon_settings(state: dict, token_file: Path) -> dict:
-    """The settings the running daemon actually uses (flags and environment included), or {}."""
+def _daemon_status(state: dict, token_file: Path) -> dict:
+    """The running daemon's /specd/v1/status: the settings it actually uses (flags and environment included)
+    and, once loaded, its models (`fim_template` is what its tokenizer has); {} when it does not answer."""
     token = read_token(token_file)
     request = urllib.request.Request(state["url"].rstrip("/") + "/specd/v1/status",
                                      headers={"Authorization": f"Bearer {token}"})
     try:
         with urllib.request.urlopen(request, timeout=3) as response:
-            return json.loads(response.read()).get("settings") or {}
-    except (OSError, ValueError, AttributeError):
+            status = json.loads(response.read())
+    except (OSError, ValueError):
         return {}
+    return status if isinstance(status, dict) else {}
 
 
 def gather_facts() -> Facts:
@@ -125,17 +155,24 @@ def gather_facts() -> Facts:
     port = int(state["port"]) if state else settings.port
     base_url = state["url"].rstrip("/") if state else f"http://{host}:{port}"
     token_file = Path(state["token_file"]) if state and state.get("token_file") else paths.token_file
-    running = _daemon_settings(state, token_file) if state else {}
+    status = _daemon_status(state, token_file) if state else {}
+    running = status.get("settings") if isinstance(status.get("settings"), dict) else {}
     verifier = running.get("verifier") or settings.verifier
+    models = status.get("models")
+    if isinstance(models, dict) and "fim_template" in models:  # loaded: what it serves decides
+        family, source = models["fim_template"], "served"
+    else:
+        family, source = local_fim_family(verifier)
     return Facts(
         base_url=base_url,
         port=port,
         model=served_model_name(verifier),
-        fim_family=fim_family(verifier),
+        fim_family=family,
         max_context=int(running.get("max_context") or settings.max_context),
         token_file=token_file,
         running=state is not None,
         specd_path=shutil.which("specd") or "specd",
+        fim_source=source,
     )
 
 
@@ -149,6 +186,8 @@ def vscode_settings(facts: Facts) -> dict:
 
 
 def zed_prompt_format(facts: Facts) -> str:
+    """Zed's name for the model's FIM markers; "infer" (Zed's default, which guesses from the model's name and
+    turns edit predictions off when it cannot) for a model without FIM tokens or of unknown family."""
     return ZED_PROMPT_FORMATS.get(facts.fim_family or "", "infer")
 
 
@@ -326,6 +365,28 @@ def write(editor: str, facts: Facts, path: Path, out) -> bool:
 # ---- what to tell the user ---------------------------------------------------------------------------------
 
 
+def zed_fim_notes(facts: Facts) -> list[str]:
+    """Why prompt_format is what it is, when that is not read from the tokenizer the daemon serves."""
+    if facts.fim_source == "served" and facts.fim_family is None:
+        return [f"{facts.model} has no fill-in-the-middle tokens (the daemon serves it with fim_template: null), so "
+                'no FIM format is written (prompt_format "infer"): Zed\'s edit predictions send FIM prompts, which '
+                "this model would not understand. Serve a FIM model (e.g. verifier Qwen/Qwen2.5-Coder-1.5B) for "
+                "edit predictions; the assistant settings work with any model."]
+    if facts.fim_source == "served":
+        return []
+    if facts.fim_source == "tokenizer":
+        if facts.fim_family is None:
+            return [f"{facts.model}'s tokenizer has no fill-in-the-middle tokens, so no FIM format is written "
+                    '(prompt_format "infer"); Zed\'s edit predictions need a FIM model.']
+        return []
+    if facts.fim_source == "name":
+        return [f"prompt_format {zed_prompt_format(facts)!r} is guessed from the name {facts.model!r}; run this again "
+                "while the daemon runs (`specd start`) to take it from the tokenizer it serves."]
+    return [f"Could not tell whether {facts.model} has fill-in-the-middle tokens (its tokenizer is not on this "
+            'disk and the daemon is not serving it), so no FIM format is written (prompt_format "infer"). Run '
+            "`specd start`, then this command again, to take it from the tokenizer the daemon serves."]
+
+
 def notes(editor: str, facts: Facts) -> list[str]:
     daemon = f"daemon at {facts.base_url}" + ("" if facts.running else " (not running now: `specd start`)")
     lines = [f"specd {daemon}, model {facts.model}, token in {facts.token_file}"]
@@ -336,8 +397,7 @@ def notes(editor: str, facts: Facts) -> list[str]:
         if editor == "cursor":
             lines.append("Turn Cursor Tab off (Cursor Settings > Tab), or it hides specd's suggestions.")
     elif editor == "zed":
-        if facts.fim_family is None:
-            lines.append(f"Could not tell which FIM format {facts.model} uses; set prompt_format by hand.")
+        lines.extend(zed_fim_notes(facts))
         lines.append("The token is not in settings.json (it may be synced or shared). Start Zed from a shell with:")
         lines.append(f'  export {ZED_KEY_ENV}="$(cat {facts.token_file})"')
         lines.append(f'  export {ZED_PROVIDER.upper()}_API_KEY="$(cat {facts.token_file})"   # the assistant')

@@ -100,8 +100,9 @@ def zed_settings() -> dict:
 
 
 def default_facts() -> editor_config.Facts:
+    # The embedded default has no FIM tokens (its GGUF tokenizer lacks them): no FIM format is written.
     return editor_config.Facts(base_url="http://127.0.0.1:7411", port=7411, model="smollm2-135m",
-                               fim_family="starcoder", max_context=4096, token_file=Path("token"),
+                               fim_family=None, max_context=4096, token_file=Path("token"),
                                running=False, specd_path="specd")
 
 

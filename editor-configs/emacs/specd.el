@@ -1,46 +1,90 @@
-;;; specd.el --- ghost text from the local specd daemon, through lsp-mode  -*- lexical-binding: t; -*-
+;;; specd.el --- completions from the local specd daemon, through eglot or lsp-mode  -*- lexical-binding: t; -*-
 
-;; Needs lsp-mode 9.0.1 or later (lsp-inline-completion.el) and a running daemon (`specd start`).
+;; Works with either of Emacs's LSP clients; the daemon must be running (`specd start`).
+;;
+;; - eglot (built into Emacs 29; the `eglot' package, Debian's elpa-eglot, on Emacs 26.3 to 28):
+;;   specd's suggestion in the completion menu (C-M-i, C-c s, company, corfu).  Eglot runs one server per
+;;   buffer: in the modes of `specd-eglot-modes', M-x eglot starts specd instead of the usual server.
+;; - lsp-mode 9.0.1 or later (lsp-inline-completion.el): ghost text, beside your usual language server.
+;;
 ;; Load it from your init file: (load "/path/to/specd.el"), or paste it there.
-
-(require 'lsp-mode)
-(require 'lsp-inline-completion)
 
 (defgroup specd nil
   "Local code completion from specd."
-  :group 'lsp-mode)
+  :group 'tools)
 
 (defcustom specd-command '("specd" "lsp")
   "How to start specd's language server."
   :type '(repeat string)
   :group 'specd)
 
-;; The server reads these through workspace/configuration, section "specd" (same keys as VS Code's).
-(lsp-register-custom-settings
- '(("specd.enable" t t)
-   ("specd.debounceMs" 75)
-   ("specd.maxTokens" 64)
-   ("specd.mode" "auto")))
+(defcustom specd-eglot-modes '(prog-mode)
+  "Major modes (and the modes derived from them) for which M-x eglot starts specd.
+nil leaves eglot's own choice of server alone.  Set it before this file is loaded."
+  :type '(repeat symbol)
+  :group 'specd)
 
-(lsp-register-client
- (make-lsp-client
-  :new-connection (lsp-stdio-connection (lambda () specd-command))
-  :activation-fn (lambda (&rest _) t)
-  :server-id 'specd
-  ;; Runs beside the buffer's usual language server instead of replacing it.
-  :add-on? t
-  :priority -1
-  :initialized-fn (lambda (workspace)
-                    (with-lsp-workspace workspace
-                      (lsp--set-configuration (lsp-configuration-section "specd"))))))
+(defcustom specd-eglot-settings
+  '(:enable t :debounceMs 75 :maxTokens 64
+    ;; The menu shows one line per item well; "block" gives whole blocks.
+    :mode "line")
+  "specd's settings under eglot, sent as initializationOptions (same keys as VS Code's)."
+  :type 'plist
+  :group 'specd)
 
-;; Ask for ghost text after a short pause in typing; lsp-mode's own default waits 2 seconds.
-(setq lsp-inline-completion-enable t
-      lsp-inline-completion-idle-delay 0.3)
+(defun specd-complete ()
+  "Ask specd for a completion at point now.
+Ghost text under lsp-mode, the completion menu under eglot."
+  (interactive)
+  (if (and (bound-and-true-p lsp-mode) (fboundp 'lsp-inline-completion-display))
+      (lsp-inline-completion-display)
+    (completion-at-point)))
 
-;; While a completion is shown: <tab> cycles, <return> accepts, C-g dismisses (lsp-mode's keys).
-(define-key lsp-inline-completion-active-map (kbd "C-<return>") #'lsp-inline-completion-accept)
-(global-set-key (kbd "C-c s") #'lsp-inline-completion-display)
+(global-set-key (kbd "C-c s") #'specd-complete)
+
+;;;; eglot
+
+(defun specd--eglot-contact (&optional _interactive)
+  "The `eglot-server-programs' entry for specd: its command and its settings."
+  (append specd-command (list :initializationOptions (list :specd specd-eglot-settings))))
+
+(with-eval-after-load 'eglot
+  (when specd-eglot-modes
+    ;; In front of eglot's own entries, so that it wins for these modes.
+    (add-to-list 'eglot-server-programs (cons specd-eglot-modes #'specd--eglot-contact))))
+
+;;;; lsp-mode 9.0.1 and later: ghost text
+
+;; nil, without loading anything, where lsp-mode is missing or older than 9.0.1.
+(require 'lsp-inline-completion nil t)
+
+(when (featurep 'lsp-inline-completion)
+  ;; The server reads these through workspace/configuration, section "specd" (same keys as VS Code's).
+  (lsp-register-custom-settings
+   '(("specd.enable" t t)
+     ("specd.debounceMs" 75)
+     ("specd.maxTokens" 64)
+     ("specd.mode" "auto")))
+
+  (lsp-register-client
+   (make-lsp-client
+    :new-connection (lsp-stdio-connection (lambda () specd-command))
+    :activation-fn (lambda (&rest _) t)
+    :server-id 'specd
+    ;; Runs beside the buffer's usual language server instead of replacing it.
+    :add-on? t
+    :priority -1
+    :initialized-fn (lambda (workspace)
+                      (with-lsp-workspace workspace
+                        (lsp--set-configuration (lsp-configuration-section "specd"))))))
+
+  ;; Ask for ghost text after a short pause in typing; lsp-mode's own default waits 2 seconds.
+  ;; While it shows, lsp-mode's keys apply: C-<return> accepts, C-n / C-p switch, C-g dismisses.
+  (setq lsp-inline-completion-enable t
+        lsp-inline-completion-idle-delay 0.3))
+
+(unless (or (featurep 'lsp-inline-completion) (locate-library "eglot"))
+  (display-warning 'specd "specd.el needs eglot, or lsp-mode 9.0.1 or later; neither is installed"))
 
 (provide 'specd)
 ;;; specd.el ends here

@@ -21,7 +21,8 @@ from .conftest import EDITOR_CONFIGS, REPO, daemon_routes
 EDITORS = ("vscode", "cursor", "zed", "neovim", "helix", "emacs")
 SKIP_DIRS = {"node_modules", "dist", "out"}
 # Files checked by test_vsix_build (tsc, esbuild and vsce read them) rather than here.
-BUILD_INPUTS = {"vscode/src/extension.ts", "vscode/src/status.ts", "vscode/tsconfig.json",
+BUILD_INPUTS = {"vscode/src/extension.ts", "vscode/src/status.ts", "vscode/src/serverPath.ts",
+                "vscode/src/traceChannel.ts", "vscode/tsconfig.json",
                 "vscode/package-lock.json", "vscode/.vscodeignore"}
 ZED_PROMPT_FORMATS = {"infer", "zeta", "zeta2", "code_llama", "star_coder", "deepseek_coder", "qwen",
                       "code_gemma", "codestral", "glm"}
@@ -72,7 +73,7 @@ def test_vscode_settings_are_exactly_what_the_language_server_reads():
 def test_vscode_commands_exist_in_the_server_or_the_extension():
     manifest = vscode_manifest()
     commands = {c["command"] for c in manifest["contributes"]["commands"]}
-    assert commands == {"specd.toggle", "specd.status", "specd.showLog"}
+    assert commands == {"specd.toggle", "specd.status", "specd.showLog", "specd.restart"}
     server_source = (REPO / "lsp" / "server.py").read_text(encoding="utf-8")
     server_commands = set(re.findall(r'server\.command\("([^"]+)"\)', server_source))
     extension_source = load("vscode/src/extension.ts")

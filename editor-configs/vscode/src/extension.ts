@@ -1,4 +1,14 @@
-import { ExtensionContext, StatusBarAlignment, StatusBarItem, ThemeColor, commands, window, workspace } from "vscode";
+import {
+  ConfigurationTarget,
+  ExtensionContext,
+  LogOutputChannel,
+  StatusBarAlignment,
+  StatusBarItem,
+  ThemeColor,
+  commands,
+  window,
+  workspace,
+} from "vscode";
 import {
   ExecuteCommandRequest,
   LanguageClient,
@@ -6,13 +16,26 @@ import {
   ServerOptions,
   TransportKind,
 } from "vscode-languageclient/node";
+import { findServer, realEnvironment } from "./serverPath";
 import { ServerStatus, statusView } from "./status";
+import { TraceChannel } from "./traceChannel";
 
 const STATUS_POLL_MS = 15_000;
 
 let client: LanguageClient | undefined;
 let statusItem: StatusBarItem | undefined;
+let outputChannel: LogOutputChannel | undefined;
+let traceChannel: TraceChannel | undefined;
 let pollTimer: NodeJS.Timeout | undefined;
+// Starts and stops run one after another: a settings change during a start waits for it.
+let lifecycle: Promise<void> = Promise.resolve();
+// The specd.serverPath value the running client was started with, and a pending restart for a change of it.
+let startedWith: string | undefined;
+let restartTimer: NodeJS.Timeout | undefined;
+// Editing a setting can fire several change events (typing, then leaving the field): restart once, after
+// they settle, and only when the value really differs; a client stopped in the middle of its start would
+// report its pending notifications as errors.
+const RESTART_SETTLE_MS = 400;
 
 export async function activate(context: ExtensionContext): Promise<void> {
   statusItem = window.createStatusBarItem("specd.status", StatusBarAlignment.Right, 100);
@@ -22,62 +45,137 @@ export async function activate(context: ExtensionContext): Promise<void> {
   showStatus(undefined);
   statusItem.show();
 
-  const outputChannel = window.createOutputChannel("specd", { log: true });
-  context.subscriptions.push(outputChannel);
+  outputChannel = window.createOutputChannel("specd", { log: true });
+  traceChannel = new TraceChannel("specd LSP trace");
+  context.subscriptions.push(outputChannel, traceChannel);
   // `specd.toggle` and `specd.status` are the server's workspace/executeCommand commands: the language
-  // client registers them itself when the server starts, so only the log command is ours.
-  context.subscriptions.push(commands.registerCommand("specd.showLog", () => outputChannel.show(true)));
+  // client registers them itself when the server starts, so only these are ours.
+  context.subscriptions.push(
+    commands.registerCommand("specd.showLog", () => outputChannel?.show(true)),
+    commands.registerCommand("specd.restart", () => restart()),
+    workspace.onDidChangeConfiguration((e) => {
+      if (e.affectsConfiguration("specd.serverPath")) {
+        clearTimeout(restartTimer);
+        restartTimer = setTimeout(() => void restartIfServerPathChanged(), RESTART_SETTLE_MS);
+      }
+    }),
+    { dispose: () => clearTimeout(restartTimer) },
+    { dispose: () => void stopClient() },
+  );
+  await restart();
+}
 
-  const cfg = workspace.getConfiguration("specd");
-  const serverOptions: ServerOptions = {
-    command: cfg.get<string>("serverPath", "specd"),
-    args: ["lsp"],
-    transport: TransportKind.stdio,
-  };
+function configuredServerPath(): string {
+  return workspace.getConfiguration("specd").get<string>("serverPath", "specd");
+}
+
+function restartIfServerPathChanged(): Promise<void> {
+  if (configuredServerPath() === startedWith) {
+    return lifecycle;
+  }
+  outputChannel?.info("specd.serverPath changed: restarting the language server");
+  return restart();
+}
+
+function restart(): Promise<void> {
+  lifecycle = lifecycle.then(async () => {
+    await stopClient();
+    await startClient();
+  });
+  return lifecycle;
+}
+
+async function startClient(): Promise<void> {
+  const configured = configuredServerPath();
+  startedWith = configured;
+  const folders = (workspace.workspaceFolders ?? []).map((f) => f.uri.fsPath);
+  const command = findServer(configured, realEnvironment(folders));
+  if (!command) {
+    const message = `specd was not found (specd.serverPath is "${configured}"). Install specd, or set specd.serverPath to the full path of the specd executable (\`specd config vscode --write\` does it).`;
+    showStatus(undefined, message);
+    outputChannel?.error(message);
+    void offerFix(message);
+    return;
+  }
+  outputChannel?.info(`starting ${command} lsp`);
+  const serverOptions: ServerOptions = { command, args: ["lsp"], transport: TransportKind.stdio };
   const clientOptions: LanguageClientOptions = {
     documentSelector: [{ scheme: "file" }, { scheme: "untitled" }],
     // The server pulls the `specd` section with workspace/configuration; this makes VS Code tell it
     // when the section changes.
     synchronize: { configurationSection: "specd" },
     outputChannel,
+    traceOutputChannel: traceChannel,
     initializationOptions: { client: "vscode" },
     middleware: {
-      executeCommand: async (command, args, next) => {
-        const result = await next(command, args);
-        if (command === "specd.status") {
+      executeCommand: async (name, args, next) => {
+        const result = await next(name, args);
+        if (name === "specd.status") {
           showStatus(result as ServerStatus);
           void window.showInformationMessage(statusView(result as ServerStatus).tooltip.replace(/\n/g, " · "));
-        } else if (command === "specd.toggle") {
+        } else if (name === "specd.toggle") {
           await refreshStatus();
         }
         return result;
       },
     },
   };
-
-  client = new LanguageClient("specd", "specd", serverOptions, clientOptions);
-  context.subscriptions.push(client);
+  const started = new LanguageClient("specd", "specd", serverOptions, clientOptions);
+  client = started;
   try {
     // Inline completion is a default feature of vscode-languageclient >= 10.0.1.
-    await client.start();
+    await started.start();
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
     showStatus(undefined, message);
-    outputChannel.appendLine(`specd lsp did not start (${serverOptions.command} lsp): ${message}`);
+    outputChannel?.error(`specd lsp did not start (${command} lsp): ${message}`);
     return;
   }
-  statusItem.command = "specd.status";
+  if (statusItem) statusItem.command = "specd.status";
   await refreshStatus();
   pollTimer = setInterval(() => void refreshStatus(), STATUS_POLL_MS);
-  context.subscriptions.push({ dispose: () => clearInterval(pollTimer) });
+}
+
+async function stopClient(): Promise<void> {
+  if (pollTimer) {
+    clearInterval(pollTimer);
+    pollTimer = undefined;
+  }
+  const stopping = client;
+  client = undefined;
+  if (statusItem) statusItem.command = "specd.showLog";
+  showStatus(undefined);
+  if (stopping) {
+    try {
+      await stopping.dispose(2000);
+    } catch (err) {
+      outputChannel?.warn(`stopping the previous specd lsp: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+}
+
+async function offerFix(message: string): Promise<void> {
+  const choose = "Choose specd…";
+  const settings = "Open Settings";
+  const picked = await window.showErrorMessage(message, choose, settings);
+  if (picked === choose) {
+    const files = await window.showOpenDialog({ canSelectMany: false, openLabel: "Use this specd" });
+    if (files && files[0]) {
+      // Saving the setting restarts the client (onDidChangeConfiguration above).
+      await workspace.getConfiguration("specd").update("serverPath", files[0].fsPath, ConfigurationTarget.Global);
+    }
+  } else if (picked === settings) {
+    await commands.executeCommand("workbench.action.openSettings", "specd.serverPath");
+  }
 }
 
 async function refreshStatus(): Promise<void> {
-  if (!client || !client.isRunning()) {
+  const current = client;
+  if (!current || !current.isRunning()) {
     return;
   }
   try {
-    const result = await client.sendRequest(ExecuteCommandRequest.type, { command: "specd.status", arguments: [] });
+    const result = await current.sendRequest(ExecuteCommandRequest.type, { command: "specd.status", arguments: [] });
     showStatus(result as ServerStatus);
   } catch (err) {
     showStatus({ daemon: { error: err instanceof Error ? err.message : String(err) } });
@@ -95,8 +193,5 @@ function showStatus(status: ServerStatus | undefined, startError?: string): void
 }
 
 export function deactivate(): Thenable<void> | undefined {
-  if (pollTimer) {
-    clearInterval(pollTimer);
-  }
-  return client?.stop();
+  return stopClient();
 }

@@ -45,5 +45,5 @@ def built_extension() -> Path:
         pytest.skip(f"npm registry unreachable: {install.stderr.strip().splitlines()[-1]}")
     assert install.returncode == 0, install.stderr
     package = subprocess.run([NPM, "run", "package"], cwd=work, capture_output=True, text=True, timeout=900)
-    assert package.returncode == 0, package.stdout + package.stderr
+    assert package.returncode == 0 and "DONE  Packaged" in package.stdout, package.stdout + package.stderr
     return work

@@ -146,7 +146,8 @@ def _fit(head: list[int], suffix: list[int], fixed: int, budget: int | None) -> 
 def build_fim_ids(tokenizer, template: FimTemplate | None, prefix: str, suffix: str,
                   budget: int | None = None) -> list[int]:
     """Token ids for completing at the cursor between `prefix` and `suffix`; with a `budget`, the far ends of
-    the prefix and suffix are dropped to fit it (the cursor's line always stays)."""
+    the prefix and suffix are dropped to fit it (the cursor's line stays, all of it that fits: an editor's line
+    can be longer than the context)."""
     if template is None:
         head, _ = _fit(encode_text(tokenizer, prefix), [], len(bos_ids(tokenizer)), budget)
         return bos_ids(tokenizer) + head
@@ -154,6 +155,10 @@ def build_fim_ids(tokenizer, template: FimTemplate | None, prefix: str, suffix: 
     head_text, cursor_line = prefix[:line_start], prefix[line_start:]
     marker = lambda token: [_single_token_id(tokenizer, token)]  # noqa: E731
     line_ids = encode_text(tokenizer, cursor_line, continuation=bool(head_text))
+    if budget is not None:  # a line beyond the room loses its start, in steps (see TRIM_STEP)
+        excess = len(line_ids) - max(0, budget - len(bos_ids(tokenizer)) - len(template.markers))
+        if excess > 0:
+            line_ids = line_ids[min(len(line_ids), -(-excess // TRIM_STEP) * TRIM_STEP) :]
     head, tail = encode_text(tokenizer, head_text), encode_text(tokenizer, suffix, continuation=True)
     head, tail = _fit(head, tail, len(bos_ids(tokenizer)) + len(template.markers) + len(line_ids), budget)
     prefix_part = marker(template.prefix) + head

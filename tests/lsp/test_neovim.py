@@ -1,5 +1,9 @@
 """A real editor's LSP client: headless Neovim drives `specd lsp` against the real daemon.
 
+This is the protocol as Neovim's own client speaks it (incremental didChange after an emoji, a raw
+textDocument/inlineCompletion, $/cancelRequest on a timeout), with a client the script starts itself. The
+shipped editor-configs/neovim/specd-0.7.lua is what tests/editors/test_neovim_headless.py runs.
+
 Skips when `nvim` is not installed (CI installs it: `apt-get install -y neovim`).
 """
 

@@ -169,8 +169,9 @@ def assistant_model(engine: Engine, drafters: dict[str, object]):
 def run_specd(engine: Engine, drafter, prompt: Prompt, index: int, name: str, max_tokens: int) -> Run:
     engine.drafter = drafter
     engine.pool.clear()  # every run starts cold
+    # Token healing off: HF `generate` continues the prompt as it is, and every output is compared with it.
     request = GenerationRequest(prompt=prompt.prefix, suffix=prompt.suffix, max_tokens=max_tokens,
-                                draft_tokens=0 if drafter is None else None)
+                                draft_tokens=0 if drafter is None else None, token_healing=False)
     result = engine.generate(request)
     s = result.stats
     prefill_passes = -(-(s.prompt_tokens - s.cached_tokens) // 512)
@@ -300,7 +301,8 @@ def keystroke_cost(engine: Engine, prompts: list[Prompt], texts: list[str]) -> d
 
 
 def _one_token(engine: Engine, prefix: str, suffix: str):
-    return engine.generate(GenerationRequest(prompt=prefix, suffix=suffix, max_tokens=1, cache_key="keystroke"))
+    return engine.generate(GenerationRequest(prompt=prefix, suffix=suffix, max_tokens=1, cache_key="keystroke",
+                                             token_healing=False))
 
 
 # -- statistics --------------------------------------------------------------------------------------------------

@@ -46,7 +46,8 @@ class Case:
 def greedy_cases(engine: Engine, prompts, max_tokens: int) -> list[Case]:
     cases = []
     for prompt in prompts:
-        request = GenerationRequest(prompt=prompt.prefix, suffix=prompt.suffix, max_tokens=max_tokens, draft_tokens=0)
+        request = GenerationRequest(prompt=prompt.prefix, suffix=prompt.suffix, max_tokens=max_tokens, draft_tokens=0,
+                                    token_healing=False)  # the case's prompt is engine.prompt_ids, unhealed
         engine.pool.clear()
         output = engine.generate(request).token_ids
         # A cold request's drafter sources: no history yet, so only the suffix the prompt may lack.

@@ -22,6 +22,7 @@ from .requests import CancelToken, GenerationRequest, GenerationResult, RequestE
 from .runners.torch_runner import ModelRunner
 from .sampling import SamplingParams, pick_token, verify_greedy, verify_sampling
 from .stopping import StopRules, StopState, indent_width
+from .token_healing import Constraint, Healing, heal_prompt, vocabulary
 
 PREFILL_CHUNK = 512  # tokens per prefill forward: bounds cancellation latency on long prompts
 HISTORY_PER_DOCUMENT = 8  # previous completions the n-gram drafter may copy from
@@ -110,6 +111,7 @@ class Engine:
         model_limit = getattr(verifier.config, "max_position_embeddings", None) or config.max_context
         self.max_context = min(config.max_context, model_limit)
         self.pool = SlotPool(config.cache_slots, self._new_slot)
+        self.vocabulary = vocabulary(tokenizer)  # token healing's index, built once: every keystroke uses it
 
     def _new_slot(self, key: str | None) -> CacheSlot:
         state = self.drafter.new_state() if self.drafter else None
@@ -161,14 +163,20 @@ class Engine:
                 f"the prompt is {len(prompt_ids)} tokens; the context window is {self.max_context} tokens "
                 "(shorten the prompt, or raise max_context if the model allows)"
             )
-        stats = Stats(prompt_tokens=len(prompt_ids))
+        # Token healing: the prompt loses its last token(s); the first tokens must write their text again, and
+        # that text is not part of the answer. Those tokens do not count against max_tokens.
+        healing = heal_prompt(self.vocabulary, prompt_ids) if request.token_healing and request.max_tokens \
+            else Healing(prompt_ids)
+        prompt_ids = healing.prompt_ids
+        constraint = Constraint(self.vocabulary, healing.removed)
+        stats = Stats(prompt_tokens=len(prompt_ids), healed_tokens=len(healing.removed_ids))
         cursor_line = request.prompt[request.prompt.rfind("\n") + 1 :]
         rules = StopRules(
             eos_ids=self.eos_ids, stop=tuple(request.stop), mode=request.mode,
             cursor_indent=indent_width(cursor_line),
-            max_tokens=min(request.max_tokens, self.max_context - len(prompt_ids)),
+            max_tokens=min(request.max_tokens + len(healing.removed_ids), self.max_context - len(prompt_ids)),
         )
-        output = StopState(rules, self.tokenizer, self.decode_anchor)
+        output = StopState(rules, self.tokenizer, self.decode_anchor, skip=len(healing.removed))
         if rules.max_tokens == 0:
             return self._finish(output, "length", stats, started, on_text)
 
@@ -184,7 +192,8 @@ class Engine:
         logits = self._prefill(slot, prompt_ids, stats, cancel)
         if logits is None:
             return self._finish(output, "cancelled", stats, started, on_text)
-        token = pick_token(logits, sampling, generator)
+        token = pick_token(constraint.mask_logits(logits[None])[0], sampling, generator)
+        constraint.advance(token)
         drafting = self.drafter is not None and request.draft_tokens != 0
         max_draft = request.draft_tokens if request.draft_tokens is not None else slot.draft_length
         if output.add(token):
@@ -200,25 +209,29 @@ class Engine:
                 t = time.perf_counter()
                 draft = self.drafter.propose(
                     DraftContext(sequence, budget, sampling, generator, slot, sources), slot.drafter_state)
-                draft_tokens, draft_probs = draft.tokens[:budget], draft.probs
+                draft_tokens = constraint.trim_draft(draft.tokens[:budget], sampled=draft.probs is not None)
+                draft_probs = draft.probs
                 stats.draft_s += time.perf_counter() - t
 
-            accepted, token = self._verify(slot, token, draft_tokens, draft_probs, sampling, generator, stats)
+            accepted, token = self._verify(slot, token, draft_tokens, draft_probs, sampling, generator, stats,
+                                           constraint)
             if draft_tokens and request.draft_tokens is None:
                 max_draft = slot.draft_length = next_draft_length(slot.draft_length, accepted, len(draft_tokens),
                                                                   self.config.max_draft_tokens)
 
             for accepted_token in draft_tokens[:accepted] + [token]:
+                constraint.advance(accepted_token)
                 if output.add(accepted_token):
                     return self._finish(output, output.finish_reason, stats, started, on_text, slot)
             _stream(output, on_text)
 
     def _verify(self, slot: CacheSlot, token: int, draft: list[int], draft_probs, sampling: SamplingParams,
-                generator, stats: Stats) -> tuple[int, int]:
-        """One verifier pass over the pending token and the draft; returns (draft tokens accepted, next token)."""
+                generator, stats: Stats, constraint: Constraint) -> tuple[int, int]:
+        """One verifier pass over the pending token and the draft; returns (draft tokens accepted, next token).
+        Rows where token healing's constraint holds are masked first, as the plain step's are."""
         t = time.perf_counter()
         slot.cache.truncate(len(slot.ids))  # drop what a drafter wrote into the verifier's cache (layer skip)
-        target_logits = self.verifier.forward([token] + draft, slot.cache)
+        target_logits = constraint.mask_logits(self.verifier.forward([token] + draft, slot.cache), draft)
         if sampling.greedy:
             accepted, next_token = verify_greedy(target_logits, draft)
         else:

@@ -38,6 +38,9 @@ class GenerationRequest:
     # Drop the far ends of prefix and suffix to fit the context instead of refusing (editors cannot count
     # tokens); room for min(max_tokens, a quarter of the context) completion tokens is kept.
     fit_context: bool = False
+    # Back the prompt up to a token boundary and make the first tokens write the removed text again
+    # (token_healing.py): a prompt cut inside a word or an indentation is continued as if it were not cut.
+    token_healing: bool = True
 
 
 @dataclass
@@ -48,6 +51,7 @@ class Stats:
     drafted_tokens: int = 0
     accepted_tokens: int = 0
     verifier_passes: int = 0
+    healed_tokens: int = 0  # prompt tokens backed up by token healing (written again, within completion_tokens)
     queue_s: float = 0.0
     prefill_s: float = 0.0
     draft_s: float = 0.0

@@ -38,6 +38,7 @@ class StopState:
     rules: StopRules
     tokenizer: object
     anchor: tuple[int, ...] = ()  # decoded before the tokens and cut off again (see fim.decode_anchor)
+    skip: int = 0  # leading bytes of the tokens that the prompt already holds (token healing): not text
     tokens: list[int] = field(default_factory=list)
     text: str = ""
     finish_reason: str | None = None
@@ -74,7 +75,7 @@ class StopState:
         for token in self.tokens[self._tokens_read:]:
             self._bytes += self._read(token)
         self._tokens_read = len(self.tokens)
-        return whole_characters(self._bytes)
+        return whole_characters(self._bytes[self.skip:])
 
     def _decode_ids(self, ids: list[int]) -> str:
         if self.anchor:

@@ -145,11 +145,13 @@ def test_smollm2_writes_an_emoji_as_three_tokens_and_shows_it_whole(smollm2):
     answers = []
     for limit in range(1, 5):
         deltas: list[str] = []
-        result = smollm2.generate(GenerationRequest(prompt=prompt, max_tokens=limit), on_text=deltas.append)
+        request = GenerationRequest(prompt=prompt, max_tokens=limit, token_healing=False)  # the prompt as typed
+        result = smollm2.generate(request, on_text=deltas.append)
         assert "".join(deltas) == result.text
         answers.append(result.text)
     assert answers == ["", "", "😀", "😀'"]
-    assert smollm2.tokenizer.decode(smollm2.generate(GenerationRequest(prompt=prompt, max_tokens=1)).token_ids) == "\ufffd"
+    first = smollm2.generate(GenerationRequest(prompt=prompt, max_tokens=1, token_healing=False))
+    assert smollm2.tokenizer.decode(first.token_ids) == "\ufffd"
 
 
 @pytest.mark.slow

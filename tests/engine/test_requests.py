@@ -154,7 +154,8 @@ def test_fit_context_trims_far_ends_and_keeps_the_cursor_line(make_engine):
     suffix = "\n".join(f"print(value_{i})" for i in range(200))
     with pytest.raises(RequestError):
         engine.generate(GenerationRequest(prompt=prefix, suffix=suffix, max_tokens=8))
-    request = GenerationRequest(prompt=prefix, suffix=suffix, max_tokens=8, fit_context=True, cache_key="d")
+    request = GenerationRequest(prompt=prefix, suffix=suffix, max_tokens=8, fit_context=True, cache_key="d",
+                                token_healing=False)
     ids = engine.prompt_ids(request)
     assert len(ids) <= 256 - 8
     text = engine.tokenizer.decode(ids)
@@ -177,7 +178,7 @@ def test_sentencepiece_model_keeps_the_leading_space_of_its_completion(tmp_path,
     assert engine.fim_template.family == "codellama"
     starts_with_space = 0
     for prefix, suffix in code_prompts:
-        request = GenerationRequest(prompt=prefix, suffix=suffix, max_tokens=6, draft_tokens=0)
+        request = GenerationRequest(prompt=prefix, suffix=suffix, max_tokens=6, draft_tokens=0, token_healing=False)
         result = engine.generate(request)
         prompt_ids = engine.prompt_ids(request)
         # What the completion adds to the decoded prompt, decoded in place.

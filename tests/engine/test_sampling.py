@@ -83,12 +83,13 @@ def exact_first_two_tokens(engine, prompt, temperature):
     return joint
 
 
-def sample_first_two_tokens(engine, prompt, temperature, seeds, draft_tokens=None):
+def sample_first_two_tokens(engine, prompt, temperature, seeds, draft_tokens=None, token_healing=False):
     counts = Counter()
     for seed in range(seeds):
         result = engine.generate(GenerationRequest(prompt=prompt, max_tokens=2, temperature=temperature,
-                                                   seed=seed, draft_tokens=draft_tokens, cache_key="stat"))
-        counts[tuple(result.token_ids)] += 1
+                                                   seed=seed, draft_tokens=draft_tokens, cache_key="stat",
+                                                   token_healing=token_healing))
+        counts[tuple(result.token_ids[:2])] += 1
     return counts
 
 
@@ -122,3 +123,93 @@ def test_same_seed_same_sample(make_engine):
     a = engine.generate(GenerationRequest(prompt=PROMPT, max_tokens=12, temperature=1.0, seed=7))
     b = engine.generate(GenerationRequest(prompt=PROMPT, max_tokens=12, temperature=1.0, seed=7))
     assert a.token_ids == b.token_ids
+
+
+# -- token healing: sampling under the constraint keeps the verifier's distribution restricted to what fits -----
+
+HEALED_PROMPT = "def wrap(text, width):\n    lines = []\n    return lines\n\n\n"  # backs up "ines\n\n\n"
+
+
+def roll_back_four(vocab, prompt_ids):
+    """Back up four tokens, so that the first two generated tokens are both constrained (the second one inside a
+    speculative verification pass)."""
+    from specd.daemon.engine.token_healing import Healing
+
+    removed = b"".join(vocab.pieces[t] for t in prompt_ids[-4:])
+    return Healing(list(prompt_ids[:-4]), list(prompt_ids[-4:]), removed)
+
+
+def exact_first_two_healed_tokens(engine, prompt, temperature):
+    """The verifier's exact joint distribution of the first two tokens, each restricted to the tokens that agree
+    with the healed text (computed here from the token pieces, not from the engine's masks)."""
+    pieces = engine.vocabulary.pieces
+    healing = roll_back_four(engine.vocabulary, engine.prompt_ids(GenerationRequest(prompt=prompt)))
+
+    def restricted(logits, remaining):
+        if not remaining:
+            return SamplingParams(temperature).probs(logits)
+        keep = torch.tensor([bool(p) and (p.startswith(remaining) or remaining.startswith(p)) for p in pieces])
+        return SamplingParams(temperature).probs(logits.masked_fill(~keep, float("-inf")))
+
+    cache = engine.verifier.new_cache()
+    first = restricted(engine.verifier.forward(healing.prompt_ids, cache, last_only=True)[-1], healing.removed)
+    joint = {}
+    for token in [t for t in first.topk(6).indices.tolist() if first[t] > 0]:
+        remaining = healing.removed[len(pieces[token]):] if healing.removed.startswith(pieces[token]) else b""
+        cache.truncate(len(healing.prompt_ids))
+        second = restricted(engine.verifier.forward([token], cache)[-1], remaining)
+        for other in [t for t in second.topk(8).indices.tolist() if second[t] > 0]:
+            joint[(token, other)] = float(first[token] * second[other])
+    return joint, healing
+
+
+@pytest.mark.parametrize("strategy", ["plain", "model", "ngram"])
+def test_sampling_under_token_healing_keeps_the_restricted_distribution(make_engine, monkeypatch, strategy):
+    engine = make_engine("ngram" if strategy == "plain" else strategy)
+    if strategy == "ngram":
+        from specd.daemon.engine.drafters.ngram import NgramDrafter
+
+        engine.drafter = NgramDrafter(min_ngram=1, unigram_tokens=16)
+    monkeypatch.setattr(engine_module, "heal_prompt", roll_back_four)
+    temperature, seeds = 1.0, 1200
+    expected, healing = exact_first_two_healed_tokens(engine, HEALED_PROMPT, temperature)
+    second_constrained = sum(p for (first, _), p in expected.items()
+                             if len(engine.vocabulary.pieces[first]) < len(healing.removed))
+    assert second_constrained > 0.5  # most samples test the constraint inside a verification pass
+    observed = sample_first_two_tokens(engine, HEALED_PROMPT, temperature, seeds,
+                                       draft_tokens=0 if strategy == "plain" else None, token_healing=True)
+    assert chi_square_p_value(observed, expected, seeds) > 0.001
+
+
+def trials_under_a_constraint(sampled_draft_kept: bool, trials=4000, seed=1):
+    """First tokens from verifying a one-token draft x ~ q while the healed text "ab" is still to be written.
+    p is the verifier's distribution restricted to the tokens that fit ("a", "ab"); q, the drafter's, also puts
+    mass on tokens that break the constraint, which the engine may drop from the draft before verification."""
+    from specd.daemon.engine.token_healing import Constraint, Vocabulary
+
+    vocab = Vocabulary([b"a", b"ab", b"b", b"c", b"ca", b"x"])
+    constraint = Constraint(vocab, b"ab")
+    generator = torch.Generator().manual_seed(seed)
+    logits = torch.tensor([[0.2, 1.0, 0.5, 0.1, 0.3, 0.0]] * 2)
+    p = torch.softmax(constraint.mask_logits(logits, [0]), dim=-1)
+    q = torch.tensor([[0.45, 0.05, 0.2, 0.1, 0.1, 0.1]])
+    first = Counter()
+    for _ in range(trials):
+        x = int(torch.multinomial(q[0], 1, generator=generator))
+        draft = constraint.trim_draft([x], sampled=sampled_draft_kept)
+        accepted, next_token = verify_sampling(p[: len(draft) + 1], draft, q[: len(draft)], generator)
+        first[draft[0] if accepted else next_token] += 1
+    return first, {i: float(p[0, i]) for i in range(6) if p[0, i] > 0}
+
+
+def test_a_sampled_draft_is_verified_whole_under_the_constraint():
+    observed, expected = trials_under_a_constraint(sampled_draft_kept=True)
+    assert set(observed) <= {0, 1}  # only tokens that fit
+    assert chi_square_p_value(observed, expected, 4000) > 0.001
+
+
+def test_cutting_a_sampled_draft_at_the_constraint_is_caught():
+    """Negative control: cut before a token that breaks the constraint, a sampled draft's replacement token is
+    drawn from p instead of max(p - q, 0): no longer the verifier's distribution."""
+    observed, expected = trials_under_a_constraint(sampled_draft_kept=False)
+    assert chi_square_p_value(observed, expected, 4000) < 1e-6

@@ -53,3 +53,36 @@ def test_embedded_default_is_ngram_on_cpu_fp32(smollm2):
     info = smollm2.info()
     assert info["drafter"] == "ngram" and info["dtype"] == "float32" and info["device"] == "cpu"
     assert smollm2.fim_template is None  # SmolLM2 has no FIM tokens: plain prefix completion
+
+
+# -- token healing (issue 11, items 1 and 2) ----------------------------------------------------------------------
+
+FACTORIAL = "def factorial(n):\n    if n <= 1:\n        return 1\n    return n * "
+
+
+def plain_and_speculative(engine, **request):
+    engine.pool.clear()
+    plain = engine.generate(GenerationRequest(**request, draft_tokens=0))
+    engine.pool.clear()
+    speculative = engine.generate(GenerationRequest(**request))
+    assert speculative.token_ids == plain.token_ids and speculative.text == plain.text
+    return plain
+
+
+@pytest.mark.parametrize("typed, rest", [("f", "actorial(n - 1)"), ("fac", "torial(n - 1)"),
+                                         ("facto", "rial(n - 1)"), ("factorial", "(n - 1)")])
+def test_a_cursor_inside_a_word_completes_the_word(smollm2, typed, rest):
+    """Unhealed, `* f` continues with `(n)` and `* fac`, `* facto` with `(n - 1)`: the prompt ends in a token
+    the model rarely saw there."""
+    result = plain_and_speculative(smollm2, prompt=FACTORIAL + typed, suffix="", max_tokens=16, mode="line")
+    assert result.text == rest
+    assert result.stats.healed_tokens == 1
+
+
+@pytest.mark.parametrize("indent", ["    ", "\t", "\r\n    "])
+def test_a_cursor_after_indentation_adds_no_whitespace(smollm2, indent):
+    """Unhealed, `):\\n    ` continues with a fifth space and `):\\n\\t` with a second tab."""
+    prefix = "def area(width, height):" + ("\n" if not indent.startswith("\r") else "") + indent
+    result = plain_and_speculative(smollm2, prompt=prefix, suffix="", max_tokens=16, mode="block")
+    assert result.text.startswith("return width ")
+    assert result.stats.healed_tokens == 1

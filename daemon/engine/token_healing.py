@@ -1,0 +1,216 @@
+"""Token healing: a prompt that ends inside a word or inside a run of whitespace is backed up to an earlier
+token boundary, and the first generated tokens are constrained to write the removed text again.
+
+A prompt cut at the cursor often ends in a token the model rarely saw there: `return n * f` ends in ` f`,
+which in training text is seldom followed by `actorial` because ` factorial` is one token; `):\\n    ` ends in
+`\\n    `, after which the model expects a fifth space. Healing removes the last token(s) and lets the model
+choose, among the tokens that agree with the removed text, the one it likes best. The idea is Guidance's
+("prompt boundaries and token healing"); the roll-back rule and the multi-step constraint are llama.cpp PR
+#7187's strategy `d` (dynamic roll back, several constrained decoding steps).
+
+Text is compared as bytes, as each token stands for them (token_bytes): a byte-level BPE token may hold half a
+UTF-8 character. The constraint is a mask on the verifier's logits, applied alike to the step after the prefill
+and to every row of a speculative verification pass, so greedy output is exactly the verifier's choice under the
+constraint and sampling draws from the verifier's distribution restricted to the tokens that agree.
+"""
+
+from __future__ import annotations
+
+import bisect
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import torch
+
+from .fim import decode_anchor
+from .token_bytes import byte_reader
+
+MASK_CACHE = 64  # masks kept per vocabulary, one per text still to write (a keystroke reuses the last ones)
+
+
+def _decoder(tokenizer):
+    """How a completion's tokens become text (stopping.StopState): decoded after fim.decode_anchor."""
+    anchor = list(decode_anchor(tokenizer))
+    anchor_text = tokenizer.decode(anchor, skip_special_tokens=False) if anchor else ""
+
+    def decode(ids: list[int]) -> str:
+        text = tokenizer.decode([*anchor, *ids], skip_special_tokens=False)
+        return text[len(anchor_text):] if anchor and text.startswith(anchor_text) else \
+            tokenizer.decode(ids, skip_special_tokens=False)
+
+    return decode
+
+
+def token_pieces(tokenizer) -> list[bytes | None]:
+    """The bytes each token id stands for (index = id); None for special tokens (BOS, EOS, FIM markers, unknown),
+    which healing never removes nor writes. All None for a tokenizer whose decoding is more than joining bytes
+    (token_bytes.byte_reader finds no reader): such a tokenizer is not healed."""
+    read = byte_reader(tokenizer, _decoder(tokenizer))
+    size = len(tokenizer)
+    if read is None:
+        return [None] * size
+    special = set(tokenizer.all_special_ids)
+    special |= {i for i, token in getattr(tokenizer, "added_tokens_decoder", {}).items() if token.special}
+    return [None if i in special else read(i) or None for i in range(size)]
+
+
+class Vocabulary:
+    """A tokenizer's pieces, indexed for the questions healing asks on every keystroke: which tokens start with
+    some bytes (a range of the sorted pieces), and which tokens are exactly some bytes."""
+
+    def __init__(self, pieces: list[bytes | None]) -> None:
+        self.size = len(pieces)
+        self.pieces = pieces
+        order = sorted((piece, i) for i, piece in enumerate(pieces) if piece)
+        self._sorted = [piece for piece, _ in order]
+        self._sorted_ids = torch.tensor([i for _, i in order], dtype=torch.long)
+        self._by_piece: dict[bytes, list[int]] = {}
+        for piece, token_id in order:
+            self._by_piece.setdefault(piece, []).append(token_id)
+        self.longest = max((len(piece) for piece in self._sorted), default=0)
+        self._masks: OrderedDict = OrderedDict()
+
+    def piece(self, token_id: int) -> bytes | None:
+        return self.pieces[token_id] if 0 <= token_id < self.size else None
+
+    def starting_with(self, prefix: bytes) -> torch.Tensor:
+        """Ids (LongTensor) of the tokens whose piece starts with `prefix`, `prefix` itself included."""
+        low = bisect.bisect_left(self._sorted, prefix)
+        # They are the pieces from `prefix` up to the first string after all of them: `prefix` with its last byte
+        # below 0xff raised by one and what follows dropped (none exists for a prefix of 0xff bytes only).
+        head = prefix.rstrip(b"\xff")
+        after = head[:-1] + bytes([head[-1] + 1]) if head else None
+        high = bisect.bisect_left(self._sorted, after, low) if after is not None else len(self._sorted)
+        return self._sorted_ids[low:high]
+
+    def any_starting_with(self, prefix: bytes) -> bool:
+        low = bisect.bisect_left(self._sorted, prefix)
+        return low < len(self._sorted) and self._sorted[low].startswith(prefix)
+
+    def allowed(self, remaining: bytes, width: int, device) -> torch.Tensor:
+        """Bool mask (width,) of the tokens that may come next while `remaining` (non-empty) is still to be
+        written: a token whose piece starts with all of it, or one whose piece is a shorter prefix of it. Ids at
+        or beyond the tokenizer's size (padding rows of a model's head) are never allowed. Cached."""
+        key = (remaining, width, str(device))
+        mask = self._masks.get(key)
+        if mask is not None:
+            self._masks.move_to_end(key)
+            return mask
+        mask = torch.zeros(max(width, self.size), dtype=torch.bool)
+        mask[self.starting_with(remaining)] = True
+        for end in range(1, len(remaining)):
+            mask[self._by_piece.get(remaining[:end], [])] = True
+        mask = self._masks[key] = mask[:width].to(device)
+        if len(self._masks) > MASK_CACHE:
+            self._masks.popitem(last=False)
+        return mask
+
+
+_VOCABULARIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def vocabulary(tokenizer) -> Vocabulary:
+    """The tokenizer's healing index, built once per tokenizer (about a second for 150k tokens)."""
+    try:
+        vocab = _VOCABULARIES.get(tokenizer)
+    except TypeError:  # not weakly referenceable (a test double): built each time
+        return Vocabulary(token_pieces(tokenizer))
+    if vocab is None:
+        vocab = _VOCABULARIES[tokenizer] = Vocabulary(token_pieces(tokenizer))
+    return vocab
+
+
+@dataclass
+class Healing:
+    """A prompt backed up for healing: `prompt_ids` without the `removed_ids`, whose bytes are `removed`."""
+
+    prompt_ids: list[int]
+    removed_ids: list[int] = field(default_factory=list)
+    removed: bytes = b""
+
+
+def heal_prompt(vocab: Vocabulary, prompt_ids: list[int]) -> Healing:
+    """Back the prompt up over its last tokens by llama.cpp's dynamic rule: as many trailing tokens as fit in the
+    longest token's bytes, then fewer until some token of the vocabulary starts with the removed bytes. Never
+    backs over a special token (BOS, a FIM marker) and never empties the prompt; the removed bytes start at a
+    character boundary. The prompt stays whole when there is nothing to heal: it ends in a special token, or a
+    single removed token is the only one that starts with its own bytes (the model would have to write it
+    again)."""
+    count, length = 0, 0
+    while count < len(prompt_ids) - 1:
+        piece = vocab.piece(prompt_ids[-1 - count])
+        if piece is None or length + len(piece) > vocab.longest:
+            break
+        count, length = count + 1, length + len(piece)
+    removed = b""
+    while count > 0:
+        removed = b"".join(vocab.piece(t) for t in prompt_ids[len(prompt_ids) - count :])
+        if not 0x80 <= removed[0] < 0xC0 and vocab.any_starting_with(removed):  # not inside a character
+            break
+        count -= 1
+    if count == 0 or (count == 1 and len(vocab.starting_with(removed)) == 1):
+        return Healing(list(prompt_ids))
+    keep = len(prompt_ids) - count
+    return Healing(list(prompt_ids[:keep]), list(prompt_ids[keep:]), removed)
+
+
+class Constraint:
+    """The part of the removed text that the generated tokens have still to write, and the logit masks that make
+    them write it. `remaining` is what is left after the tokens generated so far, the pending one included;
+    once it is empty, every method leaves logits and drafts as they are."""
+
+    def __init__(self, vocab: Vocabulary, remaining: bytes) -> None:
+        self.vocab = vocab
+        self.remaining = remaining
+
+    def after(self, remaining: bytes, token: int) -> bytes | None:
+        """What remains of `remaining` after `token`; None if the token does not agree with it."""
+        if not remaining:
+            return b""
+        piece = self.vocab.piece(token)
+        if not piece:
+            return None
+        if piece.startswith(remaining):
+            return b""
+        return remaining[len(piece):] if remaining.startswith(piece) else None
+
+    def advance(self, token: int) -> None:
+        """Record a generated token; ValueError if the constraint forbids it (the loop never lets that happen)."""
+        rest = self.after(self.remaining, token)
+        if rest is None:
+            raise ValueError(f"token {token} does not continue the healed text {self.remaining!r}")
+        self.remaining = rest
+
+    def mask_logits(self, logits: torch.Tensor, draft: list[int] = ()) -> torch.Tensor:
+        """logits: (len(draft) + 1, V), row i scoring the token after the pending one and draft[:i]. Returns a
+        copy in which each row's forbidden tokens are -inf (the input itself when no row is constrained). Rows
+        after a draft token that breaks the constraint are left as they are: verification rejects that token
+        (its probability under the mask is 0), so those rows are never used."""
+        if not self.remaining:
+            return logits
+        masked = logits.clone()
+        remaining = self.remaining
+        for row in range(logits.shape[0]):
+            allowed = self.vocab.allowed(remaining, logits.shape[-1], logits.device)
+            masked[row].masked_fill_(~allowed, float("-inf"))
+            remaining = self.after(remaining, draft[row]) if row < len(draft) else None
+            if not remaining:
+                break
+        return masked
+
+    def trim_draft(self, draft: list[int], sampled: bool) -> list[int]:
+        """The draft up to its first token that breaks the constraint, which verification would reject anyway, so
+        that a pass does not score what cannot be accepted. A `sampled` draft (drawn from a drafter's q, verified
+        by rejection sampling) stays whole: the token that replaces a rejected one comes from max(p - q, 0), and
+        cutting the draft before it would draw it from p, which is not the verifier's distribution."""
+        return draft if sampled else draft[: self.agreeing_prefix(draft)]
+
+    def agreeing_prefix(self, draft: list[int]) -> int:
+        """How many leading draft tokens agree with the constraint."""
+        remaining = self.remaining
+        for i, token in enumerate(draft):
+            remaining = self.after(remaining, token)
+            if remaining is None:
+                return i
+        return len(draft)

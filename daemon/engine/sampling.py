@@ -25,7 +25,11 @@ class SamplingParams:
 
     def probs(self, logits: torch.Tensor) -> torch.Tensor:
         """Distribution over the vocabulary for each row of `logits` (float32), after temperature and top-p."""
-        probs = torch.softmax(logits.float() / self.temperature, dim=-1)
+        logits = logits.float()
+        # Shifted so the largest is 0, and divided by at least float32's smallest normal number: a temperature
+        # near 0 then sends the others to -inf, never to inf - inf or 0 / 0.
+        temperature = max(self.temperature, torch.finfo(torch.float32).tiny)
+        probs = torch.softmax((logits - logits.max(dim=-1, keepdim=True).values) / temperature, dim=-1)
         if self.top_p < 1.0:
             probs = _top_p_filter(probs, self.top_p)
         return probs
@@ -34,8 +38,10 @@ class SamplingParams:
 def _top_p_filter(probs: torch.Tensor, top_p: float) -> torch.Tensor:
     sorted_probs, order = probs.sort(dim=-1, descending=True)
     # Keep the smallest set whose mass reaches top_p: a token stays if the mass before it is below top_p.
+    # The most likely token always stays, also for a top_p below float32's smallest number.
     mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs
-    sorted_probs = torch.where(mass_before < top_p, sorted_probs, torch.zeros_like(sorted_probs))
+    keep = (mass_before < top_p) | (torch.arange(probs.shape[-1], device=probs.device) == 0)
+    sorted_probs = torch.where(keep, sorted_probs, torch.zeros_like(sorted_probs))
     filtered = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
     return filtered / filtered.sum(dim=-1, keepdim=True)
 

@@ -127,3 +127,9 @@ def test_a_cursor_line_longer_than_the_context_is_cut_to_fit(fim_daemon, prefix,
     answer = fim_daemon.post("/specd/v1/complete", {"prefix": prefix, "suffix": suffix, "max_tokens": 4})
     assert answer.status == 200, answer.body
     assert answer.body["usage"]["total_tokens"] <= 2048  # the tiny model's context
+
+
+@pytest.mark.parametrize("temperature, top_p", [(1e-300, 1.0), (2.0, 1e-300)])
+def test_extreme_sampling_settings_are_served(fim_daemon, temperature, top_p):
+    body = {"prompt": "x = ", "max_tokens": 3, "temperature": temperature, "top_p": top_p, "seed": 1}
+    assert fim_daemon.post("/v1/completions", body).status == 200

@@ -159,3 +159,15 @@ def test_smollm2_completes_at_the_start_of_a_file(smollm2):
     assert smollm2.fim_template is None and smollm2.start_ids == [smollm2.tokenizer.bos_token_id]
     result = smollm2.generate(GenerationRequest(prompt="", suffix="import os\n", max_tokens=4, fit_context=True))
     assert result.stats.prompt_tokens == 1 and result.stats.completion_tokens > 0
+
+
+@pytest.mark.parametrize("temperature, top_p", [(1e-300, 1.0), (2.0, 1e-300), (1e-3, 1e-300)])
+def test_extreme_sampling_settings_pick_the_most_likely_token(temperature, top_p):
+    """A temperature or top_p below float32's range used to give NaN probabilities (a 500)."""
+    import torch
+
+    from specd.daemon.engine.sampling import SamplingParams, pick_token
+
+    logits = torch.randn(512, generator=torch.Generator().manual_seed(0))
+    logits[100:] = float("-inf")  # masked tokens (token healing) stay impossible
+    assert pick_token(logits, SamplingParams(temperature, top_p), torch.Generator().manual_seed(1)) == logits.argmax()

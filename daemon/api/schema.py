@@ -36,6 +36,7 @@ class CompletionParams:
     document_id: str | None = None
     stream: bool = False
     fit_context: bool = False  # trim prefix/suffix ends to the context window instead of answering 400
+    token_healing: bool = True  # completions only: a chat prompt ends in the template's own tokens
     include_usage: bool = False
     model: str | None = None
 
@@ -209,6 +210,7 @@ def _specd_options(body: dict, params: CompletionParams) -> None:
     params.draft_tokens = _int(options, "draft_tokens", None, low=0, high=256)
     params.mode = _mode(options)
     params.document_id = _str(options, "document_id")
+    params.token_healing = _bool(options, "token_healing", True)
 
 
 def _mode(body: dict) -> str | None:
@@ -268,6 +270,7 @@ def parse_chat(body: dict) -> tuple[list[dict], CompletionParams]:
     _sampling(body, params, default_max_tokens=256)
     _stream(body, params)
     _specd_options(body, params)
+    params.token_healing = _bool(_object(body, "specd"), "token_healing", False)
     return clean, params
 
 
@@ -302,6 +305,7 @@ def parse_native(body: dict) -> tuple[CompletionParams, str | None, str | None, 
     _sampling(body, params, default_max_tokens=64)
     params.stream = _bool(body, "stream", False)  # the last event carries usage anyway
     params.draft_tokens = _int(body, "draft_tokens", None, low=0, high=256)
+    params.token_healing = _bool(body, "token_healing", True)
     raw_snippets = body.get("extra_context")
     snippets = []
     if raw_snippets is not None:

@@ -67,7 +67,8 @@ async def test_emacs_eglot_completes_the_line_with_specd_el(answering_daemon, tm
     assert result["buffer"] == COMPLETED
     assert result["before-point"] == COMPLETED_LINE
     # The server saw the typed text (eglot's didChange) and specd-eglot-settings (initializationOptions).
-    assert len(daemon.requests) == 1, daemon.requests
+    # (The server may prefetch after the accept: a second request, on the completed line.)
+    assert daemon.requests, "the daemon was never asked"
     request = daemon.requests[0]
     assert request["prefix"].endswith(TYPED) and REPLY not in request["prefix"]
     assert (request["mode"], request["max_tokens"]) == ("line", 64)

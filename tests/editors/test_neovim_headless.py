@@ -143,9 +143,10 @@ local function accepted()
 end
 
 local function wait_for_completion()
-  -- One item: Vim inserts it at once (completeopt's default "menu,preview" opens no menu for one).
+  -- One item: Vim inserts it at once (completeopt's default "menu,preview" opens no menu for one). A line
+  -- no longer than TYPED is still being typed, or still waits for the server.
   local line = vim.api.nvim_buf_get_lines(bufnr, 5, 6, false)[1]
-  if vim.fn.pumvisible() == 1 or line ~= TYPED then
+  if vim.fn.pumvisible() == 1 or #line > #TYPED then
     result.completed = vim.fn.complete_info({ "items", "selected" })
     vim.api.nvim_input("<C-y><Esc>")
     return later(accepted)
@@ -196,5 +197,6 @@ async def test_neovim_07_snippet_completes_the_line_with_ctrl_x_ctrl_o(nvim, ans
     assert result["mode"] == "n"
     assert result["messages"] == "", result["messages"]
     assert result["lsp_log"] == "", result["lsp_log"]  # nothing from the server (unknown key: a warning)
-    assert len(daemon.requests) == 1 and daemon.requests[0]["prefix"].endswith(TYPED)
+    # The first request is the one <C-x><C-o> made (the server may prefetch after the accept).
+    assert daemon.requests and daemon.requests[0]["prefix"].endswith(TYPED)
     assert (daemon.requests[0]["mode"], daemon.requests[0]["max_tokens"]) == ("line", 64)

@@ -44,8 +44,9 @@ Ghost text under lsp-mode, the completion menu under eglot."
 
 ;;;; eglot
 
-(defun specd--eglot-contact (&optional _interactive)
-  "The `eglot-server-programs' entry for specd: its command and its settings."
+(defun specd--eglot-contact (&rest _)
+  "The `eglot-server-programs' entry for specd: its command and its settings.
+Eglot calls it with INTERACTIVE, and newer versions with PROJECT too."
   (append specd-command (list :initializationOptions (list :specd specd-eglot-settings))))
 
 (with-eval-after-load 'eglot

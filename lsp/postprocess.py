@@ -27,6 +27,15 @@ def _key(line: str) -> str:
     return " ".join(line.split())
 
 
+# A line that only closes something (`}`, `});`, `end`, `fi`, `else:`) is as likely a nested block's own end as
+# a copy of the one below the cursor; a repeat needs at least one line with more in it.
+_STRUCTURAL = re.compile(r"[)\]}>;,.: ]+|[)\]}]*\w+[:;]?")
+
+
+def _substantial(keys: list[str]) -> bool:
+    return any(not _STRUCTURAL.fullmatch(key) for key in keys)
+
+
 def trim_repeated_lines(text: str, suffix: str, cut_short: bool = False) -> str:
     """`text` up to where it starts repeating the text after the cursor, line by line.
 
@@ -34,7 +43,8 @@ def trim_repeated_lines(text: str, suffix: str, cut_short: bool = False) -> str:
     lines that follow the cursor (blank lines, indentation and runs of blanks aside). The completion's first
     line continues the cursor's line: it repeats the rest of that line, or the next line when the cursor is at
     the end of its line. With `cut_short`, the repeat's last line may be any start of the line it copies (the
-    token limit cut it), unless it is the completion's only line, which is then as likely new text.
+    token limit cut it), unless it is the completion's only line, which is then as likely new text. Lines that
+    only close something (`}`, `end`) do not make a repeat on their own: they may close the completion's own block.
     Returns `text` cut before the repeat ("" when all of it repeats), or `text` itself.
     """
     lines = _LINE_BREAK.split(text)
@@ -46,12 +56,12 @@ def trim_repeated_lines(text: str, suffix: str, cut_short: bool = False) -> str:
         if i == 0 and rest_of_line:
             if keys[0] != rest_of_line:
                 continue
-            keys = [key for key in keys[1:] if key]  # the first line restates the rest of the cursor's line
-            if not keys or _repeats(keys, below, cut_short):
+            rest = [key for key in keys[1:] if key]  # the first line restates the rest of the cursor's line
+            if not rest or _repeats(rest, below, cut_short) and _substantial(keys):
                 return ""
             continue
         keys = [key for key in keys if key]
-        if keys and _repeats(keys, below, cut_short and (i > 0 or len(keys) > 1)):
+        if keys and _repeats(keys, below, cut_short and (i > 0 or len(keys) > 1)) and _substantial(keys):
             return text[: starts[i]]
     return text
 

@@ -81,14 +81,17 @@ def key_lines(text: str) -> list[str]:
     return [" ".join(line.split()) for line in LINE_BREAK.split(text) if line.strip()]
 
 
+CLOSES_ONLY = re.compile(r"[)\]}>;,.: ]+|[)\]}]*\w+[:;]?")  # `}`, `});`, `end`, `else:`: may close its own block
+
+
 def retypes_lines_below(shown: str, suffix: str) -> bool:
     """True when the suggestion, from the start of one of its lines (after its first) to its end, equals the
-    non-blank lines after the cursor's line."""
+    non-blank lines after the cursor's line, and not all of those only close something."""
     below = key_lines("".join(LINE_BREAK.split(suffix, maxsplit=1)[1:]))
     lines = LINE_BREAK.split(shown)
     for i in range(1, len(lines)):
         tail = key_lines("\n".join(lines[i:]))
-        if tail and tail == below[: len(tail)]:
+        if tail and tail == below[: len(tail)] and not all(CLOSES_ONLY.fullmatch(line) for line in tail):
             return True
     return False
 

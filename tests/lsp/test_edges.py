@@ -42,6 +42,10 @@ def test_a_suggestion_is_cut_where_it_starts_repeating_the_lines_below(raw, cut_
     # Re-typing the rest of the cursor's line and the lines below it is a repeat too.
     ("foo()\nbar()", "foo()\nbar()\n", False, ""),
     ("x = 1", "\nx = 1\n", False, ""),
+    # A line that only closes something may close the suggestion's own block: not a repeat on its own.
+    ("if (y) {\n  bar();\n}", "\n}\n", False, "if (y) {\n  bar();\n}"),
+    ("if y then\n  bar()\nend", "\nend\n", False, "if y then\n  bar()\nend"),
+    ("bar();\n}\n\nfunction next() {", "\n}\n\nfunction next() {\n  x\n}\n", False, "bar();"),
 ])
 def test_what_is_not_a_repeat_is_kept(raw, suffix, cut_short, shown):
     assert postprocess.clean(raw, suffix, "block", cut_short=cut_short) == shown

@@ -18,7 +18,7 @@
                       60)
      (specd-test-put 'workspaces (mapcar (lambda (w) (symbol-name (lsp--client-server-id (lsp--workspace-client w))))
                                          (lsp-workspaces)))
-     (specd-test-put 'inline-mode (bound-and-true-p lsp-inline-completion-mode))
+     (specd-test-put 'enabled lsp-inline-completion-enable)
      (specd-test-put 'idle-delay lsp-inline-completion-idle-delay)
      (specd-test-type-start-of-line)
      (execute-kbd-macro (kbd "C-c s"))

@@ -51,12 +51,10 @@ local ok, err = pcall(function()
 
   -- A long plain decode (hundreds of tokens, well over 100 ms) against a short timeout: request_sync gives up
   -- and cancels it while the daemon is decoding.
-  client.notify("workspace/didChangeConfiguration",
-    { settings = { specd = { debounceMs = 0, maxTokens = 2000, draftTokens = 0, mode = "block" } } })
-  -- Exactly real_daemon.LONG_PROMPT, on which the tiny model does not stop early: no end-of-line after the
-  -- last (empty) line, which Neovim would otherwise send as a one-newline suffix.
-  vim.bo[buf].eol = false
-  vim.bo[buf].fixeol = false
+  -- As a user's config change does it: the client's settings change (Neovim answers the server's
+  -- workspace/configuration pull from them), then the server is told.
+  client.config.settings = { specd = { debounceMs = 0, maxTokens = 2000, draftTokens = 0, mode = "block" } }
+  client.notify("workspace/didChangeConfiguration", { settings = client.config.settings })
   vim.api.nvim_buf_set_lines(buf, 0, -1, false, vim.split(string.rep("import os\n", 10), "\n"))
   local slow, slow_err = client.request_sync("textDocument/inlineCompletion",
     { textDocument = { uri = vim.uri_from_bufnr(buf) }, position = { line = 10, character = 0 },

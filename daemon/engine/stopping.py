@@ -71,11 +71,23 @@ class StopState:
 
     def _decode(self) -> str:
         if self._read is None:
-            return self._decode_ids(self.tokens)
+            return self._decode_whole(self.tokens)
         for token in self.tokens[self._tokens_read:]:
             self._bytes += self._read(token)
         self._tokens_read = len(self.tokens)
         return whole_characters(self._bytes[self.skip:])
+
+    def _decode_whole(self, ids: list[int]) -> str:
+        """Without a byte reader: the decoded text, or, when it ends in U+FFFD, that of the longest run of at
+        least all but 3 tokens (a character has at most 4 bytes) that does not, if it is a start of it."""
+        text = self._decode_ids(ids)
+        if not text.endswith("\ufffd"):
+            return text
+        for drop in range(1, min(3, len(ids)) + 1):
+            shorter = self._decode_ids(ids[:-drop])
+            if not shorter.endswith("\ufffd") and text.startswith(shorter):
+                return shorter
+        return text
 
     def _decode_ids(self, ids: list[int]) -> str:
         if self.anchor:

@@ -171,3 +171,25 @@ def test_extreme_sampling_settings_pick_the_most_likely_token(temperature, top_p
     logits = torch.randn(512, generator=torch.Generator().manual_seed(0))
     logits[100:] = float("-inf")  # masked tokens (token healing) stay impossible
     assert pick_token(logits, SamplingParams(temperature, top_p), torch.Generator().manual_seed(1)) == logits.argmax()
+
+
+class OpaqueByteTokenizer:
+    """Decodes ids as bytes but tells nothing else (no vocabulary to read bytes from): the decoded text is all
+    StopState has, as with a tokenizer whose decoding does more than join bytes."""
+
+    def decode(self, ids, skip_special_tokens=False):
+        return bytes(ids).decode("utf-8", errors="replace")
+
+
+@pytest.mark.parametrize("limit", range(1, 8))
+def test_without_token_bytes_no_end_leaves_half_a_character(limit):
+    data = "x😀é".encode()
+    state = StopState(StopRules(eos_ids=frozenset(), max_tokens=limit), OpaqueByteTokenizer())
+    assert state._read is None
+    streamed = []
+    for byte in data:
+        if state.add(byte):
+            break
+        streamed.append(state.stable_delta())
+    assert state.text == "x😀é"[: len(data[:limit].decode("utf-8", "ignore"))]
+    assert "".join(streamed) + state.stable_delta() == state.text

@@ -3,6 +3,20 @@
 
 A door parses its wire format into `CompletionParams` (schema.py), calls `generate` with a `Shape` that
 words its answers, and never touches the engine: the scheduler's worker thread owns it.
+
+A new door (one module, e.g. anthropic.py) in its `add_routes(app)`:
+
+- `add_door(app, Door(name, owns, error))`: `owns(request)` says which requests are the door's (by path, or by
+  a header on a route doors share); `error(status, message, kind, headers)` words an error in the door's body.
+  Every error answered for those requests (security checks, unknown methods, bad bodies, a full queue, engine
+  failures) is reworded with it by the app's middleware, and `/metrics` counts the door's requests
+  (`specd_door_requests_total{door=name}`).
+- a `Shape` subclass: `body` (a whole answer), `stream_start`, `delta`, `stream_end` (one event or a list),
+  and where its stream differs `content_type`, `encode`, `error_event`, `done`. `Shape(..., speculative=report)`
+  with the report of speculative.apply (the knobs a request carries).
+- `generate(request, ctx, gen_request, params, shape)`: a whole answer carries the `x-specd-*` accounting
+  headers (speculative.headers); a stream carries the speculative report in headers and the accounting in its
+  last events (`shape.stats(...)` adds the report to the engine's accounting).
 """
 
 from __future__ import annotations
@@ -14,7 +28,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import PurePath
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
@@ -22,8 +36,9 @@ from specd.daemon.config.settings import Settings
 from specd.daemon.service.metrics import Metrics
 from specd.daemon.service.scheduler import EngineUnavailable, JobCancelled, QueueFull, Scheduler
 
+from . import speculative
 from .schema import CompletionParams, parse_json_body
-from .security import json_error
+from .security import ErrorResponse, json_error
 
 log = logging.getLogger("specd.server")
 
@@ -49,6 +64,40 @@ class Context:
 
 
 CTX = web.AppKey("specd_context", Context)
+
+
+@dataclass(frozen=True)
+class Door:
+    """One API door as the app sees it: its name (a label in /metrics), which requests it answers, and how it
+    words an error (None: specd's generic `{"error": {message, type, code}}`)."""
+
+    name: str
+    owns: Callable[[web.Request], bool]
+    error: Callable[[int, str, str, dict], web.Response] | None = None
+    # GET /v1/models is one route for every door (the OpenAI door registers it): a door that owns a request
+    # to it (Anthropic: by its `anthropic-version` header) answers it in its own list shape.
+    models: Callable[[web.Request], Awaitable[web.Response]] | None = None
+
+
+DOORS = web.AppKey("specd_doors", list)
+
+
+def add_door(app: web.Application, door: Door) -> None:
+    app[DOORS].append(door)
+
+
+def door_of(request: web.Request) -> Door | None:
+    for door in request.app.get(DOORS, ()):
+        if door.owns(request):
+            return door
+    return None
+
+
+def door_error(door: Door | None, response: web.StreamResponse) -> web.StreamResponse:
+    """An error answered in specd's generic body, reworded in the door's own shape."""
+    if door is None or door.error is None or not isinstance(response, ErrorResponse):
+        return response
+    return door.error(response.status, response.message, response.kind, response.extra_headers)
 
 
 async def read_body(request: web.Request) -> dict:
@@ -96,7 +145,9 @@ async def generate(request: web.Request, ctx: Context, gen_request: Any, params:
             result = await ctx.scheduler.wait(job)
         except Exception as e:  # noqa: BLE001 - mapped to an HTTP answer below
             return failure_response(ctx, e, shape)
-        return web.json_response(shape.body(result.text, result.finish_reason, result.stats.to_dict()))
+        stats = shape.stats(result.stats.to_dict())
+        return web.json_response(shape.body(result.text, result.finish_reason, stats),
+                                 headers=speculative.headers(shape.speculative, stats))
     return await stream(request, ctx, job, deltas, params, shape)
 
 
@@ -104,8 +155,9 @@ def failure_response(ctx: Context, error: Exception, shape: "Shape") -> web.Resp
     if isinstance(error, JobCancelled):
         if error.reason == "superseded":  # the client itself sent a newer request for this document
             partial = error.result
-            stats = partial.stats.to_dict() if partial is not None else {}
-            return web.json_response(shape.body(partial.text if partial else "", "cancelled", stats))
+            stats = shape.stats(partial.stats.to_dict() if partial is not None else {})
+            return web.json_response(shape.body(partial.text if partial else "", "cancelled", stats),
+                                     headers=speculative.headers(shape.speculative, stats))
         if error.reason == "deadline":
             return json_error(504, f"the request did not finish within request_timeout "
                                    f"({ctx.settings.request_timeout:g}s)", "timeout")
@@ -121,13 +173,14 @@ def failure_response(ctx: Context, error: Exception, shape: "Shape") -> web.Resp
 
 async def stream(request: web.Request, ctx: Context, job: Any, deltas: asyncio.Queue,
                   params: CompletionParams, shape: "Shape") -> web.StreamResponse:
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    response = web.StreamResponse(headers={"Content-Type": shape.content_type, "Cache-Control": "no-cache",
+                                           **speculative.headers(shape.speculative)})
     finished = False
     waiter = asyncio.ensure_future(ctx.scheduler.wait(job))
     try:
         await response.prepare(request)
         for chunk in shape.stream_start():
-            await send_event(response, chunk)
+            await send_event(response, shape, chunk)
         sent = []
         while True:
             getter = asyncio.ensure_future(deltas.get())
@@ -136,32 +189,33 @@ async def stream(request: web.Request, ctx: Context, job: Any, deltas: asyncio.Q
                 getter.cancel()
                 break
             sent.append(getter.result())
-            await send_event(response, shape.delta(sent[-1]))
+            await send_event(response, shape, shape.delta(sent[-1]))
         while not deltas.empty():  # deltas queued just before the result arrived
             sent.append(deltas.get_nowait())
-            await send_event(response, shape.delta(sent[-1]))
+            await send_event(response, shape, shape.delta(sent[-1]))
         finished = True
         try:
             result = waiter.result()
         except JobCancelled as e:
             if e.reason != "superseded":
-                await response.write(b"data: " + failure_response(ctx, e, shape).body + b"\n\n")
+                await response.write(shape.error_event(failure_response(ctx, e, shape)))
             else:
-                stats = e.result.stats.to_dict() if e.result is not None else {}
-                await send_event(response, shape.stream_end("cancelled", stats))
+                stats = shape.stats(e.result.stats.to_dict() if e.result is not None else {})
+                await send_event(response, shape, shape.stream_end("cancelled", stats))
         except Exception as e:  # noqa: BLE001 - reported in-band: the 200 status line is already sent
-            await response.write(b"data: " + failure_response(ctx, e, shape).body + b"\n\n")
+            await response.write(shape.error_event(failure_response(ctx, e, shape)))
         else:
             streamed = "".join(sent)
             if result.text != streamed and result.text.startswith(streamed):
-                await send_event(response, shape.delta(result.text[len(streamed):]))
+                await send_event(response, shape, shape.delta(result.text[len(streamed):]))
             elif result.text != streamed:
                 log.error("%s: streamed text differs from the final text", shape.rid)
-            stats = result.stats.to_dict()
-            await send_event(response, shape.stream_end(result.finish_reason, stats))
+            stats = shape.stats(result.stats.to_dict())
+            await send_event(response, shape, shape.stream_end(result.finish_reason, stats))
             if params.include_usage:
-                await send_event(response, shape.stream_usage(stats))
-        await response.write(b"data: [DONE]\n\n")
+                await send_event(response, shape, shape.stream_usage(stats))
+        if shape.done:
+            await response.write(shape.done)
         await response.write_eof()
         return response
     finally:
@@ -170,15 +224,32 @@ async def stream(request: web.Request, ctx: Context, job: Any, deltas: asyncio.Q
             waiter.cancel()
 
 
-async def send_event(response: web.StreamResponse, payload: dict) -> None:
-    await response.write(b"data: " + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n")
+async def send_event(response: web.StreamResponse, shape: "Shape", payload: dict | list[dict]) -> None:
+    for event in payload if isinstance(payload, list) else [payload]:
+        await response.write(shape.encode(event))
 
 
 class Shape:
-    """How one route words its answers."""
+    """How one route words its answers. Streams are SSE `data:` events ending in `data: [DONE]` (OpenAI's);
+    a door whose stream differs overrides `content_type`, `encode`, `error_event` and `done`."""
 
-    def __init__(self, rid: str, model: str = "specd") -> None:
+    content_type = "text/event-stream"
+    done = b"data: [DONE]\n\n"  # written after the last event; b"" for streams that just end
+
+    def encode(self, payload: dict) -> bytes:
+        return b"data: " + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n"
+
+    def error_event(self, error: web.Response) -> bytes:
+        """An error after the 200 status line is sent, in-band."""
+        return b"data: " + error.body + b"\n\n"
+
+    def __init__(self, rid: str, model: str = "specd", speculative: dict | None = None) -> None:
         self.rid, self.model, self.created = rid, model, int(time.time())
+        self.speculative = speculative  # speculative.apply's report: in `stats` and the x-specd-* headers
+
+    def stats(self, stats: dict) -> dict:
+        """The engine's accounting, with the speculative report when the door made one."""
+        return {**stats, "speculative": self.speculative} if self.speculative is not None else stats
 
     def body(self, text: str, finish_reason: str, stats: dict) -> dict:
         raise NotImplementedError
@@ -189,7 +260,7 @@ class Shape:
     def delta(self, text: str) -> dict:
         raise NotImplementedError
 
-    def stream_end(self, finish_reason: str, stats: dict) -> dict:
+    def stream_end(self, finish_reason: str, stats: dict) -> dict | list[dict]:
         raise NotImplementedError
 
     def stream_usage(self, stats: dict) -> dict:

@@ -17,7 +17,7 @@ from specd.daemon.service.metrics import Metrics
 from specd.daemon.service.scheduler import Scheduler
 
 from . import native, openai
-from .generation import CTX, Context
+from .generation import CTX, DOORS, Context, door_error, door_of
 from .schema import BadRequest
 from .security import json_error, security_middlewares
 
@@ -36,6 +36,7 @@ def create_app(settings: Settings, scheduler: Scheduler, *, token: str, new_requ
         client_max_size=MAX_BODY_BYTES,
     )
     app[CTX] = Context(settings, scheduler, metrics, new_request, request_error, time.time())
+    app[DOORS] = []  # each door's add_routes adds itself (generation.add_door); the first that owns a request
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics_text)
     openai.add_routes(app)
@@ -47,6 +48,7 @@ def errors_and_metrics(metrics: Metrics):
     @web.middleware
     async def middleware(request: web.Request, handler) -> web.StreamResponse:
         started = time.monotonic()
+        door = door_of(request)
         try:
             response = await handler(request)
         except web.HTTPException as e:  # unknown route, wrong method, body too large, ...
@@ -55,11 +57,14 @@ def errors_and_metrics(metrics: Metrics):
             response = json_error(400, str(e), "invalid_request_error")
         except (ConnectionResetError, asyncio.CancelledError):
             metrics.count_request(request.method, _route(request), 499)  # client went away
+            metrics.count_door(door.name if door else "none", 499)
             raise
         except Exception:  # noqa: BLE001 - one broken request must not take the daemon down
             log.exception("internal error on %s %s", request.method, request.path)
             response = json_error(500, "internal error; see `specd logs`", "server_error")
+        response = door_error(door, response)  # errors in the door's own body
         metrics.count_request(request.method, _route(request), response.status)
+        metrics.count_door(door.name if door else "none", response.status)
         log.info("%s %s -> %d in %.0f ms", request.method, request.path, response.status,
                  (time.monotonic() - started) * 1000)
         return response

@@ -11,22 +11,26 @@ from aiohttp import web
 
 from specd.daemon import __version__
 
-from .generation import CTX, Shape, generate, generation_request, log_prompt, read_body, usage
+from . import speculative
+from .generation import CTX, Door, Shape, add_door, generate, generation_request, log_prompt, read_body, usage
 from .schema import native_prompt, parse_native
 
 
 def add_routes(app: web.Application) -> None:
+    add_door(app, Door("native", lambda request: request.path.startswith("/specd/")))
     app.router.add_post("/specd/v1/complete", native_complete)
     app.router.add_get("/specd/v1/status", status)
 
 
 async def native_complete(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CTX]
-    params, language, path, snippets = parse_native(await read_body(request))
+    body = await read_body(request)
+    params, language, path, snippets = parse_native(body)
     params.prompt = native_prompt(params.prompt, language, snippets)
+    report = speculative.apply(ctx, speculative.parse(body), params)
     rid = "spd-" + secrets.token_hex(12)
     log_prompt(ctx, rid, params, f" language={language!r} path={path!r}")
-    return await generate(request, ctx, generation_request(ctx, params), params, NativeShape(rid))
+    return await generate(request, ctx, generation_request(ctx, params), params, NativeShape(rid, speculative=report))
 
 
 async def status(request: web.Request) -> web.Response:

@@ -8,18 +8,27 @@ from typing import Any
 
 from aiohttp import web
 
-from .generation import CTX, Context, Shape, generate, generation_request, log, log_prompt, read_body, usage
+from . import speculative
+from .generation import (CTX, Context, Door, Shape, add_door, door_of, generate, generation_request, log, log_prompt,
+                         read_body, usage)
 from .schema import parse_chat, parse_completion
 from .security import json_error
 
 
+ROUTES = frozenset({"/v1/models", "/v1/completions", "/v1/chat/completions"})
+
+
 def add_routes(app: web.Application) -> None:
+    add_door(app, Door("openai", lambda request: request.path in ROUTES))
     app.router.add_get("/v1/models", list_models)
     app.router.add_post("/v1/completions", completions)
     app.router.add_post("/v1/chat/completions", chat_completions)
 
 
 async def list_models(request: web.Request) -> web.Response:
+    door = door_of(request)
+    if door is not None and door.models is not None:  # another door's list shape (generation.Door.models)
+        return await door.models(request)
     ctx = request.app[CTX]
     name, _ = ctx.model_names()
     model = {"id": name, "object": "model", "created": int(ctx.started_at), "owned_by": "specd"}
@@ -38,22 +47,26 @@ def check_model(ctx: Context, requested: str | None) -> web.Response | None:
 
 async def completions(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CTX]
-    params = parse_completion(await read_body(request))
+    body = await read_body(request)
+    params = parse_completion(body)
     refused = check_model(ctx, params.model)
     if refused is not None:
         return refused
+    report = speculative.apply(ctx, speculative.parse(body), params)
     rid = "cmpl-" + secrets.token_hex(12)
     log_prompt(ctx, rid, params)
-    shape = CompletionShape(rid, ctx.model_names()[0])
+    shape = CompletionShape(rid, ctx.model_names()[0], speculative=report)
     return await generate(request, ctx, generation_request(ctx, params), params, shape)
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CTX]
-    messages, params = parse_chat(await read_body(request))
+    body = await read_body(request)
+    messages, params = parse_chat(body)
     refused = check_model(ctx, params.model)
     if refused is not None:
         return refused
+    report = speculative.apply(ctx, speculative.parse(body), params)
     rid = "chatcmpl-" + secrets.token_hex(12)
     if ctx.settings.log_prompts:
         log.info("%s messages=%r", rid, messages)
@@ -61,7 +74,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     def build(engine: Any) -> Any:  # on the worker: the chat template needs the loaded tokenizer
         return generation_request(ctx, params, prompt=engine.apply_chat_template(messages))
 
-    return await generate(request, ctx, build, params, ChatShape(rid, ctx.model_names()[0]))
+    return await generate(request, ctx, build, params, ChatShape(rid, ctx.model_names()[0], speculative=report))
 
 
 class CompletionShape(Shape):

@@ -7,6 +7,7 @@ reach 127.0.0.1, but it cannot pick the Host header's name nor hide its Origin.
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import os
 import secrets
@@ -24,9 +25,18 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PUBLIC_ROUTES = frozenset({"/health"})
 
 
+class ErrorResponse(web.Response):
+    """An error in specd's generic body `{"error": {message, type, code}}`; the app rewords it for a door that
+    has its own error body (generation.Door), so a check made here answers in every door's shape."""
+
+    def __init__(self, status: int, message: str, kind: str, headers: dict | None = None) -> None:
+        body = {"error": {"message": message, "type": kind, "code": status}}
+        super().__init__(text=json.dumps(body), status=status, content_type="application/json", headers=headers)
+        self.message, self.kind, self.extra_headers = message, kind, dict(headers or {})
+
+
 def json_error(status: int, message: str, kind: str, headers: dict | None = None) -> web.Response:
-    body = {"error": {"message": message, "type": kind, "code": status}}
-    return web.json_response(body, status=status, headers=headers)
+    return ErrorResponse(status, message, kind, headers)
 
 
 def load_or_create_token(token_file: Path) -> str:
@@ -103,10 +113,13 @@ def security_middlewares(settings: Settings, token: str) -> list:
         if request.path in PUBLIC_ROUTES:
             return await handler(request)
         given = request.headers.get("Authorization", "").strip().encode()
+        api_key = request.headers.get("x-api-key")  # Anthropic's header (its SDK 0.x/1.x, ANTHROPIC_API_KEY)
+        if not given and api_key is not None:
+            given = b"Bearer " + api_key.strip().encode()
         if not hmac.compare_digest(given, expected):
             why = "missing Authorization header" if not given else "wrong token"
-            return json_error(401, f"{why}: send 'Authorization: Bearer <token>' with the token from "
-                                   "`specd status --json` (token_file)", "unauthorized",
+            return json_error(401, f"{why}: send 'Authorization: Bearer <token>' (or 'x-api-key: <token>') with "
+                                   "the token from `specd status --json` (token_file)", "unauthorized",
                               headers={"WWW-Authenticate": "Bearer"})
         return await handler(request)
 

@@ -49,6 +49,7 @@ class Metrics:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.requests: dict[tuple[str, str, int], int] = {}  # (method, route, status) -> count
+        self.door_requests: dict[tuple[str, int], int] = {}  # (API door, status) -> count
         self.stage_seconds = {stage: Histogram(LATENCY_BUCKETS) for stage in STAGES}
         self.tokens = {"prompt": 0, "cached": 0, "completion": 0, "drafted": 0, "accepted": 0}
         self.verifier_passes = 0
@@ -62,6 +63,10 @@ class Metrics:
         with self._lock:
             key = (method, route, status)
             self.requests[key] = self.requests.get(key, 0) + 1
+
+    def count_door(self, door: str, status: int) -> None:
+        with self._lock:
+            self.door_requests[(door, status)] = self.door_requests.get((door, status), 0) + 1
 
     def record_generation(self, stats: dict) -> None:
         with self._lock:
@@ -107,6 +112,11 @@ class Metrics:
         for (method, route, status), count in sorted(self.requests.items()):
             labels = _labels([("method", method), ("route", route), ("status", str(status))])
             yield f"specd_http_requests_total{labels} {count}\n"
+
+        yield "# HELP specd_door_requests_total HTTP requests by API door (openai, anthropic, native, ...) and status.\n"
+        yield "# TYPE specd_door_requests_total counter\n"
+        for (door, status), count in sorted(self.door_requests.items()):
+            yield f"specd_door_requests_total{_labels([('door', door), ('status', str(status))])} {count}\n"
 
         yield "# HELP specd_stage_seconds Latency of each stage of a completion.\n"
         yield "# TYPE specd_stage_seconds histogram\n"

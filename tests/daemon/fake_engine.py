@@ -21,12 +21,14 @@ class FakeEngine:
         self.release = threading.Event()
         self.entered = threading.Event()  # set when a generation has produced its first piece
         self.finished: list[str] = []  # finish_reason of each generation, in order
+        self.requests: list[GenerationRequest] = []  # every request generated, in order
         FakeEngine.alive += 1
         FakeEngine.most_alive = max(FakeEngine.most_alive, FakeEngine.alive)
 
     def generate(self, request: GenerationRequest, cancel: CancelToken, on_text=None) -> GenerationResult:
         if request.prompt == "too long":
             raise RequestError("the prompt is 9999 tokens; the context window is 64 tokens")
+        self.requests.append(request)
         pieces: list[str] = []
         reason = "length"
         for i in range(request.max_tokens):

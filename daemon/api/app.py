@@ -20,6 +20,7 @@ from . import native, openai
 from .generation import CTX, DOORS, Context, door_error, door_of
 from .schema import BadRequest
 from .security import json_error, security_middlewares
+from .sigv4 import KeyPair
 
 log = logging.getLogger("specd.server")
 
@@ -27,12 +28,14 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 
 
 def create_app(settings: Settings, scheduler: Scheduler, *, token: str, new_request: Callable[..., Any],
-               request_error: type[Exception], metrics: Metrics | None = None) -> web.Application:
+               request_error: type[Exception], metrics: Metrics | None = None,
+               aws_keys: KeyPair | None = None) -> web.Application:
     """`new_request` and `request_error` are the engine's GenerationRequest and RequestError, passed in
-    so that this module (and its tests) never import torch."""
+    so that this module (and its tests) never import torch. `aws_keys`: the pair SigV4-signed requests must
+    be signed with (none: such requests are refused)."""
     metrics = metrics or scheduler.metrics
     app = web.Application(
-        middlewares=[errors_and_metrics(metrics), *security_middlewares(settings, token)],
+        middlewares=[errors_and_metrics(metrics), *security_middlewares(settings, token, aws_keys)],
         client_max_size=MAX_BODY_BYTES,
     )
     app[CTX] = Context(settings, scheduler, metrics, new_request, request_error, time.time())

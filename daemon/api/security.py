@@ -12,12 +12,15 @@ import logging
 import os
 import secrets
 import stat
+import time
 from pathlib import Path
 from typing import Awaitable, Callable
 
 from aiohttp import web
 
 from specd.daemon.config.settings import Settings, is_loopback_host
+
+from . import sigv4
 
 log = logging.getLogger("specd.security")
 
@@ -60,6 +63,27 @@ def load_or_create_token(token_file: Path) -> str:
     return token
 
 
+def load_or_create_aws_keys(keys_file: Path) -> sigv4.KeyPair:
+    """The access key pair AWS SDKs sign with (SigV4) when pointed at specd's Bedrock door: made at first start
+    beside the token, in a 0600 JSON file, and kept across restarts."""
+    keys_file.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(keys_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        os.chmod(keys_file, 0o600)
+        try:
+            saved = json.loads(keys_file.read_text(encoding="utf-8"))
+            return sigv4.KeyPair(saved["aws_access_key_id"], saved["aws_secret_access_key"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("%s is unreadable; issuing a new key pair", keys_file)
+        fd = os.open(keys_file, os.O_WRONLY | os.O_TRUNC, 0o600)
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+    keys = sigv4.KeyPair("SPECD" + "".join(secrets.choice(alphabet) for _ in range(15)), secrets.token_urlsafe(30))
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump({"aws_access_key_id": keys.access_key_id, "aws_secret_access_key": keys.secret_access_key}, f)
+    return keys
+
+
 def _host_name(host_header: str) -> str:
     if host_header.startswith("["):  # [::1]:7411
         return host_header[1:].split("]", 1)[0]
@@ -75,7 +99,7 @@ def allowed_host_names(settings: Settings) -> frozenset[str]:
     return frozenset(names)
 
 
-def security_middlewares(settings: Settings, token: str) -> list:
+def security_middlewares(settings: Settings, token: str, aws_keys: sigv4.KeyPair | None = None) -> list:
     extra_hosts = allowed_host_names(settings)
     allowed_origins = frozenset(o.rstrip("/") for o in settings.allowed_origins)
     expected = f"Bearer {token}".encode()
@@ -113,14 +137,28 @@ def security_middlewares(settings: Settings, token: str) -> list:
         if request.path in PUBLIC_ROUTES:
             return await handler(request)
         given = request.headers.get("Authorization", "").strip().encode()
-        api_key = request.headers.get("x-api-key")  # Anthropic's header (its SDK 0.x/1.x, ANTHROPIC_API_KEY)
+        if given.startswith(sigv4.ALGORITHM.encode()):  # AWS SDKs sign with the key pair specd issued
+            return await check_signature(request, handler)
+        # Anthropic's header (its SDK 0.x/1.x, ANTHROPIC_API_KEY); Google's header and query parameter
+        api_key = next((k for k in (request.headers.get("x-api-key"), request.headers.get("x-goog-api-key"),
+                                    request.query.get("key")) if k is not None), None)
         if not given and api_key is not None:
             given = b"Bearer " + api_key.strip().encode()
         if not hmac.compare_digest(given, expected):
             why = "missing Authorization header" if not given else "wrong token"
-            return json_error(401, f"{why}: send 'Authorization: Bearer <token>' (or 'x-api-key: <token>') with "
-                                   "the token from `specd status --json` (token_file)", "unauthorized",
+            return json_error(401, f"{why}: send 'Authorization: Bearer <token>' (or 'x-api-key' or "
+                                   "'x-goog-api-key: <token>', or '?key=<token>') with the token from `specd status --json` (token_file)", "unauthorized",
                               headers={"WWW-Authenticate": "Bearer"})
+        return await handler(request)
+
+    async def check_signature(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            if aws_keys is None:
+                raise sigv4.SignatureRefused("UnrecognizedClientException", "this daemon issued no AWS key pair")
+            sigv4.verify(request.method, request.raw_path, request.headers, await request.read(), aws_keys,
+                         time.time())
+        except sigv4.SignatureRefused as refused:
+            return json_error(403, f"{refused} (SigV4)", refused.code)
         return await handler(request)
 
     return [check_host, check_origin, check_token]

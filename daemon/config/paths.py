@@ -34,6 +34,11 @@ class Paths:
         return self.state_dir / "token"
 
     @property
+    def aws_keys_file(self) -> Path:
+        """The access key pair AWS SDKs sign with for the Bedrock door (JSON, mode 0600)."""
+        return self.state_dir / "aws_keys.json"
+
+    @property
     def state_file(self) -> Path:
         """JSON with pid, url and port of the running daemon."""
         return self.state_dir / "daemon.json"

@@ -74,7 +74,7 @@ async def _serve(settings: Settings, paths: Paths, flags: list[str]) -> int:
     from specd.daemon.service.metrics import Metrics
     from specd.daemon.service.scheduler import Scheduler
     from specd.daemon.api.app import create_app
-    from specd.daemon.api.security import load_or_create_token
+    from specd.daemon.api.security import load_or_create_aws_keys, load_or_create_token
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -94,7 +94,7 @@ async def _serve(settings: Settings, paths: Paths, flags: list[str]) -> int:
                           request_timeout=settings.request_timeout, keep_alive=settings.keep_alive,
                           progress=progress_log.info, on_load_failed=load_failed)
     app = create_app(settings, scheduler, token=token, new_request=engine_module.GenerationRequest,
-                     request_error=engine_module.RequestError)
+                     request_error=engine_module.RequestError, aws_keys=load_or_create_aws_keys(paths.aws_keys_file))
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)

@@ -42,7 +42,7 @@ class FakeDaemon:
 
 
 @contextlib.asynccontextmanager
-async def fake_daemon(hold: bool = False, load_error: Exception | None = None, **overrides):
+async def fake_daemon(hold: bool = False, load_error: Exception | None = None, aws_keys=None, **overrides):
     from aiohttp import web
 
     from specd.daemon.api.app import create_app
@@ -58,7 +58,8 @@ async def fake_daemon(hold: bool = False, load_error: Exception | None = None, *
 
     scheduler = Scheduler(load, CancelToken, Metrics(), queue_size=settings.queue_size,
                           request_timeout=settings.request_timeout, keep_alive=settings.keep_alive)
-    app = create_app(settings, scheduler, token=TOKEN, new_request=GenerationRequest, request_error=RequestError)
+    app = create_app(settings, scheduler, token=TOKEN, new_request=GenerationRequest, request_error=RequestError,
+                     aws_keys=aws_keys)
     runner = web.AppRunner(app, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -71,3 +71,35 @@ def test_anything_else_is_refused_with_aws_exception_names(change, code):
     with pytest.raises(sigv4.SignatureRefused) as refused:
         sigv4.verify("POST", path, headers, body, KEYS, now)
     assert refused.value.code == code and str(refused.value)
+
+
+def test_the_key_pair_is_made_once_private_and_kept(tmp_path):
+    from specd.daemon.api.security import load_or_create_aws_keys
+
+    path = tmp_path / "state" / "aws_keys.json"
+    keys = load_or_create_aws_keys(path)
+    assert (path.stat().st_mode & 0o777) == 0o600
+    assert keys.access_key_id.startswith("SPECD") and len(keys.access_key_id) == 20
+    assert len(keys.secret_access_key) >= 40
+    path.chmod(0o644)
+    assert load_or_create_aws_keys(path) == keys and (path.stat().st_mode & 0o777) == 0o600
+
+
+async def test_through_the_app_a_signed_request_passes_and_a_wrongly_signed_one_is_403():
+    import aiohttp
+
+    from .conftest import fake_daemon
+
+    async with fake_daemon(aws_keys=KEYS) as d, aiohttp.ClientSession() as s:
+        for keys, status in ((KEYS, 200), (sigv4.KeyPair(KEYS.access_key_id, "wrong"), 403)):
+            path, headers = signed(d.url + "/v1/completions", json.dumps({"prompt": "a", "max_tokens": 2}).encode(),
+                                   keys=keys)
+            async with s.post(d.url + path, data=json.dumps({"prompt": "a", "max_tokens": 2}).encode(),
+                              headers={k: v for k, v in headers.items() if k != "Host"}) as response:
+                assert response.status == status, await response.text()
+        async with s.post(d.url + "/v1/completions", json={"prompt": "a"}, headers={"x-goog-api-key": d.token}) as r:
+            assert r.status == 200
+        async with s.post(d.url + "/v1/completions?key=" + d.token, json={"prompt": "a"}) as r:
+            assert r.status == 200
+        async with s.post(d.url + "/v1/completions?key=nope", json={"prompt": "a"}) as r:
+            assert r.status == 401

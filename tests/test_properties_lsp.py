@@ -147,3 +147,39 @@ def test_any_document_any_cursor(encoding, data):
     accepted = line_text[:first] + edit.new_text + line_text[last:]
     indent = typed[: len(typed) - len(typed.lstrip(" \t"))]
     assert accepted.startswith(indent) and accepted.startswith(typed[:first])
+
+
+@pytest.fixture(scope="module")
+def tiny_daemon(tmp_path_factory):
+    from specd.daemon.engine.loop import EngineConfig
+    from specd.daemon.models.loading import load_engine
+    from tests.daemon.served_engine import serve
+    from tests.fixtures.tiny_models import write_tiny_pair
+
+    verifier, _ = write_tiny_pair(tmp_path_factory.mktemp("tiny"))
+    config = EngineConfig(verifier=str(verifier), draft_strategy="ngram")
+    with serve(lambda: load_engine(config, progress=lambda m: None)) as served:
+        yield served
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@settings(PROPERTY, max_examples=12, suppress_health_check=[*PROPERTY.suppress_health_check,
+                                                           HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_document_through_the_real_native_route(tiny_daemon, encoding, data):
+    """The same request path with the daemon's own route and a tiny engine behind it (byte-level BPE: emoji and
+    CJK are split over tokens): the ghost text is whole characters, with no U+FFFD the document did not have."""
+    text = data.draw(documents(), "document")
+    position = data.draw(cursors(text, encoding), "cursor")
+
+    def reply(payload: dict) -> tuple[str, str]:
+        answer = tiny_daemon.post("/specd/v1/complete", {**payload, "max_tokens": 8})
+        assert answer.status == 200, answer.body
+        return answer.body["text"], answer.body["finish_reason"]
+
+    editor = Editor(reply, encoding=encoding, max_tokens=8)
+    editor.open(URI, text)
+    found = editor.inline(URI, position)
+    assert not editor.logged, editor.logged
+    for item in found.items:
+        assert "\ufffd" not in item.insert_text or "\ufffd" in SURROGATE.sub("\ufffd", text)

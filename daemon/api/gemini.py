@@ -1,0 +1,236 @@
+"""The Gemini / Vertex AI door: `generateContent`, `streamGenerateContent` and `countTokens`, as google-genai and
+the Gemini CLI call them, translated onto the chat path.
+
+Wire format: the Gemini API reference (ai.google.dev/api/generate-content: GenerateContentRequest, Content, Part,
+GenerationConfig, GenerateContentResponse, Candidate.FinishReason, UsageMetadata; ai.google.dev/api/tokens for
+countTokens) and Vertex AI's (cloud.google.com/vertex-ai/generative-ai/docs/reference/rest), checked against what
+google-genai 3.6.1 and the Gemini CLI 0.61.0 send and accept (../shared/notes/api-doors.md section 2,
+cli-clients.md):
+
+- Paths: `/{v1,v1beta}/models/{model}:{method}` (google-genai ≥ 3 uses v1, the Gemini CLI v1beta), Vertex's
+  `/{v1,v1beta1}/projects/{p}/locations/{l}/publishers/google/models/{model}:{method}` and express mode's
+  `/{v1,v1beta1}/publishers/google/models/{model}:{method}`. `model` must name the served model (or `specd`).
+- Fields arrive camelCase or snake_case (protobuf JSON accepts both). Text parts are read; `thought` parts are
+  skipped; function calls and responses in earlier turns are written into the transcript as JSON text. `tools`,
+  `toolConfig`, `safetySettings`, `cachedContent`, `labels`, and in `generationConfig` `topK`, `thinkingConfig`,
+  `responseMimeType`/`responseSchema`/`responseJsonSchema`, `presencePenalty`, `frequencyPenalty` are accepted and
+  ignored; `candidateCount` above 1 and image/file parts are refused (400).
+- Streams are SSE `data: <GenerateContentResponse>` events with no event names and no end marker (`alt=sse`);
+  the last carries `finishReason` and `usageMetadata`. Without `alt=sse` the answer is the JSON array of such
+  responses, here one whole response (no client the notes list reads it piece by piece).
+- Errors: `{"error": {"code", "message", "status"}}` with Google's status names; a full queue is 429
+  `RESOURCE_EXHAUSTED`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from typing import Any
+
+from aiohttp import web
+
+from . import speculative
+from .generation import CTX, Context, Door, Shape, add_door, generate, generation_request, log, read_body
+from .openai import check_model
+from .schema import BadRequest, CompletionParams, _float, _int, _object, _wrong
+from .security import ErrorResponse
+
+VERSIONS = "{version:v1|v1beta|v1beta1}"
+PATHS = (f"/{VERSIONS}/models/{{model}}:{{method}}",
+         f"/{VERSIONS}/publishers/google/models/{{model}}:{{method}}",
+         f"/{VERSIONS}/projects/{{project}}/locations/{{location}}/publishers/google/models/{{model}}:{{method}}")
+_OWNED = re.compile(r"^/v1(beta1?)?/(projects/[^/]+/locations/[^/]+/)?(publishers/google/)?models/[^/]+:[^/]*$")
+
+DEFAULT_MAX_OUTPUT_TOKENS = 8192  # Gemini's own default for most models; the engine stops at the context's end
+MAX_STOP_SEQUENCES = 16
+FINISH_REASONS = {"stop": "STOP", "length": "MAX_TOKENS", "cancelled": "OTHER"}
+STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+                405: "UNIMPLEMENTED", 413: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED",
+                500: "INTERNAL", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+ROLES = {"user": "user", "model": "assistant", "function": "user", "tool": "user"}
+
+
+def add_routes(app: web.Application) -> None:
+    add_door(app, Door("gemini", lambda request: bool(_OWNED.match(request.path)), error))
+    for path in PATHS:
+        app.router.add_post(path, handle)
+
+
+def error(status: int, message: str, kind: str, headers: dict | None = None) -> web.Response:
+    """Google's error body. specd's full queue (503 `overloaded`) is Google's 429 RESOURCE_EXHAUSTED."""
+    if kind == "overloaded":
+        status = 429
+    body = {"error": {"code": status, "message": message, "status": STATUS_NAMES.get(status, "UNKNOWN")}}
+    return web.json_response(body, status=status, headers=headers)
+
+
+async def handle(request: web.Request) -> web.StreamResponse:
+    method = request.match_info["method"]
+    if method not in ("generateContent", "streamGenerateContent", "countTokens"):
+        return error(404, f"method {method!r} is not served here; specd serves generateContent, "
+                          "streamGenerateContent and countTokens", "not_found")
+    ctx = request.app[CTX]
+    refused = check_model(ctx, request.match_info["model"])
+    if refused is not None:
+        return refused
+    body = await read_body(request)
+    if method == "countTokens":
+        return await count_tokens(request, ctx, body)
+    messages, params = parse_generate(body)
+    params.stream = method == "streamGenerateContent" and request.query.get("alt") == "sse"
+    report = speculative.apply(ctx, speculative.parse(body), params)
+    rid = secrets.token_hex(12)
+    if ctx.settings.log_prompts:
+        log.info("%s messages=%r", rid, messages)
+
+    def build(engine: Any) -> Any:  # on the worker: the chat template needs the loaded tokenizer
+        return generation_request(ctx, params, prompt=engine.apply_chat_template(messages))
+
+    shape = GeminiShape(rid, ctx.model_names()[0], speculative=report)
+    answer = await generate(request, ctx, build, params, shape)
+    if method == "streamGenerateContent" and not params.stream and answer.status == 200:
+        return web.json_response([json.loads(answer.body)], headers=_accounting_headers(answer))
+    return answer
+
+
+def _accounting_headers(answer: web.Response) -> dict:
+    return {k: v for k, v in answer.headers.items() if k.lower().startswith("x-specd-")}
+
+
+async def count_tokens(request: web.Request, ctx: Context, body: dict) -> web.Response:
+    """`{totalTokens}`: the prompt as the chat template renders it, counted by the engine without generating.
+    Either the request's own `contents`/`systemInstruction` or a whole `generateContentRequest` in it."""
+    inner = _camel(body).get("generateContentRequest")
+    messages, params = parse_generate(_camel(inner) if isinstance(inner, dict) else body, counting=True)
+    params.max_tokens = 0
+
+    def build(engine: Any) -> Any:
+        return generation_request(ctx, params, prompt=engine.apply_chat_template(messages))
+
+    answer = await generate(request, ctx, build, params, GeminiShape("count", ctx.model_names()[0]))
+    if answer.status != 200:
+        return answer
+    stats = json.loads(answer.body)["specd"]
+    return web.json_response({"totalTokens": stats["prompt_tokens"],
+                              "cachedContentTokenCount": stats["cached_tokens"]})
+
+
+# ---- request -------------------------------------------------------------------------------------------
+
+def _camel(obj: dict) -> dict:
+    """Keys in camelCase: protobuf JSON (and so Google's servers) accept `max_output_tokens` as well."""
+    return {re.sub(r"_([a-z])", lambda m: m.group(1).upper(), k): v for k, v in obj.items()}
+
+
+def parse_generate(body: dict, counting: bool = False) -> tuple[list[dict], CompletionParams]:
+    body = _camel(body)
+    messages = []
+    system = body.get("systemInstruction")
+    if system is not None:
+        text = system if isinstance(system, str) else _content_text(system, "systemInstruction")
+        messages.append({"role": "system", "content": text})
+    contents = body.get("contents")
+    if not isinstance(contents, list) or not contents:
+        raise BadRequest("'contents' must be a non-empty array of {role, parts} objects", "contents")
+    for i, content in enumerate(contents):
+        where = f"contents[{i}]"
+        if not isinstance(content, dict):
+            raise _wrong(where, "an object", content)
+        role = _camel(content).get("role") or "user"
+        if role not in ROLES:
+            raise BadRequest(f"'{where}.role' must be 'user' or 'model', got {role!r}", "contents")
+        messages.append({"role": ROLES[role], "content": _content_text(content, where)})
+    params = CompletionParams(prompt="", max_tokens=DEFAULT_MAX_OUTPUT_TOKENS, token_healing=False)
+    if not counting:
+        _generation_config(body, params)
+    return messages, params
+
+
+def _content_text(content: Any, where: str) -> str:
+    if not isinstance(content, dict):
+        raise _wrong(where, "an object {role, parts}", content)
+    parts = _camel(content).get("parts")
+    if not isinstance(parts, list):
+        raise _wrong(f"{where}.parts", "an array of parts", parts)
+    texts = []
+    for j, part in enumerate(parts):
+        if not isinstance(part, dict):
+            raise _wrong(f"{where}.parts[{j}]", "an object", part)
+        part = _camel(part)
+        if part.get("thought"):
+            continue  # the model's own reasoning from an earlier turn: Gemini does not send it back either
+        if "text" in part:
+            if not isinstance(part["text"], str):
+                raise _wrong(f"{where}.parts[{j}].text", "a string", part["text"])
+            texts.append(part["text"])
+        elif "functionCall" in part or "functionResponse" in part:
+            kind = "functionCall" if "functionCall" in part else "functionResponse"
+            texts.append(f"{kind}: {json.dumps(part[kind], ensure_ascii=False)}")
+        elif set(part) & {"inlineData", "fileData", "executableCode", "codeExecutionResult"}:
+            raise BadRequest(f"'{where}.parts[{j}]': only text parts are supported by specd", "contents")
+    return "".join(texts)
+
+
+def _generation_config(body: dict, params: CompletionParams) -> None:
+    config = _camel(_object(body, "generationConfig"))
+    named = {f"generationConfig.{k}": v for k, v in config.items()}  # error messages name the whole path
+    params.max_tokens = _int(named, "generationConfig.maxOutputTokens", DEFAULT_MAX_OUTPUT_TOKENS, low=1)
+    params.temperature = _float(named, "generationConfig.temperature", 0.0, 0.0, 2.0)
+    params.top_p = _float(named, "generationConfig.topP", 1.0, 0.0, 1.0)
+    if params.top_p == 0.0:
+        raise BadRequest("'generationConfig.topP' must be > 0", "generationConfig")
+    _float(named, "generationConfig.topK", 0.0, 0.0, float(2**31))  # accepted, not used: specd samples by top_p
+    if _int(named, "generationConfig.candidateCount", 1, low=1) != 1:
+        raise BadRequest("'generationConfig.candidateCount' must be 1: specd writes one candidate per request; "
+                         "send separate requests", "generationConfig")
+    params.seed = _int(named, "generationConfig.seed", None, low=-(2**63), high=2**64 - 1)
+    stops = config.get("stopSequences")
+    if stops is not None:
+        if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops):
+            raise _wrong("generationConfig.stopSequences", "an array of non-empty strings", stops)
+        if len(stops) > MAX_STOP_SEQUENCES:
+            raise BadRequest(f"'generationConfig.stopSequences' has {len(stops)} strings; at most "
+                             f"{MAX_STOP_SEQUENCES} are supported", "generationConfig")
+        params.stop = list(stops)
+    if config.get("responseLogprobs"):
+        raise BadRequest("'generationConfig.responseLogprobs' is not supported", "generationConfig")
+
+
+# ---- answer --------------------------------------------------------------------------------------------
+
+def usage_metadata(stats: dict) -> dict:
+    """promptTokenCount includes the cached part, as Gemini's does (cachedContentTokenCount is within it)."""
+    prompt, completion = int(stats.get("prompt_tokens", 0)), int(stats.get("completion_tokens", 0))
+    return {"promptTokenCount": prompt, "candidatesTokenCount": completion, "totalTokenCount": prompt + completion,
+            "cachedContentTokenCount": int(stats.get("cached_tokens", 0))}
+
+
+class GeminiShape(Shape):
+    done = b""  # Gemini's stream just ends
+
+    def _response(self, text: str, finish_reason: str | None = None, stats: dict | None = None) -> dict:
+        # A last event with no text has no parts: the Gemini CLI refuses a part whose text is "".
+        candidate: dict = {"content": {"role": "model", "parts": [{"text": text}] if text else []}, "index": 0}
+        if finish_reason is not None:
+            candidate["finishReason"] = FINISH_REASONS.get(finish_reason, "OTHER")
+        answer = {"candidates": [candidate], "modelVersion": self.model, "responseId": self.rid}
+        if stats is not None:
+            answer["usageMetadata"] = usage_metadata(stats)
+            answer["specd"] = stats
+        return answer
+
+    def body(self, text: str, finish_reason: str, stats: dict) -> dict:
+        return self._response(text, finish_reason, stats)
+
+    def delta(self, text: str) -> dict:
+        return self._response(text)
+
+    def stream_end(self, finish_reason: str, stats: dict) -> dict:
+        return self._response("", finish_reason, stats)
+
+    def error_event(self, failure: web.Response) -> bytes:
+        if isinstance(failure, ErrorResponse):  # google-genai raises on a `data: {"error": ...}` event
+            failure = error(failure.status, failure.message, failure.kind)
+        return b"data: " + failure.body + b"\n\n"

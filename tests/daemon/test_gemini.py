@@ -1,0 +1,248 @@
+"""The Gemini / Vertex AI door through Google's own SDK (google-genai) against the real daemon (`specd serve`, tiny
+random-weight verifier + drafter); raw HTTP only for what the SDK never sends (snake_case bodies, Vertex's
+project paths, a client that hangs up, the JSON-array stream)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiohttp
+import openai
+import pytest
+
+from .conftest import fake_daemon, specd_env, start_real_daemon, stop_real_daemon
+
+genai = pytest.importorskip("google.genai")
+from google.genai import errors, types  # noqa: E402
+
+SYSTEM = "You complete Python code."
+PROMPT = "def parse_args(argv):\n    parser = "
+NO_RETRY = types.HttpRetryOptions(attempts=1)
+
+
+@pytest.fixture(scope="module")
+def daemon(tiny_pair, tmp_path_factory):
+    home = tmp_path_factory.mktemp("specd-home")
+    verifier, drafter = tiny_pair
+    args = ["--port", "0", "--verifier", str(verifier), "--drafter", str(drafter), "--draft-strategy", "model",
+            "--max-draft-tokens", "4", "--device", "cpu", "--max-context", "256"]
+    started = start_real_daemon(home, specd_env(home), args)
+    yield started
+    stop_real_daemon(started)
+
+
+@pytest.fixture
+def gemini(daemon) -> "genai.Client":
+    return client(daemon)
+
+
+def client(daemon, key: str | None = None, **options) -> "genai.Client":
+    return genai.Client(api_key=key or daemon.token,
+                        http_options=types.HttpOptions(base_url=daemon.url, retry_options=NO_RETRY, **options))
+
+
+def config(**extra) -> types.GenerateContentConfig:
+    return types.GenerateContentConfig(**{"system_instruction": SYSTEM, "max_output_tokens": 24, "temperature": 0,
+                                          **extra})
+
+
+def daemon_model(daemon) -> str:
+    with openai.OpenAI(base_url=daemon.url + "/v1", api_key=daemon.token) as sdk:
+        return sdk.models.list().data[0].id
+
+
+def test_generate_content_has_gemini_fields_and_specd_accounting(daemon, gemini):
+    model = daemon_model(daemon)
+    answer = gemini.models.generate_content(
+        model=model, contents=PROMPT,
+        config=config(temperature=0.1, top_p=0.95, top_k=40, candidate_count=1, seed=7))
+    assert answer.text
+    candidate = answer.candidates[0]
+    assert candidate.content.role == "model" and candidate.finish_reason in (types.FinishReason.STOP,
+                                                                            types.FinishReason.MAX_TOKENS)
+    usage = answer.usage_metadata
+    headers = answer.sdk_http_response.headers
+    assert usage.prompt_token_count == int(headers["x-specd-prompt-tokens"]) > 0
+    assert usage.candidates_token_count == int(headers["x-specd-completion-tokens"]) > 0
+    assert usage.total_token_count == usage.prompt_token_count + usage.candidates_token_count
+    assert usage.cached_content_token_count == int(headers["x-specd-cached-tokens"])
+    assert int(headers["x-specd-drafted-tokens"]) >= int(headers["x-specd-accepted-tokens"])
+    assert headers["x-specd-speculative"] == "on"
+    assert answer.model_version == model
+    # The same prompt again comes mostly from the cache, and Gemini's field says so.
+    again = gemini.models.generate_content(model=model, contents=PROMPT, config=config())
+    assert again.usage_metadata.cached_content_token_count >= usage.prompt_token_count - 2
+
+
+def test_a_token_limit_is_max_tokens_and_streaming_joins_to_the_same_text(daemon, gemini):
+    model = daemon_model(daemon)
+    whole = gemini.models.generate_content(model=model, contents=PROMPT, config=config())
+    chunks = list(gemini.models.generate_content_stream(model=model, contents=PROMPT, config=config()))
+    assert len(chunks) > 2
+    assert "".join(c.text or "" for c in chunks) == whole.text
+    assert chunks[-1].candidates[0].finish_reason == whole.candidates[0].finish_reason
+    assert whole.candidates[0].finish_reason == types.FinishReason.MAX_TOKENS  # 24 tokens, no EOS from this model
+    assert whole.usage_metadata.candidates_token_count == 24
+    last = chunks[-1].usage_metadata
+    assert last.candidates_token_count == 24 and last.prompt_token_count == whole.usage_metadata.prompt_token_count
+
+
+def test_a_stop_sequence_ends_with_stop(daemon, gemini):
+    model = daemon_model(daemon)
+    whole = gemini.models.generate_content(model=model, contents=PROMPT, config=config())
+    stop = whole.text[5:8]
+    cut = gemini.models.generate_content(model=model, contents=PROMPT, config=config(stop_sequences=[stop]))
+    assert cut.candidates[0].finish_reason == types.FinishReason.STOP
+    assert cut.text == whole.text[:whole.text.index(stop)]
+
+
+def test_count_tokens_counts_what_generation_reads(daemon, gemini):
+    model = daemon_model(daemon)
+    contents = [types.Content(role="user", parts=[types.Part(text=PROMPT)]),
+                types.Content(role="model", parts=[types.Part(text="argparse.ArgumentParser()")]),
+                types.Content(role="user", parts=[types.Part(text="and then?")])]
+    counted = gemini.models.count_tokens(model=model, contents=contents)
+    generated = gemini.models.generate_content(
+        model=model, contents=contents, config=types.GenerateContentConfig(max_output_tokens=1))
+    assert counted.total_tokens == generated.usage_metadata.prompt_token_count > 10
+
+
+def test_every_door_writes_the_same_text_at_temperature_0(daemon, gemini):
+    model = daemon_model(daemon)
+    gemini = gemini.models.generate_content(model=model, contents=PROMPT, config=config())
+    with openai.OpenAI(base_url=daemon.url + "/v1", api_key=daemon.token) as sdk:
+        chat = sdk.chat.completions.create(model=model, max_tokens=24, temperature=0, messages=[
+            {"role": "system", "content": SYSTEM}, {"role": "user", "content": PROMPT}])
+    assert gemini.text == chat.choices[0].message.content
+
+
+def test_vertex_paths_and_versions_reach_the_same_answer(daemon, gemini):
+    model = daemon_model(daemon)
+    expected = gemini.models.generate_content(model=model, contents=PROMPT, config=config()).text
+    beta_client = client(daemon, api_version="v1beta")
+    beta = beta_client.models.generate_content(model=model, contents=PROMPT, config=config())
+    express_client = genai.Client(vertexai=True, api_key=daemon.token,
+                                  http_options=types.HttpOptions(base_url=daemon.url, retry_options=NO_RETRY))
+    express = express_client.models.generate_content(model=model, contents=PROMPT, config=config())
+    assert beta.text == expected == express.text
+
+    async def project_path() -> dict:
+        url = f"{daemon.url}/v1/projects/p/locations/us-central1/publishers/google/models/{model}:generateContent"
+        body = {"contents": [{"role": "user", "parts": [{"text": PROMPT}]}],  # snake_case, as protobuf JSON allows
+                "system_instruction": {"parts": [{"text": SYSTEM}]},
+                "generation_config": {"max_output_tokens": 24, "temperature": 0}}
+        async with aiohttp.ClientSession(headers=daemon.auth) as s, s.post(url, json=body) as response:
+            assert response.status == 200
+            return await response.json()
+
+    answer = asyncio.run(project_path())
+    assert answer["candidates"][0]["content"]["parts"][0]["text"] == expected
+    assert answer["specd"]["completion_tokens"] == 24
+
+
+def test_stream_without_alt_sse_is_a_json_array(daemon, gemini):
+    model = daemon_model(daemon)
+    expected = gemini.models.generate_content(model=model, contents=PROMPT, config=config()).text
+
+    async def post() -> list:
+        url = f"{daemon.url}/v1beta/models/{model}:streamGenerateContent?key={daemon.token}"
+        body = {"contents": [{"parts": [{"text": PROMPT}]}], "systemInstruction": {"parts": [{"text": SYSTEM}]},
+                "generationConfig": {"maxOutputTokens": 24}}
+        async with aiohttp.ClientSession() as s, s.post(url, json=body) as response:
+            assert response.status == 200 and response.content_type == "application/json"
+            return await response.json()
+
+    answer = asyncio.run(post())
+    assert isinstance(answer, list) and answer[0]["candidates"][0]["content"]["parts"][0]["text"] == expected
+
+
+@pytest.mark.parametrize("case, status, code, words", [
+    ("bad key", 401, "UNAUTHENTICATED", "wrong token"),
+    ("unknown model", 404, "NOT_FOUND", "this daemon serves"),
+    ("two candidates", 400, "INVALID_ARGUMENT", "candidateCount"),
+    ("temperature", 400, "INVALID_ARGUMENT", "generationConfig.temperature"),
+    ("image", 400, "INVALID_ARGUMENT", "only text parts"),
+    ("beyond the context", 400, "INVALID_ARGUMENT", "the context window is 256 tokens"),
+])
+def test_errors_come_in_googles_shape(daemon, case, status, code, words):
+    model = daemon_model(daemon)
+    sdk = client(daemon, key="wrong" if case == "bad key" else None)
+    contents: object = PROMPT
+    cfg = config()
+    if case == "unknown model":
+        model = "gemini-2.5-pro"
+    elif case == "two candidates":
+        cfg = config(candidate_count=2)
+    elif case == "temperature":
+        cfg = config(temperature=7)
+    elif case == "image":
+        contents = [types.Part.from_bytes(data=b"\x89PNG", mime_type="image/png"), "what is this?"]
+    elif case == "beyond the context":
+        contents = PROMPT * 100
+    with pytest.raises(errors.ClientError) as raised:
+        sdk.models.generate_content(model=model, contents=contents, config=cfg)
+    assert raised.value.code == status and raised.value.status == code
+    assert words in raised.value.message
+
+
+def test_bad_json_and_an_unknown_method_answer_in_googles_shape(daemon):
+    async def post(path: str, data: bytes) -> tuple[int, dict]:
+        async with aiohttp.ClientSession(headers={"x-goog-api-key": daemon.token}) as s, \
+                s.post(daemon.url + path, data=data) as response:
+            return response.status, await response.json()
+
+    status, body = asyncio.run(post("/v1/models/specd:generateContent", b'{"contents": ['))
+    assert status == 400 and body["error"]["status"] == "INVALID_ARGUMENT" and "not valid JSON" in body["error"]["message"]
+    status, body = asyncio.run(post("/v1/models/specd:embedContent", b"{}"))
+    assert status == 404 and body["error"]["status"] == "NOT_FOUND" and "generateContent" in body["error"]["message"]
+
+
+def test_a_client_that_hangs_up_cancels_the_generation(daemon):
+    model = daemon_model(daemon)
+
+    async def hang_up() -> tuple[float, float, dict]:
+        async with aiohttp.ClientSession(headers={"x-goog-api-key": daemon.token}) as s:
+            before = await metrics(s)
+            url = f"{daemon.url}/v1beta/models/{model}:streamGenerateContent?alt=sse"
+            body = {"contents": [{"parts": [{"text": PROMPT}]}], "generationConfig": {"maxOutputTokens": 200}}
+            response = await s.post(url, json=body)
+            assert response.status == 200
+            assert (await response.content.readline()).startswith(b"data: ")  # generation has begun
+            response.close()
+            for _ in range(500):
+                status = await (await s.get(daemon.url + "/specd/v1/status")).json()
+                if status["idle"]:
+                    break
+                await asyncio.sleep(0.02)
+            return before, await metrics(s), status
+
+    async def metrics(s) -> float:
+        text = await (await s.get(daemon.url + "/metrics")).text()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith('specd_cancelled_total{reason="disconnect"}'))
+
+    before, after, status = asyncio.run(hang_up())
+    assert status["idle"] and after == before + 1
+
+
+async def test_a_full_queue_is_429_resource_exhausted():
+    async with fake_daemon(hold=True, queue_size=1) as d, aiohttp.ClientSession(headers=d.auth) as s:
+        body = {"prompt": "a", "max_tokens": 5}
+        running = asyncio.ensure_future(s.post(d.url + "/v1/completions", json=body))
+        await asyncio.get_running_loop().run_in_executor(None, d.engine.entered.wait, 10)
+        queued = asyncio.ensure_future(s.post(d.url + "/v1/completions", json=body))
+        while d.scheduler.queue_depth < 1:
+            await asyncio.sleep(0.01)
+
+        def refused() -> errors.APIError:
+            sdk = genai.Client(api_key=d.token, http_options=types.HttpOptions(base_url=d.url, retry_options=NO_RETRY))
+            with pytest.raises(errors.ClientError) as raised:
+                sdk.models.generate_content(model="fake-model", contents="x")
+            return raised.value
+
+        error = await asyncio.get_running_loop().run_in_executor(None, refused)
+        assert error.code == 429 and error.status == "RESOURCE_EXHAUSTED" and "queue is full" in error.message
+        d.engine.release.set()
+        for pending in (running, queued):
+            assert (await pending).status == 200

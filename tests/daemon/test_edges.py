@@ -133,3 +133,30 @@ def test_a_cursor_line_longer_than_the_context_is_cut_to_fit(fim_daemon, prefix,
 def test_extreme_sampling_settings_are_served(fim_daemon, temperature, top_p):
     body = {"prompt": "x = ", "max_tokens": 3, "temperature": temperature, "top_p": top_p, "seed": 1}
     assert fim_daemon.post("/v1/completions", body).status == 200
+
+
+@pytest.fixture(scope="module")
+def smollm2_daemon(tmp_path_factory):
+    from fixtures.embedded import embedded_home
+
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("SPECD_HOME", str(embedded_home(tmp_path_factory.mktemp("home"))))
+        with serve(lambda: load_engine(EngineConfig(verifier="smollm2-135m"), progress=lambda m: None)) as served:
+            yield served
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stream", [False, True])
+def test_smollm2_emoji_answers_are_whole_characters_on_every_route(smollm2_daemon, stream):
+    prompt = "happy = '😀'\nsad = '"  # SmolLM2 continues with 😀 as three tokens, then "'"
+    for route in ("/specd/v1/complete", "/v1/completions"):
+        answers = [answer_text(smollm2_daemon.post(route, bodies(prompt, None, n, stream)[route])) for n in (1, 2, 3, 4)]
+        assert answers == ["", "", "😀", "😀'"], route
+    for n in range(1, 9):
+        answer = smollm2_daemon.post("/v1/chat/completions", bodies("Reply with three emoji: 😀", None, n, stream)[
+            "/v1/chat/completions"])
+        assert answer.status == 200 and "\ufffd" not in answer_text(answer)
+    # The language server's start of a file: an empty prefix before `import os`.
+    answer = smollm2_daemon.post("/specd/v1/complete", {"prefix": "", "suffix": "import os\n", "max_tokens": 4,
+                                                        "stream": stream})
+    assert answer.status == 200, answer.body

@@ -5,7 +5,6 @@ import inspect
 import textwrap
 
 import pytest
-import torch
 
 from fixtures.tiny_models import build_sentencepiece_tokenizer, build_tokenizer, write_tiny_llama
 from specd.daemon.engine import loop as engine_module
@@ -118,14 +117,15 @@ def test_cursor_inside_a_word_and_after_indentation_are_healed(engines, kind):
         assert off.stats.healed_tokens == 0 and off.stats.prompt_tokens == len(full)
 
 
-def test_healing_can_be_turned_off_and_leaves_marker_ends_alone(engines):
+def test_a_prompt_ending_in_a_marker_or_asking_nothing_is_not_healed(engines):
     engine = engines("byte-level-fim")
     request = GenerationRequest(prompt="def f(n):\n", suffix="    return n\n", max_tokens=4)  # empty cursor line
     assert engine.generate(request).stats.healed_tokens == 0  # the prompt ends in <fim_middle>
     raw = engine.tokenizer.decode(engine.prompt_ids(request), skip_special_tokens=False)
     assert raw.endswith("<fim_middle>")
     assert engine.generate(GenerationRequest(prompt=raw, max_tokens=4)).stats.healed_tokens == 0
-    assert engine.generate(GenerationRequest(prompt="x = compu", max_tokens=0)).token_ids == []
+    nothing = engine.generate(GenerationRequest(prompt="x = compu", max_tokens=0))
+    assert nothing.token_ids == [] and nothing.stats.healed_tokens == 0
 
 
 # -- lossless ---------------------------------------------------------------------------------------------------
@@ -268,4 +268,3 @@ def test_accounting_reports_the_healed_tokens(engines):
     engine = engines("byte-level-plain")
     result = engine.generate(GenerationRequest(prompt="def f(n):\n    return n * f", max_tokens=4))
     assert result.stats.to_dict()["healed_tokens"] == result.stats.healed_tokens >= 1
-    assert torch.is_tensor(engine.vocabulary.allowed(b" f", 10, "cpu"))

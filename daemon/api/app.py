@@ -16,7 +16,7 @@ from specd.daemon.config.settings import Settings
 from specd.daemon.service.metrics import Metrics
 from specd.daemon.service.scheduler import Scheduler
 
-from . import gemini, native, openai
+from . import anthropic, gemini, native, openai
 from .generation import CTX, DOORS, Context, door_error, door_of
 from .schema import BadRequest
 from .security import json_error, security_middlewares
@@ -42,6 +42,7 @@ def create_app(settings: Settings, scheduler: Scheduler, *, token: str, new_requ
     app[DOORS] = []  # each door's add_routes adds itself (generation.add_door); the first that owns a request
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics_text)
+    anthropic.add_routes(app)  # before openai: it owns GET /v1/models when the request carries anthropic-version
     openai.add_routes(app)
     native.add_routes(app)
     gemini.add_routes(app)

@@ -146,6 +146,7 @@ async def generate(request: web.Request, ctx: Context, gen_request: Any, params:
         except Exception as e:  # noqa: BLE001 - mapped to an HTTP answer below
             return failure_response(ctx, e, shape)
         stats = shape.stats(result.stats.to_dict())
+        shape.stop_sequence = getattr(result, "stop_sequence", None)
         return web.json_response(shape.body(result.text, result.finish_reason, stats),
                                  headers=speculative.headers(shape.speculative, stats))
     return await stream(request, ctx, job, deltas, params, shape)
@@ -177,18 +178,25 @@ async def stream(request: web.Request, ctx: Context, job: Any, deltas: asyncio.Q
                                            **speculative.headers(shape.speculative)})
     finished = False
     waiter = asyncio.ensure_future(ctx.scheduler.wait(job))
+    getter = None
     try:
         await response.prepare(request)
         for chunk in shape.stream_start():
             await send_event(response, shape, chunk)
         sent = []
+        keepalive = shape.keepalive()
         while True:
-            getter = asyncio.ensure_future(deltas.get())
-            done, _ = await asyncio.wait({getter, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            getter = getter or asyncio.ensure_future(deltas.get())
+            done, _ = await asyncio.wait({getter, waiter}, timeout=shape.keepalive_s if keepalive else None,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if not done:  # a long prefill or a slow step: tell the client the stream is alive
+                await response.write(keepalive)
+                continue
             if getter not in done:
                 getter.cancel()
                 break
             sent.append(getter.result())
+            getter = None
             await send_event(response, shape, shape.delta(sent[-1]))
         while not deltas.empty():  # deltas queued just before the result arrived
             sent.append(deltas.get_nowait())
@@ -211,6 +219,7 @@ async def stream(request: web.Request, ctx: Context, job: Any, deltas: asyncio.Q
             elif result.text != streamed:
                 log.error("%s: streamed text differs from the final text", shape.rid)
             stats = shape.stats(result.stats.to_dict())
+            shape.stop_sequence = getattr(result, "stop_sequence", None)
             await send_event(response, shape, shape.stream_end(result.finish_reason, stats))
             if params.include_usage:
                 await send_event(response, shape, shape.stream_usage(stats))
@@ -222,6 +231,8 @@ async def stream(request: web.Request, ctx: Context, job: Any, deltas: asyncio.Q
         if not finished:  # client gone (write failed or handler cancelled): free the worker
             job.cancel_with("disconnect")
             waiter.cancel()
+            if getter is not None:
+                getter.cancel()
 
 
 async def send_event(response: web.StreamResponse, shape: "Shape", payload: dict | list[dict]) -> None:
@@ -246,6 +257,12 @@ class Shape:
     def __init__(self, rid: str, model: str = "specd", speculative: dict | None = None) -> None:
         self.rid, self.model, self.created = rid, model, int(time.time())
         self.speculative = speculative  # speculative.apply's report: in `stats` and the x-specd-* headers
+        self.stop_sequence: str | None = None  # the stop string that ended the answer, set before body/stream_end
+
+    keepalive_s = 5.0  # a stream quiet this long gets keepalive() bytes (none when it returns b"")
+
+    def keepalive(self) -> bytes:
+        return b""
 
     def stats(self, stats: dict) -> dict:
         """The engine's accounting, with the speculative report when the door made one."""

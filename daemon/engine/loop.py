@@ -269,7 +269,7 @@ class Engine:
             slot.history = (slot.history + [list(output.tokens)])[-HISTORY_PER_DOCUMENT:]
         stats.completion_tokens = len(output.tokens)
         stats.total_s = time.perf_counter() - started
-        return GenerationResult(output.text, list(output.tokens), reason, stats)
+        return GenerationResult(output.text, list(output.tokens), reason, stats, output.stop_sequence)
 
     # -- information ----------------------------------------------------------------------------------------------
 
@@ -288,9 +288,11 @@ class Engine:
             "fim_template": self.fim_template.family if self.fim_template else None,
         }
 
-    def apply_chat_template(self, messages: list[dict]) -> str:
+    def apply_chat_template(self, messages: list[dict], tools: list[dict] | None = None) -> str:
+        """`tools` (OpenAI's function form) reach templates that render them; others ignore them."""
         if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            return self.tokenizer.apply_chat_template(messages, tools=tools or None, tokenize=False,
+                                                      add_generation_prompt=True)
         # Models without a chat template get a plain transcript to continue.
         lines = [f"{m.get('role', 'user')}: {m.get('content', '')}" for m in messages]
         return "\n".join(lines) + "\nassistant:"

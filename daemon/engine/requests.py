@@ -68,3 +68,4 @@ class GenerationResult:
     token_ids: list[int]
     finish_reason: str  # stop | length | cancelled
     stats: Stats
+    stop_sequence: str | None = None  # with finish_reason "stop": the stop string that ended it, if one did

@@ -42,6 +42,7 @@ class StopState:
     tokens: list[int] = field(default_factory=list)
     text: str = ""
     finish_reason: str | None = None
+    stop_sequence: str | None = None  # the stop string that ended the text (Anthropic's stop_sequence)
     _emitted: int = 0
     _anchor_text: str = ""
     _read: ByteReader | None = None  # token id -> its UTF-8 bytes, for tokenizers that split characters
@@ -97,7 +98,8 @@ class StopState:
         return self.tokenizer.decode(ids, skip_special_tokens=False)
 
     def _cut_position(self) -> int | None:
-        cuts = [i for i in (self.text.find(s) for s in self.rules.stop if s) if i >= 0]
+        found = sorted((i, s) for i, s in ((self.text.find(s), s) for s in self.rules.stop if s) if i >= 0)
+        cuts = [i for i, _ in found]
         if self.rules.mode == "line":
             newline = self.text.find("\n")
             if newline >= 0:
@@ -106,7 +108,9 @@ class StopState:
             block_end = self._block_end()
             if block_end is not None:
                 cuts.append(block_end)
-        return min(cuts) if cuts else None
+        cut = min(cuts) if cuts else None
+        self.stop_sequence = next((s for i, s in found if i == cut), None)
+        return cut
 
     def _block_end(self) -> int | None:
         # A line ends the block once its first visible character shows an indentation below the cursor's

@@ -22,6 +22,8 @@ class FakeEngine:
         self.entered = threading.Event()  # set when a generation has produced its first piece
         self.finished: list[str] = []  # finish_reason of each generation, in order
         self.requests: list[GenerationRequest] = []  # every request generated, in order
+        self.script: str | None = None  # when set, the text every generation writes, in 7-character pieces
+        self.templated: list[tuple[list[dict], list[dict] | None]] = []  # (messages, tools) of each chat prompt
         FakeEngine.alive += 1
         FakeEngine.most_alive = max(FakeEngine.most_alive, FakeEngine.alive)
 
@@ -31,16 +33,19 @@ class FakeEngine:
         self.requests.append(request)
         pieces: list[str] = []
         reason = "length"
-        for i in range(request.max_tokens):
+        script = [self.script[i:i + 7] for i in range(0, len(self.script), 7)] if self.script is not None else None
+        for i in range(request.max_tokens if script is None else min(request.max_tokens, len(script))):
             if cancel.cancelled:
                 reason = "cancelled"
                 break
-            pieces.append(f"t{i} ")
+            pieces.append(f"t{i} " if script is None else script[i])
             if on_text is not None:
                 on_text(pieces[-1])
             self.entered.set()
             while self.hold and not self.release.is_set() and not cancel.cancelled:
                 self.release.wait(0.005)
+        if script is not None and reason != "cancelled" and len(pieces) == len(script):
+            reason = "stop"  # the scripted answer is complete
         self.finished.append(reason)
         stats = Stats(prompt_tokens=len(request.prompt.split()), completion_tokens=len(pieces),
                           drafted_tokens=2 * len(pieces), accepted_tokens=len(pieces),
@@ -51,7 +56,8 @@ class FakeEngine:
         return {"verifier": "fake-model", "drafter": None, "draft_strategy": "none", "device": "cpu",
                 "dtype": "float32", "memory_bytes": 0, "max_context": 64}
 
-    def apply_chat_template(self, messages: list[dict]) -> str:
+    def apply_chat_template(self, messages: list[dict], tools: list[dict] | None = None) -> str:
+        self.templated.append((messages, tools))
         return "\n".join(f"{m['role']}: {m['content']}" for m in messages) + "\nassistant:"
 
     def close(self) -> None:

@@ -1,0 +1,236 @@
+"""The Anthropic door: `POST /v1/messages` (whole or streamed), `POST /v1/messages/count_tokens`, `GET /v1/models`
+in Anthropic's list shape when the request carries `anthropic-version`, and `HEAD /` (Claude Code's probe).
+
+Wire format: https://docs.anthropic.com/en/api/messages, .../messages-streaming (named SSE events in the order
+message_start, content_block_start, content_block_delta…, content_block_stop, message_delta, message_stop, with
+`ping`s), .../errors (`{"type": "error", "error": {type, message}}`, 529 overloaded_error), .../models-list.
+Routes match on the path alone: Claude Code posts to `/v1/messages?beta=true`. The token comes as `x-api-key`
+(SDK 0.x/1.x, ANTHROPIC_API_KEY) or `Authorization: Bearer` (SDK 2.x, ANTHROPIC_AUTH_TOKEN); security.py takes both.
+The request is translated by anthropic_schema.py onto the chat path; tool calls in the model's text are cut out
+by tool_calls.py.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import datetime, timezone
+from typing import Any
+
+from aiohttp import web
+
+from . import speculative, tool_calls
+from .anthropic_schema import MessagesRequest, parse_messages_request
+from .generation import CTX, Context, Door, Shape, add_door, generate, generation_request, log, read_body
+from .security import ErrorResponse, json_error
+
+ROUTES = frozenset({"/v1/messages", "/v1/messages/count_tokens"})
+MODEL_ALIAS = "claude-specd"  # Claude Code lists only models whose id starts with "claude" in its picker
+ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
+               403: "permission_error", 404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
+               500: "api_error", 504: "timeout_error", 529: "overloaded_error"}
+STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "cancelled": "end_turn"}
+
+
+def owns(request: web.Request) -> bool:
+    return request.path in ROUTES or request.path == "/" or (
+        request.path == "/v1/models" and "anthropic-version" in request.headers)
+
+
+def add_routes(app: web.Application) -> None:
+    add_door(app, Door("anthropic", owns, error_response, models=list_models))
+    app.router.add_post("/v1/messages", create_message)
+    app.router.add_post("/v1/messages/count_tokens", count_tokens)
+    app.router.add_route("HEAD", "/", probe)
+
+
+def error_body(status: int, message: str, kind: str) -> tuple[int, dict]:
+    if status == 503 and kind != "unavailable":  # queue full, shutting down: Anthropic's overloaded
+        status = 529
+    kind = ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    return status, {"type": "error", "error": {"type": kind, "message": message},
+                    "request_id": "req_" + secrets.token_hex(12)}
+
+
+def error_response(status: int, message: str, kind: str, headers: dict | None = None) -> web.Response:
+    status, body = error_body(status, message, kind)
+    return web.json_response(body, status=status, headers={**(headers or {}), "request-id": body["request_id"]})
+
+
+def served_model(ctx: Context, requested: str) -> str | None:
+    """The name to answer with, or None when `requested` is not served here."""
+    name, aliases = ctx.model_names()
+    return requested if requested.lower() in aliases | {MODEL_ALIAS} else None
+
+
+def refuse_model(ctx: Context, requested: str) -> web.Response | None:
+    if served_model(ctx, requested) is not None:
+        return None
+    name, _ = ctx.model_names()
+    return json_error(404, f"model {requested!r} is not served here; this daemon serves {name!r} (also accepted: "
+                           f"'specd', {MODEL_ALIAS!r})", "model_not_found")
+
+
+def build(ctx: Context, parsed: MessagesRequest):
+    def on_worker(engine: Any) -> Any:  # the chat template needs the loaded tokenizer
+        prompt = engine.apply_chat_template(parsed.messages, tools=parsed.tools)
+        return generation_request(ctx, parsed.params, prompt=prompt)
+
+    return on_worker
+
+
+async def create_message(request: web.Request) -> web.StreamResponse:
+    ctx, body = request.app[CTX], await read_body(request)
+    parsed = parse_messages_request(body)
+    refused = refuse_model(ctx, parsed.params.model)
+    if refused is not None:
+        return refused
+    report = speculative.apply(ctx, speculative.parse(body), parsed.params)
+    rid = "msg_" + secrets.token_hex(12)
+    if ctx.settings.log_prompts:
+        log.info("%s messages=%r tools=%d", rid, parsed.messages, len(parsed.tools or ()))
+    shape = MessageShape(rid, parsed.params.model, speculative=report, tools=parsed.tools is not None)
+    return await generate(request, ctx, build(ctx, parsed), parsed.params, shape)
+
+
+async def count_tokens(request: web.Request) -> web.Response:
+    """The prompt's tokens as the chat template renders it: a generation of 0 tokens, which prefills nothing."""
+    ctx = request.app[CTX]
+    parsed = parse_messages_request(await read_body(request), count_only=True)
+    refused = refuse_model(ctx, parsed.params.model)
+    if refused is not None:
+        return refused
+    parsed.params.max_tokens, parsed.params.stream = 0, False
+    return await generate(request, ctx, build(ctx, parsed), parsed.params, CountShape("count"))
+
+
+async def list_models(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    name, _ = ctx.model_names()
+    created = datetime.fromtimestamp(ctx.started_at, timezone.utc).isoformat().replace("+00:00", "Z")
+    data = [{"type": "model", "id": model_id, "display_name": f"{name} (specd)", "created_at": created}
+            for model_id in dict.fromkeys((name, MODEL_ALIAS))]
+    return web.json_response({"data": data, "has_more": False, "first_id": data[0]["id"], "last_id": data[-1]["id"]})
+
+
+async def probe(request: web.Request) -> web.Response:
+    return web.Response(status=200)
+
+
+def usage(stats: dict) -> dict:
+    prompt, cached = int(stats.get("prompt_tokens", 0)), int(stats.get("cached_tokens", 0))
+    return {"input_tokens": prompt - cached, "output_tokens": int(stats.get("completion_tokens", 0)),
+            "cache_read_input_tokens": cached, "cache_creation_input_tokens": 0}
+
+
+class CountShape(Shape):
+    def body(self, text: str, finish_reason: str, stats: dict) -> dict:
+        return {"input_tokens": int(stats.get("prompt_tokens", 0))}
+
+
+class MessageShape(Shape):
+    """A message whose content is the model's text cut into text and tool_use blocks (tool_calls.py). A text piece
+    of whitespace alone makes no block, unless the answer has no other block; streamed and whole answers follow the
+    same rule, so they carry the same blocks."""
+
+    keepalive_s = 5.0
+
+    def __init__(self, rid: str, model: str, speculative: dict | None = None, tools: bool = False) -> None:
+        super().__init__(rid, model, speculative)
+        self.parser = tool_calls.ToolCallParser() if tools else None
+        self.index = -1  # the current block's index
+        self.text_open = False
+        self.pending = ""  # whitespace not yet in a block
+        self.called = False
+
+    # -- whole answers ---------------------------------------------------------------------------------------------
+
+    def body(self, text: str, finish_reason: str, stats: dict) -> dict:
+        pieces = tool_calls.split(text) if self.parser is not None else [text]
+        content = [self._tool_use(p) if isinstance(p, tool_calls.ToolCall) else {"type": "text", "text": p}
+                   for p in pieces if not isinstance(p, str) or p.strip()]
+        if not content:
+            content = [{"type": "text", "text": text}]
+        self.called = any(block["type"] == "tool_use" for block in content)
+        return {"id": self.rid, "type": "message", "role": "assistant", "model": self.model, "content": content,
+                **self._stop(finish_reason), "usage": usage(stats), "specd": stats}
+
+    def _tool_use(self, call: tool_calls.ToolCall) -> dict:
+        return {"type": "tool_use", "id": "toolu_" + secrets.token_hex(12), "name": call.name, "input": call.input}
+
+    def _stop(self, finish_reason: str) -> dict:
+        if self.called:
+            return {"stop_reason": "tool_use", "stop_sequence": None}
+        if finish_reason == "stop" and self.stop_sequence:
+            return {"stop_reason": "stop_sequence", "stop_sequence": self.stop_sequence}
+        return {"stop_reason": STOP_REASONS.get(finish_reason, "end_turn"), "stop_sequence": None}
+
+    # -- streams ---------------------------------------------------------------------------------------------------
+
+    def encode(self, event: dict) -> bytes:
+        return f"event: {event['type']}\ndata: ".encode() + json.dumps(event, ensure_ascii=False).encode() + b"\n\n"
+
+    def error_event(self, error: web.Response) -> bytes:
+        if isinstance(error, ErrorResponse):
+            _, body = error_body(error.status, error.message, error.kind)
+        else:
+            _, body = error_body(error.status, error.text or "error", "")
+        return self.encode(body)
+
+    def keepalive(self) -> bytes:
+        return self.encode({"type": "ping"})
+
+    done = b""
+
+    def stream_start(self) -> list[dict]:
+        message = {"id": self.rid, "type": "message", "role": "assistant", "model": self.model, "content": [],
+                   "stop_reason": None, "stop_sequence": None,
+                   # the prompt is counted on the worker; message_delta carries the counts (cumulative)
+                   "usage": {"input_tokens": 0, "output_tokens": 0, "cache_read_input_tokens": 0,
+                             "cache_creation_input_tokens": 0}}
+        return [{"type": "message_start", "message": message}, {"type": "ping"}]
+
+    def delta(self, text: str) -> list[dict]:
+        return self._events(self.parser.feed(text) if self.parser is not None else [text])
+
+    def stream_end(self, finish_reason: str, stats: dict) -> list[dict]:
+        events = self._events(self.parser.finish() if self.parser is not None else [])
+        if self.index < 0:  # no block yet: the answer is its whitespace (or nothing) as one text block
+            events += self._open_text() + ([self._text_delta(self.pending)] if self.pending else [])
+        if self.text_open:
+            events.append({"type": "content_block_stop", "index": self.index})
+        return events + [{"type": "message_delta", "delta": self._stop(finish_reason), "usage": usage(stats),
+                          "specd": stats},
+                         {"type": "message_stop"}]
+
+    def _events(self, pieces: list) -> list[dict]:
+        events: list[dict] = []
+        for piece in pieces:
+            if isinstance(piece, tool_calls.ToolCall):
+                if self.text_open:
+                    events.append({"type": "content_block_stop", "index": self.index})
+                    self.text_open = False
+                self.pending, self.called = "", True
+                block = self._tool_use(piece)
+                self.index += 1
+                events += [{"type": "content_block_start", "index": self.index, "content_block": {**block, "input": {}}},
+                           {"type": "content_block_delta", "index": self.index,
+                            "delta": {"type": "input_json_delta", "partial_json": json.dumps(piece.input)}},
+                           {"type": "content_block_stop", "index": self.index}]
+            elif self.text_open:
+                events.append(self._text_delta(piece))
+            else:
+                self.pending += piece
+                if self.pending.strip():
+                    events += self._open_text() + [self._text_delta(self.pending)]
+                    self.pending = ""
+        return events
+
+    def _open_text(self) -> list[dict]:
+        self.index += 1
+        self.text_open = True
+        return [{"type": "content_block_start", "index": self.index, "content_block": {"type": "text", "text": ""}}]
+
+    def _text_delta(self, text: str) -> dict:
+        return {"type": "content_block_delta", "index": self.index, "delta": {"type": "text_delta", "text": text}}
+

@@ -1,0 +1,96 @@
+"""Tool calls in a chat model's text, in the format chat templates teach: Qwen2.5/Qwen3, Hermes and the many
+models trained on their template write
+
+    <tool_call>
+    {"name": "get_weather", "arguments": {"city": "Paris"}}
+    </tool_call>
+
+(Qwen2.5's `tokenizer_config.json` chat template; NousResearch Hermes-2-Pro's function-calling format; some
+models write `"parameters"` for `"arguments"`). The parser is incremental, so a stream and a whole answer are cut
+into the same pieces: text, and a call once its closing tag is in. A call whose JSON does not parse stays text.
+A model that writes no call gives text only.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+OPEN, CLOSE = "<tool_call>", "</tool_call>"
+
+
+@dataclass
+class ToolCall:
+    name: str
+    input: dict
+
+
+def _call(payload: str) -> ToolCall | None:
+    try:
+        value = json.loads(payload)
+    except ValueError:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("name"), str):
+        return None
+    arguments = value.get("arguments", value.get("parameters", {}))
+    if isinstance(arguments, str):  # some models write the arguments as a JSON string
+        try:
+            arguments = json.loads(arguments)
+        except ValueError:
+            return None
+    return ToolCall(value["name"], arguments) if isinstance(arguments, dict) else None
+
+
+def _held_back(text: str) -> int:
+    """How many trailing characters could be the start of the opening tag."""
+    for n in range(min(len(OPEN) - 1, len(text)), 0, -1):
+        if OPEN.startswith(text[-n:]):
+            return n
+    return 0
+
+
+class ToolCallParser:
+    """`feed` text as it comes, then `finish`; each returns the pieces that are settled: str (text) or ToolCall."""
+
+    def __init__(self) -> None:
+        self.buffer = ""
+        self.in_call = False
+
+    def feed(self, text: str) -> list[str | ToolCall]:
+        self.buffer += text
+        pieces: list[str | ToolCall] = []
+        while True:
+            if not self.in_call:
+                start = self.buffer.find(OPEN)
+                if start < 0:
+                    keep = _held_back(self.buffer)
+                    settled, self.buffer = self.buffer[: len(self.buffer) - keep], self.buffer[len(self.buffer) - keep:]
+                    if settled:
+                        pieces.append(settled)
+                    return pieces
+                if start:
+                    pieces.append(self.buffer[:start])
+                self.buffer, self.in_call = self.buffer[start + len(OPEN):], True
+            end = self.buffer.find(CLOSE)
+            if end < 0:
+                return pieces
+            payload, self.buffer, self.in_call = self.buffer[:end], self.buffer[end + len(CLOSE):], False
+            call = _call(payload.strip())
+            pieces.append(call if call is not None else OPEN + payload + CLOSE)
+
+    def finish(self) -> list[str | ToolCall]:
+        rest = (OPEN if self.in_call else "") + self.buffer
+        self.buffer, self.in_call = "", False
+        return [rest] if rest else []
+
+
+def split(text: str) -> list[str | ToolCall]:
+    """A whole answer's pieces, adjacent text joined."""
+    parser = ToolCallParser()
+    pieces: list[str | ToolCall] = []
+    for piece in parser.feed(text) + parser.finish():
+        if isinstance(piece, str) and pieces and isinstance(pieces[-1], str):
+            pieces[-1] += piece
+        else:
+            pieces.append(piece)
+    return pieces

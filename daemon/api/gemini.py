@@ -231,6 +231,9 @@ class GeminiShape(Shape):
         return self._response("", finish_reason, stats)
 
     def error_event(self, failure: web.Response) -> bytes:
-        if isinstance(failure, ErrorResponse):  # google-genai raises on a `data: {"error": ...}` event
+        """Google sends an error after the 200 as the bare JSON error body, not as a `data:` event: google-genai
+        (Python) reads lines without `data: ` as raw JSON and raises on `{"error": ...}`; the JavaScript SDK
+        (Gemini CLI) raises only when a whole network chunk parses as `{"error": ...}`."""
+        if isinstance(failure, ErrorResponse):
             failure = error(failure.status, failure.message, failure.kind)
-        return b"data: " + failure.body + b"\n\n"
+        return failure.body + b"\n"

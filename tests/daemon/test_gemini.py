@@ -186,6 +186,13 @@ def test_errors_come_in_googles_shape(daemon, case, status, code, words):
     assert words in raised.value.message
 
 
+def test_an_error_after_the_stream_began_is_raised_by_the_sdk(daemon, gemini):
+    with pytest.raises(errors.ClientError) as raised:
+        list(gemini.models.generate_content_stream(model=daemon_model(daemon), contents=PROMPT * 100, config=config()))
+    assert raised.value.code == 400 and raised.value.status == "INVALID_ARGUMENT"
+    assert "the context window is 256 tokens" in raised.value.message
+
+
 def test_bad_json_and_an_unknown_method_answer_in_googles_shape(daemon):
     async def post(path: str, data: bytes) -> tuple[int, dict]:
         async with aiohttp.ClientSession(headers={"x-goog-api-key": daemon.token}) as s, \

@@ -1,0 +1,148 @@
+"""The real Gemini CLI (npm @google/gemini-cli), headless and offline, against the real daemon: it prints specd's
+answer, its second turn (`--resume latest`) reads the first turn's prompt from specd's cache, and a model whose
+context cannot hold its ~30,000-character system prompt gets a clear error in Google's shape naming the context.
+
+How it runs offline (../shared/notes/cli-clients.md): `GOOGLE_GEMINI_BASE_URL` + `GEMINI_API_KEY`, auth type
+`gemini-api-key` and usage statistics off in HOME/.gemini/settings.json, a trusted workspace, and `-m` always
+(without it the CLI first asks a router model). A recording proxy between the CLI and specd keeps what specd sent,
+so the test can compare it with what the CLI printed. `.ci/run` installs the CLI; without it the test skips.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from .conftest import specd_env, start_real_daemon, stop_real_daemon
+
+CI_INSTALL = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "specd-ci/gemini-cli/node_modules/.bin/gemini"
+GEMINI = os.environ.get("SPECD_TEST_GEMINI") or shutil.which("gemini") or (str(CI_INSTALL) if CI_INSTALL.exists() else None)
+LONG_CONTEXT = 32768  # the CLI's first turn is ~18,700 tokens with the tiny test tokenizer
+
+pytestmark = pytest.mark.skipif(GEMINI is None, reason="the Gemini CLI is not installed "
+                                "(npm install --prefix ~/.cache/specd-ci/gemini-cli @google/gemini-cli; .ci/run does)")
+
+
+def tiny_model(folder: Path, positions: int) -> Path:
+    from tests.fixtures.tiny_models import write_tiny_llama
+
+    write_tiny_llama(folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["max_position_embeddings"] = positions  # rotary positions: any length works, the config sets the limit
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def long_daemon(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gemini-cli")
+    model = tiny_model(root / "tiny-long", LONG_CONTEXT)
+    home = root / "specd-home"
+    started = start_real_daemon(home, specd_env(home), ["--port", "0", "--verifier", str(model), "--device", "cpu",
+                                                        "--max-context", str(LONG_CONTEXT)])
+    yield started
+    stop_real_daemon(started)
+
+
+class Recorder:
+    """A pass-through proxy that keeps each streamed answer's bytes."""
+
+    def __init__(self, target: str) -> None:
+        self.target, self.answers, self.paths = target, [], []
+
+    async def forward(self, request: web.Request) -> web.StreamResponse:
+        self.paths.append(request.path_qs)
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
+        async with aiohttp.ClientSession() as s, s.post(self.target + request.path_qs, data=await request.read(),
+                                                         headers=headers) as upstream:
+            response = web.StreamResponse(status=upstream.status,
+                                          headers={"Content-Type": upstream.headers["Content-Type"]})
+            await response.prepare(request)
+            recorded = b""
+            async for chunk in upstream.content.iter_any():
+                recorded += chunk
+                await response.write(chunk)
+            self.answers.append(recorded)
+            await response.write_eof()
+            return response
+
+
+def streamed_text(answer: bytes) -> tuple[str, dict]:
+    events = [json.loads(line[6:]) for line in answer.decode().splitlines() if line.startswith("data: ")]
+    text = "".join(p.get("text", "") for e in events for p in e["candidates"][0]["content"]["parts"])
+    return text, events[-1]["usageMetadata"]
+
+
+async def run_gemini(daemon, workdir: Path, *args: str) -> tuple[int, str, str, Recorder]:
+    recorder = Recorder(daemon.url)
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", recorder.forward)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    home = workdir.parent / "home"
+    (home / ".gemini").mkdir(parents=True, exist_ok=True)
+    (home / ".gemini" / "settings.json").write_text(json.dumps(
+        {"security": {"auth": {"selectedType": "gemini-api-key"}}, "privacy": {"usageStatisticsEnabled": False}}))
+    (workdir.parent / "tmp").mkdir(exist_ok=True)
+    env = {"PATH": os.environ["PATH"], "HOME": str(home), "TMPDIR": str(workdir.parent / "tmp"),
+           "GEMINI_CLI_TRUST_WORKSPACE": "true", "GOOGLE_GEMINI_BASE_URL": f"http://127.0.0.1:{port}",
+           "GEMINI_API_KEY": daemon.token}
+    try:
+        process = await asyncio.create_subprocess_exec(
+            GEMINI, *args, cwd=workdir, env=env, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(process.communicate(), timeout=400)
+    finally:
+        await runner.cleanup()
+    return process.returncode, out.decode(), err.decode(), recorder
+
+
+def test_the_cli_prints_specds_answer_and_its_second_turn_reuses_the_cache(long_daemon, tmp_path):
+    workdir = tmp_path / "project"
+    workdir.mkdir()
+    (workdir / "main.py").write_text("print('hello')\n")
+    model = "tiny-long"  # the folder's name, as specd serves it
+
+    code, out, err, recorder = asyncio.run(run_gemini(long_daemon, workdir, "-p", "say hello", "-m", model,
+                                                      "-o", "json"))
+    assert code == 0, err
+    assert recorder.paths == [f"/v1beta/models/{model}:streamGenerateContent?alt=sse"]
+    printed = json.loads(out)
+    text, usage = streamed_text(recorder.answers[0])
+    assert text.strip() and printed["response"] == text
+    tokens = printed["stats"]["models"][model]["tokens"]
+    assert tokens["prompt"] == usage["promptTokenCount"] > 10_000  # its system prompt and tools fit the context
+    assert tokens["candidates"] == usage["candidatesTokenCount"]
+
+    code, out, err, recorder = asyncio.run(run_gemini(long_daemon, workdir, "-p", "and again", "-m", model,
+                                                      "-o", "json", "--resume", "latest"))
+    assert code == 0, err
+    text, usage = streamed_text(recorder.answers[0])
+    assert json.loads(out)["response"] == text
+    assert usage["cachedContentTokenCount"] >= 0.9 * usage["promptTokenCount"], usage
+    assert json.loads(out)["stats"]["models"][model]["tokens"]["cached"] == usage["cachedContentTokenCount"]
+
+
+def test_a_context_too_small_for_the_cli_is_a_clear_error(tmp_path):
+    model = tiny_model(tmp_path / "tiny-short", 2048)
+    home = tmp_path / "specd-home"
+    daemon = start_real_daemon(home, specd_env(home), ["--port", "0", "--verifier", str(model), "--device", "cpu",
+                                                       "--max-context", "2048"])
+    try:
+        workdir = tmp_path / "project"
+        workdir.mkdir()
+        code, out, err, _ = asyncio.run(run_gemini(daemon, workdir, "-p", "say hello", "-m", model.name))
+    finally:
+        stop_real_daemon(daemon)
+    assert code != 0
+    assert "INVALID_ARGUMENT" in err and "the context window is 2048 tokens" in err, err

@@ -24,6 +24,7 @@ from pathlib import Path, PurePath
 
 from specd.daemon.config import jsonc
 from specd.daemon.process.state import live_state, read_token
+from .client_config import CLIENTS, client_setup
 from .editor_files import ChangedUnderUs, read_text, write_file
 from specd.daemon.config.paths import get_paths
 from specd.daemon.config.settings import SettingsError, load_settings
@@ -410,12 +411,17 @@ def notes(editor: str, facts: Facts) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="specd config", description=__doc__.split("\n")[0])
-    parser.add_argument("editor", choices=EDITORS)
+    parser.add_argument("editor", choices=EDITORS + CLIENTS)
     parser.add_argument("--write", action="store_true", help="merge the snippet into the editor's settings file")
     parser.add_argument("--file", type=Path, help="the settings file to write instead of the editor's usual one")
     args = parser.parse_args(argv)
     try:
         facts = gather_facts()
+        if args.editor in CLIENTS:  # API clients: printed setup only (client_config.py)
+            if args.write:
+                raise ConfigError(f"--write is for editors; `specd config {args.editor}` prints the setup")
+            sys.stdout.write(client_setup(args.editor, facts.base_url, facts.model, facts.token_file))
+            return 0
         if args.write:
             path = args.file or settings_file(args.editor)
             write(args.editor, facts, path, sys.stdout)

@@ -253,3 +253,19 @@ async def test_a_full_queue_is_429_resource_exhausted():
         d.engine.release.set()
         for pending in (running, queued):
             assert (await pending).status == 200
+
+
+def test_specd_config_gemini_prints_a_setup_that_works(daemon):
+    import subprocess
+    import sys
+
+    from .conftest import run_cli
+
+    printed = run_cli(specd_env(daemon.home), "config", "gemini")
+    assert printed.returncode == 0, printed.stderr
+    python, cli = printed.stdout.split("# Gemini CLI")
+    assert f'GOOGLE_GEMINI_BASE_URL="{daemon.url}"' in cli and "GEMINI_API_KEY=" in cli
+    assert '"selectedType": "gemini-api-key"' in cli and f"gemini -m {daemon_model(daemon)}" in cli
+    assert daemon.token not in printed.stdout  # the key stays in its file
+    ran = subprocess.run([sys.executable, "-c", python], capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0 and ran.stdout.strip(), ran.stderr

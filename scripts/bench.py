@@ -39,6 +39,9 @@ from specd.daemon.models.loading import load_engine
 from specd.daemon.engine.kv_cache import common_prefix_length
 
 PLAIN = "plain"
+LLAMACPP_PLAIN = "llamacpp:plain"  # specd's loop on the llama.cpp backend, draft_tokens 0
+LLAMACPP_PEER = "llama.cpp:plain"  # llama.cpp decoding by itself, as llama-server does (bench_llamacpp.py)
+HIT_SHARE = 0.25  # a prompt where drafts "hit": accepted draft tokens wrote at least this share of the output
 KEYSTROKE_PROMPTS = 3  # the longest prompts, each: one cold prefill, then keystrokes on the same cache key
 KEYSTROKES = 3
 CHARS_PER_KEYSTROKE = 2
@@ -241,22 +244,35 @@ def run_hf(engine: Engine, prompt_ids: list[int], index: int, name: str, extra: 
     return Run(index, name, tokens, first, total)
 
 
-def bench_prompt(engine, drafters, variants, prompt, index, max_tokens) -> list[Run]:
-    order = [(PLAIN, None)] + list(drafters.items()) + list(variants.items())
+@dataclass
+class Other:
+    """A runner beside the torch engine's: `run(prompt, index, max_tokens)` gives its Run, whose tokens are
+    checked against the run named `reference` (another backend's own plain loop)."""
+
+    run: object
+    reference: str
+
+
+def bench_prompt(engine, drafters, variants, prompt, index, max_tokens, others: dict | None = None) -> list[Run]:
+    others = others or {}
+    order = [(PLAIN, None)] + list(drafters.items()) + list(variants.items()) + list(others.items())
     if index % 2:
         order.reverse()
     prompt_ids = engine.prompt_ids(GenerationRequest(prompt=prompt.prefix, suffix=prompt.suffix))
     runs = {}
     for name, thing in order:
-        if name.startswith("hf:"):
+        if name in others:
+            runs[name] = thing.run(prompt, index, max_tokens)
+        elif name.startswith("hf:"):
             runs[name] = run_hf(engine, prompt_ids, index, name, thing, max_tokens)
         else:
             runs[name] = run_specd(engine, thing, prompt, index, name, max_tokens)
-    plain = runs[PLAIN].tokens
     for name, run in runs.items():
-        if name != PLAIN and run.error is None:
-            run.identical = run.tokens == plain
-            run.first_mismatch = None if run.identical else common_prefix_length(run.tokens, plain)
+        reference = others[name].reference if name in others else PLAIN
+        if name != reference and run.error is None:
+            expected = runs[reference].tokens
+            run.identical = run.tokens == expected
+            run.first_mismatch = None if run.identical else common_prefix_length(run.tokens, expected)
     return [runs[name] for name, _ in order]
 
 
@@ -305,6 +321,80 @@ def _one_token(engine: Engine, prefix: str, suffix: str):
                                              token_healing=False))
 
 
+def llamacpp_others(args, log) -> tuple[Engine, dict[str, Other]]:
+    """specd on the llama.cpp backend (plain and its default drafter) and llama.cpp's own plain decoding of the
+    same GGUF, as runners beside the torch engine's."""
+    from bench_llamacpp import LlamaCppPlain
+
+    engine = load_engine(EngineConfig(verifier=args.verifier, backend="llamacpp", threads=args.threads,
+                                      cache_slots=2), progress=log)
+    peer = LlamaCppPlain(engine.verifier)
+
+    def specd(drafter, name):
+        return lambda prompt, index, max_tokens: run_specd(engine, drafter, prompt, index, name, max_tokens)
+
+    def plain_peer(prompt, index, max_tokens):
+        ids = engine.prompt_ids(GenerationRequest(prompt=prompt.prefix, suffix=prompt.suffix))
+        tokens, first, total = peer.generate(ids, max_tokens, engine.eos_ids)
+        return Run(index, LLAMACPP_PEER, tokens, first, total)
+
+    default = "llamacpp:" + engine.drafter.name
+    return engine, {LLAMACPP_PLAIN: Other(specd(None, LLAMACPP_PLAIN), LLAMACPP_PLAIN),
+                    default: Other(specd(engine.drafter, default), LLAMACPP_PLAIN),
+                    LLAMACPP_PEER: Other(plain_peer, LLAMACPP_PLAIN)}
+
+
+def wants_llamacpp(args) -> bool:
+    """--backends auto: the llama.cpp backend too when the verifier is a GGUF and the binding is installed."""
+    from specd.daemon.engine.runners.llamacpp_runner import binding_available
+    from specd.daemon.models.loading import gguf_file
+
+    names = {b.strip() for b in args.backends.split(",")}
+    if "llamacpp" in names:
+        return True
+    return "auto" in names and binding_available() and gguf_file(args.verifier, lambda m: None) is not None
+
+
+def backend_summary(runs: list[Run], plain: str, default: str) -> dict:
+    """One backend's default against its own plain loop and against llama.cpp's plain decoding (when it ran)."""
+    mine = [r for r in runs if r.runner == default and r.error is None]
+    hits = {r.prompt for r in mine if r.tokens and r.accepted >= HIT_SHARE * len(r.tokens)}
+    peer = any(r.runner == LLAMACPP_PEER for r in runs)
+    vs_peer = paired_ratios(runs, default, LLAMACPP_PEER) if peer else []
+    hit_runs = [r for r in runs if r.prompt in hits]
+    checked = [r for r in mine if r.identical is not None]
+    return {
+        "plain": plain, "default": default,
+        "identical_rate": sum(r.identical for r in checked) / len(checked) if checked else None,
+        "speedup_vs_plain": median_or_none(paired_ratios(runs, default, plain)),
+        "latency_vs_plain": median_or_none(latency_ratios(runs, default, plain)),
+        "speedup_vs_llamacpp": median_or_none(vs_peer),
+        "speedup_vs_llamacpp_ci95": bootstrap_median_ci(vs_peer),
+        "speedup_vs_llamacpp_hits": median_or_none(paired_ratios(hit_runs, default, LLAMACPP_PEER)) if peer else None,
+        "hit_prompts": len(hits),
+        "latency_vs_llamacpp": median_or_none(latency_ratios(runs, default, LLAMACPP_PEER)) if peer else None,
+    }
+
+
+def add_llamacpp_report(report: dict, runs: list[Run], others: dict, torch_default: str) -> None:
+    """The llama.cpp rows and the headline comparisons: specd's default configuration (the llama.cpp backend
+    with its drafter) over llama.cpp's plain decoding, per prompt, paired."""
+    names = list(others)
+    report["llamacpp"] = {n: runner_summary(runs, n, others[n].reference) for n in names}
+    peer_checked = [r for r in runs if r.runner == LLAMACPP_PEER and r.identical is not None]
+    report["llamacpp"][LLAMACPP_PEER]["identical_rate"] = (
+        sum(r.identical for r in peer_checked) / len(peer_checked) if peer_checked else None)
+    default = next(n for n in names if n not in (LLAMACPP_PLAIN, LLAMACPP_PEER))
+    report["backends"] = {"torch": backend_summary(runs, PLAIN, torch_default),
+                          "llamacpp": backend_summary(runs, LLAMACPP_PLAIN, default)}
+    mine = report["backends"]["llamacpp"]
+    report["default_backend"] = "llamacpp"
+    for key in ("speedup_vs_llamacpp", "speedup_vs_llamacpp_ci95", "speedup_vs_llamacpp_hits",
+                "latency_vs_llamacpp"):
+        report[key] = mine[key]
+    report["llamacpp_hit_prompts"] = mine["hit_prompts"]
+
+
 # -- statistics --------------------------------------------------------------------------------------------------
 
 
@@ -342,7 +432,20 @@ def median_or_none(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
-def runner_summary(runs: list[Run], name: str) -> dict:
+def latency_ratios(runs: list[Run], numerator: str, denominator) -> list[float]:
+    """Per prompt: the denominator's end-to-end seconds over the numerator's (> 1: the numerator answers sooner).
+    Whole latencies only, nothing subtracted: no noise can drive a divisor to zero."""
+    by_key = {(r.prompt, r.runner): r for r in runs}
+    ratios = []
+    for prompt in sorted({r.prompt for r in runs}):
+        top = by_key.get((prompt, numerator))
+        bottom = by_key.get((prompt, denominator)) if isinstance(denominator, str) else denominator(prompt)
+        if top and bottom and top.error is None and bottom.error is None and top.total_s > 0:
+            ratios.append(bottom.total_s / top.total_s)
+    return ratios
+
+
+def runner_summary(runs: list[Run], name: str, reference: str = PLAIN) -> dict:
     mine = [r for r in runs if r.runner == name and r.error is None]
     rounds = sum(r.rounds for r in mine)
     drafted = sum(r.drafted for r in mine)
@@ -358,12 +461,13 @@ def runner_summary(runs: list[Run], name: str) -> dict:
         "completion_tokens_mean": statistics.fmean([len(r.tokens) for r in mine]) if mine else None,
         "identical_rate": sum(r.identical for r in checked) / len(checked) if checked else None,
     }
-    if not name.startswith("hf:") and name != PLAIN:
+    if not name.startswith(("hf:", LLAMACPP_PEER)) and name != reference:
         summary["mean_accepted_length"] = 1 + sum(r.accepted for r in mine) / rounds if rounds else None
         summary["acceptance_rate"] = sum(r.accepted for r in mine) / drafted if drafted else None
-    if name != PLAIN:
-        ratios = paired_ratios(runs, name, PLAIN)
+    if name != reference:
+        ratios = paired_ratios(runs, name, reference)
         summary["speedup_vs_plain"] = median_or_none(ratios)
+        summary["latency_vs_plain"] = median_or_none(latency_ratios(runs, name, reference))
     if errors:
         summary["errors"] = errors
     return summary
@@ -379,8 +483,8 @@ def summarize(runs: list[Run], default: str, strategies: list[str], variants: li
     by_key = {(r.prompt, r.runner): r for r in runs}
 
     def fastest_hf(prompt):
-        found = [by_key[(prompt, v)] for v in working if by_key[(prompt, v)].tokens_per_s]
-        return max(found, key=lambda r: r.tokens_per_s) if found else None
+        found = [by_key[(prompt, v)] for v in working if by_key[(prompt, v)].total_s > 0]
+        return min(found, key=lambda r: r.total_s) if found else None
 
     vs_plain = paired_ratios(runs, default, PLAIN)
     plain_speeds = [r.tokens_per_s for r in runs if r.runner == PLAIN and r.tokens_per_s]
@@ -392,9 +496,13 @@ def summarize(runs: list[Run], default: str, strategies: list[str], variants: li
         "speedup_vs_plain_ci95": bootstrap_median_ci(vs_plain),
         "speedup_vs_plain_ratio_of_means": (statistics.fmean(default_speeds) / statistics.fmean(plain_speeds)
                                             if default_speeds and plain_speeds else None),
-        "speedup_vs_hf": median_or_none(paired_ratios(runs, default, best)) if best else None,
-        "speedup_vs_hf_variant": best,
-        "speedup_vs_hf_per_prompt_fastest": median_or_none(paired_ratios(runs, default, fastest_hf)),
+        # Decode speed against HF plain `generate` (its prefill is timed: the first streamed token); against
+        # assisted variants, whose decode would be a total minus a fitted prefill, end-to-end latency only.
+        "speedup_vs_hf": median_or_none(paired_ratios(runs, default, "hf:plain")) if "hf:plain" in working else None,
+        "speedup_vs_hf_variant": "hf:plain" if "hf:plain" in working else None,
+        "latency_vs_hf": {v: median_or_none(latency_ratios(runs, default, v)) for v in working},
+        "latency_vs_hf_per_prompt_fastest": median_or_none(latency_ratios(runs, default, fastest_hf)),
+        "best_hf_variant_by_decode": best,
         "plain_vs_hf": median_or_none(paired_ratios(runs, PLAIN, "hf:plain")),
         "strategies": {name: per_runner[name] for name in [PLAIN] + strategies},
         "hf_generate": {name: per_runner[name] for name in variants},
@@ -412,7 +520,7 @@ def print_table(report: dict) -> None:
 
     print(f"\n{'runner':<18}{'tok/s':>8}{'x plain':>9}{'accept len':>12}{'accept %':>10}"
           f"{'p50 s':>8}{'p95 s':>8}{'identical':>11}")
-    rows = {**report["strategies"], **report["hf_generate"]}
+    rows = {**report["strategies"], **report["hf_generate"], **report.get("llamacpp", {})}
     for name, row in rows.items():
         accept = row.get("acceptance_rate")
         print(f"{name:<18}{fmt(row['tokens_per_s'], '8.2f')}{fmt(row.get('speedup_vs_plain'), '9.2f')}"
@@ -424,8 +532,19 @@ def print_table(report: dict) -> None:
           f"default strategy {report['default_strategy']}")
     print(f"speedup_vs_plain {fmt(report['speedup_vs_plain'], '.2f')} (median of paired ratios; bootstrap 95% CI "
           f"{_interval(report['speedup_vs_plain_ci95'])}); ratio of means {fmt(report['speedup_vs_plain_ratio_of_means'], '.2f')}")
-    print(f"speedup_vs_hf {fmt(report['speedup_vs_hf'], '.2f')} (vs {report['speedup_vs_hf_variant']}; vs the "
-          f"fastest HF variant per prompt {fmt(report['speedup_vs_hf_per_prompt_fastest'], '.2f')})")
+    print(f"speedup_vs_hf {fmt(report['speedup_vs_hf'], '.2f')} (decode, vs {report['speedup_vs_hf_variant']}); "
+          "end-to-end latency ratios " + ", ".join(f"{k} {fmt(v, '.2f')}" for k, v in report["latency_vs_hf"].items())
+          + f", per-prompt fastest HF {fmt(report['latency_vs_hf_per_prompt_fastest'], '.2f')}")
+    if "llamacpp" in report:
+        print(f"llama.cpp backend: identical_rate {fmt(report['backends']['llamacpp']['identical_rate'], '.2f')}; "
+              f"speedup_vs_llamacpp {fmt(report['speedup_vs_llamacpp'], '.2f')} (decode; 95% CI "
+              f"{_interval(report['speedup_vs_llamacpp_ci95'])}), on {report['llamacpp_hit_prompts']} prompts where "
+              f"drafts hit {fmt(report['speedup_vs_llamacpp_hits'], '.2f')}; end-to-end latency "
+              f"{fmt(report['latency_vs_llamacpp'], '.2f')}; torch default vs llama.cpp plain "
+              f"{fmt(report['backends']['torch']['speedup_vs_llamacpp'], '.2f')}")
+        ks = report["keystroke_llamacpp"]
+        print(f"llama.cpp keystroke_cost_ratio {fmt(ks['keystroke_cost_ratio'], '.3f')} (incremental prefill "
+              f"{fmt(ks['incremental_prefill_s'], '.3f')} s vs cold {fmt(ks['cold_prefill_s'], '.3f')} s)")
     print(f"plain_vs_hf {fmt(report['plain_vs_hf'], '.2f')} (specd plain over HF plain generate)")
     print(f"keystroke_cost_ratio {fmt(report['keystroke_cost_ratio'], '.3f')} (incremental prefill "
           f"{fmt(ks['incremental_prefill_s'], '.3f')} s vs cold {fmt(ks['cold_prefill_s'], '.3f')} s; "
@@ -449,6 +568,15 @@ def environment(engine: Engine, args, threads: int) -> dict:
             "fim_template": info["fim_template"], "max_tokens": args.max_tokens,
             "max_draft_tokens": engine.config.max_draft_tokens, "git_commit": commit,
             "git_uncommitted_daemon_files": [line[3:] for line in changed]}
+
+
+def _version(distribution: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return None
 
 
 def _git(*args) -> str | None:
@@ -479,6 +607,9 @@ def parse_args(argv):
     p.add_argument("--prefix-tokens", type=int, default=1000)
     p.add_argument("--suffix-tokens", type=int, default=200)
     p.add_argument("--json", dest="json_out", default=None)
+    p.add_argument("--backends", default="auto",
+                   help="torch, llamacpp or both (comma list); auto: torch, and llamacpp too for a GGUF verifier "
+                        "when llama-cpp-python is installed (with llama.cpp's own plain decoding as a peer)")
     return p.parse_args(argv)
 
 
@@ -496,7 +627,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
     config = EngineConfig(verifier=args.verifier, drafter=args.drafter, draft_strategy=args.draft_strategy,
-                          device=args.device, dtype=args.dtype, threads=args.threads)
+                          device=args.device, dtype=args.dtype, threads=args.threads, backend="torch")
     engine = load_engine(config, progress=log)
     env = environment(engine, args, torch.get_num_threads())  # before the runs: the commit that ran
     available = strategy_drafters(engine)
@@ -506,6 +637,9 @@ def main(argv=None) -> dict:
     drafters = choose_strategies(available, args.strategies)
     drafters = {default: available[default], **drafters}  # the headline ratios need the default
     variants = hf_variants(assistant_model(engine, available))
+    others = {}
+    if wants_llamacpp(args):
+        llama_engine, others = llamacpp_others(args, log)
 
     if args.prompts:
         prompts = file_prompts(args.prompts)[: args.limit]
@@ -513,15 +647,15 @@ def main(argv=None) -> dict:
         prompts = stdlib_prompts(engine.tokenizer, args.limit, args.seed, args.prefix_tokens, args.suffix_tokens)
     lengths = [len(engine.prompt_ids(GenerationRequest(prompt=p.prefix, suffix=p.suffix))) for p in prompts]
     log(f"{len(prompts)} prompts, {min(lengths)}..{max(lengths)} tokens; runners: "
-        f"{', '.join([PLAIN, *drafters, *variants])}")
+        f"{', '.join([PLAIN, *drafters, *variants, *others])}")
 
     started = time.perf_counter()
-    bench_prompt(engine, drafters, variants, prompts[0], 0, min(8, args.max_tokens))  # warm-up, not counted
+    bench_prompt(engine, drafters, variants, prompts[0], 0, min(8, args.max_tokens), others)  # warm-up, not counted
     warmup_s = time.perf_counter() - started
 
     runs: list[Run] = []
     for index, prompt in enumerate(prompts):
-        runs += bench_prompt(engine, drafters, variants, prompt, index, args.max_tokens)
+        runs += bench_prompt(engine, drafters, variants, prompt, index, args.max_tokens, others)
         plain = next(r for r in runs if r.prompt == index and r.runner == PLAIN)
         log(f"prompt {index + 1}/{len(prompts)} ({prompt.source}, {lengths[index]} tokens): "
             + ", ".join(f"{r.runner} {r.tokens_per_s or 0:.1f}" + ("" if r.identical in (None, True) else " MISMATCH")
@@ -533,6 +667,10 @@ def main(argv=None) -> dict:
     report = summarize(runs, default, list(drafters), list(variants))
     report["keystroke"] = keystroke_cost(engine, prompts, texts)
     report["keystroke_cost_ratio"] = report["keystroke"]["keystroke_cost_ratio"]
+    if others:
+        add_llamacpp_report(report, runs, others, default)
+        report["keystroke_llamacpp"] = keystroke_cost(llama_engine, prompts, texts)
+        env["llama_cpp_python"] = _version("llama_cpp_python")
     report["prompts"] = {"count": len(prompts), "source": args.prompts or "python-stdlib", "seed": args.seed,
                          "tokens_min": min(lengths), "tokens_median": statistics.median(lengths),
                          "tokens_max": max(lengths), "sources": [p.source for p in prompts]}

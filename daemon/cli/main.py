@@ -34,7 +34,9 @@ _SETTING_HELP = {
     "dtype": "auto, float32, float16 or bfloat16",
     "max_context": "context window in tokens",
     "cache_slots": "documents whose KV cache is kept",
-    "threads": "CPU threads for torch (0 = half the cores)",
+    "threads": "CPU threads for torch or llama.cpp (0 = half the cores)",
+    "backend": "auto, torch or llamacpp: what runs the verifier (auto: a GGUF on CPU runs on llama.cpp when "
+               "llama-cpp-python is installed)",
     "host": "address to listen on (default 127.0.0.1; beyond loopback the token is still required)",
     "port": "port to listen on (0 = any free port)",
     "keep_alive": "seconds the models stay loaded while unused (-1 = forever, 0 = unload after each request)",
@@ -217,7 +219,8 @@ def _describe(report: dict) -> str:
     if models:
         memory = models.get("memory_bytes")
         memory_text = "?" if memory is None else f"{memory / 2**20:.0f} MiB"
-        lines.append(f"verifier: {models.get('verifier')}, drafter: {models.get('drafter') or 'none'} "
+        backend = f" on {models['backend']} ({models.get('dtype')})" if models.get("backend") else ""
+        lines.append(f"verifier: {models.get('verifier')}{backend}, drafter: {models.get('drafter') or 'none'} "
                      f"({models.get('draft_strategy')}), memory: {memory_text}")
     elif report.get("load_error"):
         lines.append(f"models failed to load: {report['load_error']}")

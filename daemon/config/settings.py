@@ -34,7 +34,8 @@ class Settings:
     dtype: str = "auto"
     max_context: int = 4096
     cache_slots: int = 4
-    threads: int = 0  # CPU threads for torch; 0 = half the cores
+    threads: int = 0  # CPU threads for torch or llama.cpp; 0 = half the cores
+    backend: str = "auto"  # auto | torch | llamacpp: what runs the verifier
     host: str = "127.0.0.1"
     port: int = 7411
     keep_alive: float = -1  # seconds a model stays loaded while unused; -1 = forever, 0 = unload at once
@@ -47,11 +48,12 @@ class Settings:
     def engine_kwargs(self) -> dict[str, Any]:
         """The subset that EngineConfig takes."""
         names = ("verifier", "drafter", "draft_strategy", "max_draft_tokens", "device", "dtype",
-                 "max_context", "cache_slots", "threads")
+                 "max_context", "cache_slots", "threads", "backend")
         return {name: getattr(self, name) for name in names}
 
 
 DRAFT_STRATEGIES = ("auto", "ngram", "model", "layer_skip", "assistant", "none")
+BACKENDS = ("auto", "torch", "llamacpp")
 
 # name -> (kind, extra check or None). Kinds drive both JSON validation and parsing of env/flag strings.
 _SCHEMA: dict[str, tuple[str, Any]] = {
@@ -64,6 +66,7 @@ _SCHEMA: dict[str, tuple[str, Any]] = {
     "max_context": ("int", (16, 1 << 20)),
     "cache_slots": ("int", (1, 1024)),
     "threads": ("int", (0, 1024)),
+    "backend": ("choice", BACKENDS),
     "host": ("str", None),
     "port": ("int", (0, 65535)),
     "keep_alive": ("number", (-1, None)),

@@ -19,7 +19,7 @@ from .drafters.base import DraftContext, Drafter
 from .fim import build_fim_ids, decode_anchor, detect_template, encode_text, stop_token_ids
 from .kv_cache import SlabCache, common_prefix_length, reuse_prefix
 from .requests import CancelToken, GenerationRequest, GenerationResult, RequestError, Stats
-from .runners.torch_runner import ModelRunner
+from .runners.base import Runner
 from .sampling import SamplingParams, pick_token, verify_greedy, verify_sampling
 from .stopping import StopRules, StopState, indent_width
 from .token_healing import Constraint, Healing, heal_prompt, vocabulary
@@ -39,7 +39,8 @@ class EngineConfig:
     max_context: int = 4096
     cache_slots: int = 4
     layer_skip_layers: int | None = None
-    threads: int = 0  # CPU threads for torch; 0 = half the cores
+    threads: int = 0  # CPU threads for torch or llama.cpp; 0 = half the cores
+    backend: str = "auto"  # auto | torch | llamacpp (daemon/models/loading.py: choose_backend)
 
 
 @dataclass
@@ -96,7 +97,7 @@ def next_draft_length(current: int, accepted: int, drafted: int, maximum: int) -
 
 
 class Engine:
-    def __init__(self, verifier: ModelRunner, tokenizer, drafter: Drafter | None, config: EngineConfig,
+    def __init__(self, verifier: Runner, tokenizer, drafter: Drafter | None, config: EngineConfig,
                  verifier_name: str = "", drafter_name: str | None = None) -> None:
         self.verifier = verifier
         self.tokenizer = tokenizer
@@ -106,8 +107,9 @@ class Engine:
         self.drafter_name = drafter_name
         self.fim_template = detect_template(tokenizer)
         self.decode_anchor = tuple(decode_anchor(tokenizer))
-        self.eos_ids = frozenset(_eos_ids(verifier.model, tokenizer) | stop_token_ids(tokenizer, self.fim_template))
-        self.start_ids = _start_ids(verifier.model, tokenizer)
+        self.eos_ids = frozenset(_eos_ids(verifier.config_sources, tokenizer)
+                                 | stop_token_ids(tokenizer, self.fim_template))
+        self.start_ids = _start_ids(verifier.config_sources, tokenizer)
         model_limit = getattr(verifier.config, "max_position_embeddings", None) or config.max_context
         self.max_context = min(config.max_context, model_limit)
         self.pool = SlotPool(config.cache_slots, self._new_slot)
@@ -281,8 +283,9 @@ class Engine:
             "drafter_model": self.drafter_name,
             "draft_strategy": self.config.draft_strategy,
             "max_draft_tokens": self.config.max_draft_tokens,
+            "backend": self.verifier.backend,
             "device": str(self.verifier.device),
-            "dtype": str(next(self.verifier.model.parameters()).dtype).replace("torch.", ""),
+            "dtype": self.verifier.dtype_name,
             "memory_bytes": self.verifier.parameter_bytes() + drafter_bytes + self.pool.nbytes(),
             "max_context": self.max_context,
             "fim_template": self.fim_template.family if self.fim_template else None,
@@ -311,19 +314,20 @@ def _stream(output: StopState, on_text) -> None:
             on_text(delta)
 
 
-def _start_ids(model, tokenizer) -> list[int]:
-    """The token a document starts from: BOS (the tokenizer's, else the model config's), else EOS, which
+def _start_ids(sources, tokenizer) -> list[int]:
+    """The token a document starts from: BOS (the tokenizer's, else the model's `sources`), else EOS, which
     separates documents in GPT-2-style training; [] when the model names neither."""
-    for token_id in (tokenizer.bos_token_id, getattr(model.config, "bos_token_id", None), tokenizer.eos_token_id):
+    model_bos = [getattr(source, "bos_token_id", None) for source in sources]
+    for token_id in (tokenizer.bos_token_id, *model_bos, tokenizer.eos_token_id):
         if isinstance(token_id, int):
             return [token_id]
     return []
 
 
-def _eos_ids(model, tokenizer) -> set[int]:
+def _eos_ids(sources, tokenizer) -> set[int]:
     ids: set[int] = set()
-    for source in (getattr(model, "generation_config", None), model.config):
-        value = getattr(source, "eos_token_id", None) if source is not None else None
+    for source in sources:
+        value = getattr(source, "eos_token_id", None)
         if isinstance(value, int):
             ids.add(value)
         elif isinstance(value, (list, tuple)):

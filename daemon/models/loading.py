@@ -20,6 +20,7 @@ from .embedded import EMBEDDED, fetch_embedded
 from specd.daemon.engine.runners.fast_head import use_fast_head
 from specd.daemon.config.paths import get_paths
 from specd.daemon.engine.runners.torch_runner import ModelRunner
+from .backend import choose_backend
 from .tokenizer_compat import check_compatible, shared_vocab_size
 
 DRAFT_STRATEGIES = ("auto", "ngram", "model", "layer_skip", "assistant", "none")
@@ -76,15 +77,43 @@ def convert_gguf(gguf: Path, progress=print) -> Path:
     return folder
 
 
-def resolve_model(spec: str, progress=print) -> str:
-    """A local folder (or hub id) that `from_pretrained` can load."""
+def gguf_file(spec: str, progress=print) -> Path | None:
+    """The GGUF file a model name stands for (an embedded default, fetched once, or a `.gguf` path), else None."""
     if spec in EMBEDDED:
-        return str(convert_gguf(fetch_embedded(EMBEDDED[spec], get_paths().cache_dir, progress), progress))
+        return fetch_embedded(EMBEDDED[spec], get_paths().cache_dir, progress)
     path = Path(spec).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
             raise FileNotFoundError(f"GGUF file not found: {path}")
-        return str(convert_gguf(path, progress))
+        return path
+    return None
+
+
+def gguf_tokenizer(gguf: Path, progress=print):
+    """The GGUF's tokenizer as a transformers tokenizer, from the converted folder when there is one, else from
+    a tokenizer-only folder made once (reading a GGUF's vocabulary takes seconds; its weights are not needed)."""
+    from transformers import AutoTokenizer
+
+    converted = _gguf_cache_folder(gguf)
+    if (converted / "config.json").exists():
+        return AutoTokenizer.from_pretrained(converted)
+    folder = converted.with_name(converted.name + "-tokenizer")
+    if not (folder / "tokenizer_config.json").exists():
+        progress(f"reading {gguf.name}'s tokenizer once ...")
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        partial = folder.with_name(folder.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        tokenizer.save_pretrained(partial)
+        os.replace(partial, folder)
+    return AutoTokenizer.from_pretrained(folder)
+
+
+def resolve_model(spec: str, progress=print) -> str:
+    """A local folder (or hub id) that `from_pretrained` can load."""
+    gguf = gguf_file(spec, progress)
+    if gguf is not None:
+        return str(convert_gguf(gguf, progress))
+    path = Path(spec).expanduser()
     if path.is_dir():
         return str(path)
     if path.is_absolute() or spec.startswith((".", "~")):
@@ -122,6 +151,9 @@ def load_engine(config, progress=print):
         # Half the cores by default: the editor and the rest of the desktop share the machine, and a torch
         # thread that has to wait for a busy core stalls every step (OpenMP threads wait for each other).
         torch.set_num_threads(config.threads or max(1, (os.cpu_count() or 2) // 2))
+    gguf = gguf_file(config.verifier, progress)
+    if choose_backend(config, gguf is not None, device.type) == "llamacpp":
+        return _load_llamacpp_engine(config, gguf, progress)
     dtype = resolve_dtype(config.dtype, device)
     model, tokenizer = load_model(config.verifier, device, dtype, progress)
     verifier = ModelRunner(model)
@@ -157,3 +189,18 @@ def load_engine(config, progress=print):
         drafter = LayerSkipDrafter(verifier, config.layer_skip_layers)
     progress(f"ready: verifier {config.verifier}, drafter {drafter.describe() if drafter else 'none'}")
     return Engine(verifier, tokenizer, drafter, config, config.verifier, config.drafter)
+
+
+def _load_llamacpp_engine(config, gguf: Path, progress=print):
+    """An Engine whose verifier is the GGUF on llama.cpp, one sequence per cache slot, n-gram drafting."""
+    from specd.daemon.engine.drafters.ngram import NgramDrafter
+    from specd.daemon.engine.loop import Engine
+    from specd.daemon.engine.runners.llamacpp_runner import LlamaCppRunner
+
+    tokenizer = gguf_tokenizer(gguf, progress)
+    progress(f"loading {config.verifier} on llama.cpp (cpu, {gguf.name}) ...")
+    verifier = LlamaCppRunner(gguf, max_context=config.max_context, sequences=config.cache_slots,
+                              threads=config.threads)
+    drafter = None if config.draft_strategy == "none" else NgramDrafter()
+    progress(f"ready: verifier {config.verifier} on llama.cpp, drafter {drafter.describe() if drafter else 'none'}")
+    return Engine(verifier, tokenizer, drafter, config, config.verifier, None)

@@ -136,7 +136,7 @@ def smollm2(tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setenv("SPECD_HOME", str(embedded_home(tmp_path_factory.mktemp("home"))))
-        yield load_engine(EngineConfig(verifier="smollm2-135m"), progress=lambda message: None)
+        yield load_engine(EngineConfig(verifier="smollm2-135m", backend="torch"), progress=lambda message: None)
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ import json.decoder
 import pytest
 
 from fixtures.embedded import embedded_home
+from fixtures.lossless import plain_and_speculative as both_decodings
 from specd.daemon.engine.drafters.layer_skip import LayerSkipDrafter
 from specd.daemon.engine.drafters.ngram import NgramDrafter
 from specd.daemon.engine.loop import Engine, EngineConfig, GenerationRequest
@@ -19,7 +20,7 @@ def smollm2(tmp_path_factory):
     monkeypatch = pytest.MonkeyPatch()
     monkeypatch.setenv("SPECD_HOME", str(embedded_home(tmp_path_factory.mktemp("home"))))
     try:
-        yield load_engine(EngineConfig(verifier="smollm2-135m"), progress=lambda message: None)
+        yield load_engine(EngineConfig(verifier="smollm2-135m", backend="torch"), progress=lambda message: None)
     finally:
         monkeypatch.undo()
 
@@ -61,12 +62,7 @@ FACTORIAL = "def factorial(n):\n    if n <= 1:\n        return 1\n    return n *
 
 
 def plain_and_speculative(engine, **request):
-    engine.pool.clear()
-    plain = engine.generate(GenerationRequest(**request, draft_tokens=0))
-    engine.pool.clear()
-    speculative = engine.generate(GenerationRequest(**request))
-    assert speculative.token_ids == plain.token_ids and speculative.text == plain.text
-    return plain
+    return both_decodings(engine, **request)[0]
 
 
 @pytest.mark.parametrize("typed, rest", [("f", "actorial(n - 1)"), ("fac", "torial(n - 1)"),

@@ -11,6 +11,10 @@ from ..kv_cache import SlabCache
 
 
 class ModelRunner:
+    """A transformers causal LM on any torch device (the `base.Runner` interface)."""
+
+    backend = "torch"
+
     def __init__(self, model, vocab_limit: int | None = None) -> None:
         self.model = model
         self.device = next(model.parameters()).device
@@ -20,6 +24,16 @@ class ModelRunner:
         params = inspect.signature(model.forward).parameters
         # transformers 5.x renamed `past_key_values` to `cache` in some releases.
         self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
+
+    @property
+    def config_sources(self) -> tuple:
+        """Where the model names its special tokens: generation config first, then the model config."""
+        generation = getattr(self.model, "generation_config", None)
+        return tuple(s for s in (generation, self.model.config) if s is not None)
+
+    @property
+    def dtype_name(self) -> str:
+        return str(next(self.model.parameters()).dtype).replace("torch.", "")
 
     def new_cache(self) -> SlabCache:
         return SlabCache(self.num_layers)

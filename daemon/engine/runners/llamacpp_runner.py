@@ -1,0 +1,197 @@
+"""A GGUF model on llama.cpp's CPU (or Metal) kernels, behind the engine's runner interface (`base.Runner`).
+
+Uses llama-cpp-python's low-level API, which mirrors `llama.h` one to one: `llama_decode` over a batch whose
+every row asks for logits (a verification pass) or only the last (prefill), and `llama_memory_seq_rm` to drop
+rejected draft tokens, as llama.cpp's own speculative example (`examples/speculative-simple`) does.
+
+Every cache slot is one llama.cpp sequence of one context, as llama-server's slots are: the context holds
+`sequences` sequences with separate (non-unified) KV streams of `max_context` cells each, so a pass over one
+document's sequence attends to its own cells only, and the model's weights and compute buffers are shared.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import logging
+import os
+import weakref
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+INSTALL_HINT = (
+    "the llama.cpp backend needs llama-cpp-python (no Linux wheel on PyPI: pip builds it from source, about "
+    "15 minutes on 2 cores, with a C++ compiler and cmake): pip install 'specd[llamacpp]', or set "
+    "\"backend\": \"torch\" in settings.json"
+)
+
+
+def binding_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("llama_cpp") is not None
+
+
+def _binding():
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise RuntimeError(INSTALL_HINT) from exc
+    # llama-cpp-python prints every llama.cpp log line unless its logger says otherwise.
+    logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
+    return llama_cpp
+
+
+class LlamaSequence:
+    """One llama.cpp sequence: its id in the runner's context and how many positions it holds."""
+
+    def __init__(self, runner: "LlamaCppRunner", seq_id: int) -> None:
+        self.runner = runner
+        self.seq_id = seq_id
+        self.length = 0
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.length
+
+    def truncate(self, length: int) -> None:
+        length = max(0, length)
+        if length < self.length:
+            self.runner.remove(self.seq_id, length)
+            self.length = length
+
+    def nbytes(self) -> int:
+        """The KV memory this sequence's stream holds allocated, in bytes (allocated at load, whole)."""
+        return self.runner.kv_bytes_per_sequence
+
+
+class LlamaCppRunner:
+    backend = "llamacpp"
+    device = "cpu"
+    vocab_limit = None
+
+    def __init__(self, gguf: Path, max_context: int = 4096, sequences: int = 4, threads: int = 0,
+                 batch: int = 512, flash_attention: bool | None = None) -> None:
+        """Load `gguf` and make one context of `sequences` sequences of `max_context` positions each.
+
+        threads: CPU threads for every pass (0 = half the cores, as the torch runner). flash_attention: None lets
+        llama.cpp decide (its default), True/False forces it. Raises RuntimeError naming the file when llama.cpp
+        cannot load it or make the context, and `INSTALL_HINT` when the binding is missing."""
+        lc = self.lc = _binding()
+        lc.llama_backend_init()
+        self.path = Path(gguf)
+        model_params = lc.llama_model_default_params()
+        self.model = lc.llama_model_load_from_file(str(self.path).encode(), model_params)
+        if not self.model:
+            raise RuntimeError(f"llama.cpp could not load {self.path}")
+        self.threads = threads or max(1, (os.cpu_count() or 2) // 2)
+        self.batch_size = batch
+        self.sequences = sequences
+        self.max_context = max_context
+        params = lc.llama_context_default_params()
+        params.n_ctx = max_context * sequences  # non-unified: each sequence gets n_ctx / n_seq_max cells
+        params.n_batch = params.n_ubatch = batch
+        params.n_seq_max = sequences
+        params.kv_unified = False
+        params.n_threads = params.n_threads_batch = self.threads
+        if flash_attention is not None:
+            params.flash_attn_type = 1 if flash_attention else 0
+        self.ctx = lc.llama_init_from_model(self.model, params)
+        if not self.ctx:
+            lc.llama_model_free(self.model)
+            raise RuntimeError(f"llama.cpp could not make a context of {params.n_ctx} tokens for {self.path}")
+        self.memory = lc.llama_get_memory(self.ctx)
+        self._batch = lc.llama_batch_init(batch, 0, 1)
+        vocab = lc.llama_model_get_vocab(self.model)
+        self.n_vocab = lc.llama_vocab_n_tokens(vocab)
+        layers = lc.llama_model_n_layer(self.model)
+        eos = [t for t in (lc.llama_vocab_eos(vocab), lc.llama_vocab_eot(vocab)) if t >= 0]
+        bos = lc.llama_vocab_bos(vocab)
+        self.config = SimpleNamespace(num_hidden_layers=layers, eos_token_id=eos,
+                                      bos_token_id=bos if bos >= 0 else None,
+                                      max_position_embeddings=lc.llama_model_n_ctx_train(self.model) or None)
+        self.num_layers = layers
+        head_dim = lc.llama_model_n_embd(self.model) // max(1, lc.llama_model_n_head(self.model))
+        # f16 keys and values (llama.cpp's default cache type) for every layer
+        self.kv_bytes_per_sequence = 2 * 2 * layers * lc.llama_model_n_head_kv(self.model) * head_dim * max_context
+        self._free = list(range(sequences))
+        self._finalizer = weakref.finalize(self, _free_native, lc, self.model, self.ctx, self._batch)
+
+    # -- the runner interface -----------------------------------------------------------------------------------
+
+    @property
+    def config_sources(self) -> tuple:
+        return (self.config,)
+
+    @property
+    def dtype_name(self) -> str:
+        """The GGUF's type as llama.cpp describes the model ("llama 135M Q4_1" -> "Q4_1")."""
+        buffer = ctypes.create_string_buffer(128)
+        self.lc.llama_model_desc(self.model, buffer, len(buffer))
+        return buffer.value.decode(errors="replace").split()[-1] if buffer.value else "gguf"
+
+    def parameter_bytes(self) -> int:
+        return int(self.lc.llama_model_size(self.model))
+
+    def new_cache(self) -> LlamaSequence:
+        """A free sequence; one whose cache object is gone is freed (and its KV cells cleared) first."""
+        if not self._free:
+            gc.collect()  # a dropped slot caught in a reference cycle
+        if not self._free:
+            raise RuntimeError(f"all {self.sequences} llama.cpp sequences are in use (raise cache_slots)")
+        seq = LlamaSequence(self, self._free.pop(0))
+        weakref.finalize(seq, self._release, seq.seq_id)
+        return seq
+
+    def forward(self, token_ids: list[int], cache: LlamaSequence, last_only: bool = False) -> torch.Tensor:
+        """float32 logits, (len(token_ids), V) or (1, V) with `last_only`, for `token_ids` fed after the cache's
+        positions (in batches of at most `batch` tokens). Raises RuntimeError when llama.cpp refuses the batch
+        (the sequence is full); the cache then holds what it held before the failed batch."""
+        rows = []
+        for start in range(0, len(token_ids), self.batch_size):
+            chunk = token_ids[start : start + self.batch_size]
+            last_chunk = start + self.batch_size >= len(token_ids)
+            logits = self._decode(chunk, cache, want_all=not last_only, want_last=last_chunk)
+            if logits is not None:
+                rows.append(logits)
+        return rows[0] if len(rows) == 1 else torch.cat(rows)
+
+    # -- llama.cpp ------------------------------------------------------------------------------------------------
+
+    def _decode(self, tokens: list[int], cache: LlamaSequence, want_all: bool, want_last: bool):
+        batch, n, start = self._batch, len(tokens), cache.length
+        batch.n_tokens = n
+        for i, token in enumerate(tokens):
+            batch.token[i] = token
+            batch.pos[i] = start + i
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = cache.seq_id
+            batch.logits[i] = want_all or (want_last and i == n - 1)
+        code = self.lc.llama_decode(self.ctx, batch)
+        if code != 0:
+            raise RuntimeError(f"llama_decode failed with code {code} at position {start} of sequence "
+                               f"{cache.seq_id} ({n} tokens; a sequence holds at most {self.max_context} positions)")
+        cache.length = start + n
+        outputs = n if want_all else (1 if want_last else 0)
+        if not outputs:
+            return None
+        logits = np.ctypeslib.as_array(self.lc.llama_get_logits(self.ctx), shape=(outputs, self.n_vocab))
+        return torch.from_numpy(logits.copy())
+
+    def remove(self, seq_id: int, start: int) -> None:
+        """Drop positions start.. of a sequence from llama.cpp's KV memory."""
+        if not self.lc.llama_memory_seq_rm(self.memory, seq_id, start, -1):
+            raise RuntimeError(f"llama.cpp could not remove positions {start}.. of sequence {seq_id}")
+
+    def _release(self, seq_id: int) -> None:
+        if self._finalizer.alive:
+            self.lc.llama_memory_seq_rm(self.memory, seq_id, -1, -1)
+            self._free.append(seq_id)
+
+
+def _free_native(lc, model, ctx, batch) -> None:
+    lc.llama_batch_free(batch)
+    lc.llama_free(ctx)
+    lc.llama_model_free(model)

@@ -16,7 +16,7 @@ from specd.daemon.config.settings import Settings
 from specd.daemon.service.metrics import Metrics
 from specd.daemon.service.scheduler import Scheduler
 
-from . import anthropic, gemini, native, openai
+from . import anthropic, bedrock, gemini, native, openai
 from .generation import CTX, DOORS, Context, door_error, door_of
 from .schema import BadRequest
 from .security import json_error, security_middlewares
@@ -46,6 +46,7 @@ def create_app(settings: Settings, scheduler: Scheduler, *, token: str, new_requ
     openai.add_routes(app)
     native.add_routes(app)
     gemini.add_routes(app)
+    bedrock.add_routes(app)
     return app
 
 

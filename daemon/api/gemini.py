@@ -32,9 +32,9 @@ from typing import Any
 from aiohttp import web
 
 from . import speculative
-from .generation import CTX, Context, Door, Shape, add_door, generate, generation_request, log, read_body
+from .generation import CTX, Context, Door, Shape, add_door, chat_request, generate, log, read_body
 from .openai import check_model
-from .schema import BadRequest, CompletionParams, _float, _int, _object, _wrong
+from .schema import BadRequest, CompletionParams, _float, _int, _object, _stop, _wrong, blocks_text
 from .security import ErrorResponse
 
 VERSIONS = "{version:v1|v1beta|v1beta1}"
@@ -44,12 +44,12 @@ PATHS = (f"/{VERSIONS}/models/{{model}}:{{method}}",
 _OWNED = re.compile(r"^/v1(beta1?)?/(projects/[^/]+/locations/[^/]+/)?(publishers/google/)?models/[^/]+:[^/]*$")
 
 DEFAULT_MAX_OUTPUT_TOKENS = 8192  # Gemini's own default for most models; the engine stops at the context's end
-MAX_STOP_SEQUENCES = 16
 FINISH_REASONS = {"stop": "STOP", "length": "MAX_TOKENS", "cancelled": "OTHER"}
 STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
                 405: "UNIMPLEMENTED", 413: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED",
                 500: "INTERNAL", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
 ROLES = {"user": "user", "model": "assistant", "function": "user", "tool": "user"}
+MEDIA_PARTS = {"inlineData", "fileData", "executableCode", "codeExecutionResult"}
 
 
 def add_routes(app: web.Application) -> None:
@@ -85,36 +85,25 @@ async def handle(request: web.Request) -> web.StreamResponse:
     if ctx.settings.log_prompts:
         log.info("%s messages=%r", rid, messages)
 
-    def build(engine: Any) -> Any:  # on the worker: the chat template needs the loaded tokenizer
-        return generation_request(ctx, params, prompt=engine.apply_chat_template(messages))
 
     shape = GeminiShape(rid, ctx.model_names()[0], speculative=report)
-    answer = await generate(request, ctx, build, params, shape)
+    answer = await generate(request, ctx, chat_request(ctx, params, messages), params, shape)
     if method == "streamGenerateContent" and not params.stream and answer.status == 200:
-        return web.json_response([json.loads(answer.body)], headers=_accounting_headers(answer))
+        accounting = {k: v for k, v in answer.headers.items() if k.lower().startswith("x-specd-")}
+        return web.json_response([json.loads(answer.body)], headers=accounting)
     return answer
 
 
-def _accounting_headers(answer: web.Response) -> dict:
-    return {k: v for k, v in answer.headers.items() if k.lower().startswith("x-specd-")}
-
-
 async def count_tokens(request: web.Request, ctx: Context, body: dict) -> web.Response:
-    """`{totalTokens}`: the prompt as the chat template renders it, counted by the engine without generating.
-    Either the request's own `contents`/`systemInstruction` or a whole `generateContentRequest` in it."""
+    """`{totalTokens}`: the prompt as the chat template renders it, counted by a generation of 0 tokens (which
+    prefills nothing). Either the request's own `contents`/`systemInstruction` or a whole
+    `generateContentRequest` in it."""
     inner = _camel(body).get("generateContentRequest")
-    messages, params = parse_generate(_camel(inner) if isinstance(inner, dict) else body, counting=True)
+    messages, params = parse_generate(inner if isinstance(inner, dict) else body, counting=True)
     params.max_tokens = 0
 
-    def build(engine: Any) -> Any:
-        return generation_request(ctx, params, prompt=engine.apply_chat_template(messages))
 
-    answer = await generate(request, ctx, build, params, GeminiShape("count", ctx.model_names()[0]))
-    if answer.status != 200:
-        return answer
-    stats = json.loads(answer.body)["specd"]
-    return web.json_response({"totalTokens": stats["prompt_tokens"],
-                              "cachedContentTokenCount": stats["cached_tokens"]})
+    return await generate(request, ctx, chat_request(ctx, params, messages), params, CountShape("count"))
 
 
 # ---- request -------------------------------------------------------------------------------------------
@@ -154,23 +143,8 @@ def _content_text(content: Any, where: str) -> str:
     parts = _camel(content).get("parts")
     if not isinstance(parts, list):
         raise _wrong(f"{where}.parts", "an array of parts", parts)
-    texts = []
-    for j, part in enumerate(parts):
-        if not isinstance(part, dict):
-            raise _wrong(f"{where}.parts[{j}]", "an object", part)
-        part = _camel(part)
-        if part.get("thought"):
-            continue  # the model's own reasoning from an earlier turn: Gemini does not send it back either
-        if "text" in part:
-            if not isinstance(part["text"], str):
-                raise _wrong(f"{where}.parts[{j}].text", "a string", part["text"])
-            texts.append(part["text"])
-        elif "functionCall" in part or "functionResponse" in part:
-            kind = "functionCall" if "functionCall" in part else "functionResponse"
-            texts.append(f"{kind}: {json.dumps(part[kind], ensure_ascii=False)}")
-        elif set(part) & {"inlineData", "fileData", "executableCode", "codeExecutionResult"}:
-            raise BadRequest(f"'{where}.parts[{j}]': only text parts are supported by specd", "contents")
-    return "".join(texts)
+    parts = [_camel(part) if isinstance(part, dict) else part for part in parts]
+    return blocks_text(parts, f"{where}.parts", "contents", ("functionCall", "functionResponse"), MEDIA_PARTS)
 
 
 def _generation_config(body: dict, params: CompletionParams) -> None:
@@ -186,14 +160,7 @@ def _generation_config(body: dict, params: CompletionParams) -> None:
         raise BadRequest("'generationConfig.candidateCount' must be 1: specd writes one candidate per request; "
                          "send separate requests", "generationConfig")
     params.seed = _int(named, "generationConfig.seed", None, low=-(2**63), high=2**64 - 1)
-    stops = config.get("stopSequences")
-    if stops is not None:
-        if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops):
-            raise _wrong("generationConfig.stopSequences", "an array of non-empty strings", stops)
-        if len(stops) > MAX_STOP_SEQUENCES:
-            raise BadRequest(f"'generationConfig.stopSequences' has {len(stops)} strings; at most "
-                             f"{MAX_STOP_SEQUENCES} are supported", "generationConfig")
-        params.stop = list(stops)
+    params.stop = _stop(named, "generationConfig.stopSequences")
     if config.get("responseLogprobs"):
         raise BadRequest("'generationConfig.responseLogprobs' is not supported", "generationConfig")
 
@@ -237,3 +204,8 @@ class GeminiShape(Shape):
         if isinstance(failure, ErrorResponse):
             failure = error(failure.status, failure.message, failure.kind)
         return failure.body + b"\n"
+
+
+class CountShape(Shape):
+    def body(self, text: str, finish_reason: str, stats: dict) -> dict:
+        return {"totalTokens": int(stats.get("prompt_tokens", 0))}

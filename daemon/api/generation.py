@@ -113,6 +113,11 @@ def generation_request(ctx: Context, params: CompletionParams, prompt: str | Non
     )
 
 
+def chat_request(ctx: Context, params: CompletionParams, messages: list[dict]) -> Callable[[Any], Any]:
+    """A chat's request, built on the worker: the chat template needs the loaded tokenizer."""
+    return lambda engine: generation_request(ctx, params, prompt=engine.apply_chat_template(messages))
+
+
 def log_prompt(ctx: Context, rid: str, params: CompletionParams, extra: str = "") -> None:
     if ctx.settings.log_prompts:  # off by default: prompts are the user's source code
         log.info("%s prompt=%r suffix=%r%s", rid, params.prompt, params.suffix, extra)

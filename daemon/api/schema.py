@@ -161,18 +161,18 @@ def _object(body: dict, name: str) -> dict:
     return value
 
 
-def _stop(body: dict) -> list[str]:
-    value = body.get("stop")
+def _stop(body: dict, name: str = "stop") -> list[str]:
+    value = body.get(name)
     if value is None:
         return []
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
-        raise _wrong("stop", "a string or an array of strings", value)
+        raise _wrong(name, "a string or an array of strings", value)
     if len(value) > MAX_STOP_STRINGS:
-        raise BadRequest(f"'stop' has {len(value)} strings; at most {MAX_STOP_STRINGS} are supported", "stop")
+        raise BadRequest(f"'{name}' has {len(value)} strings; at most {MAX_STOP_STRINGS} are supported", name)
     if any(s == "" for s in value):
-        raise BadRequest("'stop' strings must not be empty", "stop")
+        raise BadRequest(f"'{name}' strings must not be empty", name)
     return list(value)
 
 
@@ -286,6 +286,29 @@ def _chat_content(content: Any, where: str) -> str:
             parts.append(part["text"])
         return "".join(parts)
     raise _wrong(f"{where}.content", "a string or an array of text parts", content)
+
+
+def blocks_text(blocks: list, where: str, param: str, tool_keys: tuple[str, str], media_keys: set[str]) -> str:
+    """The text of a message's content blocks (Gemini's parts, Bedrock's content blocks): text as is, tool calls
+    and results of earlier turns as `kind: <JSON>` (the transcript keeps them), the model's own reasoning
+    (`thought: true`) and other blocks skipped, media refused."""
+    texts = []
+    for j, block in enumerate(blocks):
+        if not isinstance(block, dict):
+            raise _wrong(f"{where}[{j}]", "an object", block)
+        if block.get("thought"):
+            continue
+        if "text" in block:
+            if not isinstance(block["text"], str):
+                raise _wrong(f"{where}[{j}].text", "a string", block["text"])
+            texts.append(block["text"])
+        elif tool_keys[0] in block or tool_keys[1] in block:
+            kind = tool_keys[0] if tool_keys[0] in block else tool_keys[1]
+            texts.append(f"{kind}: {json.dumps(block[kind], ensure_ascii=False)}")
+        elif set(block) & media_keys:
+            raise BadRequest(f"'{where}[{j}]': only text is supported by specd, not {sorted(set(block) & media_keys)[0]}",
+                             param)
+    return "".join(texts)
 
 
 @dataclass

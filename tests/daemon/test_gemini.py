@@ -5,13 +5,13 @@ project paths, a client that hangs up, the JSON-array stream)."""
 from __future__ import annotations
 
 import asyncio
-import json
 
 import aiohttp
 import openai
 import pytest
 
-from .conftest import fake_daemon, specd_env, start_real_daemon, stop_real_daemon
+from .conftest import specd_env
+from .door_checks import daemon, full_queue, hang_up_mid_stream  # noqa: F401 - daemon: the module's fixture
 
 genai = pytest.importorskip("google.genai")
 from google.genai import errors, types  # noqa: E402
@@ -19,17 +19,6 @@ from google.genai import errors, types  # noqa: E402
 SYSTEM = "You complete Python code."
 PROMPT = "def parse_args(argv):\n    parser = "
 NO_RETRY = types.HttpRetryOptions(attempts=1)
-
-
-@pytest.fixture(scope="module")
-def daemon(tiny_pair, tmp_path_factory):
-    home = tmp_path_factory.mktemp("specd-home")
-    verifier, drafter = tiny_pair
-    args = ["--port", "0", "--verifier", str(verifier), "--drafter", str(drafter), "--draft-strategy", "model",
-            "--max-draft-tokens", "4", "--device", "cpu", "--max-context", "256"]
-    started = start_real_daemon(home, specd_env(home), args)
-    yield started
-    stop_real_daemon(started)
 
 
 @pytest.fixture
@@ -162,7 +151,7 @@ def test_stream_without_alt_sse_is_a_json_array(daemon, gemini):
     ("unknown model", 404, "NOT_FOUND", "this daemon serves"),
     ("two candidates", 400, "INVALID_ARGUMENT", "candidateCount"),
     ("temperature", 400, "INVALID_ARGUMENT", "generationConfig.temperature"),
-    ("image", 400, "INVALID_ARGUMENT", "only text parts"),
+    ("image", 400, "INVALID_ARGUMENT", "only text is supported by specd, not inlineData"),
     ("beyond the context", 400, "INVALID_ARGUMENT", "the context window is 256 tokens"),
 ])
 def test_errors_come_in_googles_shape(daemon, case, status, code, words):
@@ -206,42 +195,13 @@ def test_bad_json_and_an_unknown_method_answer_in_googles_shape(daemon):
 
 
 def test_a_client_that_hangs_up_cancels_the_generation(daemon):
-    model = daemon_model(daemon)
-
-    async def hang_up() -> tuple[float, float, dict]:
-        async with aiohttp.ClientSession(headers={"x-goog-api-key": daemon.token}) as s:
-            before = await metrics(s)
-            url = f"{daemon.url}/v1beta/models/{model}:streamGenerateContent?alt=sse"
-            body = {"contents": [{"parts": [{"text": PROMPT}]}], "generationConfig": {"maxOutputTokens": 200}}
-            response = await s.post(url, json=body)
-            assert response.status == 200
-            assert (await response.content.readline()).startswith(b"data: ")  # generation has begun
-            response.close()
-            for _ in range(500):
-                status = await (await s.get(daemon.url + "/specd/v1/status")).json()
-                if status["idle"]:
-                    break
-                await asyncio.sleep(0.02)
-            return before, await metrics(s), status
-
-    async def metrics(s) -> float:
-        text = await (await s.get(daemon.url + "/metrics")).text()
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith('specd_cancelled_total{reason="disconnect"}'))
-
-    before, after, status = asyncio.run(hang_up())
-    assert status["idle"] and after == before + 1
+    url = f"{daemon.url}/v1beta/models/{daemon_model(daemon)}:streamGenerateContent?alt=sse"
+    body = {"contents": [{"parts": [{"text": PROMPT}]}], "generationConfig": {"maxOutputTokens": 200}}
+    hang_up_mid_stream(daemon, url, body, {"x-goog-api-key": daemon.token})
 
 
 async def test_a_full_queue_is_429_resource_exhausted():
-    async with fake_daemon(hold=True, queue_size=1) as d, aiohttp.ClientSession(headers=d.auth) as s:
-        body = {"prompt": "a", "max_tokens": 5}
-        running = asyncio.ensure_future(s.post(d.url + "/v1/completions", json=body))
-        await asyncio.get_running_loop().run_in_executor(None, d.engine.entered.wait, 10)
-        queued = asyncio.ensure_future(s.post(d.url + "/v1/completions", json=body))
-        while d.scheduler.queue_depth < 1:
-            await asyncio.sleep(0.01)
-
+    async with full_queue() as d:
         def refused() -> errors.APIError:
             sdk = genai.Client(api_key=d.token, http_options=types.HttpOptions(base_url=d.url, retry_options=NO_RETRY))
             with pytest.raises(errors.ClientError) as raised:
@@ -250,9 +210,6 @@ async def test_a_full_queue_is_429_resource_exhausted():
 
         error = await asyncio.get_running_loop().run_in_executor(None, refused)
         assert error.code == 429 and error.status == "RESOURCE_EXHAUSTED" and "queue is full" in error.message
-        d.engine.release.set()
-        for pending in (running, queued):
-            assert (await pending).status == 200
 
 
 def test_specd_config_gemini_prints_a_setup_that_works(daemon):

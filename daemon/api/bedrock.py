@@ -1,0 +1,249 @@
+"""The AWS Bedrock runtime door: Converse, ConverseStream, InvokeModel, InvokeModelWithResponseStream and
+CountTokens for the model specd serves, as boto3's `bedrock-runtime` client calls them with `endpoint_url`.
+
+Wire format: botocore's service model `bedrock-runtime/2023-09-30/service-2.json` (rest-json; shapes
+ConverseRequest/Response, ConverseStreamOutput, InvokeModel*, CountTokens*, the exceptions) and the Bedrock API
+reference (docs.aws.amazon.com/bedrock/latest/APIReference); ../shared/notes/api-doors.md section 3.
+
+- `POST /model/{modelId}/converse` and `/converse-stream`: `messages[{role, content[{text}]}]`, `system[{text}]`,
+  `inferenceConfig{maxTokens, temperature, topP, stopSequences}`; `additionalModelRequestFields` carries the
+  speculative knobs (`speculativeDecoding`, `maxDraftTokens`, `draftingModel`); `toolConfig`, `guardrailConfig`,
+  `performanceConfig`, `requestMetadata`, `cachePoint` and reasoning blocks are accepted and ignored; image,
+  document, video and audio blocks are refused. Tool use and results in earlier turns go into the transcript as
+  JSON text. `usage.inputTokens` is the uncached part, `cacheReadInputTokens` specd's cached tokens; specd's
+  accounting is in `additionalModelResponseFields.specd` and the `x-specd-*` headers.
+- `POST /model/{modelId}/invoke` and `/invoke-with-response-stream`: specd's own body, a completion prompt as on
+  `/v1/completions`: `{prompt, suffix?, max_tokens, temperature, top_p, stop, seed, speculativeDecoding:
+  {enabled, maxDraftTokens}}`, answered `{id, text, finish_reason, usage, specd}`; the stream's `chunk` events
+  carry `{text}` pieces, the last one the rest and `amazon-bedrock-invocationMetrics`.
+- `POST /model/{modelId}/count-tokens`: `{input: {converse: {messages, system}} | {invokeModel: {body}}}` →
+  `{inputTokens}`.
+- Streams are `application/vnd.amazon.eventstream` messages (eventstream.py); an error after the 200 is an
+  exception message (`validationException`, `throttlingException`, ...).
+- Errors: the status, `x-amzn-ErrorType: <Name>` and `{"message"}` (botocore raises the named exception):
+  ValidationException 400, ResourceNotFoundException 404, ThrottlingException 429 (specd's full queue),
+  ModelTimeoutException 408, ServiceUnavailableException 503, InternalServerException 500, and 403 for
+  requests that are unsigned, signed with another key or wrongly signed (sigv4.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+
+from aiohttp import web
+
+from . import eventstream, speculative
+from .generation import (CTX, Door, Shape, add_door, chat_request, generate, generation_request, log, log_prompt,
+                         read_body)
+from .native import NativeShape
+from .openai import check_model
+from .schema import (BadRequest, CompletionParams, _float, _int, _object, _stop, _wrong, blocks_text,
+                     parse_completion, parse_json_body)
+from .security import ErrorResponse
+
+DEFAULT_MAX_TOKENS = 4096  # Converse and InvokeModel without a limit; the engine also stops at the context's end
+EXCEPTIONS = {400: "ValidationException", 403: "AccessDeniedException", 404: "ResourceNotFoundException",
+              408: "ModelTimeoutException", 429: "ThrottlingException", 500: "InternalServerException",
+              503: "ServiceUnavailableException"}
+STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "cancelled": "end_turn"}
+ROLES = ("user", "assistant")
+TOOL_BLOCKS = ("toolUse", "toolResult")
+MEDIA_BLOCKS = {"image", "document", "video", "audio"}
+
+
+def add_routes(app: web.Application) -> None:
+    add_door(app, Door("bedrock", lambda request: request.path.startswith("/model/"), error))
+    app.router.add_post("/model/{model}/converse", converse)
+    app.router.add_post("/model/{model}/converse-stream", converse)
+    app.router.add_post("/model/{model}/invoke", invoke)
+    app.router.add_post("/model/{model}/invoke-with-response-stream", invoke)
+    app.router.add_post("/model/{model}/count-tokens", count_tokens)
+
+
+def exception_name(status: int, message: str, kind: str) -> tuple[int, str]:
+    if kind.endswith("Exception"):  # named by the check itself (sigv4.SignatureRefused)
+        return status, kind
+    if status == 401:  # no or a wrong token: AWS answers 403
+        return 403, "MissingAuthenticationTokenException" if message.startswith("missing") else \
+            "UnrecognizedClientException"
+    if kind == "overloaded":  # specd's full queue
+        return 429, "ThrottlingException"
+    if status == 504:
+        return 408, "ModelTimeoutException"
+    return status, EXCEPTIONS.get(status, "InternalServerException" if status >= 500 else "ValidationException")
+
+
+def error(status: int, message: str, kind: str, headers: dict | None = None) -> web.Response:
+    status, name = exception_name(status, message, kind)
+    return web.json_response({"message": message}, status=status,
+                             headers={**(headers or {}), "x-amzn-ErrorType": name})
+
+
+async def converse(request: web.Request) -> web.StreamResponse:
+    ctx = request.app[CTX]
+    if (refused := check_model(ctx, request.match_info["model"])) is not None:
+        return refused
+    body = await read_body(request)
+    messages, params = parse_converse(body)
+    params.stream = request.path.endswith("/converse-stream")
+    knobs = speculative.parse(_object(body, "additionalModelRequestFields"), "additionalModelRequestFields.")
+    report = speculative.apply(ctx, knobs, params)
+    rid = secrets.token_hex(12)
+    if ctx.settings.log_prompts:
+        log.info("%s messages=%r", rid, messages)
+    shape = ConverseShape(rid, ctx.model_names()[0], speculative=report)
+    return await generate(request, ctx, chat_request(ctx, params, messages), params, shape)
+
+
+async def invoke(request: web.Request) -> web.StreamResponse:
+    ctx = request.app[CTX]
+    if (refused := check_model(ctx, request.match_info["model"])) is not None:
+        return refused
+    body = await read_body(request)
+    params = parse_invoke(body)
+    params.stream = request.path.endswith("/invoke-with-response-stream")
+    report = speculative.apply(ctx, speculative.parse(body), params)
+    rid = "spd-" + secrets.token_hex(12)
+    log_prompt(ctx, rid, params)
+    shape = InvokeShape(rid, ctx.model_names()[0], speculative=report)
+    return await generate(request, ctx, generation_request(ctx, params), params, shape)
+
+
+async def count_tokens(request: web.Request) -> web.Response:
+    """The prompt's tokens as a generation would read them: a generation of 0 tokens, which prefills nothing."""
+    ctx = request.app[CTX]
+    if (refused := check_model(ctx, request.match_info["model"])) is not None:
+        return refused
+    query = _object(await read_body(request), "input")
+    if isinstance(query.get("converse"), dict):
+        messages, params = parse_converse(query["converse"])
+        params.max_tokens = 0
+        build = chat_request(ctx, params, messages)
+    elif isinstance(query.get("invokeModel"), dict) and isinstance(query["invokeModel"].get("body"), str):
+        try:  # a blob: base64 in rest-json
+            raw = base64.b64decode(query["invokeModel"]["body"], validate=True)
+        except ValueError:
+            raise BadRequest("'input.invokeModel.body' must be base64 (a blob)", "input") from None
+        params = parse_invoke(parse_json_body(raw))
+        params.max_tokens = 0
+        build = generation_request(ctx, params)
+    else:
+        raise BadRequest("'input' must be {converse: {messages, system}} or {invokeModel: {body}}", "input")
+    return await generate(request, ctx, build, params, CountShape("count"))
+
+
+# ---- requests ------------------------------------------------------------------------------------------
+
+def parse_invoke(body: dict) -> CompletionParams:
+    """specd's InvokeModel body: /v1/completions' fields (prompt used as sent, FIM with `suffix`)."""
+    params = parse_completion(body)
+    if body.get("max_tokens") is None:
+        params.max_tokens = DEFAULT_MAX_TOKENS
+    return params
+
+
+def parse_converse(body: dict) -> tuple[list[dict], CompletionParams]:
+    messages = []
+    system = body.get("system")
+    if system is not None:
+        if not isinstance(system, list):
+            raise _wrong("system", "an array of {text} blocks", system)
+        messages.append({"role": "system", "content": blocks_text(system, "system", "system", TOOL_BLOCKS, MEDIA_BLOCKS)})
+    raw = body.get("messages")
+    if not isinstance(raw, list) or not raw:
+        raise BadRequest("'messages' must be a non-empty array of {role, content} objects", "messages")
+    for i, message in enumerate(raw):
+        where = f"messages[{i}]"
+        if not isinstance(message, dict):
+            raise _wrong(where, "an object", message)
+        if message.get("role") not in ROLES:
+            raise BadRequest(f"'{where}.role' must be 'user' or 'assistant', got {message.get('role')!r}", "messages")
+        content = message.get("content")
+        if not isinstance(content, list):
+            raise _wrong(f"{where}.content", "an array of content blocks", content)
+        messages.append({"role": message["role"], "content": blocks_text(content, f"{where}.content", "messages", TOOL_BLOCKS, MEDIA_BLOCKS)})
+    params = CompletionParams(prompt="", max_tokens=DEFAULT_MAX_TOKENS, token_healing=False)
+    config = {f"inferenceConfig.{k}": v for k, v in _object(body, "inferenceConfig").items()}
+    params.max_tokens = _int(config, "inferenceConfig.maxTokens", DEFAULT_MAX_TOKENS, low=1)
+    params.temperature = _float(config, "inferenceConfig.temperature", 0.0, 0.0, 2.0)
+    params.top_p = _float(config, "inferenceConfig.topP", 1.0, 0.0, 1.0)
+    if params.top_p == 0.0:
+        raise BadRequest("'inferenceConfig.topP' must be > 0", "inferenceConfig")
+    params.stop = _stop(config, "inferenceConfig.stopSequences")
+    return messages, params
+
+
+# ---- answers -------------------------------------------------------------------------------------------
+
+def token_usage(stats: dict) -> dict:
+    prompt, cached = int(stats.get("prompt_tokens", 0)), int(stats.get("cached_tokens", 0))
+    completion = int(stats.get("completion_tokens", 0))
+    return {"inputTokens": prompt - cached, "outputTokens": completion, "totalTokens": prompt + completion,
+            "cacheReadInputTokens": cached, "cacheWriteInputTokens": 0}
+
+
+def _latency_ms(stats: dict) -> int:
+    return int(round(1000 * float(stats.get("total_s") or 0.0)))
+
+
+class EventStreamShape(Shape):
+    """Stream events are `{event type: payload}` dicts, sent as eventstream messages."""
+
+    content_type = "application/vnd.amazon.eventstream"
+    done = b""
+
+    def encode(self, payload: dict) -> bytes:
+        (event_type, body), = payload.items()
+        return eventstream.event(event_type, body)
+
+    def error_event(self, failure: web.Response) -> bytes:
+        if not isinstance(failure, ErrorResponse):
+            return b""
+        _, name = exception_name(failure.status, failure.message, failure.kind)
+        return eventstream.exception(name[0].lower() + name[1:], failure.message)  # the stream's member name
+
+
+class ConverseShape(EventStreamShape):
+    def stop_reason(self, finish_reason: str) -> str:
+        return "stop_sequence" if finish_reason == "stop" and self.stop_sequence else STOP_REASONS.get(
+            finish_reason, "end_turn")
+
+    def body(self, text: str, finish_reason: str, stats: dict) -> dict:
+        return {"output": {"message": {"role": "assistant", "content": [{"text": text}]}},
+                "stopReason": self.stop_reason(finish_reason), "usage": token_usage(stats),
+                "metrics": {"latencyMs": _latency_ms(stats)}, "additionalModelResponseFields": {"specd": stats}}
+
+    def stream_start(self) -> list[dict]:
+        return [{"messageStart": {"role": "assistant"}}]
+
+    def delta(self, text: str) -> dict:
+        return {"contentBlockDelta": {"contentBlockIndex": 0, "delta": {"text": text}}}
+
+    def stream_end(self, finish_reason: str, stats: dict) -> list[dict]:
+        return [{"contentBlockStop": {"contentBlockIndex": 0}},
+                {"messageStop": {"stopReason": self.stop_reason(finish_reason),
+                                 "additionalModelResponseFields": {"specd": stats}}},
+                {"metadata": {"usage": token_usage(stats), "metrics": {"latencyMs": _latency_ms(stats)}}}]
+
+
+class InvokeShape(EventStreamShape, NativeShape):
+    """The native route's body; streamed as `chunk` events whose `bytes` are that JSON, base64 in the message."""
+
+    def encode(self, payload: dict) -> bytes:
+        data = base64.b64encode(json.dumps(payload, ensure_ascii=False).encode()).decode()
+        return eventstream.event("chunk", {"bytes": data})
+
+    def stream_end(self, finish_reason: str, stats: dict) -> dict:
+        end = NativeShape.stream_end(self, finish_reason, stats)
+        end["amazon-bedrock-invocationMetrics"] = {
+            "inputTokenCount": int(stats.get("prompt_tokens", 0)),
+            "outputTokenCount": int(stats.get("completion_tokens", 0)),
+            "invocationLatency": _latency_ms(stats)}
+        return end
+
+
+class CountShape(Shape):
+    def body(self, text: str, finish_reason: str, stats: dict) -> dict:
+        return {"inputTokens": int(stats.get("prompt_tokens", 0))}

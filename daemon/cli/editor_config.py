@@ -14,6 +14,7 @@ import importlib.util
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from specd.daemon.config.paths import get_paths
 from specd.daemon.config.settings import SettingsError, load_settings
 
 EDITORS = ("vscode", "cursor", "zed", "neovim", "helix", "emacs")
+TOOLS = ("claude-code",)  # terminal tools with a settings file that --write merges into
 # Installed as the data-only package specd.editor_configs (the repo's editor-configs/ folder).
 EDITOR_CONFIGS = Path(next(iter(importlib.util.find_spec("specd.editor_configs").submodule_search_locations)))
 ZED_KEY_ENV = "ZED_OPEN_AI_COMPATIBLE_EDIT_PREDICTION_API_KEY"
@@ -253,7 +255,29 @@ def snippet_file(editor: str) -> Path:
     return path
 
 
+def claude_code_settings(facts: Facts) -> dict:
+    """Claude Code's ~/.claude/settings.json (code.claude.com/docs/en/settings, .../env-vars): `env` points it at
+    specd and names the served model for every role (the main model, and the opus/sonnet/haiku aliases its subagents
+    and background tasks use); `apiKeyHelper` reads the token from specd's token file when Claude Code needs it
+    (sent as `Authorization: Bearer`), so the token itself is never copied into settings."""
+    model = facts.model
+    return {
+        "apiKeyHelper": f"cat {shlex.quote(str(facts.token_file))}",
+        "env": {
+            "ANTHROPIC_BASE_URL": facts.base_url,  # no /v1: Claude Code appends /v1/messages itself
+            "ANTHROPIC_MODEL": model,
+            "ANTHROPIC_DEFAULT_OPUS_MODEL": model,
+            "ANTHROPIC_DEFAULT_SONNET_MODEL": model,
+            "ANTHROPIC_DEFAULT_HAIKU_MODEL": model,
+            "CLAUDE_CODE_ATTRIBUTION_HEADER": "0",  # no attribution block (specd drops it anyway)
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",  # no telemetry or update checks to anthropic.com
+        },
+    }
+
+
 def snippet(editor: str, facts: Facts) -> str:
+    if editor == "claude-code":
+        return json.dumps(claude_code_settings(facts), indent=2) + "\n"
     if editor in ("vscode", "cursor"):
         return json.dumps(vscode_settings(facts), indent=2) + "\n"
     if editor == "zed":
@@ -269,6 +293,8 @@ def _config_home() -> Path:
 
 
 def settings_file(editor: str) -> Path:
+    if editor == "claude-code":
+        return Path(os.environ.get("CLAUDE_CONFIG_DIR") or Path.home() / ".claude") / "settings.json"
     app = {"vscode": "Code", "cursor": "Cursor"}
     if editor in app:
         if sys.platform == "darwin":
@@ -354,6 +380,8 @@ def _write(path: Path, new: str, old: str | None, out) -> bool:
 def write(editor: str, facts: Facts, path: Path, out) -> bool:
     if editor in ("vscode", "cursor"):
         return write_json_settings(path, vscode_settings(facts), out)
+    if editor == "claude-code":
+        return write_json_settings(path, claude_code_settings(facts), out)
     if editor == "zed":
         return write_json_settings(path, zed_settings(facts), out)
     if editor == "neovim":
@@ -397,6 +425,14 @@ def notes(editor: str, facts: Facts) -> list[str]:
         lines.append("The extension finds the daemon and its token by itself; no token goes into settings.json.")
         if editor == "cursor":
             lines.append("Turn Cursor Tab off (Cursor Settings > Tab), or it hides specd's suggestions.")
+    elif editor == "claude-code":
+        lines.append("Claude Code reads the token through apiKeyHelper; ANTHROPIC_API_KEY or ANTHROPIC_AUTH_TOKEN set in "
+                     "the shell take precedence over it. For one shell instead of settings.json:")
+        lines.append(f'  ANTHROPIC_BASE_URL={facts.base_url} ANTHROPIC_AUTH_TOKEN="$(cat {facts.token_file})" '
+                     f"claude --model {facts.model}")
+        lines.append(f"Its prompts are long (a 6k-character system prompt and two dozen tools, ~20k tokens): the "
+                     f"context window is {facts.max_context} tokens (max_context), and a longer prompt is refused "
+                     "with a message naming it. A small model answers, but cannot drive Claude Code's tools well.")
     elif editor == "zed":
         lines.extend(zed_fim_notes(facts))
         lines.append("The token is not in settings.json (it may be synced or shared). Start Zed from a shell with:")
@@ -411,7 +447,7 @@ def notes(editor: str, facts: Facts) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="specd config", description=__doc__.split("\n")[0])
-    parser.add_argument("editor", choices=EDITORS + CLIENTS)
+    parser.add_argument("editor", choices=EDITORS + TOOLS + CLIENTS)
     parser.add_argument("--write", action="store_true", help="merge the snippet into the editor's settings file")
     parser.add_argument("--file", type=Path, help="the settings file to write instead of the editor's usual one")
     args = parser.parse_args(argv)

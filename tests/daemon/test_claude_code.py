@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import anthropic
@@ -97,3 +98,33 @@ def test_a_context_too_small_for_claude_codes_prompt_is_a_clear_error(tmp_path_f
         stop_real_daemon(daemon)
     assert done.returncode != 0
     assert f"the context window is {SHORT_CONTEXT} tokens" in done.stdout + done.stderr
+
+
+def test_specd_config_claude_code_writes_settings_that_claude_code_runs_on_alone(long_daemon, tmp_path):
+    """`specd config claude-code --write` merges into an existing ~/.claude/settings.json (its other content kept, a
+    backup made); Claude Code started with no ANTHROPIC_* variables then answers from specd."""
+    home = tmp_path / "home"
+    settings = home / ".claude" / "settings.json"
+    settings.parent.mkdir(parents=True)
+    mine = {"permissions": {"allow": ["Bash(ls:*)"]}, "env": {"MY_VARIABLE": "kept"}, "theme": "dark"}
+    settings.write_text(json.dumps(mine, indent=2))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CLAUDE_"))}
+    env.update(HOME=str(home), SPECD_HOME=str(long_daemon.home))
+    config = [sys.executable, "-m", "specd.daemon.cli", "config", "claude-code"]
+    printed = subprocess.run(config, env=env, capture_output=True, text=True, timeout=60)
+    assert printed.returncode == 0, printed.stderr
+    assert json.loads(printed.stdout)["env"]["ANTHROPIC_BASE_URL"] == long_daemon.url
+    assert long_daemon.token not in printed.stdout  # the token stays in specd's token file
+    written = subprocess.run(config + ["--write"], env=env, capture_output=True, text=True, timeout=60)
+    assert written.returncode == 0, written.stderr
+    merged = json.loads(settings.read_text())
+    assert merged["permissions"] == mine["permissions"] and merged["theme"] == "dark"
+    assert merged["env"]["MY_VARIABLE"] == "kept" and merged["env"] == {**json.loads(printed.stdout)["env"], "MY_VARIABLE": "kept"}
+    [backup] = settings.parent.glob("settings.json.specd-backup-*")
+    assert json.loads(backup.read_text()) == mine
+
+    (tmp_path / "tmp").mkdir()
+    done = subprocess.run([CLAUDE, "-p", "say hello"], cwd=tmp_path, env={**env, "TMPDIR": str(tmp_path / "tmp")},
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == ANSWER

@@ -140,3 +140,22 @@ def test_specd_config_prints_a_snippet_filled_for_this_machine(specd_home, tmp_p
     assert api == {"api_url": "http://127.0.0.1:9123/v1/completions", "model": "Qwen/Qwen2.5-Coder-1.5B",
                    "prompt_format": "qwen", "max_output_tokens": 64}
     assert str(specd_home / "state" / "token") in done.stderr
+
+
+def test_claude_code_write_fills_env_keeps_the_rest_and_never_copies_the_token(specd_home, tmp_path, capsys):
+    settings = tmp_path / ".claude" / "settings.json"
+    settings.parent.mkdir()
+    theirs = '{\n  "model": "opus",\n  "env": {"MY_VARIABLE": "kept"},\n  "permissions": {"allow": ["Bash(ls:*)"]}\n}\n'
+    settings.write_text(theirs)
+    code, out, _ = run(["claude-code", "--write", "--file", str(settings)], capsys)
+    assert code == 0
+    values = json.loads(settings.read_text())
+    assert values["permissions"] == {"allow": ["Bash(ls:*)"]} and values["env"]["MY_VARIABLE"] == "kept"
+    assert values["env"]["ANTHROPIC_BASE_URL"].startswith("http://127.0.0.1:")
+    assert values["env"]["ANTHROPIC_MODEL"] == values["env"]["ANTHROPIC_DEFAULT_HAIKU_MODEL"] == "smollm2-135m"
+    assert values["apiKeyHelper"] == f"cat {specd_home / 'state' / 'token'}"
+    assert "ANTHROPIC_AUTH_TOKEN" not in values["env"] and "+ env.ANTHROPIC_BASE_URL" in out
+    [backup] = backups(settings)
+    assert backup.read_text() == theirs
+    code, out, _ = run(["claude-code", "--write", "--file", str(settings)], capsys)
+    assert code == 0 and "nothing changed" in out and len(backups(settings)) == 1

@@ -111,7 +111,8 @@ async def _serve(settings: Settings, paths: Paths, flags: list[str]) -> int:
                     "token", settings.host)
     state = {"pid": os.getpid(), "url": f"http://{_url_host(settings.host)}:{port}", "host": settings.host,
              "port": port,
-             "token_file": str(paths.token_file), "version": __version__, "started_at": time.time(),
+             "token_file": str(paths.token_file), "aws_keys_file": str(paths.aws_keys_file),
+             "version": __version__, "started_at": time.time(),
              "flags": flags, "status": "loading"}
     write_state(paths, state)
     progress_log.info("listening on %s; loading the models", state["url"])
@@ -270,7 +271,8 @@ def daemon_status(paths: Paths) -> dict:
     """What `specd status` shows: the state file plus, when it answers, the daemon's own report."""
     state = live_state(paths)
     if state is None:
-        return {"running": False, "token_file": str(paths.token_file), "log_file": str(paths.log_file)}
+        return {"running": False, "token_file": str(paths.token_file), "aws_keys_file": str(paths.aws_keys_file),
+                "log_file": str(paths.log_file)}
     report = dict(state, running=True, log_file=str(paths.log_file))
     report.pop("status", None)
     report["state"] = state.get("status")

@@ -64,3 +64,19 @@ async def full_queue(**daemon_options):
         d.engine.release.set()
         for pending in (running, queued):
             assert (await pending).status == 200
+
+
+def run_example(daemon, name: str) -> str:
+    """Runs scripts/examples/<name> against the daemon (it finds it with `specd status --json`); returns stdout."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "examples" / name
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    done = subprocess.run([sys.executable, str(script)], env={**env, "SPECD_HOME": str(daemon.home)},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("text: ")  # the tiny random model's text, whatever it is
+    return done.stdout

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -14,7 +15,7 @@ import openai
 import pytest
 
 from .conftest import run_cli, specd_env
-from .door_checks import daemon, full_queue, hang_up_mid_stream  # noqa: F401 - daemon: the module's fixture
+from .door_checks import daemon, full_queue, hang_up_mid_stream, run_example  # noqa: F401 - daemon: the fixture
 
 boto3 = pytest.importorskip("boto3")
 from botocore.config import Config  # noqa: E402
@@ -217,3 +218,14 @@ def test_specd_config_bedrock_prints_a_profile_boto3_uses(daemon, model, tmp_pat
               % model)
     ran = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert ran.returncode == 0 and ran.stdout.strip() == "3", ran.stderr
+
+
+@pytest.mark.parametrize("script, tokens_line", [("bedrock_invoke_model.py", None),
+                                                  ("bedrock_converse.py", r"^input \+ output tokens: [1-9]\d*$")])
+def test_the_example_scripts_print_the_answer_and_specds_accounting(daemon, script, tokens_line):
+    out = run_example(daemon, script)
+    assert re.search(r"^specd: drafted [1-9]\d*, accepted \d+, verifier passes [1-9]\d*, ", out, re.M)
+    if tokens_line:
+        assert re.search(tokens_line, out, re.M)
+    else:
+        assert "max draft tokens 8" in out

@@ -5,13 +5,14 @@ project paths, a client that hangs up, the JSON-array stream)."""
 from __future__ import annotations
 
 import asyncio
+import re
 
 import aiohttp
 import openai
 import pytest
 
 from .conftest import specd_env
-from .door_checks import daemon, full_queue, hang_up_mid_stream  # noqa: F401 - daemon: the module's fixture
+from .door_checks import daemon, full_queue, hang_up_mid_stream, run_example  # noqa: F401 - daemon: the fixture
 
 genai = pytest.importorskip("google.genai")
 from google.genai import errors, types  # noqa: E402
@@ -226,3 +227,10 @@ def test_specd_config_gemini_prints_a_setup_that_works(daemon):
     assert daemon.token not in printed.stdout  # the key stays in its file
     ran = subprocess.run([sys.executable, "-c", python], capture_output=True, text=True, timeout=120)
     assert ran.returncode == 0 and ran.stdout.strip(), ran.stderr
+
+
+def test_the_example_script_prints_the_answer_tokens_and_specds_accounting(daemon):
+    out = run_example(daemon, "gemini_generate.py")
+    tokens = re.search(r"^prompt \+ candidates tokens: (\d+)$", out, re.M)
+    assert tokens and int(tokens.group(1)) > 0
+    assert re.search(r"^specd: drafted \d+, accepted \d+, verifier passes [1-9]\d*, cached \d+ tokens$", out, re.M)

@@ -104,6 +104,19 @@ def test_count_tokens_matches_the_prompt_of_a_create(sdk):
     assert counted.input_tokens == created.usage.input_tokens + created.usage.cache_read_input_tokens > 0
 
 
+def test_tools_reach_the_chat_template_and_a_model_that_calls_none_answers_text(sdk):
+    tool = {"name": "read_file", "description": "Read a file of the project",
+            "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}}
+    plain = sdk.messages.count_tokens(model="specd", messages=MESSAGES).input_tokens
+    with_tool = sdk.messages.count_tokens(model="specd", messages=MESSAGES, tools=[tool]).input_tokens
+    assert with_tool > plain + 20  # the template's tools section and the tool's JSON
+    none = sdk.messages.count_tokens(model="specd", messages=MESSAGES, tools=[tool], tool_choice={"type": "none"})
+    assert none.input_tokens == plain
+    with sdk.messages.stream(model="specd", max_tokens=12, messages=MESSAGES, tools=[tool], extra_body=GREEDY) as stream:
+        message = stream.get_final_message()
+    assert [b.type for b in message.content] == ["text"] and message.stop_reason in ("end_turn", "max_tokens")
+
+
 def test_a_stop_sequence_is_reported_with_its_string(sdk):
     whole = sdk.messages.create(model="specd", max_tokens=24, messages=MESSAGES, extra_body=GREEDY).content[0].text
     stop = whole[len(whole) // 2:][:3]

@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import urllib.request
 
 import aiohttp
 import openai
@@ -184,6 +185,8 @@ def test_unsigned_requests_are_refused_and_the_token_also_opens_the_door(daemon,
     assert (status, kind) == (403, "MissingAuthenticationTokenException") and "missing" in body["message"]
     status, kind, body = asyncio.run(post(daemon.auth))
     assert status == 200 and body["usage"]["outputTokens"] == 2
+    metrics = urllib.request.urlopen(urllib.request.Request(daemon.url + "/metrics", headers=daemon.auth)).read()
+    assert b'specd_door_requests_total{door="bedrock",status="403"}' in metrics  # /metrics counts the door
 
 
 def test_a_client_that_hangs_up_cancels_the_generation(daemon, model):

@@ -87,6 +87,28 @@ def test_a_stop_sequence_ends_with_stop(daemon, gemini):
     assert cut.text == whole.text[:whole.text.index(stop)]
 
 
+def test_speculative_knobs_in_the_body_are_honoured_and_requests_counted_per_door(daemon, gemini):
+    import urllib.request
+
+    def door_count() -> float:
+        request = urllib.request.Request(daemon.url + "/metrics", headers=daemon.auth)
+        text = urllib.request.urlopen(request).read().decode()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith('specd_door_requests_total{door="gemini",status="200"}'))
+
+    before = door_count()
+    model = daemon_model(daemon)
+    plain = gemini.models.generate_content(model=model, contents=PROMPT, config=config(
+        http_options=types.HttpOptions(extra_body={"speculativeDecoding": {"enabled": False}})))
+    drafted = gemini.models.generate_content(model=model, contents=PROMPT, config=config(
+        http_options=types.HttpOptions(extra_body={"maxDraftTokens": 2})))
+    assert plain.sdk_http_response.headers["x-specd-speculative"] == "off"
+    assert plain.sdk_http_response.headers["x-specd-drafted-tokens"] == "0"
+    assert drafted.sdk_http_response.headers["x-specd-max-draft-tokens"] == "2"
+    assert plain.text == drafted.text  # lossless: greedy output is the verifier's either way
+    assert door_count() == before + 2
+
+
 def test_count_tokens_counts_what_generation_reads(daemon, gemini):
     model = daemon_model(daemon)
     contents = [types.Content(role="user", parts=[types.Part(text=PROMPT)]),

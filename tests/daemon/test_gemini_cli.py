@@ -46,7 +46,7 @@ def long_daemon(tmp_path_factory):
     model = tiny_model(root / "tiny-long", LONG_CONTEXT)
     home = root / "specd-home"
     started = start_real_daemon(home, specd_env(home), ["--port", "0", "--verifier", str(model), "--device", "cpu",
-                                                        "--max-context", str(LONG_CONTEXT)])
+                                                        "--max-context", str(LONG_CONTEXT), "--request-timeout", "600"])
     yield started
     stop_real_daemon(started)
 
@@ -80,7 +80,7 @@ def streamed_text(answer: bytes) -> tuple[str, dict]:
     return text, events[-1]["usageMetadata"]
 
 
-async def run_gemini(daemon, workdir: Path, *args: str) -> tuple[int, str, str, Recorder]:
+async def run_gemini(daemon, workdir: Path, model: str, *args: str) -> tuple[int, str, str, Recorder]:
     recorder = Recorder(daemon.url)
     app = web.Application()
     app.router.add_post("/{tail:.*}", recorder.forward)
@@ -91,15 +91,18 @@ async def run_gemini(daemon, workdir: Path, *args: str) -> tuple[int, str, str, 
     port = site._server.sockets[0].getsockname()[1]
     home = workdir.parent / "home"
     (home / ".gemini").mkdir(parents=True, exist_ok=True)
+    # The CLI sends temperature 1 and no token limit; its model-config override bounds the tiny model's answer.
+    override = {"match": {"model": model}, "modelConfig": {"generateContentConfig": {"maxOutputTokens": 48}}}
     (home / ".gemini" / "settings.json").write_text(json.dumps(
-        {"security": {"auth": {"selectedType": "gemini-api-key"}}, "privacy": {"usageStatisticsEnabled": False}}))
+        {"security": {"auth": {"selectedType": "gemini-api-key"}}, "privacy": {"usageStatisticsEnabled": False},
+         "modelConfigs": {"customOverrides": [override]}}))
     (workdir.parent / "tmp").mkdir(exist_ok=True)
     env = {"PATH": os.environ["PATH"], "HOME": str(home), "TMPDIR": str(workdir.parent / "tmp"),
            "GEMINI_CLI_TRUST_WORKSPACE": "true", "GOOGLE_GEMINI_BASE_URL": f"http://127.0.0.1:{port}",
            "GEMINI_API_KEY": daemon.token}
     try:
         process = await asyncio.create_subprocess_exec(
-            GEMINI, *args, cwd=workdir, env=env, stdin=asyncio.subprocess.DEVNULL,
+            GEMINI, *args, "-m", model, cwd=workdir, env=env, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         out, err = await asyncio.wait_for(process.communicate(), timeout=400)
     finally:
@@ -113,8 +116,7 @@ def test_the_cli_prints_specds_answer_and_its_second_turn_reuses_the_cache(long_
     (workdir / "main.py").write_text("print('hello')\n")
     model = "tiny-long"  # the folder's name, as specd serves it
 
-    code, out, err, recorder = asyncio.run(run_gemini(long_daemon, workdir, "-p", "say hello", "-m", model,
-                                                      "-o", "json"))
+    code, out, err, recorder = asyncio.run(run_gemini(long_daemon, workdir, model, "-p", "say hello", "-o", "json"))
     assert code == 0, err
     assert recorder.paths == [f"/v1beta/models/{model}:streamGenerateContent?alt=sse"]
     printed = json.loads(out)
@@ -122,10 +124,10 @@ def test_the_cli_prints_specds_answer_and_its_second_turn_reuses_the_cache(long_
     assert text.strip() and printed["response"] == text
     tokens = printed["stats"]["models"][model]["tokens"]
     assert tokens["prompt"] == usage["promptTokenCount"] > 10_000  # its system prompt and tools fit the context
-    assert tokens["candidates"] == usage["candidatesTokenCount"]
+    assert tokens["candidates"] == usage["candidatesTokenCount"] <= 48
 
-    code, out, err, recorder = asyncio.run(run_gemini(long_daemon, workdir, "-p", "and again", "-m", model,
-                                                      "-o", "json", "--resume", "latest"))
+    code, out, err, recorder = asyncio.run(run_gemini(long_daemon, workdir, model, "-p", "and again", "-o", "json",
+                                                      "--resume", "latest"))
     assert code == 0, err
     text, usage = streamed_text(recorder.answers[0])
     assert json.loads(out)["response"] == text
@@ -141,7 +143,7 @@ def test_a_context_too_small_for_the_cli_is_a_clear_error(tmp_path):
     try:
         workdir = tmp_path / "project"
         workdir.mkdir()
-        code, out, err, _ = asyncio.run(run_gemini(daemon, workdir, "-p", "say hello", "-m", model.name))
+        code, out, err, _ = asyncio.run(run_gemini(daemon, workdir, model.name, "-p", "say hello"))
     finally:
         stop_real_daemon(daemon)
     assert code != 0

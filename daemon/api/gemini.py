@@ -84,8 +84,6 @@ async def handle(request: web.Request) -> web.StreamResponse:
     rid = secrets.token_hex(12)
     if ctx.settings.log_prompts:
         log.info("%s messages=%r", rid, messages)
-
-
     shape = GeminiShape(rid, ctx.model_names()[0], speculative=report)
     answer = await generate(request, ctx, chat_request(ctx, params, messages), params, shape)
     if method == "streamGenerateContent" and not params.stream and answer.status == 200:
@@ -101,8 +99,6 @@ async def count_tokens(request: web.Request, ctx: Context, body: dict) -> web.Re
     inner = _camel(body).get("generateContentRequest")
     messages, params = parse_generate(inner if isinstance(inner, dict) else body, counting=True)
     params.max_tokens = 0
-
-
     return await generate(request, ctx, chat_request(ctx, params, messages), params, CountShape("count"))
 
 

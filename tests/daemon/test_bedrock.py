@@ -174,7 +174,7 @@ def test_an_error_after_the_stream_began_is_an_eventstream_exception(sdk, model)
     assert "the context window is 256 tokens" in raised.value.response["Error"]["Message"]
 
 
-def test_unsigned_requests_are_refused_and_the_token_also_opens_the_door(daemon, model):
+def test_unsigned_requests_and_foreign_hosts_are_refused_and_the_token_also_opens_the_door(daemon, model):
     async def post(headers: dict) -> tuple[int, str, dict]:
         body = {"messages": [{"role": "user", "content": [{"text": "x"}]}], "inferenceConfig": {"maxTokens": 2}}
         async with aiohttp.ClientSession() as s, \
@@ -183,6 +183,8 @@ def test_unsigned_requests_are_refused_and_the_token_also_opens_the_door(daemon,
 
     status, kind, body = asyncio.run(post({}))
     assert (status, kind) == (403, "MissingAuthenticationTokenException") and "missing" in body["message"]
+    status, kind, body = asyncio.run(post({**daemon.auth, "Host": "bedrock-runtime.attacker.example"}))
+    assert (status, kind) == (403, "AccessDeniedException") and "loopback" in body["message"]
     status, kind, body = asyncio.run(post(daemon.auth))
     assert status == 200 and body["usage"]["outputTokens"] == 2
     metrics = urllib.request.urlopen(urllib.request.Request(daemon.url + "/metrics", headers=daemon.auth)).read()

@@ -205,16 +205,18 @@ def test_an_error_after_the_stream_began_is_raised_by_the_sdk(daemon, gemini):
     assert "the context window is 256 tokens" in raised.value.message
 
 
-def test_bad_json_and_an_unknown_method_answer_in_googles_shape(daemon):
-    async def post(path: str, data: bytes) -> tuple[int, dict]:
+def test_bad_json_an_unknown_method_and_a_browser_origin_answer_in_googles_shape(daemon):
+    async def post(path: str, data: bytes, headers: dict | None = None) -> tuple[int, dict]:
         async with aiohttp.ClientSession(headers={"x-goog-api-key": daemon.token}) as s, \
-                s.post(daemon.url + path, data=data) as response:
+                s.post(daemon.url + path, data=data, headers=headers) as response:
             return response.status, await response.json()
 
     status, body = asyncio.run(post("/v1/models/specd:generateContent", b'{"contents": ['))
     assert status == 400 and body["error"]["status"] == "INVALID_ARGUMENT" and "not valid JSON" in body["error"]["message"]
     status, body = asyncio.run(post("/v1/models/specd:embedContent", b"{}"))
     assert status == 404 and body["error"]["status"] == "NOT_FOUND" and "generateContent" in body["error"]["message"]
+    status, body = asyncio.run(post("/v1/models/specd:generateContent", b"{}", {"Origin": "https://example.com"}))
+    assert status == 403 and body["error"]["status"] == "PERMISSION_DENIED" and "origin" in body["error"]["message"]
 
 
 def test_a_client_that_hangs_up_cancels_the_generation(daemon):

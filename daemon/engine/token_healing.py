@@ -130,13 +130,25 @@ class Healing:
     removed: bytes = b""
 
 
+def cut_mid_token(text_end: bytes) -> bool:
+    """Whether a prompt ending in `text_end` (its last token's bytes) may end inside a token: in a word (ASCII
+    letters, digits, `_`, or any non-ASCII character) or in whitespace (a line break followed by indentation is
+    one token in most code vocabularies). After other punctuation (`(`, `):`,
+    `.`) the cursor is almost always at a natural token boundary, and healing only invites the model to rewrite
+    what was typed: SmolLM2 after `def fib(n` constrained to write `):` picks `):**` and writes prose."""
+    last = text_end[-1:]
+    return bool(last) and (last.isalnum() or last in (b"_", b" ", b"\t", b"\n", b"\r") or last >= b"\x80")
+
+
 def heal_prompt(vocab: Vocabulary, prompt_ids: list[int]) -> Healing:
     """Back the prompt up over its last tokens by llama.cpp's dynamic rule: as many trailing tokens as fit in the
     longest token's bytes, then fewer until some token of the vocabulary starts with the removed bytes. Never
     backs over a special token (BOS, a FIM marker) and never empties the prompt; the removed bytes start at a
-    character boundary. The prompt stays whole when there is nothing to heal: it ends in a special token, or a
-    single removed token is the only one that starts with its own bytes (the model would have to write it
-    again)."""
+    character boundary. The prompt stays whole when there is nothing to heal: it does not end in a word or in
+    spaces (cut_mid_token), it ends in a special token, or a single removed token is the only one that starts
+    with its own bytes (the model would have to write it again)."""
+    if not prompt_ids or not cut_mid_token(vocab.piece(prompt_ids[-1]) or b""):
+        return Healing(list(prompt_ids))
     count, length = 0, 0
     while count < len(prompt_ids) - 1:
         piece = vocab.piece(prompt_ids[-1 - count])

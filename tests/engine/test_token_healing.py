@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from fixtures.tiny_models import build_sentencepiece_tokenizer, build_tokenizer
-from specd.daemon.engine.token_healing import Constraint, Vocabulary, heal_prompt, token_pieces, vocabulary
+from specd.daemon.engine.token_healing import (Constraint, Vocabulary, cut_mid_token, heal_prompt, token_pieces,
+                                               vocabulary)
 
 @pytest.fixture(scope="module", params=["byte-level", "sentencepiece", "sentencepiece-legacy"])
 def tokenizer(request):
@@ -72,6 +73,18 @@ def test_a_word_cut_at_the_cursor_is_backed_up_to_a_token_that_can_extend_it():
     healing = heal_prompt(vocab, ids)
     assert healing.removed == b" f" and healing.prompt_ids == ids[:-1] and healing.removed_ids == ids[-1:]
     assert len(vocab.starting_with(b" f")) > 1  # " f" is one of several tokens that begin so
+
+
+def test_a_prompt_ending_in_punctuation_is_not_healed(tokenizer):
+    vocab = vocabulary(tokenizer)
+    for text in ("def fib(n):", "x = foo(1, 2)", "result = compute(", "os.path.", "items = [", "a = 'x'"):
+        ids = _ids(tokenizer, text)
+        assert heal_prompt(vocab, ids).prompt_ids == ids, text
+    assert heal_prompt(vocab, _ids(tokenizer, "    return n * fac")).removed  # a word: healed
+    for end in (b"fac", b"x1", b"_", b"    ", b"\t", b"\n", "\u00e9".encode()):
+        assert cut_mid_token(end), end
+    for end in (b"(", b"):", b".", b"'", b""):
+        assert not cut_mid_token(end), end
 
 
 def test_roll_back_never_crosses_a_special_token_nor_empties_the_prompt():

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .constraints import LogitsConstraint
 from .fim import decode_anchor
 from .token_bytes import byte_reader
 
@@ -72,6 +73,7 @@ class Vocabulary:
         self._masks: OrderedDict = OrderedDict()
 
     def piece(self, token_id: int) -> bytes | None:
+        """The bytes of `token_id`; None for a special token or an id outside the tokenizer."""
         return self.pieces[token_id] if 0 <= token_id < self.size else None
 
     def starting_with(self, prefix: bytes) -> torch.Tensor:
@@ -85,6 +87,7 @@ class Vocabulary:
         return self._sorted_ids[low:high]
 
     def any_starting_with(self, prefix: bytes) -> bool:
+        """Whether some token's piece starts with `prefix` (or is it)."""
         low = bisect.bisect_left(self._sorted, prefix)
         return low < len(self._sorted) and self._sorted[low].startswith(prefix)
 
@@ -111,7 +114,7 @@ _VOCABULARIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def vocabulary(tokenizer) -> Vocabulary:
-    """The tokenizer's healing index, built once per tokenizer (about a second for 150k tokens)."""
+    """The tokenizer's healing index, built once per tokenizer (0.2 s for SmolLM2's 49k tokens on a 2-core CPU)."""
     try:
         vocab = _VOCABULARIES.get(tokenizer)
     except TypeError:  # not weakly referenceable (a test double): built each time
@@ -167,7 +170,7 @@ def heal_prompt(vocab: Vocabulary, prompt_ids: list[int]) -> Healing:
     return Healing(list(prompt_ids[:keep]), list(prompt_ids[keep:]), removed)
 
 
-class Constraint:
+class Constraint(LogitsConstraint):
     """The part of the removed text that the generated tokens have still to write, and the logit masks that make
     them write it. `remaining` is what is left after the tokens generated so far, the pending one included;
     once it is empty, every method leaves logits and drafts as they are."""
@@ -194,11 +197,12 @@ class Constraint:
             raise ValueError(f"token {token} does not continue the healed text {self.remaining!r}")
         self.remaining = rest
 
-    def mask_logits(self, logits: torch.Tensor, draft: list[int] = ()) -> torch.Tensor:
+    def mask_logits(self, logits: torch.Tensor, draft: list[int] = (), argmax_only: bool = False) -> torch.Tensor:
         """logits: (len(draft) + 1, V), row i scoring the token after the pending one and draft[:i]. Returns a
         copy in which each row's forbidden tokens are -inf (the input itself when no row is constrained). Rows
         after a draft token that breaks the constraint are left as they are: verification rejects that token
-        (its probability under the mask is 0), so those rows are never used."""
+        (its probability under the mask is 0), so those rows are never used. Every constrained row is masked
+        whatever `argmax_only` says: these masks are cached and cheap."""
         if not self.remaining:
             return logits
         masked = logits.clone()

@@ -201,11 +201,20 @@ async def test_a_stream_sends_pings_while_waiting_and_a_disconnect_cancels(monke
     async with fake_daemon(hold=True) as d, aiohttp.ClientSession(headers=d.auth) as s:
         body = {"model": "specd", "max_tokens": 50, "messages": user("hi"), "stream": True}
         response = await s.post(d.url + "/v1/messages", json=body)
-        seen = b""
-        while seen.count(b"event: ping") < 3:  # one after message_start, then one per quiet keepalive_s
-            seen += await response.content.readany()
-        assert seen.startswith(b"event: message_start\ndata: ")
-        response.close()  # the client goes away mid-generation
+
+        async def read_pings(seen: bytes = b"") -> bytes:
+            while seen.count(b"event: ping") < 3:  # one after message_start, then one per quiet keepalive_s
+                chunk = await response.content.readany()
+                if not chunk:  # the stream ended
+                    break
+                seen += chunk
+            return seen
+
+        try:
+            seen = await asyncio.wait_for(read_pings(), 60)  # a bound against hanging, not a speed requirement
+        finally:
+            response.close()  # the client goes away mid-generation
+        assert seen.startswith(b"event: message_start\ndata: ") and seen.count(b"event: ping") >= 3
         await until(lambda: d.engine.finished)
         assert d.engine.finished == ["cancelled"]
 

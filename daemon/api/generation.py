@@ -33,6 +33,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from specd.daemon.config.settings import Settings
+from specd.daemon.engine.upstream_call import UpstreamError
 from specd.daemon.service.metrics import Metrics
 from specd.daemon.service.scheduler import EngineUnavailable, JobCancelled, QueueFull, Scheduler
 
@@ -172,6 +173,10 @@ def failure_response(ctx: Context, error: Exception, shape: "Shape") -> web.Resp
         return json_error(400, str(error), "invalid_request_error")
     if isinstance(error, EngineUnavailable):
         return json_error(503, str(error), "unavailable")
+    if isinstance(error, UpstreamError):  # engine/remote.py: the upstream server failed; its URL and what happened
+        log.warning("upstream: %s", error)
+        kinds = {400: "invalid_request_error", 504: "timeout"}
+        return json_error(error.status, str(error), kinds.get(error.status, "unavailable"))
     log.error("generation failed: %s: %s", type(error).__name__, error,
               exc_info=(type(error), error, error.__traceback__))
     return json_error(500, f"generation failed: {type(error).__name__}; see `specd logs`", "server_error")

@@ -3,6 +3,7 @@ context, line/block mode; a newer request for a document cancels the older one) 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import time
@@ -36,7 +37,12 @@ async def native_complete(request: web.Request) -> web.StreamResponse:
 async def status(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     s = ctx.settings
+    upstream = None
+    check = getattr(ctx.scheduler.engine, "check_upstream", None)  # engine/remote.py: ask the upstream now
+    if check is not None:
+        upstream = await asyncio.wrap_future(check())
     return web.json_response({
+        "upstream": upstream,
         "version": __version__,
         "pid": os.getpid(),
         "uptime_s": round(time.time() - ctx.started_at, 3),

@@ -226,6 +226,12 @@ def _describe(report: dict) -> str:
         lines.append(f"models failed to load: {report['load_error']}")
     else:
         lines.append("models: not loaded (they load on the next request)")
+    upstream = report.get("upstream")
+    if upstream:  # models/upstream.py: asked just now
+        served = f"answers, serving {', '.join(map(str, upstream.get('models') or [])) or '?'}"
+        answer = (f"answers, but: {upstream['error']}" if upstream.get("error") else served) \
+            if upstream.get("answering") else f"not answering: {upstream.get('error')}"
+        lines.append(f"upstream: {upstream.get('url')} ({upstream.get('server') or 'server unknown'}): {answer}")
     rate = report.get("acceptance_rate")
     lines.append(f"requests served: {report.get('requests_served')}, acceptance rate: "
                  + ("-" if rate is None else f"{rate:.0%}"))

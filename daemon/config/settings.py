@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from specd.daemon.config import jsonc
+from specd.daemon.config.upstream import UpstreamSettingError, check_upstream, parse_upstream_text
 
 ENV_PREFIX = "SPECD_"
 
@@ -44,6 +45,7 @@ class Settings:
     log_prompts: bool = False
     queue_size: int = 16
     request_timeout: float = 30.0
+    upstream: dict | None = None  # an OpenAI-compatible server doing the model work (config/upstream.py)
 
     def engine_kwargs(self) -> dict[str, Any]:
         """The subset that EngineConfig takes."""
@@ -75,6 +77,7 @@ _SCHEMA: dict[str, tuple[str, Any]] = {
     "log_prompts": ("bool", None),
     "queue_size": ("int", (1, 100000)),
     "request_timeout": ("number", (0.001, None)),
+    "upstream": ("upstream", None),
 }
 assert set(_SCHEMA) == {f.name for f in dataclasses.fields(Settings)}
 
@@ -180,6 +183,11 @@ def check_value(name: str, value: Any, where: str) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise bad("a list of strings")
         value = list(value)
+    elif kind == "upstream":
+        try:
+            value = check_upstream(value)
+        except UpstreamSettingError as e:
+            raise SettingsError(f"{where}: {e}") from None
     elif kind in ("int", "number"):
         ok_type = (int,) if kind == "int" else (int, float)
         if isinstance(value, bool) or not isinstance(value, ok_type):
@@ -216,6 +224,11 @@ def parse_text_value(name: str, raw: str, where: str) -> Any:
                 value = float(text)
             except ValueError:
                 raise SettingsError(f"{where}: expected a number, got {raw!r}") from None
+    elif kind == "upstream":
+        try:
+            value = parse_upstream_text(text)
+        except UpstreamSettingError as e:
+            raise SettingsError(f"{where}: {e}") from None
     elif kind == "str_list":
         if text.startswith("["):
             try:

@@ -70,6 +70,17 @@ class StopState:
             return True
         return False
 
+    def add_text(self, piece: str) -> bool:
+        """Append text decoded elsewhere (an upstream server streams text, not token ids: engine/remote.py);
+        returns True when a stop string or the mode ends the completion in it. EOS and max tokens are the
+        sender's to apply."""
+        self.text += piece
+        cut = self._cut_position()
+        if cut is None:
+            return False
+        self.text, self.finish_reason = self.text[:cut], "stop"
+        return True
+
     def _decode(self) -> str:
         if self._read is None:
             return self._decode_whole(self.tokens)

@@ -63,7 +63,12 @@ def _engine_hooks(settings: Settings):
     from specd.daemon.models.loading import load_engine
 
     def load(progress: Progress):
-        return load_engine(engine_module.EngineConfig(**settings.engine_kwargs()), progress=progress)
+        config = engine_module.EngineConfig(**settings.engine_kwargs())
+        if settings.upstream:  # an upstream server does the model work (models/upstream.py)
+            from specd.daemon.models.upstream import load_upstream_engine
+
+            return load_upstream_engine(settings.upstream, config, progress=progress)
+        return load_engine(config, progress=progress)
 
     return engine_module, load
 
@@ -288,6 +293,6 @@ def daemon_status(paths: Paths) -> dict:
         return report
     report["responding"] = True
     for key in ("state", "load_error", "device", "models", "uptime_s", "requests_served", "acceptance_rate",
-                "queue_depth", "idle"):
+                "queue_depth", "idle", "upstream"):
         report[key] = live.get(key)
     return report

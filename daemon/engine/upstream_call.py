@@ -1,0 +1,56 @@
+"""What engine/remote.py's RemoteEngine and an upstream client (models/upstream.py) exchange: plain types without
+torch, so the API layer can name UpstreamError without loading the engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Protocol
+
+from .requests import CancelToken
+
+
+class UpstreamError(Exception):
+    """The upstream could not serve the request. `status` is specd's answer: 503 (unreachable, an HTTP error, a
+    stream that is not an OpenAI completions stream or breaks off), 504 (silent longer than its timeout), 400 (it
+    refused the request itself). The message names the upstream's URL and what happened."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class UpstreamCall:
+    prompt: str | list[int]  # text, or token ids (prompt_format "tokens")
+    max_tokens: int
+    temperature: float
+    top_p: float
+    seed: int | None
+
+
+@dataclass
+class Piece:
+    """One event of the upstream's stream (models/upstream_wire.py reads it). None: the event did not say."""
+
+    text: str = ""
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    cached_tokens: int | None = None
+    completion_tokens: int | None = None
+    drafted_tokens: int | None = None
+    accepted_tokens: int | None = None
+    verifier_passes: int | None = None
+
+
+class UpstreamClient(Protocol):
+    url: str
+    model: str
+
+    def stream(self, call: UpstreamCall, cancel: CancelToken) -> Iterator[Piece]:
+        """The upstream's events; stops early (closing the connection) when `cancel` is set or when closed."""
+
+    def describe(self) -> dict: ...
+
+    def check(self): ...  # a concurrent.futures.Future of describe() after asking the upstream now
+
+    def close(self) -> None: ...

@@ -1,0 +1,407 @@
+"""specd in front of an upstream server (`upstream` in settings): the daemon's app in process, its model work sent to
+a fake OpenAI-compatible server (fake_upstream.py) that records what it receives. The prompt it gets, specd's stops
+and modes on its text, cancels that close its connection, each door's error when it fails, recovery when it comes
+back, and the accounting read from its answers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import socket
+from dataclasses import dataclass, replace
+
+import aiohttp
+import pytest
+
+from specd.daemon.api.app import create_app
+from specd.daemon.api.sigv4 import KeyPair
+from specd.daemon.config.settings import Settings
+from specd.daemon.engine.fim import build_fim_ids, detect_template
+from specd.daemon.engine.loop import EngineConfig
+from specd.daemon.engine.requests import CancelToken, GenerationRequest, RequestError
+from specd.daemon.models.upstream import load_upstream_engine
+from specd.daemon.service.metrics import Metrics
+from specd.daemon.service.scheduler import Scheduler
+
+from .fake_upstream import FakeUpstream, serve_fake_upstream
+
+TOKEN = "upstream-test-token-0123"
+KEYS = KeyPair("SPECDUPSTREAMKEY0000", "secret")
+PREFIX = "import os\n\ndef add(a, b):\n"
+SUFFIX = "\n\nprint(add(1, 2))\n"
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory):
+    from tests.fixtures.tiny_models import build_tokenizer
+
+    folder = tmp_path_factory.mktemp("tokenizer")
+    build_tokenizer().save_pretrained(folder)  # byte-level BPE with StarCoder's FIM tokens
+    return folder
+
+
+@dataclass
+class Daemon:
+    url: str
+    scheduler: Scheduler
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+
+    async def post(self, path: str, body: dict, **kw) -> tuple[int, dict]:
+        async with aiohttp.ClientSession(headers=self.auth) as s, s.post(self.url + path, json=body, **kw) as r:
+            return r.status, await r.json(content_type=None)
+
+    async def status(self) -> dict:
+        async with aiohttp.ClientSession(headers=self.auth) as s, s.get(self.url + "/specd/v1/status") as r:
+            return await r.json()
+
+
+@contextlib.asynccontextmanager
+async def daemon_for(url: str, tokenizer_dir, **upstream):
+    from aiohttp import web
+
+    settings = replace(Settings(verifier="fake-coder"), request_timeout=20)
+    config = {"url": url, "key": "upstream-key", "model": "fake-coder", "tokenizer": str(tokenizer_dir), **upstream}
+    scheduler = Scheduler(lambda progress: load_upstream_engine(config, EngineConfig(max_context=1024), progress),
+                          CancelToken, Metrics(), queue_size=8, request_timeout=20, keep_alive=-1)
+    app = create_app(settings, scheduler, token=TOKEN, new_request=GenerationRequest, request_error=RequestError,
+                     aws_keys=KEYS)
+    runner = web.AppRunner(app, handler_cancellation=True)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    scheduler.start()
+    await asyncio.get_running_loop().run_in_executor(None, scheduler.wait_loaded)
+    assert scheduler.state == "ready", scheduler.load_error
+    try:
+        yield Daemon(f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}", scheduler)
+    finally:
+        await asyncio.get_running_loop().run_in_executor(None, scheduler.stop)
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def upstream_and_daemon(tokenizer_dir, fake: FakeUpstream | None = None, **upstream):
+    async with serve_fake_upstream(fake) as fake, daemon_for(fake.url, tokenizer_dir, **upstream) as daemon:
+        yield fake, daemon
+
+
+def native(mode: str | None = "block", **extra) -> dict:
+    return {"prefix": PREFIX, "suffix": SUFFIX, "mode": mode, "max_tokens": 40, "document_id": "file:///a.py",
+            **extra}
+
+
+# ---- what the upstream receives ---------------------------------------------------------------------------------
+
+async def test_the_upstream_receives_specds_raw_fim_prompt_and_never_suffix(tokenizer_dir):
+    async with upstream_and_daemon(tokenizer_dir) as (fake, daemon):
+        status, answer = await daemon.post("/specd/v1/complete", native())
+    assert status == 200, answer
+    body = fake.requests[0]
+    # StarCoder's markers (the tokenizer's); the cursor's line ("" here) after the middle marker
+    assert body["prompt"] == "<fim_prefix>import os\n\ndef add(a, b):\n<fim_suffix>\n\nprint(add(1, 2))\n<fim_middle>"
+    assert "suffix" not in body
+    assert body["stream"] is True and body["stream_options"] == {"include_usage": True, "continuous_usage_stats": True}
+    assert body["model"] == "fake-coder" and body["max_tokens"] == 40 and body["temperature"] == 0.0
+    assert "return_spec_tokens_details" not in body  # only for SGLang, which the fake is not
+    assert fake.headers[0]["Authorization"] == "Bearer upstream-key"
+
+
+async def test_the_cursor_line_goes_after_the_middle_marker(tokenizer_dir):
+    async with upstream_and_daemon(tokenizer_dir) as (fake, daemon):
+        await daemon.post("/specd/v1/complete", {"prefix": "def f(x):\n    y = x.", "suffix": "\n    return y\n"})
+    assert fake.requests[0]["prompt"] == "<fim_prefix>def f(x):\n<fim_suffix>\n    return y\n<fim_middle>    y = x."
+
+
+async def test_prompt_format_tokens_sends_specds_token_ids(tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    async with upstream_and_daemon(tokenizer_dir, prompt_format="tokens") as (fake, daemon):
+        await daemon.post("/specd/v1/complete", native())
+    assert fake.requests[0]["prompt"] == build_fim_ids(tokenizer, detect_template(tokenizer), PREFIX, SUFFIX)
+
+
+async def test_a_ready_prompt_on_v1_completions_is_sent_as_written(tokenizer_dir):
+    prompt = "<fim_prefix>x = 1\n<fim_suffix>\n<fim_middle>"
+    async with upstream_and_daemon(tokenizer_dir) as (fake, daemon):
+        status, answer = await daemon.post("/v1/completions", {"model": "specd", "prompt": prompt, "max_tokens": 9,
+                                                               "stop": ["\n\n"], "seed": 7, "temperature": 0.5})
+    assert status == 200, answer
+    assert fake.requests[0]["prompt"] == prompt and fake.requests[0]["seed"] == 7
+    assert fake.requests[0]["temperature"] == 0.5
+    assert answer["choices"][0]["text"] == "    return a + b"  # cut by specd at the stop string
+
+
+# ---- specd's stops and modes ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode,stop,text", [
+    ("block", [], "    return a + b\n"),  # the top-level `def other` after a blank line ends the block
+    ("line", [], "    return a + b"),
+    (None, ["+"], "    return a "),
+    (None, [], "    return a + b\n\ndef other():\n    pass\n"),  # the upstream's own end
+])
+async def test_stops_and_modes_are_applied_by_specd(tokenizer_dir, mode, stop, text):
+    async with upstream_and_daemon(tokenizer_dir) as (fake, daemon):
+        status, answer = await daemon.post("/specd/v1/complete", native(mode=mode, stop=stop))
+    assert status == 200, answer
+    assert answer["text"] == text and answer["finish_reason"] == "stop"
+    assert "stop" not in fake.requests[0]  # specd applies them, and knows which one cut (Anthropic's stop_sequence)
+
+
+async def test_a_stop_closes_the_upstream_stream_at_once(tokenizer_dir):
+    fake = FakeUpstream(delay=0.3)
+    async with upstream_and_daemon(tokenizer_dir, fake) as (fake, daemon):
+        status, answer = await daemon.post("/specd/v1/complete", native(mode="line"))
+        await asyncio.wait_for(fake.client_gone.wait(), 5)
+    assert answer["text"] == "    return a + b"
+    assert fake.closed == [0] and fake.finished == []
+
+
+async def test_the_upstreams_length_finish_is_specds(tokenizer_dir):
+    fake = FakeUpstream(pieces=["abc"], finish_reason="length")
+    async with upstream_and_daemon(tokenizer_dir, fake) as (fake, daemon):
+        status, answer = await daemon.post("/specd/v1/complete", native(mode=None))
+    assert (answer["text"], answer["finish_reason"]) == ("abc", "length")
+
+
+async def test_streamed_text_is_the_whole_text(tokenizer_dir):
+    async with upstream_and_daemon(tokenizer_dir) as (fake, daemon):
+        async with aiohttp.ClientSession(headers=daemon.auth) as s:
+            async with s.post(daemon.url + "/v1/completions", json={"model": "specd", "prompt": "x", "stream": True,
+                                                                    "specd": {"mode": "block"}}) as r:
+                raw = (await r.read()).decode()
+    events = [line[6:] for line in raw.splitlines() if line.startswith("data: {")]
+    import json
+    text = "".join(json.loads(e)["choices"][0]["text"] for e in events if json.loads(e)["choices"])
+    assert text == "    return a + b\n"
+
+
+# ---- cancellation closes the upstream connection ----------------------------------------------------------------
+
+async def test_a_newer_request_for_the_document_closes_the_older_upstream_stream(tokenizer_dir):
+    fake = FakeUpstream(delay=0.4)
+    async with upstream_and_daemon(tokenizer_dir, fake) as (fake, daemon):
+        older = asyncio.ensure_future(daemon.post("/specd/v1/complete", native(mode=None)))
+        while not fake.requests:
+            await asyncio.sleep(0.02)
+        fake.delay = 0  # the older stream would end at once if it were still read
+        status, newer = await daemon.post("/specd/v1/complete", native(mode=None))
+        _, cancelled = await older
+        await asyncio.wait_for(fake.client_gone.wait(), 2)
+        assert fake.closed == [0] and fake.finished == [1]
+    assert cancelled["finish_reason"] == "cancelled" and newer["finish_reason"] == "stop"
+
+
+async def test_a_client_that_hangs_up_closes_the_upstream_stream(tokenizer_dir):
+    fake = FakeUpstream(delay=0.3)
+    async with upstream_and_daemon(tokenizer_dir, fake) as (fake, daemon):
+        async with aiohttp.ClientSession(headers=daemon.auth) as s:
+            response = await s.post(daemon.url + "/specd/v1/complete", json={**native(mode=None), "stream": True})
+            await response.content.readline()  # the first event: the upstream is streaming
+            response.close()
+        await asyncio.wait_for(fake.client_gone.wait(), 5)
+        await asyncio.sleep(0.1)
+        assert daemon.scheduler.idle
+    assert fake.closed == [0] and fake.finished == []
+
+
+# ---- errors, in each door's shape -------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+DOORS = [
+    ("/specd/v1/complete", native(mode=None), lambda b: b["error"]["message"]),
+    ("/v1/completions", {"model": "specd", "prompt": "x"}, lambda b: b["error"]["message"]),
+    ("/v1/chat/completions", {"model": "specd", "messages": [{"role": "user", "content": "hi"}]},
+     lambda b: b["error"]["message"]),
+    ("/v1/messages", {"model": "specd", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]},
+     lambda b: b["type"] == "error" and b["error"]["message"]),
+    ("/v1beta/models/specd:generateContent", {"contents": [{"parts": [{"text": "hi"}]}]},
+     lambda b: b["error"]["message"]),
+]
+
+
+async def door_errors(daemon: Daemon) -> list[tuple[int, str]]:
+    out = []
+    for path, body, message in DOORS:
+        status, answer = await daemon.post(path, body, headers={"anthropic-version": "2023-06-01"}
+                                           if path == "/v1/messages" else None)
+        out.append((status, message(answer)))
+    return out
+
+
+async def bedrock_error(daemon: Daemon):
+    boto3 = pytest.importorskip("boto3")
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    client = boto3.client("bedrock-runtime", region_name="us-west-2", endpoint_url=daemon.url,
+                          config=Config(retries={"total_max_attempts": 1}),
+                          aws_access_key_id=KEYS.access_key_id, aws_secret_access_key=KEYS.secret_access_key)
+
+    def call():
+        with pytest.raises(ClientError) as raised:
+            client.converse(modelId="specd", messages=[{"role": "user", "content": [{"text": "hi"}]}])
+        return raised.value.response
+
+    return await asyncio.get_running_loop().run_in_executor(None, call)
+
+
+@pytest.mark.parametrize("behaviour,status,says", [
+    ("status", 503, "answered HTTP 500: the model fell over"),
+    ("html", 503, "answered text/html; charset=utf-8 instead of an event stream"),
+    ("slow", 504, "sent nothing for 0.5 s"),
+    ("drop", 503, "closed the connection mid-answer"),
+    ("stall", 504, "sent nothing for 0.5 s"),
+])
+async def test_a_failing_upstream_is_a_clear_error_in_each_doors_shape(tokenizer_dir, behaviour, status, says):
+    fake = FakeUpstream(behaviour=behaviour)
+    async with upstream_and_daemon(tokenizer_dir, fake, timeout=0.5) as (fake, daemon):
+        errors = await door_errors(daemon)
+        bedrock = await bedrock_error(daemon)
+    expected = f"the upstream {fake.url} {says}"
+    assert [s for s, _ in errors] == [status] * len(DOORS)
+    assert all(expected in m for _, m in errors), errors
+    assert bedrock["ResponseMetadata"]["HTTPStatusCode"] == (408 if status == 504 else 503)
+    assert bedrock["Error"]["Code"] == ("ModelTimeoutException" if status == 504 else "ServiceUnavailableException")
+    assert expected in bedrock["Error"]["Message"]
+
+
+async def test_an_error_after_the_stream_began_is_sent_in_band(tokenizer_dir):
+    fake = FakeUpstream(behaviour="drop")
+    async with upstream_and_daemon(tokenizer_dir, fake) as (fake, daemon):
+        async with aiohttp.ClientSession(headers=daemon.auth) as s:
+            async with s.post(daemon.url + "/v1/completions", json={"model": "specd", "prompt": "x", "stream": True}) as r:
+                status, raw = r.status, (await r.read()).decode()
+    assert status == 200
+    assert f'"message": "the upstream {fake.url} closed the connection mid-answer' in raw
+
+
+async def test_an_upstream_that_refuses_the_request_is_a_400(tokenizer_dir):
+    fake = FakeUpstream(behaviour="status", status=400)
+    async with upstream_and_daemon(tokenizer_dir, fake) as (fake, daemon):
+        status, answer = await daemon.post("/v1/completions", {"model": "specd", "prompt": "x"})
+    assert status == 400 and "answered HTTP 400: the model fell over" in answer["error"]["message"]
+
+
+async def test_specd_recovers_when_the_upstream_comes_back(tokenizer_dir):
+    port = free_port()
+    async with daemon_for(f"http://127.0.0.1:{port}", tokenizer_dir, timeout=2) as daemon:
+        status, answer = await daemon.post("/specd/v1/complete", native())
+        assert status == 503
+        assert f"the upstream http://127.0.0.1:{port} cannot be reached" in answer["error"]["message"]
+        report = await daemon.status()
+        assert report["upstream"]["answering"] is False and "cannot be reached" in report["upstream"]["error"]
+        async with serve_fake_upstream(port=port) as fake:
+            status, answer = await daemon.post("/specd/v1/complete", native())
+            assert (status, answer["text"]) == (200, "    return a + b\n")
+            report = await daemon.status()
+            assert report["upstream"]["answering"] is True and report["upstream"]["error"] is None
+            assert report["upstream"]["models"] == ["fake-coder"] and report["upstream"]["server"] == "llamacpp"
+        status, answer = await daemon.post("/specd/v1/complete", native())  # gone again, with its pooled connection
+        assert status == 503
+        async with serve_fake_upstream(port=port) as fake:  # and back
+            status, answer = await daemon.post("/specd/v1/complete", native())
+            assert status == 200, answer
+
+
+# ---- accounting -------------------------------------------------------------------------------------------------
+
+async def test_accounting_comes_from_the_upstreams_usage_and_llama_server_timings(tokenizer_dir):
+    fake = FakeUpstream(usage={"prompt_tokens": 41, "completion_tokens": 7, "total_tokens": 48,
+                               "prompt_tokens_details": {"cached_tokens": 32}},
+                        timings={"cache_n": 32, "prompt_n": 9, "draft_n": 12, "draft_n_accepted": 9})
+    async with upstream_and_daemon(tokenizer_dir, fake) as (fake, daemon):
+        status, answer = await daemon.post("/specd/v1/complete", native(mode=None))
+        metrics = await (await aiohttp.ClientSession(headers=daemon.auth).__aenter__()).get(daemon.url + "/metrics")
+        text = await metrics.text()
+    stats = answer["specd"]
+    assert (stats["prompt_tokens"], stats["cached_tokens"], stats["completion_tokens"]) == (41, 32, 7)
+    assert (stats["drafted_tokens"], stats["accepted_tokens"]) == (12, 9)
+    assert answer["usage"] == {"prompt_tokens": 41, "completion_tokens": 7, "total_tokens": 48}
+    assert "specd_accepted_tokens_total 9" in text.replace(".0", "")
+
+
+async def test_accounting_from_sglang_spec_tokens_details(tokenizer_dir):
+    fake = FakeUpstream(models=[{"id": "fake-coder", "owned_by": "sglang"}],
+                        sglext={"spec_tokens_details": {"spec_num_proposed_drafts": 20, "spec_num_correct_drafts": 15,
+                                                        "spec_verify_ct": 6, "spec_accept_length": 2.5}})
+    async with upstream_and_daemon(tokenizer_dir, fake) as (fake, daemon):
+        status, answer = await daemon.post("/specd/v1/complete", native(mode=None))
+    assert fake.requests[0]["return_spec_tokens_details"] is True
+    stats = answer["specd"]
+    assert (stats["drafted_tokens"], stats["accepted_tokens"], stats["verifier_passes"]) == (20, 15, 6)
+
+
+async def test_without_usage_specd_counts_with_the_tokenizer(tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    async with upstream_and_daemon(tokenizer_dir) as (fake, daemon):  # llama-cpp-python's server sends no usage
+        status, answer = await daemon.post("/specd/v1/complete", native(mode=None))
+    prompt = build_fim_ids(tokenizer, detect_template(tokenizer), PREFIX, SUFFIX)
+    completion = tokenizer("".join(FakeUpstream().pieces), add_special_tokens=False)["input_ids"]
+    assert answer["specd"]["prompt_tokens"] == len(prompt)
+    assert answer["specd"]["completion_tokens"] == len(completion)
+
+
+async def test_count_tokens_asks_the_upstream_nothing(tokenizer_dir):
+    async with upstream_and_daemon(tokenizer_dir) as (fake, daemon):
+        status, answer = await daemon.post("/v1/messages/count_tokens", {
+            "model": "specd", "messages": [{"role": "user", "content": "hello there"}]})
+    assert status == 200 and answer["input_tokens"] > 0 and fake.requests == []
+
+
+async def test_status_shows_the_upstream_and_vllm_speculative_counters(tokenizer_dir):
+    fake = FakeUpstream(models=[{"id": "fake-coder", "owned_by": "vllm", "max_model_len": 32768}], metrics_text=(
+        "# TYPE vllm:spec_decode_num_draft_tokens_total counter\n"
+        'vllm:spec_decode_num_draft_tokens_total{engine="0",model_name="fake-coder"} 400.0\n'
+        'vllm:spec_decode_num_draft_tokens_total{engine="1",model_name="fake-coder"} 100.0\n'
+        'vllm:spec_decode_num_accepted_tokens_total{engine="0",model_name="fake-coder"} 300.0\n'
+        'vllm:spec_decode_num_drafts_total{engine="0",model_name="fake-coder"} 125.0\n'))
+    async with upstream_and_daemon(tokenizer_dir, fake) as (fake, daemon):
+        report = await daemon.status()
+    upstream = report["upstream"]
+    assert (upstream["url"], upstream["server"], upstream["answering"]) == (fake.url, "vllm", True)
+    assert upstream["max_model_len"] == 32768
+    assert upstream["speculative"] == {"drafted_tokens": 500, "accepted_tokens": 300, "drafts": 125,
+                                       "acceptance_rate": 0.6}
+    assert report["models"]["backend"] == "upstream" and report["models"]["fim_template"] == "starcoder"
+    assert "upstream-key" not in str(report)
+
+
+def test_specd_status_prints_the_upstream():
+    from specd.daemon.cli.main import _describe
+
+    base = {"running": True, "version": "x", "url": "u", "pid": 1, "responding": True, "state": "ready",
+            "token_file": "t", "log_file": "l"}
+    up = {"url": "http://gpu:8000", "server": "vllm", "answering": True, "error": None, "models": ["m"]}
+    assert "upstream: http://gpu:8000 (vllm): answers, serving m" in _describe({**base, "upstream": up})
+    down = {**up, "answering": False, "error": "the upstream http://gpu:8000 cannot be reached: Connection refused"}
+    assert "upstream: http://gpu:8000 (vllm): not answering: the upstream http://gpu:8000 cannot be reached" in \
+        _describe({**base, "upstream": down})
+
+
+# ---- the setting ------------------------------------------------------------------------------------------------
+
+def test_the_upstream_setting_from_settings_json_env_and_flags(tmp_path):
+    from specd.daemon.config.settings import SettingsError, load_settings
+
+    file = tmp_path / "settings.json"
+    file.write_text('{"upstream": {"url": "http://gpu:8000", "model": "Qwen/Qwen2.5-Coder-7B", "timeout": 5}}')
+    assert load_settings(file, env={}).upstream == {"url": "http://gpu:8000", "model": "Qwen/Qwen2.5-Coder-7B",
+                                                   "timeout": 5}
+    assert load_settings(file, env={"SPECD_UPSTREAM": "http://other:9000"}).upstream == {"url": "http://other:9000"}
+    assert load_settings(file, env={}, flags={"upstream": "none"}).upstream is None
+    for bad, says in [('{"upstream": {"url": "gpu:8000"}}', "'url' must be an http(s) URL"),
+                      ('{"upstream": {"url": "http://g", "suffix": true}}', "unknown field 'suffix'"),
+                      ('{"upstream": {"url": "http://g", "prompt_format": "ids"}}', "'prompt_format' must be one of"),
+                      ('{"upstream": "http://g"}', "expected null or an object")]:
+        file.write_text(bad)
+        with pytest.raises(SettingsError, match=re.escape(f"line 1: 'upstream': {says}")):
+            load_settings(file, env={})

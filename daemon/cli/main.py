@@ -45,6 +45,8 @@ _SETTING_HELP = {
     "log_prompts": "write prompt text into the log (debugging only)",
     "queue_size": "requests that may wait for the worker before 503",
     "request_timeout": "seconds after which a request is cancelled",
+    "upstream": "an OpenAI-compatible server that does the model work: its URL, or a JSON object {url, key, model, "
+                "tokenizer, timeout, prompt_format} ('none' for local models)",
 }
 
 

@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .constraints import AllOf
 from .drafters.base import DraftContext, Drafter
 from .fim import build_fim_ids, decode_anchor, detect_template, encode_text, stop_token_ids
+from .grammar import compile_schema
 from .kv_cache import SlabCache, common_prefix_length, reuse_prefix
 from .requests import CancelToken, GenerationRequest, GenerationResult, RequestError, Stats
 from .runners.base import Runner
@@ -167,10 +169,12 @@ class Engine:
             )
         # Token healing: the prompt loses its last token(s); the first tokens must write their text again, and
         # that text is not part of the answer. Those tokens do not count against max_tokens.
-        healing = heal_prompt(self.vocabulary, prompt_ids) if request.token_healing and request.max_tokens \
-            else Healing(prompt_ids)
+        # A JSON schema constrains the answer alone: the healed prompt text is no part of the JSON.
+        grammar = compile_schema(request.json_schema, self.tokenizer) if request.json_schema is not None else None
+        heal = request.token_healing and request.max_tokens and grammar is None
+        healing = heal_prompt(self.vocabulary, prompt_ids) if heal else Healing(prompt_ids)
         prompt_ids = healing.prompt_ids
-        constraint = Constraint(self.vocabulary, healing.removed)
+        constraint = AllOf([Constraint(self.vocabulary, healing.removed)] + ([grammar] if grammar else []))
         stats = Stats(prompt_tokens=len(prompt_ids), healed_tokens=len(healing.removed_ids))
         cursor_line = request.prompt[request.prompt.rfind("\n") + 1 :]
         rules = StopRules(
@@ -180,7 +184,7 @@ class Engine:
         )
         output = StopState(rules, self.tokenizer, self.decode_anchor, skip=len(healing.removed))
         if rules.max_tokens == 0:
-            return self._finish(output, "length", stats, started, on_text)
+            return self._finish(output, "length", stats, started, on_text, grammar=grammar)
 
         cancel = cancel or CancelToken()
         sampling = SamplingParams(float(request.temperature), float(request.top_p))
@@ -193,47 +197,58 @@ class Engine:
 
         logits = self._prefill(slot, prompt_ids, stats, cancel)
         if logits is None:
-            return self._finish(output, "cancelled", stats, started, on_text)
-        token = pick_token(constraint.mask_logits(logits[None])[0], sampling, generator)
+            return self._finish(output, "cancelled", stats, started, on_text, grammar=grammar)
+        token = pick_token(constraint.mask_logits(logits[None], argmax_only=sampling.greedy)[0], sampling, generator)
         constraint.advance(token)
         drafting = self.drafter is not None and request.draft_tokens != 0
+        forcing = request.forced_drafts and request.draft_tokens != 0
         max_draft = request.draft_tokens if request.draft_tokens is not None else slot.draft_length
-        if output.add(token):
-            return self._finish(output, output.finish_reason, stats, started, on_text, slot)
+        if output.add(token) or constraint.finished:
+            return self._finish(output, None if constraint.finished else output.finish_reason, stats, started,
+                                on_text, slot, grammar)
 
         while True:
             if cancel.cancelled:
-                return self._finish(output, "cancelled", stats, started, on_text, slot)
+                return self._finish(output, "cancelled", stats, started, on_text, slot, grammar)
             sequence = slot.ids + [token]
-            budget = min(max_draft, rules.max_tokens - len(output.tokens), self.max_context - len(sequence) - 1)
-            draft_tokens, draft_probs = [], None
-            if drafting and budget > 0:
+            room = min(rules.max_tokens - len(output.tokens), self.max_context - len(sequence) - 1)
+            # Tokens the constraint forces are drafted for free; verified like any draft, since the model may
+            # spell the forced text with other tokens.
+            forced = constraint.forced_tokens()[: max(room, 0)] if forcing else []
+            stats.forced_tokens += len(forced)
+            budget = min(max_draft, room - len(forced))
+            draft_tokens, draft_probs = list(forced), None
+            if drafting and budget > 0 and (not forced or self.drafter.drafts_after_any_ids):
                 t = time.perf_counter()
                 draft = self.drafter.propose(
-                    DraftContext(sequence, budget, sampling, generator, slot, sources), slot.drafter_state)
-                draft_tokens = constraint.trim_draft(draft.tokens[:budget], sampled=draft.probs is not None)
-                draft_probs = draft.probs
+                    DraftContext(sequence + forced, budget, sampling, generator, slot, sources), slot.drafter_state)
+                draft_tokens += constraint.trim_draft(forced + draft.tokens[:budget],
+                                                      sampled=draft.probs is not None)[len(forced):]
+                draft_probs = _with_forced_rows(draft.probs, forced)
                 stats.draft_s += time.perf_counter() - t
 
             accepted, token = self._verify(slot, token, draft_tokens, draft_probs, sampling, generator, stats,
                                            constraint)
-            if draft_tokens and request.draft_tokens is None:
-                max_draft = slot.draft_length = next_draft_length(slot.draft_length, accepted, len(draft_tokens),
-                                                                  self.config.max_draft_tokens)
+            if len(draft_tokens) > len(forced) and request.draft_tokens is None:  # adapts to the drafter's part
+                max_draft = slot.draft_length = next_draft_length(
+                    slot.draft_length, max(0, accepted - len(forced)), len(draft_tokens) - len(forced),
+                    self.config.max_draft_tokens)
 
             for accepted_token in draft_tokens[:accepted] + [token]:
                 constraint.advance(accepted_token)
-                if output.add(accepted_token):
-                    return self._finish(output, output.finish_reason, stats, started, on_text, slot)
+                if output.add(accepted_token) or constraint.finished:
+                    return self._finish(output, None if constraint.finished else output.finish_reason, stats,
+                                        started, on_text, slot, grammar)
             _stream(output, on_text)
 
     def _verify(self, slot: CacheSlot, token: int, draft: list[int], draft_probs, sampling: SamplingParams,
                 generator, stats: Stats, constraint: Constraint) -> tuple[int, int]:
         """One verifier pass over the pending token and the draft; returns (draft tokens accepted, next token).
-        Rows where token healing's constraint holds are masked first, as the plain step's are."""
+        Every row is masked by the constraints (token healing, a JSON schema) first, as the plain step's is."""
         t = time.perf_counter()
         slot.cache.truncate(len(slot.ids))  # drop what a drafter wrote into the verifier's cache (layer skip)
-        target_logits = constraint.mask_logits(self.verifier.forward([token] + draft, slot.cache), draft)
+        target_logits = constraint.mask_logits(self.verifier.forward([token] + draft, slot.cache), draft,
+                                               argmax_only=sampling.greedy)
         if sampling.greedy:
             accepted, next_token = verify_greedy(target_logits, draft)
         else:
@@ -263,15 +278,17 @@ class Engine:
         stats.prefill_s += time.perf_counter() - t
         return logits
 
-    def _finish(self, output: StopState, reason: str, stats: Stats, started: float, on_text,
-                slot: CacheSlot | None = None) -> GenerationResult:
-        output.finish_reason = reason
+    def _finish(self, output: StopState, reason: str | None, stats: Stats, started: float, on_text,
+                slot: CacheSlot | None = None, grammar=None) -> GenerationResult:
+        """`reason` None: the JSON schema's document is finished (grammar.GrammarConstraint.finished)."""
+        output.finish_reason = reason or "stop"
         _stream(output, on_text)
         if slot is not None and output.tokens:
             slot.history = (slot.history + [list(output.tokens)])[-HISTORY_PER_DOCUMENT:]
         stats.completion_tokens = len(output.tokens)
         stats.total_s = time.perf_counter() - started
-        return GenerationResult(output.text, list(output.tokens), reason, stats, output.stop_sequence)
+        return GenerationResult(output.text, list(output.tokens), output.finish_reason, stats, output.stop_sequence,
+                                grammar.complete if grammar is not None else None)
 
     # -- information ----------------------------------------------------------------------------------------------
 
@@ -312,6 +329,16 @@ def _stream(output: StopState, on_text) -> None:
         delta = output.stable_delta()
         if delta:
             on_text(delta)
+
+
+def _with_forced_rows(draft_probs, forced: list[int]):
+    """A sampled draft's q rows (len(draft), V), or None, with one-hot rows in front for the forced tokens (a
+    deterministic proposal is a one-hot q to rejection sampling)."""
+    if draft_probs is None or not forced:
+        return draft_probs
+    one_hot = draft_probs.new_zeros(len(forced), draft_probs.shape[-1])
+    one_hot[torch.arange(len(forced)), torch.tensor(forced)] = 1.0
+    return torch.cat([one_hot, draft_probs])
 
 
 def _start_ids(sources, tokenizer) -> list[int]:

@@ -41,6 +41,12 @@ class GenerationRequest:
     # Back the prompt up to a token boundary and make the first tokens write the removed text again
     # (token_healing.py): a prompt cut inside a word or an indentation is continued as if it were not cut.
     token_healing: bool = True
+    # Structured output (grammar.py): the answer is a JSON document of this JSON Schema (a dict; True: any JSON
+    # value); token healing is then off (the healed prompt text is no part of the JSON). None: free text.
+    json_schema: dict | bool | None = None
+    # Tokens the schema forces (keys, quotes, braces, the rest of an enum value) enter each draft for free;
+    # False drafts only what the drafter proposes (benchmarks compare both).
+    forced_drafts: bool = True
 
 
 @dataclass
@@ -51,6 +57,7 @@ class Stats:
     drafted_tokens: int = 0
     accepted_tokens: int = 0
     verifier_passes: int = 0
+    forced_tokens: int = 0  # draft tokens a JSON schema forced (within drafted_tokens; no drafter work)
     healed_tokens: int = 0  # prompt tokens backed up by token healing (written again, within completion_tokens)
     queue_s: float = 0.0
     prefill_s: float = 0.0
@@ -69,3 +76,6 @@ class GenerationResult:
     finish_reason: str  # stop | length | cancelled
     stats: Stats
     stop_sequence: str | None = None  # with finish_reason "stop": the stop string that ended it, if one did
+    # With a json_schema: whether the text is a whole document of the schema (False: cut by max_tokens, a stop
+    # string or cancellation); None without a schema.
+    json_complete: bool | None = None

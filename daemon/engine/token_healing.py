@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .constraints import LogitsConstraint
 from .fim import decode_anchor
 from .token_bytes import byte_reader
 
@@ -169,7 +170,7 @@ def heal_prompt(vocab: Vocabulary, prompt_ids: list[int]) -> Healing:
     return Healing(list(prompt_ids[:keep]), list(prompt_ids[keep:]), removed)
 
 
-class Constraint:
+class Constraint(LogitsConstraint):
     """The part of the removed text that the generated tokens have still to write, and the logit masks that make
     them write it. `remaining` is what is left after the tokens generated so far, the pending one included;
     once it is empty, every method leaves logits and drafts as they are."""
@@ -196,11 +197,12 @@ class Constraint:
             raise ValueError(f"token {token} does not continue the healed text {self.remaining!r}")
         self.remaining = rest
 
-    def mask_logits(self, logits: torch.Tensor, draft: list[int] = ()) -> torch.Tensor:
+    def mask_logits(self, logits: torch.Tensor, draft: list[int] = (), argmax_only: bool = False) -> torch.Tensor:
         """logits: (len(draft) + 1, V), row i scoring the token after the pending one and draft[:i]. Returns a
         copy in which each row's forbidden tokens are -inf (the input itself when no row is constrained). Rows
         after a draft token that breaks the constraint are left as they are: verification rejects that token
-        (its probability under the mask is 0), so those rows are never used."""
+        (its probability under the mask is 0), so those rows are never used. Every constrained row is masked
+        whatever `argmax_only` says: these masks are cached and cheap."""
         if not self.remaining:
             return logits
         masked = logits.clone()

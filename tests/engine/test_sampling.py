@@ -213,3 +213,76 @@ def test_cutting_a_sampled_draft_at_the_constraint_is_caught():
     drawn from p instead of max(p - q, 0): no longer the verifier's distribution."""
     observed, expected = trials_under_a_constraint(sampled_draft_kept=False)
     assert chi_square_p_value(observed, expected, 4000) < 1e-6
+
+
+# -- structured output: sampling under a JSON schema keeps the verifier's distribution restricted to the grammar --
+
+STRING_OR_INTEGER = {"anyOf": [{"type": "string", "maxLength": 30}, {"type": "integer"}]}
+
+
+def exact_first_two_tokens_under_the_schema(engine, prompt, temperature, schema):
+    """The verifier's exact joint distribution of the first two answer tokens, each masked with llguidance's full
+    mask for the grammar's state (computed here with a matcher of its own, not the engine's constraint). A key
+    is the tokens written before the answer ended: (t1,) when t1 finished the document or EOS followed it."""
+    from specd.daemon.engine import grammar
+
+    matcher = grammar.compile_schema(schema, engine.tokenizer).matcher
+
+    def masked_probs(logits):
+        allowed = torch.zeros(logits.shape[-1], dtype=torch.bool)
+        bias = torch.frombuffer(bytearray(matcher.compute_logit_bias()), dtype=torch.uint8)
+        allowed[: bias.numel()] = bias[: logits.shape[-1]] != 0
+        return SamplingParams(temperature).probs(logits.masked_fill(~allowed, float("-inf")))
+
+    cache = engine.verifier.new_cache()
+    prompt_ids = engine.prompt_ids(GenerationRequest(prompt=prompt))
+    first = masked_probs(engine.verifier.forward(prompt_ids, cache, last_only=True)[-1])
+    joint = Counter()
+    for token in [t for t in first.topk(6).indices.tolist() if first[t] > 0]:
+        assert matcher.consume_token(token)
+        if matcher.is_stopped():
+            joint[(token,)] += float(first[token])
+        else:
+            cache.truncate(len(prompt_ids))
+            second = masked_probs(engine.verifier.forward([token], cache)[-1])
+            for other in [t for t in second.topk(8).indices.tolist() if second[t] > 0]:
+                key = (token,) if other in engine.eos_ids else (token, other)
+                joint[key] += float(first[token] * second[other])
+        matcher.rollback(1)
+    return dict(joint)
+
+
+def sample_first_two_schema_tokens(engine, prompt, temperature, seeds, schema, draft_tokens=None):
+    counts = Counter()
+    for seed in range(seeds):
+        result = engine.generate(GenerationRequest(prompt=prompt, max_tokens=2, temperature=temperature, seed=seed,
+                                                   draft_tokens=draft_tokens, cache_key="stat", json_schema=schema))
+        counts[tuple(result.token_ids[:2])] += 1
+    return counts
+
+
+@pytest.mark.parametrize("strategy", ["plain", "model", "ngram"])
+def test_sampling_under_a_json_schema_keeps_the_masked_distribution(make_engine, strategy):
+    engine = make_engine("ngram" if strategy == "plain" else strategy)
+    if strategy == "ngram":
+        from specd.daemon.engine.drafters.ngram import NgramDrafter
+
+        engine.drafter = NgramDrafter(min_ngram=1, unigram_tokens=16)
+    temperature, seeds = 1.0, 1200
+    expected = exact_first_two_tokens_under_the_schema(engine, PROMPT, temperature, STRING_OR_INTEGER)
+    assert sum(p for key, p in expected.items() if len(key) == 2) > 0.5  # the second token is mostly verified
+    observed = sample_first_two_schema_tokens(engine, PROMPT, temperature, seeds, STRING_OR_INTEGER,
+                                              draft_tokens=0 if strategy == "plain" else None)
+    assert chi_square_p_value(observed, expected, seeds) > 0.001
+
+
+def test_biased_speculative_sampling_under_a_json_schema_is_caught(make_engine, monkeypatch):
+    from specd.daemon.engine.drafters.ngram import NgramDrafter
+
+    engine = make_engine("ngram")
+    engine.drafter = NgramDrafter(min_ngram=1, unigram_tokens=16)
+    monkeypatch.setattr(engine_module, "verify_sampling", force_accept)
+    temperature, seeds = 1.0, 1200
+    expected = exact_first_two_tokens_under_the_schema(engine, PROMPT, temperature, STRING_OR_INTEGER)
+    observed = sample_first_two_schema_tokens(engine, PROMPT, temperature, seeds, STRING_OR_INTEGER)
+    assert chi_square_p_value(observed, expected, seeds) < 1e-6

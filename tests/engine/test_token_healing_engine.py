@@ -216,7 +216,8 @@ def test_draft_tokens_that_break_the_constraint_are_cut_before_verification(make
     original = Engine._verify
 
     def spy(self, slot, token, draft, *args):
-        verified.append((args[-1].remaining if args[-1] else b"", len(draft)))
+        healing = args[-1].parts[0]  # constraints.AllOf: token healing first, then a JSON schema if any
+        verified.append((healing.remaining, len(draft)))
         return original(self, slot, token, draft, *args)
 
     monkeypatch.setattr(Engine, "_verify", spy)
@@ -248,7 +249,8 @@ def test_masked_verification_is_needed(make_engine, monkeypatch):
         engine.pool.clear()
         with monkeypatch.context() as patch:
             patch.setattr(engine_module.Constraint, "mask_logits",
-                          lambda self, logits, draft=(): logits if len(draft) else _masked_first(self, logits))
+                          lambda self, logits, draft=(), argmax_only=False:
+                          logits if len(draft) else _masked_first(self, logits))
             patch.setattr(engine_module.Constraint, "agreeing_prefix", lambda self, draft: len(draft))
             try:
                 broken = engine.generate(request)

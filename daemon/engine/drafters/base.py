@@ -33,6 +33,10 @@ class DraftContext:
 
 class Drafter(ABC):
     name: str = "drafter"
+    # Whether `propose` may be given ids whose last several tokens are not in the verifier's cache (tokens a JSON
+    # schema forces, drafted ahead of the drafter). False for drafters that read the verifier's cache at the
+    # position before ctx.ids[-1] (layer skip, the Gemma 4 assistant): they draft nothing in such a round.
+    drafts_after_any_ids: bool = True
 
     def new_state(self) -> Any:
         """Per-cache-slot state (a drafter model's own KV cache, for example)."""

@@ -9,6 +9,7 @@ class CascadeDrafter(Drafter):
     def __init__(self, drafters: list[Drafter]) -> None:
         self.drafters = drafters
         self.name = "+".join(d.name for d in drafters)
+        self.drafts_after_any_ids = all(d.drafts_after_any_ids for d in drafters)
 
     def new_state(self):
         return [d.new_state() for d in self.drafters]

@@ -70,6 +70,7 @@ def _producer_layers(text_config) -> dict[str, int]:
 
 class Gemma4AssistantDrafter(Drafter):
     name = "assistant"
+    drafts_after_any_ids = False  # drafts from the verifier's hidden state before ctx.ids[-1]
 
     def __init__(self, verifier: ModelRunner, assistant, min_confidence: float = 0.3) -> None:
         if type(assistant).__name__ not in ASSISTANT_CLASSES:

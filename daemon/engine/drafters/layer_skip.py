@@ -13,6 +13,7 @@ from .base import Draft, DraftContext, Drafter
 
 class LayerSkipDrafter(Drafter):
     name = "layer_skip"
+    drafts_after_any_ids = False  # drafts from the verifier's cache, which must hold all but ctx.ids[-1]
 
     def __init__(self, verifier: ModelRunner, layers: int | None = None, min_confidence: float = 0.3) -> None:
         self.verifier = verifier

@@ -1,0 +1,135 @@
+"""Structured output: the answer follows a JSON schema, as a logits constraint (constraints.LogitsConstraint).
+
+The grammar engine is llguidance (github.com/guidance-ai/llguidance, the backend vLLM and llama.cpp ship): a
+schema compiles into a grammar in about a millisecond, and its matcher answers, per position, which tokens may
+come next (about 10 us on a 49k vocabulary), which tokens are forced, how many tokens of a draft fit, and rolls
+consumed tokens back. How it is combined with drafts follows vLLM's structured-output scheduler: the draft is
+trimmed to its grammar-valid prefix, every verified row gets the mask of the state after the draft tokens before
+it (consumed one by one, rolled back afterwards), and only the tokens the loop keeps advance the matcher. For
+greedy decoding a row's mask is built only when its unmasked argmax is not allowed (llama.cpp's check-first
+trick: the argmax, if allowed, is the masked argmax too).
+
+JSON is written compactly with `", "` and `": "` separators and no other whitespace, so a weak model cannot
+spend its tokens on blank space and an answer ends once its last brace closes (`finished`).
+"""
+
+from __future__ import annotations
+
+import json
+import weakref
+
+import torch
+
+from .constraints import LogitsConstraint
+from .requests import RequestError
+
+# Separators as most JSON in training text writes them; no free whitespace (see the module docstring).
+JSON_OPTIONS = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
+ANY_OBJECT = {"type": "object"}  # OpenAI's json_object / Gemini's bare application/json: any JSON object
+
+_TOKENIZERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _llguidance():
+    try:
+        import llguidance
+        import llguidance.hf
+    except ImportError as error:  # pragma: no cover - an install without the extra
+        raise RequestError("structured output (a JSON schema) needs llguidance: pip install 'specd[structured]'") \
+            from error
+    return llguidance
+
+
+def grammar_tokenizer(tokenizer):
+    """llguidance's view of a Hugging Face tokenizer (its token bytes and EOS), built once per tokenizer (about
+    0.5 s for SmolLM2's 49k tokens)."""
+    llg = _llguidance()
+    try:
+        cached = _TOKENIZERS.get(tokenizer)
+    except TypeError:  # not weakly referenceable (a test double): built each time
+        return llg.hf.from_tokenizer(tokenizer)
+    if cached is None:
+        cached = _TOKENIZERS[tokenizer] = llg.hf.from_tokenizer(tokenizer)
+    return cached
+
+
+def compile_schema(schema, tokenizer) -> "GrammarConstraint":
+    """A constraint for answers that are JSON documents of `schema` (a JSON Schema as a dict, or True for any
+    JSON value). Raises RequestError naming the problem when the schema is not a JSON object, uses a keyword or
+    format llguidance does not implement, or cannot be satisfied."""
+    llg = _llguidance()
+    if schema is True:
+        schema = {}
+    if not isinstance(schema, dict):
+        raise RequestError(f"json_schema must be a JSON object (a JSON Schema), got {type(schema).__name__}")
+    try:
+        grammar = llg.LLMatcher.grammar_from_json_schema(json.dumps(schema), overrides=JSON_OPTIONS)
+    except (ValueError, TypeError) as error:
+        raise RequestError(f"json_schema is not usable: {error}") from error
+    llg_tokenizer = grammar_tokenizer(tokenizer)
+    problem = llg.LLMatcher.validate_grammar(grammar, llg_tokenizer)
+    if problem:
+        raise RequestError(f"json_schema is not supported: {problem}")
+    matcher = llg.LLMatcher(llg_tokenizer, grammar, log_level=0)
+    if matcher.is_error():
+        raise RequestError(f"json_schema is not supported: {matcher.get_error()}")
+    return GrammarConstraint(matcher, llg_tokenizer.vocab_size)
+
+
+class GrammarConstraint(LogitsConstraint):
+    """An llguidance matcher advanced by the tokens the loop keeps. `vocab_size`: the ids the matcher knows;
+    logits columns at or beyond it (padding rows of a model's head) are never allowed."""
+
+    def __init__(self, matcher, vocab_size: int) -> None:
+        self.matcher = matcher
+        self.vocab_size = vocab_size
+        self.masks_built = 0  # full masks computed (the rest of the rows only checked their argmax)
+
+    def allows(self, token: int) -> bool:
+        return 0 <= token < self.vocab_size and self.matcher.validate_tokens([token]) == 1
+
+    def allowed(self, width: int, device) -> torch.Tensor:
+        """Bool mask (width,) of the tokens allowed next."""
+        self.masks_built += 1
+        bias = torch.frombuffer(bytearray(self.matcher.compute_logit_bias()), dtype=torch.uint8)
+        mask = torch.zeros(width, dtype=torch.bool)
+        size = min(width, bias.numel())
+        mask[:size] = bias[:size] != 0
+        return mask.to(device)
+
+    def mask_logits(self, logits, draft=(), argmax_only=False):
+        masked = None
+        consumed = 0
+        try:
+            for row in range(logits.shape[0]):
+                current = logits if masked is None else masked
+                if not (argmax_only and self.allows(int(current[row].argmax()))):
+                    if masked is None:
+                        masked = logits.clone()
+                    masked[row].masked_fill_(~self.allowed(logits.shape[-1], logits.device), float("-inf"))
+                if row >= len(draft) or self.matcher.try_consume_tokens([draft[row]]) != 1:
+                    break  # later rows follow a forbidden draft token: verification never reaches them
+                consumed += 1
+        finally:
+            if consumed:
+                self.matcher.rollback(consumed)
+        return logits if masked is None else masked
+
+    def trim_draft(self, draft, sampled):
+        return draft if sampled or not draft else draft[: self.matcher.validate_tokens(list(draft))]
+
+    def forced_tokens(self):
+        return [] if self.matcher.is_stopped() else list(self.matcher.compute_ff_tokens())
+
+    def advance(self, token):
+        if not self.matcher.consume_token(token):
+            raise ValueError(f"token {token} breaks the JSON schema: {self.matcher.get_error()}")
+
+    @property
+    def finished(self):
+        return self.matcher.is_stopped()
+
+    @property
+    def complete(self) -> bool:
+        """Whether the text so far is a whole document of the schema."""
+        return self.matcher.is_accepting()

@@ -28,7 +28,7 @@ texts = st.lists(pieces, max_size=10).map("".join)
 @st.composite
 def requests(draw) -> tuple[str, dict, dict[str, str]]:
     """(route, body, {field path: text}) with random text in the route's text fields."""
-    route = draw(st.sampled_from(["/specd/v1/complete", "/v1/completions", "/v1/chat/completions"]))
+    route = draw(st.sampled_from(["/specd/v1/complete", "/v1/completions", "/v1/chat/completions", "/v1/messages"]))
     fields: dict[str, str] = {}
 
     def text(path: str) -> str:
@@ -41,8 +41,9 @@ def requests(draw) -> tuple[str, dict, dict[str, str]]:
                   "top_p": draw(st.sampled_from([None, 1e-300, 0.5, 1.0])),
                   "seed": draw(st.sampled_from([None, 0, -(2**63), 2**64 - 1]))}
     if draw(st.booleans()):
-        body["stop"] = [text("stop[0]")] if draw(st.booleans()) else [text("stop[0]"), text("stop[1]")]
-        body["stop"] = [s for s in body["stop"] if s] or None
+        stops = [s for s in (draw(texts) for _ in range(draw(st.integers(1, 2)))) if s]  # "" is refused
+        fields.update((f"stop[{i}]", stop) for i, stop in enumerate(stops))  # the paths the body has
+        body["stop"] = stops or None
     if route == "/specd/v1/complete":
         body.update(prefix=text("prefix"), suffix=text("suffix"), mode=draw(st.sampled_from([None, "line", "block"])),
                     language=draw(st.sampled_from([None, "python", "rust"])))
@@ -52,8 +53,14 @@ def requests(draw) -> tuple[str, dict, dict[str, str]]:
         body["prompt"] = text("prompt")
         if draw(st.booleans()):
             body["suffix"] = text("suffix")
-    else:
+    elif route == "/v1/chat/completions":
         body["messages"] = [{"role": "user", "content": text("messages[0].content")}]
+    else:  # Anthropic: max_tokens >= 1, temperature <= 1, stop_sequences, a system prompt
+        body.update(model="specd", max_tokens=max(1, body["max_tokens"]), system=text("system"),
+                    messages=[{"role": "user", "content": text("messages[0].content")}],
+                    temperature=min(body["temperature"], 1.0) if body["temperature"] is not None else None,
+                    stop_sequences=body.pop("stop", None))
+        fields = {path.replace("stop[", "stop_sequences["): value for path, value in fields.items()}
     return route, body, fields
 
 
@@ -75,8 +82,9 @@ def test_any_text_on_any_route(daemon, request):
     assert answer.status < 500, answer.body
     # As JSON sends them: a high surrogate followed by a low one is a pair, one character.
     received = {path: json.loads(json.dumps(value)) for path, value in fields.items()}
+    stops = body.get("stop") or body.get("stop_sequences") or []
     broken = [path for path, value in received.items() if SURROGATE.search(value) and
-              (not path.startswith("stop") or fields[path] in (body.get("stop") or []))]
+              (not path.startswith("stop") or fields[path] in stops)]
     if broken:
         assert answer.status == 400, answer.body
         message = answer.body["error"]["message"]
@@ -87,8 +95,9 @@ def test_any_text_on_any_route(daemon, request):
     assert not any("error" in event for event in answer.events), answer.events  # a stream fails in-band
     text = answer_text(answer)
     assert "\ufffd" not in text or any("\ufffd" in value for value in fields.values())
-    assert not any(stop in text for stop in body.get("stop") or [])
+    assert not any(stop in text for stop in stops)
     if body.get("mode") == "line":
         assert "\n" not in text
-    if body["stream"] and body["temperature"] in (None, 0.0):  # greedy: the same answer either way
+    greedy = body["temperature"] == 0.0 or (body["temperature"] is None and route != "/v1/messages")  # Anthropic: 1
+    if body["stream"] and greedy:  # the same answer either way
         assert answer_text(daemon.post(route, {**body, "stream": False})) == text

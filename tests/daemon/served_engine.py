@@ -85,6 +85,10 @@ def serve(load_engine: Callable[[], object], **overrides) -> Iterator[Served]:
 def answer_text(answer: Answer) -> str:
     """The completion's text from any route's answer, streamed (the deltas joined) or not."""
     def text_of(event: dict) -> str:
+        if event.get("type") == "message":  # Anthropic's whole answer, and its stream's text deltas
+            return "".join(block.get("text", "") for block in event["content"])
+        if event.get("type") == "content_block_delta":
+            return event["delta"].get("text", "")
         if "choices" not in event:
             return event.get("text", "")
         choice = event["choices"][0]

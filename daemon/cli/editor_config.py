@@ -433,6 +433,8 @@ def notes(editor: str, facts: Facts) -> list[str]:
         lines.append(f"Its prompts are long (a 6k-character system prompt and two dozen tools, ~20k tokens): the "
                      f"context window is {facts.max_context} tokens (max_context), and a longer prompt is refused "
                      "with a message naming it. A small model answers, but cannot drive Claude Code's tools well.")
+        lines.append("On a CPU the first prompt's prefill may take longer than request_timeout (30 s by default): "
+                     "raise it in specd's settings.json for Claude Code.")
     elif editor == "zed":
         lines.extend(zed_fim_notes(facts))
         lines.append("The token is not in settings.json (it may be synced or shared). Start Zed from a shell with:")

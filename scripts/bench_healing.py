@@ -176,6 +176,7 @@ def parse_args(argv):
     p.add_argument("--verifier", default=EngineConfig.verifier)
     p.add_argument("--drafter", default=None)
     p.add_argument("--draft-strategy", default=EngineConfig.draft_strategy)
+    p.add_argument("--backend", default=EngineConfig.backend, help="auto | torch | llamacpp, as the daemon's setting")
     p.add_argument("--limit", type=int, default=15, help="cursors per kind")
     p.add_argument("--max-tokens", type=int, default=24)
     p.add_argument("--prefix-lines", type=int, default=40)
@@ -189,7 +190,8 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
     engine = load_engine(EngineConfig(verifier=args.verifier, drafter=args.drafter,
-                                      draft_strategy=args.draft_strategy, threads=args.threads), progress=log)
+                                      draft_strategy=args.draft_strategy, threads=args.threads,
+                                      backend=args.backend), progress=log)
     cuts = stdlib_cuts(args.limit, args.seed, args.prefix_lines)
     outcomes: list[Outcome] = []
     for i, cut in enumerate(cuts):
@@ -204,7 +206,8 @@ def main(argv=None) -> dict:
         info = engine.info()
         Path(args.json_out).write_text(json.dumps({
             "summary": report, "outcomes": [asdict(o) for o in outcomes], "cuts": [asdict(c) for c in cuts],
-            "environment": {"verifier": args.verifier, "drafter": info["drafter"], "torch": torch.__version__,
+            "environment": {"verifier": args.verifier, "backend": args.backend, "drafter": info["drafter"],
+                            "torch": torch.__version__,
                             "threads": torch.get_num_threads(), "seed": args.seed, "max_tokens": args.max_tokens,
                             "fim_template": info["fim_template"]}}, indent=1))
     return report

@@ -221,7 +221,8 @@ def _describe(report: dict) -> str:
     if models:
         memory = models.get("memory_bytes")
         memory_text = "?" if memory is None else f"{memory / 2**20:.0f} MiB"
-        backend = f" on {models['backend']} ({models.get('dtype')})" if models.get("backend") else ""
+        dtype = f" ({models['dtype']})" if models.get("dtype") else ""
+        backend = f" on {models['backend']}{dtype}" if models.get("backend") else ""
         lines.append(f"verifier: {models.get('verifier')}{backend}, drafter: {models.get('drafter') or 'none'} "
                      f"({models.get('draft_strategy')}), memory: {memory_text}")
     elif report.get("load_error"):

@@ -39,6 +39,7 @@ class CompletionParams:
     token_healing: bool = True  # completions only: a chat prompt ends in the template's own tokens
     include_usage: bool = False
     model: str | None = None
+    json_schema: dict | bool | None = None  # structured output: the answer is a JSON document of this schema
 
 
 def parse_json_body(raw: bytes) -> dict:
@@ -205,6 +206,41 @@ def _sampling(body: dict, params: CompletionParams, default_max_tokens: int) -> 
     params.stop = _stop(body)
 
 
+def checked_json_schema(schema: Any, param: str) -> dict | bool:
+    """A request's JSON Schema, checked by the engine's grammar compiler before the request is queued (a stream
+    has no status line left for a late 400): BadRequest naming the field and the problem."""
+    from specd.daemon.engine.grammar import schema_grammar
+    from specd.daemon.engine.requests import RequestError
+
+    try:
+        schema_grammar(schema)
+    except RequestError as error:
+        raise BadRequest(f"'{param}': {error}", param.split(".")[0]) from None
+    return schema
+
+
+def _response_format(body: dict, params: CompletionParams) -> None:
+    """OpenAI's `response_format`: {"type": "text"} (free text), {"type": "json_object"} (any JSON object) or
+    {"type": "json_schema", "json_schema": {"name", "schema", "strict"}} (the schema's documents)."""
+    from specd.daemon.engine.grammar import ANY_OBJECT
+
+    fmt = _object(body, "response_format")
+    kind = fmt.get("type", "text") if fmt else "text"
+    if kind == "text":
+        return
+    if kind == "json_object":
+        params.json_schema = ANY_OBJECT
+    elif kind == "json_schema":
+        spec = _object(fmt, "json_schema")
+        schema = spec.get("schema", True)
+        if not isinstance(schema, (dict, bool)):
+            raise _wrong("response_format.json_schema.schema", "an object (a JSON Schema)", schema)
+        params.json_schema = checked_json_schema(schema, "response_format.json_schema.schema")
+    else:
+        raise BadRequest(f"'response_format.type' must be text, json_object or json_schema, got {kind!r}",
+                         "response_format")
+
+
 def _specd_options(body: dict, params: CompletionParams) -> None:
     options = _object(body, "specd")
     params.draft_tokens = _int(options, "draft_tokens", None, low=0, high=256)
@@ -243,6 +279,7 @@ def parse_completion(body: dict) -> CompletionParams:
     _sampling(body, params, default_max_tokens=16)
     _stream(body, params)
     _specd_options(body, params)
+    _response_format(body, params)
     return params
 
 
@@ -271,6 +308,7 @@ def parse_chat(body: dict) -> tuple[list[dict], CompletionParams]:
     _stream(body, params)
     _specd_options(body, params)
     params.token_healing = _bool(_object(body, "specd"), "token_healing", False)
+    _response_format(body, params)
     return clean, params
 
 
@@ -329,6 +367,8 @@ def parse_native(body: dict) -> tuple[CompletionParams, str | None, str | None, 
     params.stream = _bool(body, "stream", False)  # the last event carries usage anyway
     params.draft_tokens = _int(body, "draft_tokens", None, low=0, high=256)
     params.token_healing = _bool(body, "token_healing", True)
+    if body.get("json_schema") is not None:
+        params.json_schema = checked_json_schema(body["json_schema"], "json_schema")
     raw_snippets = body.get("extra_context")
     snippets = []
     if raw_snippets is not None:

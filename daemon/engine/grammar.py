@@ -53,10 +53,11 @@ def grammar_tokenizer(tokenizer):
     return cached
 
 
-def compile_schema(schema, tokenizer) -> "GrammarConstraint":
-    """A constraint for answers that are JSON documents of `schema` (a JSON Schema as a dict, or True for any
-    JSON value). Raises RequestError naming the problem when the schema is not a JSON object, uses a keyword or
-    format llguidance does not implement, or cannot be satisfied."""
+def schema_grammar(schema) -> str:
+    """llguidance's grammar for JSON documents of `schema` (a JSON Schema as a dict, or True for any JSON value),
+    checked without a tokenizer (the API doors call it before queueing a request). Raises RequestError naming
+    the problem when the schema is not a JSON object, uses a keyword or format llguidance does not implement,
+    points nowhere ($ref) or cannot be satisfied."""
     llg = _llguidance()
     if schema is True:
         schema = {}
@@ -66,6 +67,17 @@ def compile_schema(schema, tokenizer) -> "GrammarConstraint":
         grammar = llg.LLMatcher.grammar_from_json_schema(json.dumps(schema), overrides=JSON_OPTIONS)
     except (ValueError, TypeError) as error:
         raise RequestError(f"json_schema is not usable: {error}") from error
+    problem = llg.LLMatcher.validate_grammar(grammar)
+    if problem:
+        raise RequestError(f"json_schema is not supported: {problem}")
+    return grammar
+
+
+def compile_schema(schema, tokenizer) -> "GrammarConstraint":
+    """A constraint for answers that are JSON documents of `schema` (see schema_grammar; RequestError the same
+    way, also for a schema this tokenizer cannot write)."""
+    llg = _llguidance()
+    grammar = schema_grammar(schema)
     llg_tokenizer = grammar_tokenizer(tokenizer)
     problem = llg.LLMatcher.validate_grammar(grammar, llg_tokenizer)
     if problem:

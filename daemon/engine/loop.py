@@ -286,9 +286,9 @@ class Engine:
         if slot is not None and output.tokens:
             slot.history = (slot.history + [list(output.tokens)])[-HISTORY_PER_DOCUMENT:]
         stats.completion_tokens = len(output.tokens)
+        stats.json_complete = grammar.complete if grammar is not None else None
         stats.total_s = time.perf_counter() - started
-        return GenerationResult(output.text, list(output.tokens), output.finish_reason, stats, output.stop_sequence,
-                                grammar.complete if grammar is not None else None)
+        return GenerationResult(output.text, list(output.tokens), output.finish_reason, stats, output.stop_sequence)
 
     # -- information ----------------------------------------------------------------------------------------------
 

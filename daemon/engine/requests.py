@@ -58,6 +58,9 @@ class Stats:
     accepted_tokens: int = 0
     verifier_passes: int = 0
     forced_tokens: int = 0  # draft tokens a JSON schema forced (within drafted_tokens; no drafter work)
+    # With a json_schema: whether the answer is a whole document of the schema (False: cut by max_tokens, a stop
+    # string or a cancellation); None without a schema. In every door's accounting (`specd` in OpenAI's body).
+    json_complete: bool | None = None
     healed_tokens: int = 0  # prompt tokens backed up by token healing (written again, within completion_tokens)
     queue_s: float = 0.0
     prefill_s: float = 0.0
@@ -76,6 +79,3 @@ class GenerationResult:
     finish_reason: str  # stop | length | cancelled
     stats: Stats
     stop_sequence: str | None = None  # with finish_reason "stop": the stop string that ended it, if one did
-    # With a json_schema: whether the text is a whole document of the schema (False: cut by max_tokens, a stop
-    # string or cancellation); None without a schema.
-    json_complete: bool | None = None

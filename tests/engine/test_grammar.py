@@ -100,7 +100,7 @@ def test_speculative_equals_plain_under_the_schema_for_every_drafter(engine_for,
                 assert speculative.text == plain.text
                 drafted += speculative.stats.drafted_tokens - speculative.stats.forced_tokens
                 forced += speculative.stats.forced_tokens
-            assert plain.finish_reason == "stop" and plain.json_complete, name
+            assert plain.finish_reason == "stop" and plain.stats.json_complete, name
             jsonschema.validate(json.loads(plain.text), schema)
     assert drafted > 0 and forced > 0  # both the drafter and the grammar put tokens into verification passes
 
@@ -182,7 +182,7 @@ def test_random_weight_models_still_write_valid_json(engine_for, temperature):
     for name, schema in SCHEMAS.items():
         for seed, prompt in enumerate(PROMPTS):
             result = run(engine, prompt, schema, max_tokens=400, temperature=temperature, seed=seed)
-            assert result.finish_reason == "stop" and result.json_complete, (name, result.text)
+            assert result.finish_reason == "stop" and result.stats.json_complete, (name, result.text)
             jsonschema.validate(json.loads(result.text), schema)
 
 
@@ -190,18 +190,18 @@ def test_an_answer_cut_by_max_tokens_ends_with_length_and_is_marked_incomplete(e
     engine = engine_for("ngram")
     for draft_tokens in (0, None):
         result = run(engine, PROMPTS[0], SCHEMAS["nested objects"], max_tokens=5, draft_tokens=draft_tokens)
-        assert result.finish_reason == "length" and result.json_complete is False
+        assert result.finish_reason == "length" and result.stats.json_complete is False
         assert len(result.token_ids) == 5
         with pytest.raises(json.JSONDecodeError):
             json.loads(result.text)
     free = run(engine, PROMPTS[0], None, max_tokens=5)
-    assert free.json_complete is None
+    assert free.stats.json_complete is None
 
 
 def test_json_object_and_any_json(engine_for):
     engine = engine_for("ngram")
     obj = run(engine, PROMPTS[0], grammar_module.ANY_OBJECT, max_tokens=300)
-    assert obj.json_complete and isinstance(json.loads(obj.text), dict)
+    assert obj.stats.json_complete and isinstance(json.loads(obj.text), dict)
 
 
 @pytest.mark.parametrize("schema, problem", [
@@ -221,7 +221,7 @@ def test_an_invalid_or_unsupported_schema_is_a_request_error_naming_it(engine_fo
 def test_a_schema_turns_token_healing_off(engine_for):
     engine = engine_for("ngram")
     result = run(engine, "def f(n):\n    return n * f", {"type": "integer"}, max_tokens=8)
-    assert result.stats.healed_tokens == 0 and result.json_complete
+    assert result.stats.healed_tokens == 0 and result.stats.json_complete
     int(result.text)
 
 

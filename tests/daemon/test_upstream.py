@@ -350,6 +350,15 @@ async def test_without_usage_specd_counts_with_the_tokenizer(tokenizer_dir):
     assert answer["specd"]["completion_tokens"] == len(completion)
 
 
+async def test_a_json_schema_is_refused_with_an_upstream(tokenizer_dir):
+    async with upstream_and_daemon(tokenizer_dir) as (fake, daemon):
+        status, answer = await daemon.post("/v1/chat/completions", {
+            "model": "specd", "messages": [{"role": "user", "content": "hi"}],
+            "response_format": {"type": "json_object"}})
+    assert status == 400 and fake.requests == []
+    assert "JSON schemas are not supported when an upstream server does the model work" in answer["error"]["message"]
+
+
 async def test_count_tokens_asks_the_upstream_nothing(tokenizer_dir):
     async with upstream_and_daemon(tokenizer_dir) as (fake, daemon):
         status, answer = await daemon.post("/v1/messages/count_tokens", {

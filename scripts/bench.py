@@ -339,8 +339,10 @@ def llamacpp_others(args, log) -> tuple[Engine, dict[str, Other]]:
         return Run(index, LLAMACPP_PEER, tokens, first, total)
 
     default = "llamacpp:" + engine.drafter.name
+    always = default + "-always"  # every n-gram draft verified whole, whatever the pass costs
     return engine, {LLAMACPP_PLAIN: Other(specd(None, LLAMACPP_PLAIN), LLAMACPP_PLAIN),
                     default: Other(specd(engine.drafter, default), LLAMACPP_PLAIN),
+                    always: Other(specd(NgramDrafter(), always), LLAMACPP_PLAIN),
                     LLAMACPP_PEER: Other(plain_peer, LLAMACPP_PLAIN)}
 
 
@@ -384,7 +386,7 @@ def add_llamacpp_report(report: dict, runs: list[Run], others: dict, torch_defau
     peer_checked = [r for r in runs if r.runner == LLAMACPP_PEER and r.identical is not None]
     report["llamacpp"][LLAMACPP_PEER]["identical_rate"] = (
         sum(r.identical for r in peer_checked) / len(peer_checked) if peer_checked else None)
-    default = next(n for n in names if n not in (LLAMACPP_PLAIN, LLAMACPP_PEER))
+    default = names[1]  # llamacpp_others: plain, the engine's default drafter, then the others
     report["backends"] = {"torch": backend_summary(runs, PLAIN, torch_default),
                           "llamacpp": backend_summary(runs, LLAMACPP_PLAIN, default)}
     mine = report["backends"]["llamacpp"]

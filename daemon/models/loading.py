@@ -193,14 +193,26 @@ def load_engine(config, progress=print):
 
 def _load_llamacpp_engine(config, gguf: Path, progress=print):
     """An Engine whose verifier is the GGUF on llama.cpp, one sequence per cache slot, n-gram drafting."""
+    from specd.daemon.engine.draft_policy import measure_pass_costs
+    from specd.daemon.engine.drafters.cost_aware import CostAwareDrafter
     from specd.daemon.engine.drafters.ngram import NgramDrafter
     from specd.daemon.engine.loop import Engine
-    from specd.daemon.engine.runners.llamacpp_runner import LlamaCppRunner
+    from specd.daemon.engine.runners.llamacpp_runner import CMAKE_ARGS, LlamaCppRunner
 
     tokenizer = gguf_tokenizer(gguf, progress)
     progress(f"loading {config.verifier} on llama.cpp (cpu, {gguf.name}) ...")
     verifier = LlamaCppRunner(gguf, max_context=config.max_context, sequences=config.cache_slots,
                               threads=config.threads)
-    drafter = None if config.draft_strategy == "none" else NgramDrafter()
+    if not verifier.batch_consistent:
+        progress("warning: this llama.cpp build computes batches of 2+ tokens with other kernels than single "
+                 "tokens (llamafile sgemm or repacked weights), so speculative output can differ from plain decoding "
+                 f"at near-ties; for identical output reinstall it with CMAKE_ARGS=\"{CMAKE_ARGS}\"")
+    drafter = None
+    if config.draft_strategy != "none":
+        # A k-token pass costs close to k steps here: verify only the part of a draft that pays, by this
+        # machine's pass costs, measured now (about a second).
+        costs = measure_pass_costs(verifier, config.max_draft_tokens + 1)
+        progress("llama.cpp pass costs (relative to one token): " + " ".join(f"{c:.2f}" for c in costs))
+        drafter = CostAwareDrafter(NgramDrafter(), costs)
     progress(f"ready: verifier {config.verifier} on llama.cpp, drafter {drafter.describe() if drafter else 'none'}")
     return Engine(verifier, tokenizer, drafter, config, config.verifier, None)

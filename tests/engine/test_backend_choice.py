@@ -34,7 +34,8 @@ def test_torch_is_always_torch():
 def test_llamacpp_without_the_binding_says_how_to_install_it():
     with pytest.raises(BackendError) as error:
         choose_backend(EngineConfig(backend="llamacpp"), True, "cpu", False)
-    assert str(error.value) == INSTALL_HINT and "pip install 'specd[llamacpp]'" in INSTALL_HINT
+    assert str(error.value) == INSTALL_HINT
+    assert "pip install 'specd[llamacpp]'" in INSTALL_HINT and "-DGGML_LLAMAFILE=OFF" in INSTALL_HINT
 
 
 @pytest.mark.parametrize("overrides, gguf, words", [

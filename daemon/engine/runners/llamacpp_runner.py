@@ -4,6 +4,16 @@ Uses llama-cpp-python's low-level API, which mirrors `llama.h` one to one: `llam
 every row asks for logits (a verification pass) or only the last (prefill), and `llama_memory_seq_rm` to drop
 rejected draft tokens, as llama.cpp's own speculative example (`examples/speculative-simple`) does.
 
+Batch consistency: a token's logits must not depend on how many tokens share its batch, or a verification pass
+(k tokens) could pick another token than a plain step (1 token) does. Measured on llama.cpp as llama-cpp-python
+0.3.36 vendors it: two things break it, and both are avoided. (1) Flash attention on the CPU splits a single
+query's keys across threads and merges the partial softmaxes, but gives a batch's queries one thread each
+(other summation orders: logits differed by up to 2.2, 2 of 40 argmaxes changed): the context is made without
+it. (2) llamafile's sgemm (ggml-cpu/llamafile/sgemm.cpp: "only enable sgemm for prompt processing", n >= 2)
+takes every product of two or more rows; it is compiled in by default, so the binding must be built with
+`-DGGML_LLAMAFILE=OFF` (and `-DGGML_CPU_REPACK=OFF`: repacked Q4_0/Q4_K weights have separate one-row and
+many-row kernels too). `batch_consistent` says whether the loaded build is such a build.
+
 Every cache slot is one llama.cpp sequence of one context, as llama-server's slots are: the context holds
 `sequences` sequences with separate (non-unified) KV streams of `max_context` cells each, so a pass over one
 document's sequence attends to its own cells only, and the model's weights and compute buffers are shared.
@@ -22,10 +32,11 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
+CMAKE_ARGS = "-DGGML_LLAMAFILE=OFF -DGGML_CPU_REPACK=OFF"  # a batch-consistent build (above)
 INSTALL_HINT = (
     "the llama.cpp backend needs llama-cpp-python (no Linux wheel on PyPI: pip builds it from source, about "
-    "15 minutes on 2 cores, with a C++ compiler and cmake): pip install 'specd[llamacpp]', or set "
-    "\"backend\": \"torch\" in settings.json"
+    f"15-25 minutes on 2 cores, with a C++ compiler and cmake): CMAKE_ARGS=\"{CMAKE_ARGS}\" pip install "
+    "'specd[llamacpp]', or set \"backend\": \"torch\" in settings.json"
 )
 
 
@@ -73,11 +84,11 @@ class LlamaCppRunner:
     vocab_limit = None
 
     def __init__(self, gguf: Path, max_context: int = 4096, sequences: int = 4, threads: int = 0,
-                 batch: int = 512, flash_attention: bool | None = None) -> None:
+                 batch: int = 512, flash_attention: bool | None = False) -> None:
         """Load `gguf` and make one context of `sequences` sequences of `max_context` positions each.
 
-        threads: CPU threads for every pass (0 = half the cores, as the torch runner). flash_attention: None lets
-        llama.cpp decide (its default), True/False forces it. Raises RuntimeError naming the file when llama.cpp
+        threads: CPU threads for every pass (0 = half the cores, as the torch runner). flash_attention: off by
+        default (batch consistency, above); None lets llama.cpp decide, True forces it. Raises RuntimeError naming the file when llama.cpp
         cannot load it or make the context, and `INSTALL_HINT` when the binding is missing."""
         lc = self.lc = _binding()
         lc.llama_backend_init()
@@ -103,6 +114,8 @@ class LlamaCppRunner:
             lc.llama_model_free(self.model)
             raise RuntimeError(f"llama.cpp could not make a context of {params.n_ctx} tokens for {self.path}")
         self.memory = lc.llama_get_memory(self.ctx)
+        features = lc.llama_print_system_info().decode(errors="replace").replace(" ", "")
+        self.batch_consistent = not flash_attention and "LLAMAFILE=1" not in features and "REPACK=1" not in features
         self._batch = lc.llama_batch_init(batch, 0, 1)
         vocab = lc.llama_model_get_vocab(self.model)
         self.n_vocab = lc.llama_vocab_n_tokens(vocab)

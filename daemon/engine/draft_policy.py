@@ -1,0 +1,47 @@
+"""How many drafted tokens to verify, from what a verification pass costs on this machine and how likely each
+drafted token is to be right; none (a plain step) when no draft pays for itself.
+
+A pass over n tokens costs c(n), relative to a 1-token step (c(1) = 1), measured once at load
+(`measure_pass_costs`): a table per backend and machine. If each drafted token is right with probability p
+once the ones before it were, a draft of k tokens yields 1 + p + ... + p^k tokens for c(k + 1) (the pending
+token plus the draft), and a plain step yields 1 for c(1). The k with the most tokens per unit of cost is
+verified (the expected-length argument of Leviathan et al. 2023, section 3.5, with measured costs in place of
+a constant cost ratio).
+
+On llama.cpp with 2 threads a k-token pass costs close to k steps, so only a very likely draft pays; on torch
+fp32 (a 9-token pass costs about 1.7 steps here) nearly any draft does.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+
+def best_length(costs: list[float], p: float, available: int) -> int:
+    """The draft length in 0..available with the most expected tokens per cost; costs[n - 1] = c(n)."""
+    best, best_rate, expected = 0, 1.0 / costs[0], 1.0
+    for k in range(1, min(available, len(costs) - 1) + 1):
+        expected += p**k
+        rate = expected / costs[k]
+        if rate > best_rate:
+            best, best_rate = k, rate
+    return best
+
+
+def measure_pass_costs(runner, max_tokens: int, context: int = 256, repeats: int = 3) -> list[float]:
+    """Median seconds of a pass over n = 1..max_tokens tokens after `context` cached tokens, each relative to
+    the 1-token pass: the cost table of `runner` (base.Runner) on this machine."""
+    cache = runner.new_cache()
+    filler = [(i * 31) % 200 + 10 for i in range(context + max_tokens)]  # ids every vocabulary has
+    runner.forward(filler[:context], cache, last_only=True)
+    seconds = []
+    for n in range(1, max_tokens + 1):
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            runner.forward(filler[context : context + n], cache)
+            times.append(time.perf_counter() - started)
+            cache.truncate(context)
+        seconds.append(statistics.median(times))
+    return [s / seconds[0] for s in seconds]

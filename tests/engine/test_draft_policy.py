@@ -1,0 +1,73 @@
+"""The cost table and the draft length it picks: drafting only what pays, and learning from hindsight."""
+
+import pytest
+
+from specd.daemon.engine.draft_policy import best_length, measure_pass_costs
+from specd.daemon.engine.drafters.base import Draft, DraftContext, Drafter
+from specd.daemon.engine.drafters.cost_aware import CostAwareDrafter
+from specd.daemon.engine.sampling import SamplingParams
+
+LLAMACPP_LIKE = [1.0, 1.6, 2.3, 2.8, 3.0]  # a k-token pass costs close to k steps (issue 13's measurement)
+TORCH_LIKE = [1.0, 1.11, 1.20, 1.33, 1.46]  # README: k=2 1.11x, k=3 1.20x, k=5 1.46x
+
+
+@pytest.mark.parametrize("costs, p, expected", [
+    (LLAMACPP_LIKE, 0.3, 0),   # a weak draft costs more than it brings: a plain step
+    (LLAMACPP_LIKE, 0.7, 1),   # 1.7 tokens for 1.6 steps
+    (LLAMACPP_LIKE, 0.97, 4),  # near-certain drafts: all of it
+    (TORCH_LIKE, 0.3, 1),      # passes are cheap: even a weak draft pays a little
+    (TORCH_LIKE, 0.9, 4),
+])
+def test_best_length_maximises_tokens_per_cost(costs, p, expected):
+    assert best_length(costs, p, available=4) == expected
+
+
+def test_best_length_never_exceeds_the_draft_or_the_table():
+    assert best_length(TORCH_LIKE, 0.99, available=2) == 2
+    assert best_length(TORCH_LIKE, 0.99, available=50) == len(TORCH_LIKE) - 1
+    assert best_length(TORCH_LIKE, 0.99, available=0) == 0
+
+
+class _Fixed(Drafter):
+    name = "fixed"
+
+    def __init__(self, tokens):
+        self.tokens = tokens
+
+    def propose(self, ctx, state):
+        return Draft(list(self.tokens))
+
+
+def _context(ids):
+    return DraftContext(ids, 8, SamplingParams(0.0, 1.0), None, None)
+
+
+def test_hindsight_raises_p_while_drafts_are_right_and_lowers_it_when_wrong():
+    drafter = CostAwareDrafter(_Fixed([7, 8, 9, 10]), LLAMACPP_LIKE)
+    state = drafter.new_state()
+    assert drafter.propose(_context([1, 2, 3]), state).tokens == []  # p = 0.5 at first: no draft pays
+    ids = [1, 2, 3]
+    for _ in range(6):  # the verifier keeps writing what the proposal said (the held-back tokens too)
+        ids = ids + [7]
+        drafter.propose(_context(ids), state)
+    assert state.p > 0.9
+    assert len(drafter.propose(_context(ids + [7]), state).tokens) == 4
+    for _ in range(6):  # now the proposal is always wrong
+        ids = ids + [5]
+        drafter.propose(_context(ids), state)
+    assert state.p < 0.3 and drafter.propose(_context(ids + [5]), state).tokens == []
+
+
+def test_a_new_request_is_not_scored_against_the_old_proposal():
+    drafter = CostAwareDrafter(_Fixed([7]), LLAMACPP_LIKE)
+    state = drafter.new_state()
+    drafter.propose(_context([1, 2, 3]), state)
+    before = (state.right, state.wrong)
+    drafter.propose(_context([4, 5]), state)  # a different, shorter sequence
+    drafter.propose(_context([9, 9, 9, 9]), state)  # as long, but not the same pending token
+    assert (state.right, state.wrong) == before
+
+
+def test_measure_pass_costs_is_relative_to_a_one_token_pass(make_engine):
+    costs = measure_pass_costs(make_engine("none").verifier, 4, context=32, repeats=1)
+    assert len(costs) == 4 and costs[0] == 1.0 and all(c > 0 for c in costs)

@@ -34,7 +34,7 @@ from .upstream_wire import WireError, error_message, read_event, request_body, s
 log = logging.getLogger("specd.upstream")
 
 CANCEL_POLL_S = 0.02  # how often a waiting stream looks at the cancel token
-CHECK_TIMEOUT_S = 3.0
+CHECK_TIMEOUT_S = 2.0  # each of the two status questions: `specd status` waits 5 s for the whole answer
 _END = object()
 
 

@@ -318,8 +318,8 @@ async def test_accounting_comes_from_the_upstreams_usage_and_llama_server_timing
                         timings={"cache_n": 32, "prompt_n": 9, "draft_n": 12, "draft_n_accepted": 9})
     async with upstream_and_daemon(tokenizer_dir, fake) as (fake, daemon):
         status, answer = await daemon.post("/specd/v1/complete", native(mode=None))
-        metrics = await (await aiohttp.ClientSession(headers=daemon.auth).__aenter__()).get(daemon.url + "/metrics")
-        text = await metrics.text()
+        async with aiohttp.ClientSession(headers=daemon.auth) as s, s.get(daemon.url + "/metrics") as metrics:
+            text = await metrics.text()
     stats = answer["specd"]
     assert (stats["prompt_tokens"], stats["cached_tokens"], stats["completion_tokens"]) == (41, 32, 7)
     assert (stats["drafted_tokens"], stats["accepted_tokens"]) == (12, 9)
@@ -414,3 +414,25 @@ def test_the_upstream_setting_from_settings_json_env_and_flags(tmp_path):
         file.write_text(bad)
         with pytest.raises(SettingsError, match=re.escape(f"line 1: 'upstream': {says}")):
             load_settings(file, env={})
+
+
+# ---- the wire format --------------------------------------------------------------------------------------------
+
+def test_stream_events_as_each_server_sends_them():
+    from specd.daemon.models.upstream_wire import WireError, read_event
+
+    assert read_event(b"\n") is None and read_event(b": ping - 2026-11-30\n") is None
+    assert read_event(b"event: message\n") is None and read_event(b"data: [DONE]\n") == "done"
+    # vLLM with include_usage: a last event with no choices and the usage
+    last = read_event(b'data: {"choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": 3, '
+                      b'"prompt_tokens_details": {"cached_tokens": 8}}}')
+    assert (last.text, last.prompt_tokens, last.completion_tokens, last.cached_tokens) == ("", 12, 3, 8)
+    # llama-server: timings in the last event; cache_n when usage has no cached count
+    last = read_event(b'data: {"choices": [{"text": "", "finish_reason": "stop"}], "usage": {"prompt_tokens": 5, '
+                      b'"completion_tokens": 2}, "timings": {"cache_n": 4, "draft_n": 6, "draft_n_accepted": 5}}')
+    assert (last.finish_reason, last.cached_tokens, last.drafted_tokens, last.accepted_tokens) == ("stop", 4, 6, 5)
+    for line, says in [(b"data: <html>", "not JSON"), (b"data: [1]", "not a JSON object"),
+                       (b'data: {"object": "x"}', "without 'choices'"),
+                       (b'data: {"error": {"message": "CUDA out of memory"}}', "CUDA out of memory")]:
+        with pytest.raises(WireError, match=re.escape(says)):
+            read_event(line)

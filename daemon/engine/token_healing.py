@@ -27,6 +27,7 @@ from .constraints import LogitsConstraint
 from .fim import decode_anchor
 from .token_bytes import byte_reader
 
+BLANKS = (b" ", b"\t")  # whitespace within a line: what the user typed of it is final
 MASK_CACHE = 64  # masks kept per vocabulary, one per text still to write (a keystroke reuses the last ones)
 
 
@@ -92,16 +93,24 @@ class Vocabulary:
         return low < len(self._sorted) and self._sorted[low].startswith(prefix)
 
     def allowed(self, remaining: bytes, width: int, device) -> torch.Tensor:
-        """Bool mask (width,) of the tokens that may come next while `remaining` (non-empty) is still to be
-        written: a token whose piece starts with all of it, or one whose piece is a shorter prefix of it. Ids at
-        or beyond the tokenizer's size (padding rows of a model's head) are never allowed. Cached."""
+        """Bool mask (width,) of the tokens that may come next while `remaining` is still to be written: a token
+        whose piece starts with all of it, or one whose piece is a shorter prefix of it. Spaces and tabs typed at
+        the cursor are final: after a `remaining` that ends in one, a token may not go on with another
+        (`):\n    ` is not continued with a fifth space, nor a tab with a second); `remaining` empty asks for the
+        mask after such text was written to the end: every token but those that begin with a space or a tab. Ids
+        at or beyond the tokenizer's size (padding rows of a model's head) are never allowed. Cached."""
         key = (remaining, width, str(device))
         mask = self._masks.get(key)
         if mask is not None:
             self._masks.move_to_end(key)
             return mask
         mask = torch.zeros(max(width, self.size), dtype=torch.bool)
+        if not remaining:  # the guard after typed indentation: any token (special ones too) but a blank's
+            mask[: self.size] = True
         mask[self.starting_with(remaining)] = True
+        if remaining[-1:] in BLANKS or not remaining:
+            for blank in BLANKS:
+                mask[self.starting_with(remaining + blank)] = False
         for end in range(1, len(remaining)):
             mask[self._by_piece.get(remaining[:end], [])] = True
         mask = self._masks[key] = mask[:width].to(device)
@@ -172,30 +181,35 @@ def heal_prompt(vocab: Vocabulary, prompt_ids: list[int]) -> Healing:
 
 class Constraint(LogitsConstraint):
     """The part of the removed text that the generated tokens have still to write, and the logit masks that make
-    them write it. `remaining` is what is left after the tokens generated so far, the pending one included;
-    once it is empty, every method leaves logits and drafts as they are."""
+    them write it. `remaining` is what is left after the tokens generated so far, the pending one included.
+    `guard`: the removed text ends in a space or tab, and the byte after it must be none (typed indentation is
+    final); it lasts until a byte follows the removed text. Once `remaining` is empty and `guard` off, every
+    method leaves logits and drafts as they are. A state is the pair (remaining, guard)."""
 
     def __init__(self, vocab: Vocabulary, remaining: bytes) -> None:
         self.vocab = vocab
         self.remaining = remaining
+        self.guard = remaining[-1:] in BLANKS
 
-    def after(self, remaining: bytes, token: int) -> bytes | None:
-        """What remains of `remaining` after `token`; None if the token does not agree with it."""
-        if not remaining:
-            return b""
+    def after(self, state: tuple[bytes, bool], token: int) -> tuple[bytes, bool] | None:
+        """The state after `token`; None if the token does not agree with it."""
+        remaining, guard = state
         piece = self.vocab.piece(token)
+        if not remaining:  # only the guard, if any: the first byte after the removed text is not a blank
+            return None if guard and piece and piece[:1] in BLANKS else (b"", False)
         if not piece:
             return None
         if piece.startswith(remaining):
-            return b""
-        return remaining[len(piece):] if remaining.startswith(piece) else None
+            rest = piece[len(remaining) :]
+            return None if guard and rest[:1] in BLANKS else (b"", guard and not rest)
+        return (remaining[len(piece) :], guard) if remaining.startswith(piece) else None
 
     def advance(self, token: int) -> None:
         """Record a generated token; ValueError if the constraint forbids it (the loop never lets that happen)."""
-        rest = self.after(self.remaining, token)
-        if rest is None:
+        state = self.after((self.remaining, self.guard), token)
+        if state is None:
             raise ValueError(f"token {token} does not continue the healed text {self.remaining!r}")
-        self.remaining = rest
+        self.remaining, self.guard = state
 
     def mask_logits(self, logits: torch.Tensor, draft: list[int] = (), argmax_only: bool = False) -> torch.Tensor:
         """logits: (len(draft) + 1, V), row i scoring the token after the pending one and draft[:i]. Returns a
@@ -203,15 +217,15 @@ class Constraint(LogitsConstraint):
         after a draft token that breaks the constraint are left as they are: verification rejects that token
         (its probability under the mask is 0), so those rows are never used. Every constrained row is masked
         whatever `argmax_only` says: these masks are cached and cheap."""
-        if not self.remaining:
+        state = (self.remaining, self.guard)
+        if state == (b"", False):
             return logits
         masked = logits.clone()
-        remaining = self.remaining
         for row in range(logits.shape[0]):
-            allowed = self.vocab.allowed(remaining, logits.shape[-1], logits.device)
+            allowed = self.vocab.allowed(state[0], logits.shape[-1], logits.device)
             masked[row].masked_fill_(~allowed, float("-inf"))
-            remaining = self.after(remaining, draft[row]) if row < len(draft) else None
-            if not remaining:
+            state = self.after(state, draft[row]) if row < len(draft) else None
+            if state is None or state == (b"", False):
                 break
         return masked
 
@@ -224,9 +238,9 @@ class Constraint(LogitsConstraint):
 
     def agreeing_prefix(self, draft: list[int]) -> int:
         """How many leading draft tokens agree with the constraint."""
-        remaining = self.remaining
+        state = (self.remaining, self.guard)
         for i, token in enumerate(draft):
-            remaining = self.after(remaining, token)
-            if remaining is None:
+            state = self.after(state, token)
+            if state is None:
                 return i
         return len(draft)

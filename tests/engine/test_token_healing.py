@@ -46,10 +46,14 @@ def test_special_tokens_have_no_piece(tokenizer):
 
 
 def _brute_force_allowed(pieces, remaining):
-    return {i for i, p in enumerate(pieces) if p and (p.startswith(remaining) or remaining.startswith(p))}
+    def more_blank(p):  # typed spaces and tabs are final: no token may add another right after them
+        return remaining[-1:] in (b" ", b"\t") and p[len(remaining) : len(remaining) + 1] in (b" ", b"\t")
+
+    return {i for i, p in enumerate(pieces)
+            if p and ((p.startswith(remaining) and not more_blank(p)) or remaining.startswith(p))}
 
 
-@pytest.mark.parametrize("remaining", [b" ", b"    ", b"\n    ", b"\r\n", b"\xc3\xa9", b"return", b" f",
+@pytest.mark.parametrize("remaining", [b" ", b"    ", b"\n    ", b"\t", b"\n\t", b"\r\n", b"\xc3\xa9", b"return", b" f",
                                        b"return width * height(n)" * 3])
 def test_mask_is_exactly_the_tokens_that_agree(tokenizer, remaining):
     vocab = vocabulary(tokenizer)
@@ -135,7 +139,7 @@ def test_a_constraint_longer_than_any_token_takes_several_steps():
     with pytest.raises(ValueError):
         constraint.advance(8)
     constraint.advance(7)  # "cab" ends it
-    assert constraint.remaining == b"" and constraint.after(b"", 8) == b""
+    assert (constraint.remaining, constraint.guard) == (b"", False) and constraint.after((b"", False), 8) == (b"", False)
 
 
 def test_masks_follow_the_draft_and_stop_at_a_token_that_breaks_the_constraint():
@@ -150,3 +154,26 @@ def test_masks_follow_the_draft_and_stop_at_a_token_that_breaks_the_constraint()
     assert torch.equal(logits, torch.zeros(4, vocab.size))  # the input is not modified
     done = Constraint(vocab, b"")
     assert done.mask_logits(logits) is logits
+
+
+def test_typed_spaces_and_tabs_are_final():
+    vocab = Vocabulary([None, b" ", b"  ", b"    ", b"     ", b"    x", b"\t", b"\t\t", b"\tx", b" x", b"x"])
+    allowed = lambda remaining: set(torch.nonzero(vocab.allowed(remaining, vocab.size, "cpu")).flatten().tolist())  # noqa: E731
+    assert allowed(b"    ") == {1, 2, 3, 5}  # not "     ": a fifth space
+    assert allowed(b"\t") == {6, 8}  # not a second tab
+    assert allowed(b"  ") == {1, 2}
+    constraint = Constraint(vocab, b"    ")
+    assert constraint.guard
+    assert constraint.after((b"    ", True), 4) is None and constraint.after((b"    ", True), 5) == (b"", False)
+    assert constraint.after((b"  ", True), 1) == (b" ", True)
+    # Written to its end, the typed indentation is still final: the next token may not begin with a blank.
+    assert constraint.after((b"  ", True), 2) == (b"", True)
+    assert constraint.after((b"", True), 9) is None and constraint.after((b"", True), 0) == (b"", False)
+    assert allowed(b"") == {0, 10}  # "x", and the special token (the answer may end there)
+    assert constraint.agreeing_prefix([2, 2, 4]) == 2 and constraint.agreeing_prefix([2, 2, 9]) == 2
+    assert constraint.agreeing_prefix([3, 5]) == 1 and constraint.agreeing_prefix([3, 10, 4]) == 3
+    assert constraint.agreeing_prefix([3, 0, 4]) == 3
+    masked = constraint.mask_logits(torch.zeros(3, vocab.size), [2, 2])
+    rows = [set(torch.nonzero(row > float("-inf")).flatten().tolist()) for row in masked]
+    assert rows == [{1, 2, 3, 5}, {1, 2}, {0, 10}]
+

@@ -71,8 +71,10 @@ def written_bytes(engine, token: int) -> bytes:
 
 
 def allowed_ids(engine, removed: bytes) -> list[int]:
-    pieces = engine.vocabulary.pieces
-    return [i for i, p in enumerate(pieces) if p and (p.startswith(removed) or removed.startswith(p))]
+    """Tokens that write the removed text (or part of it), and add no space or tab to typed ones."""
+    blanks = (b" ", b"\t")
+    return [i for i, p in enumerate(engine.vocabulary.pieces) if p and (removed.startswith(p) or (
+        p.startswith(removed) and not (removed[-1:] in blanks and p[len(removed) : len(removed) + 1] in blanks)))]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -102,6 +104,21 @@ def test_the_first_token_is_the_verifiers_best_that_spells_the_removed_text(engi
         else:  # max_tokens ran out inside the removed text
             assert healing.removed.startswith(written) and result.text == "", what
     assert healed >= 10 and changed >= 1  # the cases the test is about happened
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_completion_after_typed_indentation_adds_no_space_nor_tab(engines, kind):
+    """Issue 11, item 2: the spaces or tabs typed at the cursor are all the indentation the line gets."""
+    engine = engines(kind)
+    healed = 0
+    for what, prefix, suffix in cursor_prompts():
+        if prefix[-1:] not in (" ", "\t"):
+            continue
+        result = engine.generate(GenerationRequest(prompt=prefix, suffix=suffix, max_tokens=6, draft_tokens=0))
+        if result.stats.healed_tokens:
+            healed += 1
+            assert result.text[:1] not in (" ", "\t"), what
+    assert healed >= 5
 
 
 @pytest.mark.parametrize("kind", ["byte-level-fim", "byte-level-plain"])

@@ -83,8 +83,9 @@ def _tabbed(text: str) -> str:
                    for line in text.splitlines(keepends=True))
 
 
-def stdlib_cuts(count: int, seed: int, prefix_lines: int) -> list[Cut]:
-    """`count` cursors of each kind, one per file, files and places drawn from a seeded generator."""
+def stdlib_cuts(count: int, seed: int, prefix_lines: int, kinds: tuple[str, ...] = KINDS) -> list[Cut]:
+    """`count` cursors of each of `kinds`, one per file, files and places drawn from a seeded generator (every
+    kind is drawn, so that leaving one out does not move the others' cursors)."""
     rng = random.Random(seed)
     files = sorted(p for p in Path(sysconfig.get_paths()["stdlib"]).glob("*.py") if p.stat().st_size > 8000)
     rng.shuffle(files)
@@ -118,7 +119,7 @@ def stdlib_cuts(count: int, seed: int, prefix_lines: int) -> list[Cut]:
             else:
                 continue
             made += 1
-    return cuts
+    return [cut for cut in cuts if cut.kind in kinds]
 
 
 def run_cut(engine, cut: Cut, healing: bool, max_tokens: int) -> Outcome:
@@ -178,6 +179,7 @@ def parse_args(argv):
     p.add_argument("--draft-strategy", default=EngineConfig.draft_strategy)
     p.add_argument("--backend", default=EngineConfig.backend, help="auto | torch | llamacpp, as the daemon's setting")
     p.add_argument("--limit", type=int, default=15, help="cursors per kind")
+    p.add_argument("--kinds", default=",".join(KINDS), help="comma list of " + ", ".join(KINDS))
     p.add_argument("--max-tokens", type=int, default=24)
     p.add_argument("--prefix-lines", type=int, default=40)
     p.add_argument("--threads", type=int, default=2)
@@ -192,7 +194,7 @@ def main(argv=None) -> dict:
     engine = load_engine(EngineConfig(verifier=args.verifier, drafter=args.drafter,
                                       draft_strategy=args.draft_strategy, threads=args.threads,
                                       backend=args.backend), progress=log)
-    cuts = stdlib_cuts(args.limit, args.seed, args.prefix_lines)
+    cuts = stdlib_cuts(args.limit, args.seed, args.prefix_lines, tuple(args.kinds.split(",")))
     outcomes: list[Outcome] = []
     for i, cut in enumerate(cuts):
         on, off = run_cut(engine, cut, True, args.max_tokens), run_cut(engine, cut, False, args.max_tokens)

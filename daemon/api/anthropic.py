@@ -89,7 +89,8 @@ async def create_message(request: web.Request) -> web.StreamResponse:
     rid = "msg_" + secrets.token_hex(12)
     if ctx.settings.log_prompts:
         log.info("%s messages=%r tools=%d", rid, parsed.messages, len(parsed.tools or ()))
-    shape = MessageShape(rid, parsed.params.model, speculative=report, tools=parsed.tools is not None)
+    shape = MessageShape(rid, parsed.params.model, speculative=report, tools=parsed.tools is not None,
+                         forced_tool=parsed.forced_tool)
     return await generate(request, ctx, build(ctx, parsed), parsed.params, shape)
 
 
@@ -135,9 +136,12 @@ class MessageShape(Shape):
 
     keepalive_s = 5.0
 
-    def __init__(self, rid: str, model: str, speculative: dict | None = None, tools: bool = False) -> None:
+    def __init__(self, rid: str, model: str, speculative: dict | None = None, tools: bool = False,
+                 forced_tool: bool = False) -> None:
         super().__init__(rid, model, speculative)
         self.parser = tool_calls.ToolCallParser() if tools else None
+        # A forced tool call (tool_choice any/tool): the whole answer is the call's JSON, without the tags
+        self.forced_tool = forced_tool
         self.index = -1  # the current block's index
         self.text_open = False
         self.pending = ""  # whitespace not yet in a block
@@ -146,7 +150,10 @@ class MessageShape(Shape):
     # -- whole answers ---------------------------------------------------------------------------------------------
 
     def body(self, text: str, finish_reason: str, stats: dict) -> dict:
-        pieces = tool_calls.split(text) if self.parser is not None else [text]
+        if self.forced_tool:
+            pieces = _untagged(tool_calls.split(tool_calls.OPEN + text + tool_calls.CLOSE))
+        else:
+            pieces = tool_calls.split(text) if self.parser is not None else [text]
         content = [self._tool_use(p) if isinstance(p, tool_calls.ToolCall) else {"type": "text", "text": p}
                    for p in pieces if not isinstance(p, str) or p.strip()]
         if not content:
@@ -183,6 +190,8 @@ class MessageShape(Shape):
     done = b""
 
     def stream_start(self) -> list[dict]:
+        if self.forced_tool:
+            self.parser.feed(tool_calls.OPEN)  # nothing settles before the call's closing tag
         message = {"id": self.rid, "type": "message", "role": "assistant", "model": self.model, "content": [],
                    "stop_reason": None, "stop_sequence": None,
                    # the prompt is counted on the worker; message_delta carries the counts (cumulative)
@@ -194,7 +203,10 @@ class MessageShape(Shape):
         return self._events(self.parser.feed(text) if self.parser is not None else [text])
 
     def stream_end(self, finish_reason: str, stats: dict) -> list[dict]:
-        events = self._events(self.parser.finish() if self.parser is not None else [])
+        if self.forced_tool:
+            events = self._events(_untagged(self.parser.feed(tool_calls.CLOSE) + self.parser.finish()))
+        else:
+            events = self._events(self.parser.finish() if self.parser is not None else [])
         if self.index < 0:  # no block yet: the answer is its whitespace (or nothing) as one text block
             events += self._open_text() + ([self._text_delta(self.pending)] if self.pending else [])
         if self.text_open:
@@ -234,3 +246,8 @@ class MessageShape(Shape):
     def _text_delta(self, text: str) -> dict:
         return {"type": "content_block_delta", "index": self.index, "delta": {"type": "text_delta", "text": text}}
 
+
+def _untagged(pieces: list) -> list:
+    """A forced call cut short (max_tokens) does not parse: its text without the tags the door put around it."""
+    return [p[len(tool_calls.OPEN):-len(tool_calls.CLOSE)] if isinstance(p, str) and p.startswith(tool_calls.OPEN)
+            and p.endswith(tool_calls.CLOSE) else p for p in pieces]

@@ -21,11 +21,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .schema import BadRequest, CompletionParams, _bool, _float, _int, _str, _wrong
+from .schema import BadRequest, CompletionParams, _bool, _float, _int, _str, _wrong, checked_json_schema
 
 BILLING_HEADER = "x-anthropic-billing-header:"
 MAX_STOP_SEQUENCES = 16
-IGNORED_FIELDS = ("top_k", "metadata", "thinking", "output_config", "context_management", "service_tier",
+IGNORED_FIELDS = ("top_k", "metadata", "thinking", "output_config (all but its format)", "context_management",
+                  "service_tier",
                   "container", "mcp_servers", "inference_geo", "speed", "cache_control (on any block)",
                   "tool_choice.disable_parallel_tool_use", "tools[].strict", "tools[].defer_loading",
                   "server tools (tools with a `type` such as web_search_*)", "citations")
@@ -37,6 +38,9 @@ class MessagesRequest:
     messages: list[dict]  # Hugging Face chat messages
     tools: list[dict] | None  # OpenAI function form, None when the model must not call any
     params: CompletionParams
+    # tool_choice any/tool: the answer is one call, constrained to {"name", "arguments"} with the tool's
+    # input_schema (params.json_schema), turned into a tool_use block by the door
+    forced_tool: bool = False
 
 
 def parse_messages_request(body: dict, count_only: bool = False) -> MessagesRequest:
@@ -60,7 +64,41 @@ def parse_messages_request(body: dict, count_only: bool = False) -> MessagesRequ
     for name in ("metadata", "thinking", "output_config", "context_management"):
         if body.get(name) is not None and not isinstance(body[name], dict):
             raise _wrong(name, "an object", body[name])
-    return MessagesRequest(messages, tools, params)
+    params.json_schema = _output_format(body.get("output_config") or {})
+    call = _forced_call_schema(tools, body.get("tool_choice"))
+    if call is not None:
+        params.json_schema = checked_json_schema(call, "tools[].input_schema")
+    return MessagesRequest(messages, tools, params, forced_tool=call is not None)
+
+
+def _output_format(config: dict) -> dict | None:
+    """`output_config.format`: {"type": "json_schema", "schema": {...}}, the answer's text is a document of it."""
+    fmt = config.get("format")
+    if fmt is None:
+        return None
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
+        raise BadRequest("'output_config.format' must be {\"type\": \"json_schema\", \"schema\": {...}}",
+                         "output_config")
+    schema = fmt.get("schema")
+    if not isinstance(schema, dict):
+        raise _wrong("output_config.format.schema", "an object (a JSON Schema)", schema)
+    return checked_json_schema(schema, "output_config.format.schema")
+
+
+def _forced_call_schema(tools: list[dict] | None, choice: Any) -> dict | None:
+    """With tool_choice `any` (one of the tools) or `tool` (the named one): the JSON a chat template's tool call
+    holds, {"name": ..., "arguments": <the tool's input_schema>}, as one schema (anyOf over the tools)."""
+    if not tools or not isinstance(choice, dict) or choice.get("type") not in ("any", "tool"):
+        return None
+    functions = [t["function"] for t in tools]
+    if choice["type"] == "tool":
+        functions = [f for f in functions if f["name"] == choice["name"]]
+        if not functions:
+            raise BadRequest(f"'tool_choice.name' {choice['name']!r} is not one of the tools", "tool_choice")
+    calls = [{"type": "object", "additionalProperties": False, "required": ["name", "arguments"],
+              "properties": {"name": {"const": f["name"]}, "arguments": f["parameters"] or {"type": "object"}}}
+             for f in functions]
+    return calls[0] if len(calls) == 1 else {"anyOf": calls}
 
 
 def _stop_sequences(body: dict) -> list[str]:

@@ -13,8 +13,10 @@ cli-clients.md):
 - Fields arrive camelCase or snake_case (protobuf JSON accepts both). Text parts are read; `thought` parts are
   skipped; function calls and responses in earlier turns are written into the transcript as JSON text. `tools`,
   `toolConfig`, `safetySettings`, `cachedContent`, `labels`, and in `generationConfig` `topK`, `thinkingConfig`,
-  `responseMimeType`/`responseSchema`/`responseJsonSchema`, `presencePenalty`, `frequencyPenalty` are accepted and
-  ignored; `candidateCount` above 1 and image/file parts are refused (400).
+  `presencePenalty`, `frequencyPenalty` are accepted and ignored; `candidateCount` above 1 and image/file parts
+  are refused (400). `responseMimeType: application/json` makes the answer JSON: a document of
+  `responseJsonSchema` (JSON Schema) or `responseSchema` (Google's OpenAPI subset: upper-case types, `nullable`),
+  or any JSON value without either (structured output, engine/grammar.py); other MIME types are ignored.
 - Streams are SSE `data: <GenerateContentResponse>` events with no event names and no end marker (`alt=sse`);
   the last carries `finishReason` and `usageMetadata`. Without `alt=sse` the answer is the JSON array of such
   responses, here one whole response (no client the notes list reads it piece by piece).
@@ -34,7 +36,8 @@ from aiohttp import web
 from . import speculative
 from .generation import CTX, Context, Door, Shape, add_door, chat_request, generate, log, read_body
 from .openai import check_model
-from .schema import BadRequest, CompletionParams, _float, _int, _object, _stop, _wrong, blocks_text
+from .schema import (BadRequest, CompletionParams, _float, _int, _object, _stop, _wrong, blocks_text,
+                     checked_json_schema)
 from .security import ErrorResponse
 
 VERSIONS = "{version:v1|v1beta|v1beta1}"
@@ -159,6 +162,35 @@ def _generation_config(body: dict, params: CompletionParams) -> None:
     params.stop = _stop(named, "generationConfig.stopSequences")
     if config.get("responseLogprobs"):
         raise BadRequest("'generationConfig.responseLogprobs' is not supported", "generationConfig")
+    if config.get("responseMimeType") == "application/json":
+        if config.get("responseJsonSchema") is not None:
+            name, schema = "generationConfig.responseJsonSchema", config["responseJsonSchema"]
+        elif config.get("responseSchema") is not None:
+            name, schema = "generationConfig.responseSchema", _json_schema(config["responseSchema"])
+        else:
+            name, schema = "generationConfig.responseMimeType", True
+        params.json_schema = checked_json_schema(schema, name)
+
+
+def _json_schema(schema: Any) -> Any:
+    """Google's Schema (an OpenAPI 3.0 subset: `type: "OBJECT"`, `nullable`, `propertyOrdering`, camelCase or
+    snake_case keywords) as JSON Schema; property names are kept as written. An object has the properties it
+    lists and no others (Gemini answers hold only the declared properties)."""
+    if not isinstance(schema, dict):
+        return schema
+    out = {}
+    for key, value in _camel(schema).items():
+        if key == "type" and isinstance(value, str):
+            out[key] = value.lower()
+        elif key == "properties" and isinstance(value, dict):
+            out[key] = {name: _json_schema(sub) for name, sub in value.items()}
+        elif key in ("items", "anyOf"):
+            out[key] = [_json_schema(sub) for sub in value] if isinstance(value, list) else _json_schema(value)
+        elif key not in ("nullable", "propertyOrdering"):
+            out[key] = value
+    if "properties" in out:
+        out.setdefault("additionalProperties", False)
+    return {"anyOf": [out, {"type": "null"}]} if schema.get("nullable") else out
 
 
 # ---- answer --------------------------------------------------------------------------------------------

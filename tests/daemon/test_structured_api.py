@@ -99,3 +99,118 @@ def test_an_unsupported_schema_is_a_400_naming_the_problem(daemon, route, stream
 def test_a_bad_response_format_is_a_400_naming_it(daemon, body, named):
     answer = daemon.post("/v1/chat/completions", {"messages": MESSAGES, **body})
     assert answer.status == 400 and named in answer.body["error"]["message"]
+
+
+# -- Anthropic: output_config.format and forced tools ---------------------------------------------------------
+
+WEATHER = {"type": "object", "additionalProperties": False, "required": ["city", "unit"],
+           "properties": {"city": {"type": "string", "maxLength": 10}, "unit": {"enum": ["celsius", "fahrenheit"]}}}
+TOOLS = [{"name": "get_weather", "description": "Weather in a city", "input_schema": WEATHER},
+         {"name": "get_time", "description": "Time in a zone", "input_schema": {
+             "type": "object", "properties": {"zone": {"type": "string", "maxLength": 8}}, "required": ["zone"]}}]
+
+
+def anthropic(daemon, body, stream=False):
+    return daemon.post("/v1/messages", {"model": "specd", "max_tokens": 200, "messages": MESSAGES,
+                                        "stream": stream, **body})
+
+
+def test_anthropic_output_config_format(daemon):
+    fmt = {"output_config": {"format": {"type": "json_schema", "schema": PRODUCT}}, "temperature": 0}
+    answer = anthropic(daemon, fmt)
+    assert answer.status == 200, answer.body
+    jsonschema.validate(json.loads(answer_text(answer)), PRODUCT)
+    assert answer.body["stop_reason"] == "end_turn" and answer.body["specd"]["json_complete"] is True
+    assert answer_text(anthropic(daemon, fmt, stream=True)) == answer_text(answer)
+    cut = anthropic(daemon, {**fmt, "max_tokens": 3})
+    assert cut.body["stop_reason"] == "max_tokens" and cut.body["specd"]["json_complete"] is False
+    bad = anthropic(daemon, {"output_config": {"format": {"type": "json_schema", "schema": BAD}}})
+    assert bad.status == 400 and "weird-format" in bad.body["error"]["message"]
+    assert bad.body["type"] == "error"
+
+
+@pytest.mark.parametrize("choice, names", [
+    ({"type": "tool", "name": "get_weather"}, {"get_weather"}),
+    ({"type": "any"}, {"get_weather", "get_time"}),
+])
+def test_anthropic_tool_choice_forces_a_tool_use_block(daemon, choice, names):
+    body = {"tools": TOOLS, "tool_choice": choice}
+    for temperature in (0.0, 1.0):
+        answer = anthropic(daemon, {**body, "temperature": temperature})
+        assert answer.status == 200, answer.body
+        (block,) = answer.body["content"]
+        assert block["type"] == "tool_use" and block["name"] in names
+        schema = {t["name"]: t["input_schema"] for t in TOOLS}[block["name"]]
+        jsonschema.validate(block["input"], schema)
+        assert answer.body["stop_reason"] == "tool_use"
+    streamed = anthropic(daemon, {**body, "temperature": 0.0}, stream=True)
+    starts = [e for e in streamed.events if e["type"] == "content_block_start"]
+    (delta,) = [e for e in streamed.events if e["type"] == "content_block_delta"]
+    assert [s["content_block"]["type"] for s in starts] == ["tool_use"]
+    whole = anthropic(daemon, {**body, "temperature": 0.0})
+    assert json.loads(delta["delta"]["partial_json"]) == whole.body["content"][0]["input"]
+    assert streamed.events[-2]["delta"]["stop_reason"] == "tool_use"
+
+
+def test_anthropic_forced_tool_cut_short_is_text_without_tags(daemon):
+    body = {"tools": TOOLS, "tool_choice": {"type": "tool", "name": "get_weather"}, "max_tokens": 6}
+    for stream in (False, True):
+        answer = anthropic(daemon, body, stream=stream)
+        text = answer_text(answer)
+        assert text.startswith('{"name": ') and "<tool_call>" not in text and answer.status == 200
+    assert answer.events[-2]["delta"]["stop_reason"] == "max_tokens"
+
+
+def test_anthropic_forcing_an_unknown_tool_is_a_400(daemon):
+    answer = anthropic(daemon, {"tools": TOOLS, "tool_choice": {"type": "tool", "name": "nope"}})
+    assert answer.status == 400 and "nope" in answer.body["error"]["message"]
+
+
+# -- Gemini: responseMimeType application/json with responseSchema / responseJsonSchema ---------------------
+
+GOOGLE_PRODUCT = {"type": "OBJECT", "propertyOrdering": ["name", "price", "kind", "note"],
+                  "properties": {"name": {"type": "STRING", "maxLength": 12},
+                                 "price": {"type": "INTEGER", "minimum": 1, "maximum": 999},
+                                 "kind": {"type": "STRING", "enum": ["book", "garden tool"]},
+                                 "note": {"type": "STRING", "maxLength": 6, "nullable": True}},
+                  "required": ["name", "price", "kind", "note"]}
+
+
+def gemini(daemon, config, stream=False):
+    method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+    return daemon.post(f"/v1beta/models/specd:{method}", {
+        "contents": [{"role": "user", "parts": [{"text": "Recommend one product as JSON."}]}],
+        "generationConfig": {"maxOutputTokens": 200, **config}})
+
+
+def gemini_text(answer) -> str:
+    events = answer.events or [answer.body]
+    return "".join(p.get("text", "") for e in events for c in e.get("candidates", [])
+                   for p in c.get("content", {}).get("parts", []))
+
+
+@pytest.mark.parametrize("config, schema", [
+    ({"responseMimeType": "application/json", "responseJsonSchema": PRODUCT}, PRODUCT),
+    ({"response_mime_type": "application/json", "response_schema": GOOGLE_PRODUCT}, {
+        **PRODUCT, "required": ["name", "price", "kind", "note"],
+        "properties": {**{k: v for k, v in PRODUCT["properties"].items() if k in ("name", "price", "kind")},
+                       "note": {"type": ["string", "null"], "maxLength": 6}}}),
+    ({"responseMimeType": "application/json"}, {}),
+])
+def test_gemini_json_answers(daemon, config, schema):
+    answer = gemini(daemon, config)
+    assert answer.status == 200, answer.body
+    jsonschema.validate(json.loads(gemini_text(answer)), schema)
+    assert answer.body["candidates"][0]["finishReason"] == "STOP"
+    assert gemini_text(gemini(daemon, config, stream=True)) == gemini_text(answer)
+
+
+def test_gemini_cut_and_bad_schemas(daemon):
+    cut = gemini(daemon, {"responseMimeType": "application/json", "responseJsonSchema": PRODUCT,
+                          "maxOutputTokens": 3})
+    assert cut.body["candidates"][0]["finishReason"] == "MAX_TOKENS"
+    bad = gemini(daemon, {"responseMimeType": "application/json", "responseJsonSchema": BAD})
+    assert bad.status == 400 and "weird-format" in bad.body["error"]["message"]
+    assert "responseJsonSchema" in bad.body["error"]["message"]
+    text = gemini(daemon, {"responseMimeType": "text/plain", "responseJsonSchema": BAD, "maxOutputTokens": 3})
+    assert text.status == 200  # no JSON asked: the schema is not used

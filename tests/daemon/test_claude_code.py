@@ -25,12 +25,25 @@ from .conftest import specd_env, start_real_daemon, stop_real_daemon
 
 CI_INSTALL = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "specd-ci/claude-code/node_modules/.bin/claude"
 CLAUDE = os.environ.get("SPECD_TEST_CLAUDE") or shutil.which("claude") or (str(CI_INSTALL) if CI_INSTALL.exists() else None)
+
+
+def _broken(claude: str | None) -> str | None:
+    """Why `claude` cannot run (an install without its postinstall has only a stub that says so), or None."""
+    if claude is None:
+        return "Claude Code is not installed (npm install --prefix ~/.cache/specd-ci/claude-code @anthropic-ai/claude-code; .ci/run does)"
+    try:
+        done = subprocess.run([claude, "--version"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"{claude} --version failed: {e}"
+    return None if done.returncode == 0 else f"{claude} --version failed: {(done.stdout + done.stderr).strip()[:300]}"
+
+
+NOT_RUNNABLE = _broken(CLAUDE)
 ANSWER = "Hello from specd!"
 LONG_CONTEXT = 32768  # Claude Code's first turn is about 26,000 tokens with the scripted model's tokenizer
 SHORT_CONTEXT = 4096
 
-pytestmark = pytest.mark.skipif(CLAUDE is None, reason="Claude Code is not installed (npm install --prefix "
-                                "~/.cache/specd-ci/claude-code @anthropic-ai/claude-code; .ci/run does)")
+pytestmark = pytest.mark.skipif(NOT_RUNNABLE is not None, reason=str(NOT_RUNNABLE))
 
 
 @pytest.fixture(scope="module")

@@ -609,6 +609,7 @@ def parse_args(argv):
     p.add_argument("--prefix-tokens", type=int, default=1000)
     p.add_argument("--suffix-tokens", type=int, default=200)
     p.add_argument("--json", dest="json_out", default=None)
+    p.add_argument("--skip-hf", action="store_true", help="leave HF generate out (its rows and ratios are empty)")
     p.add_argument("--backends", default="auto",
                    help="torch, llamacpp or both (comma list); auto: torch, and llamacpp too for a GGUF verifier "
                         "when llama-cpp-python is installed (with llama.cpp's own plain decoding as a peer)")
@@ -638,7 +639,7 @@ def main(argv=None) -> dict:
     default = next(iter(available))
     drafters = choose_strategies(available, args.strategies)
     drafters = {default: available[default], **drafters}  # the headline ratios need the default
-    variants = hf_variants(assistant_model(engine, available))
+    variants = {} if args.skip_hf else hf_variants(assistant_model(engine, available))
     others = {}
     if wants_llamacpp(args):
         llama_engine, others = llamacpp_others(args, log)

@@ -29,19 +29,22 @@ def best_length(costs: list[float], p: float, available: int) -> int:
     return best
 
 
-def measure_pass_costs(runner, max_tokens: int, context: int = 256, repeats: int = 3) -> list[float]:
-    """Median seconds of a pass over n = 1..max_tokens tokens after `context` cached tokens, each relative to
-    the 1-token pass: the cost table of `runner` (base.Runner) on this machine."""
+def measure_pass_costs(runner, max_tokens: int, context: int = 256, rounds: int = 5) -> list[float]:
+    """The cost table of `runner` (base.Runner) on this machine: the median seconds of a pass over
+    n = 1..max_tokens tokens after `context` cached tokens, relative to the 1-token pass. The sizes take turns
+    within each round, so a burst of load from other programs hits all of them alike; a pass over n tokens is
+    taken to cost no more than one over more tokens (a smaller measurement further on wins)."""
     cache = runner.new_cache()
     filler = [(i * 31) % 200 + 10 for i in range(context + max_tokens)]  # ids every vocabulary has
     runner.forward(filler[:context], cache, last_only=True)
-    seconds = []
-    for n in range(1, max_tokens + 1):
-        times = []
-        for _ in range(repeats):
+    times: list[list[float]] = [[] for _ in range(max_tokens)]
+    for _ in range(rounds):
+        for n in range(1, max_tokens + 1):
             started = time.perf_counter()
             runner.forward(filler[context : context + n], cache)
-            times.append(time.perf_counter() - started)
+            times[n - 1].append(time.perf_counter() - started)
             cache.truncate(context)
-        seconds.append(statistics.median(times))
+    seconds = [statistics.median(t) for t in times]
+    for n in range(max_tokens - 2, -1, -1):
+        seconds[n] = min(seconds[n], seconds[n + 1])
     return [s / seconds[0] for s in seconds]

@@ -9,7 +9,15 @@ engine. Per prompt, every runner goes once from a cold cache, in an order that r
 Decode tok/s = completion tokens / (total - prefill). HF `generate` has no separate prefill in its assisted
 variants (the first round verifies the prompt and the first candidates together), so they subtract HF's
 prefill time for the prompt's length, fitted over the plain HF `generate` runs (their time to a first token).
-HF `generate` runs with transformers' own SDPA attention, as it ships.
+HF `generate` runs with transformers' own SDPA attention, as it ships. Against assisted HF variants only
+end-to-end latency ratios are reported (`latency_vs_hf`): their decode time would be a total minus a fitted
+prefill, a difference that load can drive to zero.
+
+For a GGUF verifier with llama-cpp-python installed (`--backends auto`), the same prompts also run on specd's
+llama.cpp backend (`llamacpp:plain`, its default drafter, and `-always`: every n-gram draft verified whole) and
+through llama.cpp's own plain decoding as llama-server does it (`llama.cpp:plain`, bench_llamacpp.py):
+`speedup_vs_llamacpp` (decode tok/s, median of paired ratios), on prompts where drafts hit, end-to-end
+`latency_vs_llamacpp`, and `identical_rate` per backend (each against its own plain loop).
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Token healing (token_healing.Constraint: the first tokens write the removed prom
 output (grammar.GrammarConstraint: the answer follows a JSON schema) both implement it, and `AllOf` applies
 several at once (their masks intersect). The loop calls, per round:
 
-- `forced_tokens()`: tokens every allowed continuation starts with, drafted for free (verified like any draft);
+- `forced_tokens(after)`: tokens every allowed continuation (after the pending token, or after it and a draft)
+  starts with, drafted for free (verified like any draft);
 - `trim_draft(draft, sampled)`: the draft up to its first forbidden token (a deterministic draft only);
 - `mask_logits(logits, draft, argmax_only)`: forbidden tokens -inf in every row of a verification pass (and in
   the plain step's single row); row i scores the token after the pending one and `draft[:i]`;
@@ -36,8 +37,9 @@ class LogitsConstraint:
         cutting the draft before it would draw it from p instead (tests/engine/test_sampling.py shows the bias)."""
         return draft
 
-    def forced_tokens(self) -> list[int]:
-        """Tokens that every allowed continuation of the text so far starts with ([] when there is a choice)."""
+    def forced_tokens(self, after: list[int] = ()) -> list[int]:
+        """Tokens that every allowed continuation of the text so far, followed by the tokens `after` (a draft),
+        starts with ([] when there is a choice, or when `after` breaks the constraint)."""
         return []
 
     def advance(self, token: int) -> None:
@@ -66,11 +68,11 @@ class AllOf(LogitsConstraint):
             draft = part.trim_draft(draft, sampled)
         return draft
 
-    def forced_tokens(self):
+    def forced_tokens(self, after=()):
         for part in self.parts:
-            forced = part.forced_tokens()
+            forced = part.forced_tokens(after)
             if forced:  # forced by one part; kept as far as the others allow it
-                return self.trim_draft(forced, sampled=False)
+                return self.trim_draft([*after, *forced], sampled=False)[len(after):]
         return []
 
     def advance(self, token):

@@ -130,8 +130,15 @@ class GrammarConstraint(LogitsConstraint):
     def trim_draft(self, draft, sampled):
         return draft if sampled or not draft else draft[: self.matcher.validate_tokens(list(draft))]
 
-    def forced_tokens(self):
-        return [] if self.matcher.is_stopped() else list(self.matcher.compute_ff_tokens())
+    def forced_tokens(self, after=()):
+        consumed = self.matcher.try_consume_tokens(list(after)) if after else 0
+        try:
+            if consumed < len(after) or self.matcher.is_stopped():
+                return []
+            return list(self.matcher.compute_ff_tokens())
+        finally:
+            if consumed:
+                self.matcher.rollback(consumed)
 
     def advance(self, token):
         if not self.matcher.consume_token(token):

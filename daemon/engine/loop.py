@@ -225,6 +225,10 @@ class Engine:
                 draft_tokens += constraint.trim_draft(forced + draft.tokens[:budget],
                                                       sampled=draft.probs is not None)[len(forced):]
                 draft_probs = _with_forced_rows(draft.probs, forced)
+                if forcing and draft_probs is None and len(draft_tokens) > len(forced):  # forced after the draft too
+                    after = constraint.forced_tokens(draft_tokens)[: max(room - len(draft_tokens), 0)]
+                    draft_tokens += after
+                    stats.forced_tokens += len(after)
                 stats.draft_s += time.perf_counter() - t
 
             accepted, token = self._verify(slot, token, draft_tokens, draft_probs, sampling, generator, stats,

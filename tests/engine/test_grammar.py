@@ -294,3 +294,49 @@ def test_masks_combine(matcher_for):
                 and constraint.allows(t)}
     assert set(torch.isfinite(both).nonzero().flatten().tolist()) == expected
     assert 1 < len(expected) < sum(constraint.allows(t) for t in range(width))
+
+
+def test_forced_tokens_after_a_draft_and_the_state_rolled_back(matcher_for):
+    constraint, engine = matcher_for({"type": "object", "properties": {"color": {"enum": ["light blue", "red"]},
+                                                                       "n": {"type": "integer"}},
+                                      "required": ["color", "n"], "additionalProperties": False})
+    before = constraint.forced_tokens()
+    draft = engine.tokenizer.encode('{"color": "light')
+    after = constraint.forced_tokens(draft)  # the rest of the enum value and the next key are forced
+    assert '{"color": "light blue", "n": '.startswith(engine.tokenizer.decode(draft + after))
+    assert len(engine.tokenizer.decode(after)) >= len(' blue", "n')
+    assert constraint.forced_tokens() == before  # rolled back
+    assert constraint.forced_tokens(engine.tokenizer.encode('{"colour')) == []  # a draft the grammar forbids
+    assert constraint.forced_tokens() == before
+
+
+class FirstTokenOracle(Replay):
+    """Proposes only the plain answer's next token: a longer draft can come only from forced tokens."""
+
+    def propose(self, ctx, state):
+        return Draft(super().propose(ctx, state).tokens[:1])
+
+
+def test_tokens_forced_after_the_drafters_tokens_join_the_draft(make_engine, monkeypatch):
+    engine = make_engine("ngram")
+    saved = engine.drafter
+    appended = []
+    original = grammar_module.GrammarConstraint.forced_tokens
+
+    def spy(self, after=()):
+        forced = original(self, after)
+        if after:
+            appended.append(len(forced))
+        return forced
+
+    monkeypatch.setattr(grammar_module.GrammarConstraint, "forced_tokens", spy)
+    try:
+        schema = SCHEMAS["enums and anyOf"]
+        plain = run(engine, PROMPTS[0], schema, max_tokens=160, draft_tokens=0)
+        engine.drafter = FirstTokenOracle(plain.token_ids, plain.stats.prompt_tokens, 0)
+        speculative = run(engine, PROMPTS[0], schema, max_tokens=160)
+    finally:
+        engine.drafter = saved
+    assert speculative.token_ids == plain.token_ids
+    assert sum(appended) > 0  # e.g. the rest of "light blue" and the next key after its first token
+    assert speculative.stats.accepted_tokens == speculative.stats.drafted_tokens  # all of it was right

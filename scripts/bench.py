@@ -552,9 +552,9 @@ def print_table(report: dict) -> None:
               f"drafts hit {fmt(report['speedup_vs_llamacpp_hits'], '.2f')}; end-to-end latency "
               f"{fmt(report['latency_vs_llamacpp'], '.2f')}; torch default vs llama.cpp plain "
               f"{fmt(report['backends']['torch']['speedup_vs_llamacpp'], '.2f')}")
-        ks = report["keystroke_llamacpp"]
-        print(f"llama.cpp keystroke_cost_ratio {fmt(ks['keystroke_cost_ratio'], '.3f')} (incremental prefill "
-              f"{fmt(ks['incremental_prefill_s'], '.3f')} s vs cold {fmt(ks['cold_prefill_s'], '.3f')} s)")
+        lks = report["keystroke_llamacpp"]
+        print(f"llama.cpp keystroke_cost_ratio {fmt(lks['keystroke_cost_ratio'], '.3f')} (incremental prefill "
+              f"{fmt(lks['incremental_prefill_s'], '.3f')} s vs cold {fmt(lks['cold_prefill_s'], '.3f')} s)")
     print(f"plain_vs_hf {fmt(report['plain_vs_hf'], '.2f')} (specd plain over HF plain generate)")
     print(f"keystroke_cost_ratio {fmt(report['keystroke_cost_ratio'], '.3f')} (incremental prefill "
           f"{fmt(ks['incremental_prefill_s'], '.3f')} s vs cold {fmt(ks['cold_prefill_s'], '.3f')} s; "

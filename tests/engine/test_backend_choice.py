@@ -64,3 +64,13 @@ def test_the_setting_is_checked(tmp_path):
     settings.write_text('{"backend": "vulkan"}')
     with pytest.raises(SettingsError, match="backend"):
         load_settings(settings, env={})
+
+
+def test_specd_status_names_the_backend():
+    from specd.daemon.cli.main import _describe
+
+    models = {"verifier": "smollm2-135m", "backend": "llamacpp", "dtype": "Q4_1", "drafter": "ngram",
+              "draft_strategy": "auto", "memory_bytes": 2**20}
+    report = {"running": True, "url": "http://127.0.0.1:7411", "pid": 1, "responding": True, "state": "ready",
+              "token_file": "t", "log_file": "l", "models": models}
+    assert "verifier: smollm2-135m on llamacpp (Q4_1), drafter: ngram (auto)" in _describe(report)

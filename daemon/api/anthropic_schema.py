@@ -21,7 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .schema import BadRequest, CompletionParams, _bool, _float, _int, _str, _wrong, checked_json_schema
+from .schema import (BadRequest, CompletionParams, _bool, _float, _int, _str, _wrong, checked_json_schema,
+                     forced_call_schema)
 
 BILLING_HEADER = "x-anthropic-billing-header:"
 MAX_STOP_SEQUENCES = 16
@@ -65,7 +66,9 @@ def parse_messages_request(body: dict, count_only: bool = False) -> MessagesRequ
         if body.get(name) is not None and not isinstance(body[name], dict):
             raise _wrong(name, "an object", body[name])
     params.json_schema = _output_format(body.get("output_config") or {})
-    call = _forced_call_schema(tools, body.get("tool_choice"))
+    choice = body.get("tool_choice")
+    forced = isinstance(choice, dict) and choice.get("type") in ("any", "tool")
+    call = forced_call_schema(tools, choice.get("name") if choice["type"] == "tool" else None) if forced else None
     if call is not None:
         params.json_schema = checked_json_schema(call, "tools[].input_schema")
     return MessagesRequest(messages, tools, params, forced_tool=call is not None)
@@ -83,22 +86,6 @@ def _output_format(config: dict) -> dict | None:
     if not isinstance(schema, dict):
         raise _wrong("output_config.format.schema", "an object (a JSON Schema)", schema)
     return checked_json_schema(schema, "output_config.format.schema")
-
-
-def _forced_call_schema(tools: list[dict] | None, choice: Any) -> dict | None:
-    """With tool_choice `any` (one of the tools) or `tool` (the named one): the JSON a chat template's tool call
-    holds, {"name": ..., "arguments": <the tool's input_schema>}, as one schema (anyOf over the tools)."""
-    if not tools or not isinstance(choice, dict) or choice.get("type") not in ("any", "tool"):
-        return None
-    functions = [t["function"] for t in tools]
-    if choice["type"] == "tool":
-        functions = [f for f in functions if f["name"] == choice["name"]]
-        if not functions:
-            raise BadRequest(f"'tool_choice.name' {choice['name']!r} is not one of the tools", "tool_choice")
-    calls = [{"type": "object", "additionalProperties": False, "required": ["name", "arguments"],
-              "properties": {"name": {"const": f["name"]}, "arguments": f["parameters"] or {"type": "object"}}}
-             for f in functions]
-    return calls[0] if len(calls) == 1 else {"anyOf": calls}
 
 
 def _stop_sequences(body: dict) -> list[str]:

@@ -7,8 +7,11 @@ reference (docs.aws.amazon.com/bedrock/latest/APIReference); ../shared/notes/api
 
 - `POST /model/{modelId}/converse` and `/converse-stream`: `messages[{role, content[{text}]}]`, `system[{text}]`,
   `inferenceConfig{maxTokens, temperature, topP, stopSequences}`; `additionalModelRequestFields` carries the
-  speculative knobs (`speculativeDecoding`, `maxDraftTokens`, `draftingModel`); `toolConfig`, `guardrailConfig`,
-  `performanceConfig`, `requestMetadata`, `cachePoint` and reasoning blocks are accepted and ignored; image,
+  speculative knobs (`speculativeDecoding`, `maxDraftTokens`, `draftingModel`); `toolConfig.toolChoice` `any` or
+  `tool` forces a call (structured output: the answer is `{"name", "arguments"}` with the tool's
+  `inputSchema.json`, returned as one `toolUse` block, `stopReason: tool_use`); otherwise `toolConfig`,
+  `guardrailConfig`, `performanceConfig`, `requestMetadata`, `cachePoint` and reasoning blocks are accepted and
+  ignored; image,
   document, video and audio blocks are refused. Tool use and results in earlier turns go into the transcript as
   JSON text. `usage.inputTokens` is the uncached part, `cacheReadInputTokens` specd's cached tokens; specd's
   accounting is in `additionalModelResponseFields.specd` and the `x-specd-*` headers.
@@ -40,7 +43,7 @@ from .generation import (CTX, Door, Shape, add_door, chat_request, generate, gen
 from .native import NativeShape
 from .openai import check_model
 from .schema import (BadRequest, CompletionParams, _float, _int, _object, _stop, _wrong, blocks_text,
-                     parse_completion, parse_json_body)
+                     checked_json_schema, forced_call_schema, parse_completion, parse_json_body)
 from .security import ErrorResponse
 
 DEFAULT_MAX_TOKENS = 4096  # Converse and InvokeModel without a limit; the engine also stops at the context's end
@@ -93,8 +96,11 @@ async def converse(request: web.Request) -> web.StreamResponse:
     rid = secrets.token_hex(12)
     if ctx.settings.log_prompts:
         log.info("%s messages=%r", rid, messages)
-    shape = ConverseShape(rid, ctx.model_names()[0], speculative=report)
-    return await generate(request, ctx, chat_request(ctx, params, messages), params, shape)
+    tools, params.json_schema = forced_tool(body)
+    shape = ConverseShape(rid, ctx.model_names()[0], speculative=report, forced_tool=tools is not None)
+    build = chat_request(ctx, params, messages) if tools is None else lambda engine: generation_request(
+        ctx, params, prompt=engine.apply_chat_template(messages, tools=tools))
+    return await generate(request, ctx, build, params, shape)
 
 
 async def invoke(request: web.Request) -> web.StreamResponse:
@@ -175,6 +181,33 @@ def parse_converse(body: dict) -> tuple[list[dict], CompletionParams]:
     return messages, params
 
 
+def forced_tool(body: dict) -> tuple[list[dict] | None, dict | None]:
+    """`toolConfig` with `toolChoice` `any` or `tool`: the tools in OpenAI's function form (for the chat template)
+    and the forced call's checked schema; (None, None) when no call is forced."""
+    config = _object(body, "toolConfig")
+    choice = _object(config, "toolChoice")
+    if "any" not in choice and "tool" not in choice:
+        return None, None
+    raw = config.get("tools")
+    if not isinstance(raw, list):
+        raise _wrong("toolConfig.tools", "an array of {toolSpec} objects", raw)
+    functions = []
+    for i, tool in enumerate(raw):
+        spec = tool.get("toolSpec") if isinstance(tool, dict) else None
+        if not isinstance(spec, dict):
+            continue  # a cachePoint
+        name, schema = spec.get("name"), _object(_object(spec, "inputSchema"), "json")
+        if not isinstance(name, str):
+            raise _wrong(f"toolConfig.tools[{i}].toolSpec.name", "a string", name)
+        functions.append({"type": "function", "function": {"name": name, "description": spec.get("description") or "",
+                                                            "parameters": schema}})
+    name = _object(choice, "tool").get("name") if "tool" in choice else None
+    call = forced_call_schema(functions, name)
+    if call is None:
+        raise BadRequest("'toolConfig.toolChoice' forces a tool call but 'toolConfig.tools' has none", "toolConfig")
+    return functions, checked_json_schema(call, "toolConfig.tools[].toolSpec.inputSchema.json")
+
+
 # ---- answers -------------------------------------------------------------------------------------------
 
 def token_usage(stats: dict) -> dict:
@@ -206,23 +239,56 @@ class EventStreamShape(Shape):
 
 
 class ConverseShape(EventStreamShape):
+    def __init__(self, rid: str, model: str, speculative: dict | None = None, forced_tool: bool = False) -> None:
+        super().__init__(rid, model, speculative)
+        self.forced_tool = forced_tool  # the answer is a call's JSON: one toolUse block, sent when it is whole
+        self.held = ""
+        self.called = False
+
+    def block(self, text: str) -> dict:
+        """The answer's content block: a forced call's toolUse, or text (also a forced call cut short)."""
+        try:
+            call = json.loads(text) if self.forced_tool else None
+        except ValueError:
+            call = None
+        if not isinstance(call, dict):
+            return {"text": text}
+        self.called = True
+        return {"toolUse": {"toolUseId": "tooluse_" + secrets.token_hex(12), "name": call["name"],
+                            "input": call["arguments"]}}
+
     def stop_reason(self, finish_reason: str) -> str:
+        if self.called:
+            return "tool_use"
         return "stop_sequence" if finish_reason == "stop" and self.stop_sequence else STOP_REASONS.get(
             finish_reason, "end_turn")
 
     def body(self, text: str, finish_reason: str, stats: dict) -> dict:
-        return {"output": {"message": {"role": "assistant", "content": [{"text": text}]}},
+        return {"output": {"message": {"role": "assistant", "content": [self.block(text)]}},
                 "stopReason": self.stop_reason(finish_reason), "usage": token_usage(stats),
                 "metrics": {"latencyMs": _latency_ms(stats)}, "additionalModelResponseFields": {"specd": stats}}
 
     def stream_start(self) -> list[dict]:
         return [{"messageStart": {"role": "assistant"}}]
 
-    def delta(self, text: str) -> dict:
+    def delta(self, text: str) -> dict | list[dict]:
+        if self.forced_tool:
+            self.held += text
+            return []
         return {"contentBlockDelta": {"contentBlockIndex": 0, "delta": {"text": text}}}
 
+    def _held_block(self) -> list[dict]:
+        block = self.block(self.held)
+        if "text" in block:
+            return [{"contentBlockDelta": {"contentBlockIndex": 0, "delta": block}}]
+        use = block["toolUse"]
+        return [{"contentBlockStart": {"contentBlockIndex": 0, "start": {"toolUse": {
+                    "toolUseId": use["toolUseId"], "name": use["name"]}}}},
+                {"contentBlockDelta": {"contentBlockIndex": 0, "delta": {"toolUse": {
+                    "input": json.dumps(use["input"], ensure_ascii=False)}}}}]
+
     def stream_end(self, finish_reason: str, stats: dict) -> list[dict]:
-        return [{"contentBlockStop": {"contentBlockIndex": 0}},
+        return (self._held_block() if self.forced_tool else []) + [{"contentBlockStop": {"contentBlockIndex": 0}},
                 {"messageStop": {"stopReason": self.stop_reason(finish_reason),
                                  "additionalModelResponseFields": {"specd": stats}}},
                 {"metadata": {"usage": token_usage(stats), "metrics": {"latencyMs": _latency_ms(stats)}}}]

@@ -241,6 +241,23 @@ def _response_format(body: dict, params: CompletionParams) -> None:
                          "response_format")
 
 
+def forced_call_schema(functions: list[dict] | None, name: str | None) -> dict | None:
+    """A forced tool call (Anthropic tool_choice any/tool, Bedrock toolChoice any/tool): the JSON a chat
+    template's tool call holds, {"name": ..., "arguments": <the tool's input schema>}, as one schema (anyOf over
+    the tools; only the one called `name` when given). `functions`: OpenAI's function form; None when empty."""
+    if not functions:
+        return None
+    functions = [t["function"] for t in functions]
+    if name is not None:
+        functions = [f for f in functions if f["name"] == name]
+        if not functions:
+            raise BadRequest(f"the forced tool {name!r} is not one of the tools", "tool_choice")
+    calls = [{"type": "object", "additionalProperties": False, "required": ["name", "arguments"],
+              "properties": {"name": {"const": f["name"]}, "arguments": f["parameters"] or {"type": "object"}}}
+             for f in functions]
+    return calls[0] if len(calls) == 1 else {"anyOf": calls}
+
+
 def _specd_options(body: dict, params: CompletionParams) -> None:
     options = _object(body, "specd")
     params.draft_tokens = _int(options, "draft_tokens", None, low=0, high=256)

@@ -15,6 +15,7 @@ from ..draft_policy import best_length
 from .base import Draft, DraftContext, Drafter
 
 DECAY = 0.8  # weight of earlier rounds' counts after each scored round
+PROBE_EVERY = 4  # while even a perfect-looking draft of the full budget would not pay, propose only this often
 PRIOR = 1.0  # pseudo-counts of right and wrong tokens: p starts at 0.5
 
 
@@ -26,6 +27,7 @@ class _State:
     length: int = 0  # len(ids) when the last proposal was made
     last: int = -1  # the last id then (the pending token)
     proposal: tuple = ()
+    skipped: int = 0  # rounds since the last proposal
 
     @property
     def p(self) -> float:
@@ -56,6 +58,13 @@ class CostAwareDrafter(Drafter):
 
     def propose(self, ctx: DraftContext, state: _State) -> Draft:
         state.score(ctx.ids)
+        if best_length(self.costs, state.p, ctx.max_tokens) == 0 and state.skipped < PROBE_EVERY - 1:
+            # No draft would be verified: skip the inner drafter's work, but still look now and then, so that
+            # hindsight can tell when drafts became likely again.
+            state.skipped += 1
+            state.proposal = ()
+            return Draft()
+        state.skipped = 0
         draft = self.inner.propose(ctx, state.inner)
         state.length, state.last, state.proposal = len(ctx.ids), ctx.ids[-1], tuple(draft.tokens)
         keep = best_length(self.costs, state.p, len(draft.tokens))

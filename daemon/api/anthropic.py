@@ -85,7 +85,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
     refused = refuse_model(ctx, parsed.params.model)
     if refused is not None:
         return refused
-    report = speculative.apply(ctx, speculative.parse(body), parsed.params)
+    report = speculative.apply_body(ctx, body, parsed.params)
     rid = "msg_" + secrets.token_hex(12)
     if ctx.settings.log_prompts:
         log.info("%s messages=%r tools=%d", rid, parsed.messages, len(parsed.tools or ()))

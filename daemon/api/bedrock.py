@@ -110,7 +110,7 @@ async def invoke(request: web.Request) -> web.StreamResponse:
     body = await read_body(request)
     params = parse_invoke(body)
     params.stream = request.path.endswith("/invoke-with-response-stream")
-    report = speculative.apply(ctx, speculative.parse(body), params)
+    report = speculative.apply_body(ctx, body, params)
     rid = "spd-" + secrets.token_hex(12)
     log_prompt(ctx, rid, params)
     shape = InvokeShape(rid, ctx.model_names()[0], speculative=report)

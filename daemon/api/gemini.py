@@ -83,7 +83,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         return await count_tokens(request, ctx, body)
     messages, params = parse_generate(body)
     params.stream = method == "streamGenerateContent" and request.query.get("alt") == "sse"
-    report = speculative.apply(ctx, speculative.parse(body), params)
+    report = speculative.apply_body(ctx, body, params)
     rid = secrets.token_hex(12)
     if ctx.settings.log_prompts:
         log.info("%s messages=%r", rid, messages)

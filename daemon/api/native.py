@@ -28,7 +28,7 @@ async def native_complete(request: web.Request) -> web.StreamResponse:
     body = await read_body(request)
     params, language, path, snippets = parse_native(body)
     params.prompt = native_prompt(params.prompt, language, snippets)
-    report = speculative.apply(ctx, speculative.parse(body), params)
+    report = speculative.apply_body(ctx, body, params)
     rid = "spd-" + secrets.token_hex(12)
     log_prompt(ctx, rid, params, f" language={language!r} path={path!r}")
     return await generate(request, ctx, generation_request(ctx, params), params, NativeShape(rid, speculative=report))

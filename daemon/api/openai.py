@@ -52,7 +52,7 @@ async def completions(request: web.Request) -> web.StreamResponse:
     refused = check_model(ctx, params.model)
     if refused is not None:
         return refused
-    report = speculative.apply(ctx, speculative.parse(body), params)
+    report = speculative.apply_body(ctx, body, params)
     rid = "cmpl-" + secrets.token_hex(12)
     log_prompt(ctx, rid, params)
     shape = CompletionShape(rid, ctx.model_names()[0], speculative=report)
@@ -66,7 +66,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     refused = check_model(ctx, params.model)
     if refused is not None:
         return refused
-    report = speculative.apply(ctx, speculative.parse(body), params)
+    report = speculative.apply_body(ctx, body, params)
     rid = "chatcmpl-" + secrets.token_hex(12)
     if ctx.settings.log_prompts:
         log.info("%s messages=%r", rid, messages)

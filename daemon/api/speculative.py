@@ -11,8 +11,8 @@ Knobs (top level of a request body, or of whatever object a door hands in, e.g. 
 
 How a door uses this module:
 
-    knobs = speculative.parse(body)                      # BadRequest on wrong types
-    report = speculative.apply(ctx, knobs, params)       # BadRequest on a wrong draftingModel; sets draft_tokens
+    report = speculative.apply_body(ctx, body, params)   # BadRequest on wrong types or a wrong draftingModel;
+                                                         # sets draft_tokens (knobs in a sub-object: parse + apply)
     shape = MyShape(rid, model, speculative=report)      # generate() adds report and headers to the answer
 """
 
@@ -88,6 +88,11 @@ def loaded_drafter(ctx: Any) -> tuple[str | None, set[str]]:
         names.update(parts)
         names.update(p.split(":", 1)[0] for p in parts if not p.startswith(("model:", "assistant:")))
     return configured or described, {n.lower() for n in names}
+
+
+def apply_body(ctx: Any, body: dict, params: CompletionParams) -> dict:
+    """`apply` for the knobs at the top level of a request body: what every door does."""
+    return apply(ctx, parse(body), params)
 
 
 def apply(ctx: Any, knobs: Knobs, params: CompletionParams) -> dict:

@@ -36,6 +36,7 @@ class Settings:
     max_context: int = 4096
     cache_slots: int = 4
     threads: int = 0  # CPU threads for torch or llama.cpp; 0 = half the cores
+    batch_threads: int = 0  # llama.cpp: CPU threads for passes over several tokens; 0 = all cores
     backend: str = "auto"  # auto | torch | llamacpp: what runs the verifier
     host: str = "127.0.0.1"
     port: int = 7411
@@ -50,7 +51,7 @@ class Settings:
     def engine_kwargs(self) -> dict[str, Any]:
         """The subset that EngineConfig takes."""
         names = ("verifier", "drafter", "draft_strategy", "max_draft_tokens", "device", "dtype",
-                 "max_context", "cache_slots", "threads", "backend")
+                 "max_context", "cache_slots", "threads", "batch_threads", "backend")
         return {name: getattr(self, name) for name in names}
 
 
@@ -68,6 +69,7 @@ _SCHEMA: dict[str, tuple[str, Any]] = {
     "max_context": ("int", (16, 1 << 20)),
     "cache_slots": ("int", (1, 1024)),
     "threads": ("int", (0, 1024)),
+    "batch_threads": ("int", (0, 1024)),
     "backend": ("choice", BACKENDS),
     "host": ("str", None),
     "port": ("int", (0, 65535)),

@@ -17,6 +17,8 @@ from __future__ import annotations
 import statistics
 import time
 
+import torch
+
 
 MIN_GAIN = 1.1  # a draft must promise this many times a plain step's tokens per cost: p is an estimate, and
 # proposing and scoring drafts costs time a plain step does not spend (bench: 0.95x plain without the margin)
@@ -39,9 +41,7 @@ def measure_pass_costs(runner, max_tokens: int, context: int = 256, rounds: int 
     n = 1..max_tokens tokens after `context` cached tokens, relative to the 1-token pass. The sizes take turns
     within each round, so a burst of load from other programs hits all of them alike; a pass over n tokens is
     taken to cost no more than one over more tokens (a smaller measurement further on wins)."""
-    cache = runner.new_cache()
-    filler = [(i * 31) % 200 + 10 for i in range(context + max_tokens)]  # ids every vocabulary has
-    runner.forward(filler[:context], cache, last_only=True)
+    cache, filler = _filled_cache(runner, context, max_tokens)
     times: list[list[float]] = [[] for _ in range(max_tokens)]
     for _ in range(rounds):
         for n in range(1, max_tokens + 1):
@@ -53,3 +53,27 @@ def measure_pass_costs(runner, max_tokens: int, context: int = 256, rounds: int 
     for n in range(max_tokens - 2, -1, -1):
         seconds[n] = min(seconds[n], seconds[n + 1])
     return [s / seconds[0] for s in seconds]
+
+
+def longest_consistent_pass(runner, max_tokens: int, context: int = 256) -> int:
+    """The largest n in 1..max_tokens such that a pass over m tokens, for every m in 2..n, gives each token
+    bit for bit the logits of m single-token steps after `context` cached tokens. Greedy speculation is lossless
+    only for verification passes that long: some backends compute products of more rows with other kernels
+    (llama.cpp: llamafile's sgemm from 2 rows, the tiled K-quant matmul from 8, flash attention on several
+    threads; llamacpp_runner.py)."""
+    cache, filler = _filled_cache(runner, context, max_tokens)
+    tokens = filler[context : context + max_tokens]
+    singles = torch.cat([runner.forward([token], cache) for token in tokens])
+    for n in range(2, max_tokens + 1):
+        cache.truncate(context)
+        if not torch.equal(runner.forward(tokens[:n], cache), singles[:n]):
+            return n - 1
+    return max_tokens
+
+
+def _filled_cache(runner, context: int, max_tokens: int):
+    """A new cache holding `context` filler tokens, and the filler (ids every vocabulary has) to go on with."""
+    cache = runner.new_cache()
+    filler = [(i * 31) % 200 + 10 for i in range(context + max_tokens)]
+    runner.forward(filler[:context], cache, last_only=True)
+    return cache, filler

@@ -193,7 +193,7 @@ def load_engine(config, progress=print):
 
 def _load_llamacpp_engine(config, gguf: Path, progress=print):
     """An Engine whose verifier is the GGUF on llama.cpp, one sequence per cache slot, n-gram drafting."""
-    from specd.daemon.engine.draft_policy import measure_pass_costs
+    from specd.daemon.engine.draft_policy import longest_consistent_pass, measure_pass_costs
     from specd.daemon.engine.drafters.cost_aware import CostAwareDrafter
     from specd.daemon.engine.drafters.ngram import NgramDrafter
     from specd.daemon.engine.loop import Engine
@@ -202,17 +202,24 @@ def _load_llamacpp_engine(config, gguf: Path, progress=print):
     tokenizer = gguf_tokenizer(gguf, progress)
     progress(f"loading {config.verifier} on llama.cpp (cpu, {gguf.name}) ...")
     verifier = LlamaCppRunner(gguf, max_context=config.max_context, sequences=config.cache_slots,
-                              threads=config.threads)
-    if not verifier.batch_consistent:
-        progress("warning: this llama.cpp build computes batches of 2+ tokens with other kernels than single "
-                 "tokens (llamafile sgemm or repacked weights), so speculative output can differ from plain decoding "
-                 f"at near-ties; for identical output reinstall it with CMAKE_ARGS=\"{CMAKE_ARGS}\"")
+                              threads=config.threads, batch_threads=config.batch_threads)
     drafter = None
     if config.draft_strategy != "none":
-        # A k-token pass costs close to k steps here: verify only the part of a draft that pays, by this
-        # machine's pass costs, measured now (about a second).
-        costs = measure_pass_costs(verifier, config.max_draft_tokens + 1)
-        progress("llama.cpp pass costs (relative to one token): " + " ".join(f"{c:.2f}" for c in costs))
-        drafter = CostAwareDrafter(NgramDrafter(), costs)
+        passes = config.max_draft_tokens + 1
+        # Only passes that reproduce single steps bit for bit keep greedy speculation lossless (llamacpp_runner.py).
+        consistent = longest_consistent_pass(verifier, passes)
+        if consistent < passes:
+            cause = (f"this build's {' and '.join(verifier.many_row_kernels)} kernels" if verifier.many_row_kernels
+                     else "llama.cpp's kernels for many rows")
+            fix = (f"; for full-length drafts reinstall llama-cpp-python with CMAKE_ARGS=\"{CMAKE_ARGS}\""
+                   if verifier.many_row_kernels else "")
+            progress(f"note: passes over more than {consistent} token(s) give other logits than single steps "
+                     f"({cause}), so drafts are capped at {consistent - 1} token(s) to stay lossless{fix}")
+        if consistent > 1:
+            # A k-token pass costs close to k steps on few cores: verify only the part of a draft that pays, by
+            # this machine's pass costs, measured now (about a second).
+            costs = measure_pass_costs(verifier, consistent)
+            progress("llama.cpp pass costs (relative to one token): " + " ".join(f"{c:.2f}" for c in costs))
+            drafter = CostAwareDrafter(NgramDrafter(), costs)
     progress(f"ready: verifier {config.verifier} on llama.cpp, drafter {drafter.describe() if drafter else 'none'}")
     return Engine(verifier, tokenizer, drafter, config, config.verifier, None)

@@ -72,3 +72,37 @@ def test_a_new_request_is_not_scored_against_the_old_proposal():
 def test_measure_pass_costs_is_relative_to_a_one_token_pass(make_engine):
     costs = measure_pass_costs(make_engine("none").verifier, 4, context=32, rounds=2)
     assert len(costs) == 4 and costs[0] == 1.0 and costs == sorted(costs)  # never cheaper for more tokens
+
+
+class _RowCountRunner:
+    """A runner whose logits depend on how many tokens share a pass from `threshold` rows on (as llama.cpp's
+    tiled K-quant matmul from 8 rows)."""
+
+    def __init__(self, threshold):
+        self.threshold = threshold
+
+    def new_cache(self):
+        return _Cache()
+
+    def forward(self, ids, cache, last_only=False):
+        import torch
+
+        rows = torch.stack([torch.arange(4.0) * (cache.length + i) for i in range(len(ids))])
+        if len(ids) >= self.threshold:
+            rows = rows + 1e-6
+        cache.length += len(ids)
+        return rows[-1:] if last_only else rows
+
+
+class _Cache:
+    length = 0
+
+    def truncate(self, length):
+        self.length = min(self.length, length)
+
+
+@pytest.mark.parametrize("threshold, expected", [(8, 7), (2, 1), (100, 9)])
+def test_longest_consistent_pass_stops_before_the_first_differing_length(threshold, expected):
+    from specd.daemon.engine.draft_policy import longest_consistent_pass
+
+    assert longest_consistent_pass(_RowCountRunner(threshold), 9, context=5) == expected

@@ -152,12 +152,14 @@ def test_a_full_pool_reuses_the_oldest_sequence(engine):
 
 
 def test_a_batch_gives_every_token_the_logits_of_a_single_step(engine):
-    """What makes greedy speculation lossless here: flash attention off, and a build without llamafile's sgemm."""
+    """What makes greedy speculation lossless here: flash attention off on several threads, and a build without
+    llamafile's sgemm."""
     import torch
 
     runner = engine.verifier
-    if not runner.batch_consistent:
-        pytest.skip("this llama.cpp build uses other kernels for batches (README: Backends)")
+    if runner.many_row_kernels:
+        pytest.skip(f"this llama.cpp build has {runner.many_row_kernels} (README: Backends)")
+    assert not runner.flash_attention or runner.batch_threads == 1
     ids = engine.tokenizer(prompts()[0][0])["input_ids"][:300]
     cache = runner.new_cache()
     runner.forward(ids[:260], cache, last_only=True)
@@ -165,3 +167,36 @@ def test_a_batch_gives_every_token_the_logits_of_a_single_step(engine):
     cache.truncate(260)
     steps = torch.cat([runner.forward([token], cache) for token in ids[260:]])
     assert torch.equal(batch, steps)
+
+
+def test_one_thread_turns_flash_attention_on_and_stays_consistent(llama):
+    """Flash attention splits a query across threads only with several: on one it is batch-consistent."""
+    from specd.daemon.engine.draft_policy import longest_consistent_pass
+
+    runner = LlamaCppRunner(llama.verifier.path, max_context=1024, sequences=1, threads=1, batch_threads=1)
+    assert runner.flash_attention
+    if not runner.many_row_kernels:
+        assert longest_consistent_pass(runner, 17, context=600) == 17
+
+
+def test_verification_passes_run_on_the_batch_threads(llama):
+    runner = llama.verifier
+    assert runner.threads >= 1 and runner.batch_threads >= runner.threads
+    assert llama.drafter is not None  # the fixture's engine drafts: its passes were found consistent at load
+
+
+def test_drafts_are_capped_at_the_longest_consistent_pass(tmp_path, monkeypatch):
+    """A build or model whose longer passes use other kernels (Gemma 3's Q4_K from 8 rows) still drafts, shorter."""
+    from specd.daemon.engine import draft_policy
+
+    monkeypatch.setenv("SPECD_HOME", str(embedded_home(tmp_path)))
+    monkeypatch.setattr(draft_policy, "longest_consistent_pass", lambda runner, n: 4)
+    messages = []
+    engine = load_engine(EngineConfig(verifier="smollm2-135m", backend="llamacpp", cache_slots=1, max_context=512,
+                                      max_draft_tokens=8), progress=messages.append)
+    assert len(engine.drafter.costs) == 4  # passes of 1..4 tokens: drafts of at most 3
+    assert any("drafts are capped at 3 token(s)" in m for m in messages)
+    monkeypatch.setattr(draft_policy, "longest_consistent_pass", lambda runner, n: 1)
+    engine = load_engine(EngineConfig(verifier="smollm2-135m", backend="llamacpp", cache_slots=1, max_context=512),
+                         progress=messages.append)
+    assert engine.drafter is None

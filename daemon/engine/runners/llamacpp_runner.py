@@ -6,13 +6,21 @@ rejected draft tokens, as llama.cpp's own speculative example (`examples/specula
 
 Batch consistency: a token's logits must not depend on how many tokens share its batch, or a verification pass
 (k tokens) could pick another token than a plain step (1 token) does. Measured on llama.cpp as llama-cpp-python
-0.3.36 vendors it: two things break it, and both are avoided. (1) Flash attention on the CPU splits a single
-query's keys across threads and merges the partial softmaxes, but gives a batch's queries one thread each
-(other summation orders: logits differed by up to 2.2, 2 of 40 argmaxes changed): the context is made without
-it. (2) llamafile's sgemm (ggml-cpu/llamafile/sgemm.cpp: "only enable sgemm for prompt processing", n >= 2)
-takes every product of two or more rows; it is compiled in by default, so the binding must be built with
-`-DGGML_LLAMAFILE=OFF` (and `-DGGML_CPU_REPACK=OFF`: repacked Q4_0/Q4_K weights have separate one-row and
-many-row kernels too). `batch_consistent` says whether the loaded build is such a build.
+0.3.36 vendors it, three things break it. (1) Flash attention on the CPU splits a single query's keys across
+threads and merges the partial softmaxes, but gives a batch's queries one thread each (other summation orders:
+logits differed by up to 2.2, 2 of 40 argmaxes changed); with one thread it is consistent, and it makes a
+prompt pass ~18 % faster, so it is on only when every pass runs on one thread. (2) llamafile's sgemm
+(ggml-cpu/llamafile/sgemm.cpp: "only enable sgemm for prompt processing", n >= 2) takes every product of two or
+more rows; it is compiled in by default, so the binding should be built with `-DGGML_LLAMAFILE=OFF` (and
+`-DGGML_CPU_REPACK=OFF`: repacked Q4_0/Q4_K weights have separate one-row and many-row kernels too). (3) K-quant
+weights (Q4_K, Q6_K, ...: Gemma 3's Q4_K_M) take ggml's tiled matmul (ggml-cpu/tiled/tiled.cpp) from 8 rows on
+("profitable at rows >= 8"), another summation order. The engine therefore measures at load which pass lengths
+reproduce single steps bit for bit (`draft_policy.longest_consistent_pass`) and verifies no longer drafts; the
+prompt still gets the fast many-row kernels (a plain decode prefills with them too).
+
+Threads: llama.cpp runs a single-token step on `n_threads` and any pass over more tokens on `n_threads_batch`
+(llama-context.cpp), so prompt and verification passes can use all cores while decoding keeps to half of them
+(on 2 cores a prompt pass took 2.6 s instead of 4.5 s, and a 5-token pass 2.5 steps instead of 4.0).
 
 Every cache slot is one llama.cpp sequence of one context, as llama-server's slots are: the context holds
 `sequences` sequences with separate (non-unified) KV streams of `max_context` cells each, so a pass over one
@@ -84,11 +92,12 @@ class LlamaCppRunner:
     vocab_limit = None
 
     def __init__(self, gguf: Path, max_context: int = 4096, sequences: int = 4, threads: int = 0,
-                 batch: int = 512, flash_attention: bool | None = False) -> None:
+                 batch_threads: int = 0, batch: int = 512, flash_attention: bool | None = None) -> None:
         """Load `gguf` and make one context of `sequences` sequences of `max_context` positions each.
 
-        threads: CPU threads for every pass (0 = half the cores, as the torch runner). flash_attention: off by
-        default (batch consistency, above); None lets llama.cpp decide, True forces it. Raises RuntimeError naming the file when llama.cpp
+        threads: CPU threads for a single-token step (0 = half the cores, as the torch runner); batch_threads: for
+        passes over several tokens (0 = all cores). flash_attention: None turns it on only when both are 1
+        (batch consistency, above), True or False forces it. Raises RuntimeError naming the file when llama.cpp
         cannot load it or make the context, and `INSTALL_HINT` when the binding is missing."""
         lc = self.lc = _binding()
         lc.llama_backend_init()
@@ -97,7 +106,12 @@ class LlamaCppRunner:
         self.model = lc.llama_model_load_from_file(str(self.path).encode(), model_params)
         if not self.model:
             raise RuntimeError(f"llama.cpp could not load {self.path}")
-        self.threads = threads or max(1, (os.cpu_count() or 2) // 2)
+        cores = os.cpu_count() or 2
+        self.threads = threads or max(1, cores // 2)
+        self.batch_threads = batch_threads or cores
+        if flash_attention is None:
+            flash_attention = self.threads == self.batch_threads == 1
+        self.flash_attention = flash_attention
         self.batch_size = batch
         self.sequences = sequences
         self.max_context = max_context
@@ -106,16 +120,16 @@ class LlamaCppRunner:
         params.n_batch = params.n_ubatch = batch
         params.n_seq_max = sequences
         params.kv_unified = False
-        params.n_threads = params.n_threads_batch = self.threads
-        if flash_attention is not None:
-            params.flash_attn_type = 1 if flash_attention else 0
+        params.n_threads, params.n_threads_batch = self.threads, self.batch_threads
+        params.flash_attn_type = 1 if flash_attention else 0
         self.ctx = lc.llama_init_from_model(self.model, params)
         if not self.ctx:
             lc.llama_model_free(self.model)
             raise RuntimeError(f"llama.cpp could not make a context of {params.n_ctx} tokens for {self.path}")
         self.memory = lc.llama_get_memory(self.ctx)
         features = lc.llama_print_system_info().decode(errors="replace").replace(" ", "")
-        self.batch_consistent = not flash_attention and "LLAMAFILE=1" not in features and "REPACK=1" not in features
+        # build options whose many-row products use other kernels than single rows (named in the load warning)
+        self.many_row_kernels = [name for name in ("LLAMAFILE", "REPACK") if f"{name}=1" in features]
         self._batch = lc.llama_batch_init(batch, 0, 1)
         vocab = lc.llama_model_get_vocab(self.model)
         self.n_vocab = lc.llama_vocab_n_tokens(vocab)

@@ -216,7 +216,7 @@ def _load_llamacpp_engine(config, gguf: Path, progress=print):
             progress(f"note: passes over more than {consistent} token(s) give other logits than single steps "
                      f"({cause}), so drafts are capped at {consistent - 1} token(s) to stay lossless{fix}")
         if consistent > 1:
-            # A k-token pass costs close to k steps on few cores: verify only the part of a draft that pays, by
+            # A k-token pass costs several steps on a few cores: verify only the part of a draft that pays, by
             # this machine's pass costs, measured now (about a second).
             costs = measure_pass_costs(verifier, consistent)
             progress("llama.cpp pass costs (relative to one token): " + " ".join(f"{c:.2f}" for c in costs))

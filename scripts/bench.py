@@ -1,10 +1,22 @@
-"""Decode speed of specd's speculative strategies against its own plain loop and against HF `generate`.
+"""Decode speed of specd's speculative strategies against its own plain loop, HF `generate` and llama.cpp.
 
 One process: the verifier (and drafter) load once; each strategy is a drafter object swapped onto the same
 engine. Per prompt, every runner goes once from a cold cache, in an order that reverses on every other prompt
 (ABBA), and every output is checked token for token against specd's plain greedy output.
 
     SPECD_HOME=/tmp/sh python scripts/bench.py --verifier smollm2-135m --limit 20 --json bench.json
+
+Prompts: one seeded cursor per file, files shuffled with the seed; the rest of the cursor's line and up to two
+more lines are removed (the suffix never holds the answer), the prefix and suffix cut to whole lines of about
+--prefix-tokens / --suffix-tokens tokens. By default from the Python standard library (files over 8 kB, a cursor
+in a line indented by four spaces at line 41 or later, not a comment or string). `--code-dir DIR` (repeatable)
+cuts them from any source tree instead: .py .js .ts .go .rs .java .c files over 8 kB (language from the
+extension; .d.ts and .min.js left out, and any file with a line over 400 characters: minified or generated),
+the same rule at any indentation (two spaces, tabs), comments `#`/strings for Python and `//`, `/*`, `*`, `#`,
+quotes and backticks for the others. `--stdlib` adds the standard library to code dirs, `--prompts FILE` reads
+JSON lines. `--limit` prompts come from each source, interleaved source by source; each run records its
+prompt's source and file, and with more than one source the headline ratios are reported per source and over
+all (`per_source`). Drafters tuned on the standard library should also be measured on other code.
 
 Decode tok/s = completion tokens / (total - prefill). HF `generate` has no separate prefill in its assisted
 variants (the first round verifies the prompt and the first candidates together), so they subtract HF's
@@ -15,15 +27,22 @@ prefill, a difference that load can drive to zero.
 
 For a GGUF verifier with llama-cpp-python installed (`--backends auto`), the same prompts also run on specd's
 llama.cpp backend (`llamacpp:plain`, its default drafter, and `-always`: every n-gram draft verified whole) and
-through llama.cpp's own plain decoding as llama-server does it (`llama.cpp:plain`, bench_llamacpp.py):
-`speedup_vs_llamacpp` (decode tok/s, median of paired ratios), on prompts where drafts hit, end-to-end
-`latency_vs_llamacpp`, and `identical_rate` per backend (each against its own plain loop).
+through two peers of llama.cpp's own (bench_llamacpp.py), each given the token ids specd's engine builds:
+plain decoding as llama-server does it (`llama.cpp:plain`) and llama-cpp-python's prompt-lookup speculation
+(`llama.cpp:prompt-lookup`: `Llama(draft_model=LlamaPromptLookupDecoding(num_pred_tokens=10))`, greedy, the
+thread counts of specd's runner; its first token's time is taken from the binding's token generator, so it has
+a decode time of its own; drafted and accepted tokens counted from its draft model's calls). Reported: specd's
+default over each peer, decode tok/s and end-to-end latency, medians of paired per-prompt ratios
+(`speedup_vs_llamacpp`, `latency_vs_llamacpp`, `speedup_vs_llamacpp_prompt_lookup`,
+`latency_vs_llamacpp_prompt_lookup`, with bootstrap CIs and the ratio on prompts where drafts hit), and
+`identical_rate` per backend (each against its own plain loop; the peers against specd's llama.cpp plain loop).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import random
 import statistics
@@ -49,6 +68,18 @@ from specd.daemon.engine.kv_cache import common_prefix_length
 PLAIN = "plain"
 LLAMACPP_PLAIN = "llamacpp:plain"  # specd's loop on the llama.cpp backend, draft_tokens 0
 LLAMACPP_PEER = "llama.cpp:plain"  # llama.cpp decoding by itself, as llama-server does (bench_llamacpp.py)
+LLAMACPP_LOOKUP = "llama.cpp:prompt-lookup"  # llama-cpp-python's own prompt-lookup speculation (bench_llamacpp.py)
+PEERS = {LLAMACPP_PEER: "llamacpp", LLAMACPP_LOOKUP: "llamacpp_prompt_lookup"}  # runner -> name in report keys
+STDLIB = "python-stdlib"
+# --code-dir: the files prompts are cut from (language from the extension), and those left out
+CODE_EXTENSIONS = {".py": "python", ".js": "javascript", ".ts": "typescript", ".go": "go", ".rs": "rust",
+                   ".java": "java", ".c": "c"}
+SKIPPED_NAMES = (".d.ts", ".min.js")  # type declarations (no bodies), minified bundles
+SKIPPED_DIRS = {".git", "__pycache__", ".hg", ".svn"}
+MIN_FILE_BYTES = 8000  # as the standard library's: enough lines above a cursor at line 40 or later
+MAX_LINE_CHARS = 400  # a longer line: generated or minified code, not what anyone types
+COMMENT_STARTS = {"python": ("#", '"', "'")}  # a cursor line must not start with these (a comment or string)
+C_LIKE_COMMENT_STARTS = ("//", "/*", "*", "#", '"', "'", "`")
 HIT_SHARE = 0.25  # a prompt where drafts "hit": accepted draft tokens wrote at least this share of the output
 KEYSTROKE_PROMPTS = 3  # the longest prompts, each: one cold prefill, then keystrokes on the same cache key
 KEYSTROKES = 3
@@ -60,13 +91,14 @@ class Prompt:
     prefix: str
     suffix: str
     language: str = "python"
-    source: str = ""
+    source: str = ""  # the file (relative to its origin) or a prompt file's line
+    origin: str = ""  # where it was cut: python-stdlib, a --code-dir, a --prompts file
 
 
 @dataclass
 class Run:
     prompt: int
-    runner: str  # a specd strategy, "plain", or "hf:<variant>"
+    runner: str  # a specd strategy, "plain", "hf:<variant>", "llamacpp:<strategy>" or a llama.cpp peer
     tokens: list[int]
     prefill_s: float
     total_s: float
@@ -76,6 +108,8 @@ class Run:
     identical: bool | None = None
     first_mismatch: int | None = None
     error: str | None = None
+    source: str = ""  # the prompt's origin and file (Prompt.origin, Prompt.source)
+    file: str = ""
 
     @property
     def decode_s(self) -> float:
@@ -104,16 +138,63 @@ def stdlib_prompts(tokenizer, count: int, seed: int, prefix_tokens: int, suffix_
             continue
         prefix, suffix = cut
         prompts.append(Prompt(_keep_tokens(tokenizer, prefix, prefix_tokens, tail=True),
-                              _keep_tokens(tokenizer, suffix, suffix_tokens, tail=False), "python", path.name))
+                              _keep_tokens(tokenizer, suffix, suffix_tokens, tail=False), "python", path.name,
+                              STDLIB))
     return prompts
 
 
-def _cursor(text: str, rng: random.Random) -> tuple[str, str] | None:
-    """A cursor inside an indented code line (mid-body), after its indentation and before its last character;
-    returns (prefix, suffix) around the hole the completion should fill."""
+def code_files(directory: Path) -> list[Path]:
+    """Source files under `directory` (not following links) that prompts can be cut from, sorted by path."""
+    found = []
+    for root, dirs, names in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS)
+        for name in names:
+            path = Path(root, name)
+            if (path.suffix in CODE_EXTENSIONS and not name.endswith(SKIPPED_NAMES) and path.is_file()
+                    and not path.is_symlink() and path.stat().st_size > MIN_FILE_BYTES):
+                found.append(path)
+    return sorted(found, key=lambda path: path.relative_to(directory).as_posix())
+
+
+def code_prompts(tokenizer, directory: str, count: int, seed: int, prefix_tokens: int,
+                 suffix_tokens: int) -> list[Prompt]:
+    """One cursor per file of a source tree (.py .js .ts .go .rs .java .c), the files shuffled and the cursors
+    drawn with the seed, as `stdlib_prompts` but at any indentation (two spaces, tabs); files with a line over
+    MAX_LINE_CHARS characters (minified, generated) are skipped."""
+    root = Path(directory).expanduser()
+    if not root.is_dir():
+        sys.exit(f"--code-dir {directory}: not a directory")
+    rng = random.Random(seed)
+    files = code_files(root)
+    rng.shuffle(files)
+    prompts = []
+    for path in files:
+        if len(prompts) == count:
+            break
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if any(len(line) > MAX_LINE_CHARS for line in text.splitlines()):
+            continue
+        language = CODE_EXTENSIONS[path.suffix]
+        cut = _cursor(text, rng, language, indents=(" ", "\t"))
+        if cut is None:
+            continue
+        prefix, suffix = cut
+        prompts.append(Prompt(_keep_tokens(tokenizer, prefix, prefix_tokens, tail=True),
+                              _keep_tokens(tokenizer, suffix, suffix_tokens, tail=False), language,
+                              path.relative_to(root).as_posix(), str(directory)))
+    return prompts
+
+
+def _cursor(text: str, rng: random.Random, language: str = "python",
+            indents: tuple[str, ...] = ("    ",)) -> tuple[str, str] | None:
+    """A cursor inside an indented code line (mid-body: the 41st line or later, starting with one of `indents`,
+    8 or more characters, not a comment or string), after its indentation and before its last character;
+    returns (prefix, suffix) around the hole the completion should fill. The standard library's prompts keep
+    the four-space rule they were first drawn with, so their seeded cursors stay the same."""
+    comments = COMMENT_STARTS.get(language, C_LIKE_COMMENT_STARTS)
     lines = text.splitlines(keepends=True)
-    candidates = [i for i, line in enumerate(lines) if i >= 40 and line.startswith("    ")
-                  and len(line.strip()) >= 8 and not line.strip().startswith(("#", '"', "'"))]
+    candidates = [i for i, line in enumerate(lines) if i >= 40 and line.startswith(indents)
+                  and len(line.strip()) >= 8 and not line.strip().startswith(comments)]
     if not candidates:
         return None
     index = rng.choice(candidates)
@@ -144,8 +225,29 @@ def _keep_tokens(tokenizer, text: str, limit: int, tail: bool) -> str:
 
 def file_prompts(path: str) -> list[Prompt]:
     rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [Prompt(r["prefix"], r.get("suffix", ""), r.get("language", "unknown"), f"{path}:{i + 1}")
+    return [Prompt(r["prefix"], r.get("suffix", ""), r.get("language", "unknown"), f"{path}:{i + 1}", path)
             for i, r in enumerate(rows)]
+
+
+def gather_prompts(tokenizer, args) -> list[Prompt]:
+    """Up to --limit prompts from each source (--stdlib, each --code-dir, --prompts; the standard library when
+    none is named), interleaved source by source so that drift over the run touches every source alike."""
+    sources = []
+    if args.stdlib or not (args.code_dirs or args.prompts):
+        sources.append((STDLIB, stdlib_prompts(tokenizer, args.limit, args.seed, args.prefix_tokens,
+                                               args.suffix_tokens)))
+    for directory in args.code_dirs:
+        sources.append((directory, code_prompts(tokenizer, directory, args.limit, args.seed, args.prefix_tokens,
+                                                args.suffix_tokens)))
+    if args.prompts:
+        sources.append((args.prompts, file_prompts(args.prompts)[: args.limit]))
+    for name, found in sources:
+        if not found:
+            sys.exit(f"no prompts could be cut from {name}")
+    prompts = []
+    for row in range(max(len(found) for _, found in sources)):
+        prompts += [found[row] for _, found in sources if row < len(found)]
+    return prompts
 
 
 # -- runners -----------------------------------------------------------------------------------------------------
@@ -276,6 +378,7 @@ def bench_prompt(engine, drafters, variants, prompt, index, max_tokens, others: 
         else:
             runs[name] = run_specd(engine, thing, prompt, index, name, max_tokens)
     for name, run in runs.items():
+        run.source, run.file = prompt.origin, prompt.source
         reference = others[name].reference if name in others else PLAIN
         if name != reference and run.error is None:
             expected = runs[reference].tokens
@@ -329,29 +432,46 @@ def _one_token(engine: Engine, prefix: str, suffix: str):
                                              token_healing=False))
 
 
-def llamacpp_others(args, log) -> tuple[Engine, dict[str, Other]]:
-    """specd on the llama.cpp backend (plain and its default drafter) and llama.cpp's own plain decoding of the
-    same GGUF, as runners beside the torch engine's."""
-    from bench_llamacpp import LlamaCppPlain
+def llamacpp_others(args, log, context: int) -> tuple[Engine, dict[str, Other]]:
+    """specd on the llama.cpp backend (plain and its default drafter) and llama.cpp's own decoding of the same
+    GGUF (plain, as llama-server does, and llama-cpp-python's prompt-lookup speculation), as runners beside the
+    torch engine's. `context`: positions the prompt-lookup peer needs (prompt, output and one draft)."""
+    from bench_llamacpp import LlamaCppPlain, LlamaCppPromptLookup
 
+    extra = {"batch_threads": args.batch_threads} if args.batch_threads else {}
     engine = load_engine(EngineConfig(verifier=args.verifier, backend="llamacpp", threads=args.threads,
-                                      cache_slots=2), progress=log)
+                                      cache_slots=2, **extra), progress=log)
     peer = LlamaCppPlain(engine.verifier)
+    try:
+        lookup = LlamaCppPromptLookup(engine.verifier, max_context=context)
+    except (ImportError, AttributeError, ValueError, RuntimeError) as exc:  # a binding without it: left out
+        log(f"{LLAMACPP_LOOKUP} left out: {type(exc).__name__}: {exc}")
+        lookup = None
 
     def specd(drafter, name):
         return lambda prompt, index, max_tokens: run_specd(engine, drafter, prompt, index, name, max_tokens)
 
+    def prompt_ids(prompt):  # the ids specd's engine feeds, BOS included: the peers add none
+        return engine.prompt_ids(GenerationRequest(prompt=prompt.prefix, suffix=prompt.suffix))
+
     def plain_peer(prompt, index, max_tokens):
-        ids = engine.prompt_ids(GenerationRequest(prompt=prompt.prefix, suffix=prompt.suffix))
-        tokens, first, total = peer.generate(ids, max_tokens, engine.eos_ids)
+        tokens, first, total = peer.generate(prompt_ids(prompt), max_tokens, engine.eos_ids)
         return Run(index, LLAMACPP_PEER, tokens, first, total)
+
+    def lookup_peer(prompt, index, max_tokens):
+        tokens, first, total, (drafted, accepted, rounds) = lookup.generate(prompt_ids(prompt), max_tokens,
+                                                                            engine.eos_ids)
+        return Run(index, LLAMACPP_LOOKUP, tokens, first, total, drafted, accepted, rounds)
 
     default = "llamacpp:" + engine.drafter.name
     always = default + "-always"  # every n-gram draft verified whole, whatever the pass costs
-    return engine, {LLAMACPP_PLAIN: Other(specd(None, LLAMACPP_PLAIN), LLAMACPP_PLAIN),
-                    default: Other(specd(engine.drafter, default), LLAMACPP_PLAIN),
-                    always: Other(specd(NgramDrafter(), always), LLAMACPP_PLAIN),
-                    LLAMACPP_PEER: Other(plain_peer, LLAMACPP_PLAIN)}
+    others = {LLAMACPP_PLAIN: Other(specd(None, LLAMACPP_PLAIN), LLAMACPP_PLAIN),
+              default: Other(specd(engine.drafter, default), LLAMACPP_PLAIN),
+              always: Other(specd(NgramDrafter(), always), LLAMACPP_PLAIN),
+              LLAMACPP_PEER: Other(plain_peer, LLAMACPP_PLAIN)}
+    if lookup is not None:
+        others[LLAMACPP_LOOKUP] = Other(lookup_peer, LLAMACPP_PLAIN)
+    return engine, others
 
 
 def wants_llamacpp(args) -> bool:
@@ -366,43 +486,79 @@ def wants_llamacpp(args) -> bool:
 
 
 def backend_summary(runs: list[Run], plain: str, default: str) -> dict:
-    """One backend's default against its own plain loop and against llama.cpp's plain decoding (when it ran)."""
+    """One backend's default against its own plain loop and against llama.cpp's own decoding (each peer that ran:
+    PEERS): decode tok/s and end-to-end latency, medians of paired per-prompt ratios."""
     mine = [r for r in runs if r.runner == default and r.error is None]
     hits = {r.prompt for r in mine if r.tokens and r.accepted >= HIT_SHARE * len(r.tokens)}
-    peer = any(r.runner == LLAMACPP_PEER for r in runs)
-    vs_peer = paired_ratios(runs, default, LLAMACPP_PEER) if peer else []
     hit_runs = [r for r in runs if r.prompt in hits]
     checked = [r for r in mine if r.identical is not None]
-    return {
+    summary = {
         "plain": plain, "default": default,
         "identical_rate": sum(r.identical for r in checked) / len(checked) if checked else None,
         "speedup_vs_plain": median_or_none(paired_ratios(runs, default, plain)),
         "latency_vs_plain": median_or_none(latency_ratios(runs, default, plain)),
-        "speedup_vs_llamacpp": median_or_none(vs_peer),
-        "speedup_vs_llamacpp_ci95": bootstrap_median_ci(vs_peer),
-        "speedup_vs_llamacpp_hits": median_or_none(paired_ratios(hit_runs, default, LLAMACPP_PEER)) if peer else None,
         "hit_prompts": len(hits),
-        "latency_vs_llamacpp": median_or_none(latency_ratios(runs, default, LLAMACPP_PEER)) if peer else None,
     }
+    for peer, key in PEERS.items():
+        ran = any(r.runner == peer for r in runs)
+        vs_peer = paired_ratios(runs, default, peer) if ran else []
+        summary[f"speedup_vs_{key}"] = median_or_none(vs_peer)
+        summary[f"speedup_vs_{key}_ci95"] = bootstrap_median_ci(vs_peer)
+        summary[f"speedup_vs_{key}_hits"] = median_or_none(paired_ratios(hit_runs, default, peer)) if ran else None
+        summary[f"latency_vs_{key}"] = median_or_none(latency_ratios(runs, default, peer)) if ran else None
+    return summary
 
 
 def add_llamacpp_report(report: dict, runs: list[Run], others: dict, torch_default: str) -> None:
     """The llama.cpp rows and the headline comparisons: specd's default configuration (the llama.cpp backend
-    with its drafter) over llama.cpp's plain decoding, per prompt, paired."""
+    with its drafter) over llama.cpp's own decoding (plain, and the binding's prompt lookup), per prompt, paired."""
     names = list(others)
     report["llamacpp"] = {n: runner_summary(runs, n, others[n].reference) for n in names}
-    peer_checked = [r for r in runs if r.runner == LLAMACPP_PEER and r.identical is not None]
-    report["llamacpp"][LLAMACPP_PEER]["identical_rate"] = (
-        sum(r.identical for r in peer_checked) / len(peer_checked) if peer_checked else None)
+    for peer in PEERS:
+        if peer in report["llamacpp"]:  # its output against specd's llama.cpp plain loop
+            checked = [r for r in runs if r.runner == peer and r.identical is not None]
+            report["llamacpp"][peer]["identical_rate"] = (
+                sum(r.identical for r in checked) / len(checked) if checked else None)
     default = names[1]  # llamacpp_others: plain, the engine's default drafter, then the others
     report["backends"] = {"torch": backend_summary(runs, PLAIN, torch_default),
                           "llamacpp": backend_summary(runs, LLAMACPP_PLAIN, default)}
     mine = report["backends"]["llamacpp"]
     report["default_backend"] = "llamacpp"
-    for key in ("speedup_vs_llamacpp", "speedup_vs_llamacpp_ci95", "speedup_vs_llamacpp_hits",
-                "latency_vs_llamacpp"):
-        report[key] = mine[key]
+    for key in PEERS.values():
+        for name in (f"speedup_vs_{key}", f"speedup_vs_{key}_ci95", f"speedup_vs_{key}_hits", f"latency_vs_{key}"):
+            report[name] = mine[name]
     report["llamacpp_hit_prompts"] = mine["hit_prompts"]
+
+
+def headline(runs: list[Run], default: str, strategies: list[str], variants: list[str],
+             llamacpp_default: str | None = None) -> dict:
+    """The headline ratios over `runs` (every prompt's, or one source's): specd's default over its plain loop and
+    HF `generate`, and, when the llama.cpp backend ran, its default over its plain loop and llama.cpp's peers."""
+    top = summarize(runs, default, strategies, variants)
+    row = {"prompts": len({r.prompt for r in runs}), "identical_rate": top["identical_rate"],
+           "speedup_vs_plain": top["speedup_vs_plain"], "speedup_vs_hf": top["speedup_vs_hf"],
+           "latency_vs_hf_per_prompt_fastest": top["latency_vs_hf_per_prompt_fastest"]}
+    if llamacpp_default:
+        mine = backend_summary(runs, LLAMACPP_PLAIN, llamacpp_default)
+        row["llamacpp_identical_rate"] = mine["identical_rate"]
+        row["llamacpp_speedup_vs_plain"] = mine["speedup_vs_plain"]
+        row["peer_identical_rate"] = {}  # each llama.cpp peer's output against specd's llama.cpp plain loop
+        for peer, key in PEERS.items():
+            row[f"speedup_vs_{key}"] = mine[f"speedup_vs_{key}"]
+            row[f"latency_vs_{key}"] = mine[f"latency_vs_{key}"]
+            checked = [r for r in runs if r.runner == peer and r.identical is not None]
+            row["peer_identical_rate"][peer] = (sum(r.identical for r in checked) / len(checked)
+                                                if checked else None)
+    return row
+
+
+def source_summaries(runs: list[Run], origins: list[str], default: str, strategies: list[str],
+                     variants: list[str], llamacpp_default: str | None = None) -> dict:
+    """`headline` per source (Run.source) and over all of them ("all")."""
+    rows = {origin: headline([r for r in runs if r.source == origin], default, strategies, variants,
+                             llamacpp_default) for origin in origins}
+    rows["all"] = headline(runs, default, strategies, variants, llamacpp_default)
+    return rows
 
 
 # -- statistics --------------------------------------------------------------------------------------------------
@@ -528,12 +684,12 @@ def print_table(report: dict) -> None:
             return format(value, spec)
         return "-".rjust(int(spec.split(".")[0] or 0))
 
-    print(f"\n{'runner':<18}{'tok/s':>8}{'x plain':>9}{'accept len':>12}{'accept %':>10}"
+    print(f"\n{'runner':<25}{'tok/s':>8}{'x plain':>9}{'accept len':>12}{'accept %':>10}"
           f"{'p50 s':>8}{'p95 s':>8}{'identical':>11}")
     rows = {**report["strategies"], **report["hf_generate"], **report.get("llamacpp", {})}
     for name, row in rows.items():
         accept = row.get("acceptance_rate")
-        print(f"{name:<18}{fmt(row['tokens_per_s'], '8.2f')}{fmt(row.get('speedup_vs_plain'), '9.2f')}"
+        print(f"{name:<25}{fmt(row['tokens_per_s'], '8.2f')}{fmt(row.get('speedup_vs_plain'), '9.2f')}"
               f"{fmt(row.get('mean_accepted_length'), '12.2f')}{fmt(accept and 100 * accept, '10.1f')}"
               f"{fmt(row['latency_p50_s'], '8.2f')}{fmt(row['latency_p95_s'], '8.2f')}"
               f"{fmt(row['identical_rate'], '11.2f')}" + (f"  ERROR {row['errors'][0][:60]}" if "errors" in row else ""))
@@ -552,6 +708,13 @@ def print_table(report: dict) -> None:
               f"drafts hit {fmt(report['speedup_vs_llamacpp_hits'], '.2f')}; end-to-end latency "
               f"{fmt(report['latency_vs_llamacpp'], '.2f')}; torch default vs llama.cpp plain "
               f"{fmt(report['backends']['torch']['speedup_vs_llamacpp'], '.2f')}")
+        if LLAMACPP_LOOKUP in report["llamacpp"]:
+            lookup = report["llamacpp"][LLAMACPP_LOOKUP]
+            print(f"llama.cpp prompt lookup (llama-cpp-python): identical to specd's llama.cpp plain "
+                  f"{fmt(lookup['identical_rate'], '.2f')}; specd's default over it: decode "
+                  f"{fmt(report['speedup_vs_llamacpp_prompt_lookup'], '.2f')} (95% CI "
+                  f"{_interval(report['speedup_vs_llamacpp_prompt_lookup_ci95'])}), end-to-end latency "
+                  f"{fmt(report['latency_vs_llamacpp_prompt_lookup'], '.2f')}")
         lks = report["keystroke_llamacpp"]
         print(f"llama.cpp keystroke_cost_ratio {fmt(lks['keystroke_cost_ratio'], '.3f')} (incremental prefill "
               f"{fmt(lks['incremental_prefill_s'], '.3f')} s vs cold {fmt(lks['cold_prefill_s'], '.3f')} s)")
@@ -559,6 +722,31 @@ def print_table(report: dict) -> None:
     print(f"keystroke_cost_ratio {fmt(report['keystroke_cost_ratio'], '.3f')} (incremental prefill "
           f"{fmt(ks['incremental_prefill_s'], '.3f')} s vs cold {fmt(ks['cold_prefill_s'], '.3f')} s; "
           f"cold prompts {ks['cold_prompt_tokens']} tokens, keystrokes fed {ks['incremental_tokens_fed']} tokens)")
+    if "per_source" in report:
+        print_sources(report["per_source"])
+
+
+SOURCE_COLUMNS = [("prompts", "prompts", "d"), ("identical", "identical_rate", ".2f"),
+                  ("x plain", "speedup_vs_plain", ".2f"), ("lcpp x plain", "llamacpp_speedup_vs_plain", ".2f"),
+                  ("lcpp identical", "llamacpp_identical_rate", ".2f"),
+                  ("x llama.cpp", "speedup_vs_llamacpp", ".2f"), ("lat x llama.cpp", "latency_vs_llamacpp", ".2f"),
+                  ("x lookup", "speedup_vs_llamacpp_prompt_lookup", ".2f"),
+                  ("lat x lookup", "latency_vs_llamacpp_prompt_lookup", ".2f")]
+
+
+def print_sources(rows: dict) -> None:
+    """The headline ratios per prompt source and over all (columns as the JSON's per_source keys: x plain = the
+    torch default over its plain loop, lcpp = the llama.cpp backend's default, lookup = llama.cpp's prompt lookup
+    peer, lat = end-to-end latency)."""
+    width = max(len(name) for name in rows) + 2
+    print("\n" + "source".ljust(width) + "".join(f"{title:>{len(title) + 2}}" for title, _, _ in SOURCE_COLUMNS))
+    for name, row in rows.items():
+        cells = []
+        for title, key, spec in SOURCE_COLUMNS:
+            value = row.get(key)
+            cells.append(format(value, spec).rjust(len(title) + 2) if isinstance(value, (int, float))
+                         else "-".rjust(len(title) + 2))
+        print(name.ljust(width) + "".join(cells))
 
 
 def _interval(bounds) -> str:
@@ -608,9 +796,17 @@ def parse_args(argv):
                    help="the engine's own strategy, which is the default drafter compared (default: auto)")
     p.add_argument("--strategies", default=None, help="comma list; default: the default's plus all that apply")
     p.add_argument("--prompts", default=None, help="JSON lines with prefix, suffix, language")
-    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--code-dir", dest="code_dirs", action="append", default=[], metavar="DIR",
+                   help="cut prompts from the source files of DIR (.py .js .ts .go .rs .java .c; repeatable); "
+                        "without --stdlib the standard library is then left out")
+    p.add_argument("--stdlib", action="store_true",
+                   help="the Python standard library as a source too (the default when no other is named)")
+    p.add_argument("--limit", type=int, default=20, help="prompts per source")
     p.add_argument("--max-tokens", type=int, default=48)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--batch-threads", type=int, default=0,
+                   help="llama.cpp: threads for passes over several tokens (specd's runner and both llama.cpp "
+                        "peers); 0: the engine's default")
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
     p.add_argument("--seed", type=int, default=0)
@@ -648,16 +844,18 @@ def main(argv=None) -> dict:
     drafters = choose_strategies(available, args.strategies)
     drafters = {default: available[default], **drafters}  # the headline ratios need the default
     variants = {} if args.skip_hf else hf_variants(assistant_model(engine, available))
+    prompts = gather_prompts(engine.tokenizer, args)
+    lengths = [len(engine.prompt_ids(GenerationRequest(prompt=p.prefix, suffix=p.suffix))) for p in prompts]
     others = {}
     if wants_llamacpp(args):
-        llama_engine, others = llamacpp_others(args, log)
-
-    if args.prompts:
-        prompts = file_prompts(args.prompts)[: args.limit]
-    else:
-        prompts = stdlib_prompts(engine.tokenizer, args.limit, args.seed, args.prefix_tokens, args.suffix_tokens)
-    lengths = [len(engine.prompt_ids(GenerationRequest(prompt=p.prefix, suffix=p.suffix))) for p in prompts]
-    log(f"{len(prompts)} prompts, {min(lengths)}..{max(lengths)} tokens; runners: "
+        # the prompt-lookup peer's context: the longest prompt, the output, one draft and a margin
+        context = -(-(max(lengths) + args.max_tokens + 64) // 256) * 256
+        llama_engine, others = llamacpp_others(args, log, context)
+        runner = llama_engine.verifier
+        env["llamacpp_threads"] = {"threads": runner.threads,
+                                   "batch_threads": getattr(runner, "batch_threads", runner.threads)}
+    origins = list(dict.fromkeys(p.origin for p in prompts))
+    log(f"{len(prompts)} prompts from {', '.join(origins)}, {min(lengths)}..{max(lengths)} tokens; runners: "
         f"{', '.join([PLAIN, *drafters, *variants, *others])}")
 
     started = time.perf_counter()
@@ -668,7 +866,7 @@ def main(argv=None) -> dict:
     for index, prompt in enumerate(prompts):
         runs += bench_prompt(engine, drafters, variants, prompt, index, args.max_tokens, others)
         plain = next(r for r in runs if r.prompt == index and r.runner == PLAIN)
-        log(f"prompt {index + 1}/{len(prompts)} ({prompt.source}, {lengths[index]} tokens): "
+        log(f"prompt {index + 1}/{len(prompts)} ({prompt.origin}: {prompt.source}, {lengths[index]} tokens): "
             + ", ".join(f"{r.runner} {r.tokens_per_s or 0:.1f}" + ("" if r.identical in (None, True) else " MISMATCH")
                         for r in runs if r.prompt == index) + f" tok/s; plain {len(plain.tokens)} tokens")
 
@@ -682,9 +880,14 @@ def main(argv=None) -> dict:
         add_llamacpp_report(report, runs, others, default)
         report["keystroke_llamacpp"] = keystroke_cost(llama_engine, prompts, texts)
         env["llama_cpp_python"] = _version("llama_cpp_python")
-    report["prompts"] = {"count": len(prompts), "source": args.prompts or "python-stdlib", "seed": args.seed,
-                         "tokens_min": min(lengths), "tokens_median": statistics.median(lengths),
-                         "tokens_max": max(lengths), "sources": [p.source for p in prompts]}
+    if len(origins) > 1:
+        report["per_source"] = source_summaries(runs, origins, default, list(drafters), list(variants),
+                                                list(others)[1] if others else None)
+    report["prompts"] = {"count": len(prompts), "source": origins[0] if len(origins) == 1 else origins,
+                         "seed": args.seed, "per_source_limit": args.limit, "tokens_min": min(lengths),
+                         "tokens_median": statistics.median(lengths), "tokens_max": max(lengths),
+                         "origins": [p.origin for p in prompts], "sources": [p.source for p in prompts],
+                         "languages": [p.language for p in prompts]}
     report["warmup_s"] = warmup_s
     report["environment"] = env
     report["runs"] = [{**asdict(r), "tokens_per_s": r.tokens_per_s} for r in runs]

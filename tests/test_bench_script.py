@@ -18,13 +18,19 @@ PER_STRATEGY = ["tokens_per_s", "mean_accepted_length", "latency_p50_s", "latenc
 
 
 def run_bench(tmp_path, *extra):
+    return bench_process(tmp_path, *extra)[0]
+
+
+def bench_process(tmp_path, *extra):
+    """The JSON report and the printed output of one run (later options override the ones here)."""
     verifier, drafter = write_tiny_pair(tmp_path / "models")
     out = tmp_path / "bench.json"
     env = {**os.environ, "SPECD_HOME": str(tmp_path / "home")}
-    subprocess.run([sys.executable, str(SCRIPT), "--verifier", str(verifier), "--drafter", str(drafter),
-                    "--limit", "2", "--max-tokens", "12", "--threads", "1", "--prefix-tokens", "300",
-                    "--json", str(out), *extra], check=True, env=env, timeout=600)
-    return json.loads(out.read_text())
+    done = subprocess.run([sys.executable, str(SCRIPT), "--verifier", str(verifier), "--drafter", str(drafter),
+                           "--limit", "2", "--max-tokens", "12", "--threads", "1", "--prefix-tokens", "300",
+                           "--json", str(out), *extra], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(out.read_text()), done.stdout
 
 
 def test_bench_on_tiny_models(tmp_path):
@@ -56,6 +62,83 @@ def test_bench_reads_prompt_file(tmp_path):
     assert report["identical_rate"] == 1.0
     assert list(report["strategies"]) == ["plain", "ngram+model", "ngram"]
     assert report["prompts"]["source"] == str(prompts)
+    assert "per_source" not in report  # one source: the headline is the source's
+
+
+def write_code_tree(root: Path, language: str, files: int) -> Path:
+    """Source files whose every line is unique, indented as the language's authors do (JS: two spaces, Go:
+    tabs, Python: four spaces), plus files a prompt must not come from (minified, declarations, too small)."""
+    root.mkdir(parents=True)
+    body = {"js": ("function f{f}_{i}(a) {{", "  const v{f}_{i} = compute{f}_{i}(a, {i});", "  return v{f}_{i};",
+                   "}}"),
+            "go": ("func f{f}_{i}(a int) int {{", "\tv{f}_{i} := compute{f}_{i}(a, {i})", "\treturn v{f}_{i}", "}}"),
+            "py": ("def f{f}_{i}(a):", "    v{f}_{i} = compute{f}_{i}(a, {i})", "    return v{f}_{i}", "")}[language]
+    for f in range(files):
+        lines = [line.format(f=f, i=i) for i in range(150) for line in body]
+        (root / f"m{f}.{language}").write_text("\n".join(lines) + "\n")
+    (root / "lib.min.js").write_text("\n".join("  x" + "y" * 500 for _ in range(60)))
+    (root / "long.js").write_text("\n".join(["  const a = 1;" * 40] * 60 + ["  let b = 2;"] * 60))
+    (root / "small.py").write_text("    x = 1\n" * 60)
+    return root
+
+
+class WordTokenizer:
+    def __call__(self, lines, add_special_tokens=False):
+        return {"input_ids": [line.split() for line in lines]}
+
+
+def test_code_dirs_cut_one_prompt_per_file_at_any_indentation_without_the_answer_in_the_suffix(tmp_path):
+    bench = _script("bench")
+    trees = {language: write_code_tree(tmp_path / language, language, 4) for language in ("js", "go", "py")}
+    names = {"js": "javascript", "go": "go", "py": "python"}
+    for language, root in trees.items():
+        prompts = bench.code_prompts(WordTokenizer(), str(root), 10, 0, 100_000, 100_000)
+        assert sorted(p.source for p in prompts) == [f"m{f}.{language}" for f in range(4)]  # one per file
+        for prompt in prompts:
+            assert (prompt.language, prompt.origin) == (names[language], str(root))
+            text = (root / prompt.source).read_text()
+            assert text.startswith(prompt.prefix) and text.endswith(prompt.suffix)
+            hole = text[len(prompt.prefix) : len(text) - len(prompt.suffix)]
+            line = prompt.prefix.rsplit("\n", 1)[-1] + hole.split("\n", 1)[0]
+            assert line in text.splitlines() and line.startswith((" ", "\t")) and line.strip()
+            assert line.lstrip() not in prompt.suffix  # the cursor's line is gone, not just moved
+            assert prompt.prefix.count("\n") >= 40 and hole.endswith("\n")
+        again = bench.code_prompts(WordTokenizer(), str(root), 10, 0, 100_000, 100_000)
+        assert [(p.source, p.prefix) for p in again] == [(p.source, p.prefix) for p in prompts]  # seeded
+        other = bench.code_prompts(WordTokenizer(), str(root), 10, 1, 100_000, 100_000)
+        assert [(p.source, p.prefix) for p in other] != [(p.source, p.prefix) for p in prompts]
+
+
+def test_prompts_from_two_code_dirs_are_interleaved_and_summarized_per_source(tmp_path):
+    js = write_code_tree(tmp_path / "web", "js", 3)
+    py = write_code_tree(tmp_path / "service", "py", 3)
+    report, printed = bench_process(tmp_path, "--code-dir", str(js), "--code-dir", str(py), "--strategies", "ngram",
+                                    "--skip-hf", "--limit", "2", "--max-tokens", "8")
+    assert report["prompts"]["origins"] == [str(js), str(py), str(js), str(py)]
+    assert report["prompts"]["languages"] == ["javascript", "python"] * 2
+    assert report["prompts"]["source"] == [str(js), str(py)]
+    assert {(r["source"], r["file"].split(".")[-1]) for r in report["runs"]} == {(str(js), "js"), (str(py), "py")}
+    per_source = report["per_source"]
+    assert list(per_source) == [str(js), str(py), "all"]
+    assert [per_source[k]["prompts"] for k in per_source] == [2, 2, 4]
+    assert all(per_source[k]["identical_rate"] == 1.0 for k in per_source)
+    assert per_source["all"]["speedup_vs_plain"] == report["speedup_vs_plain"]
+    assert all(per_source[k]["speedup_vs_plain"] > 0 for k in per_source)
+    rows = [line.split() for line in printed.splitlines()]
+    assert [row[:2] for row in rows if row and row[0] in per_source] == [[str(js), "2"], [str(py), "2"], ["all", "4"]]
+
+
+def test_the_standard_library_joins_code_dirs_only_when_asked(tmp_path):
+    bench = _script("bench")
+    js = write_code_tree(tmp_path / "web", "js", 2)
+    args = bench.parse_args(["--code-dir", str(js), "--limit", "1", "--prefix-tokens", "50"])
+    assert {p.origin for p in bench.gather_prompts(WordTokenizer(), args)} == {str(js)}
+    args = bench.parse_args(["--code-dir", str(js), "--stdlib", "--limit", "1", "--prefix-tokens", "50"])
+    assert [p.origin for p in bench.gather_prompts(WordTokenizer(), args)] == [bench.STDLIB, str(js)]
+    args = bench.parse_args(["--limit", "2", "--prefix-tokens", "50"])
+    stdlib = bench.gather_prompts(WordTokenizer(), args)
+    assert [p.origin for p in stdlib] == [bench.STDLIB] * 2
+    assert stdlib == bench.stdlib_prompts(WordTokenizer(), 2, 0, 50, 200)  # the default, as before
 
 
 def _script(name: str):

@@ -108,8 +108,8 @@ class Run:
     identical: bool | None = None
     first_mismatch: int | None = None
     error: str | None = None
-    source: str = ""  # the prompt's origin and file (Prompt.origin, Prompt.source)
-    file: str = ""
+    source: str = ""  # where the prompt was cut (Prompt.origin: python-stdlib, a --code-dir, a --prompts file)
+    file: str = ""  # and from which file (Prompt.source)
 
     @property
     def decode_s(self) -> float:

@@ -19,8 +19,10 @@ reproduce single steps bit for bit (`draft_policy.longest_consistent_pass`) and 
 prompt still gets the fast many-row kernels (a plain decode prefills with them too).
 
 Threads: llama.cpp runs a single-token step on `n_threads` and any pass over more tokens on `n_threads_batch`
-(llama-context.cpp), so prompt and verification passes can use all cores while decoding keeps to half of them
-(on 2 cores a prompt pass took 2.6 s instead of 4.5 s, and a 5-token pass 2.5 steps instead of 4.0).
+(llama-context.cpp). Both default to half the cores: on 2 cores, passes on both took a ~900-token prompt in 2.6 s
+instead of 4.5 s and a 5-token pass in 2.5 steps instead of 4.0 on a quiet machine, but while another program
+kept one core busy 48 tokens took 25-38 s instead of 1.4 s (each of a pass's hundreds of thread barriers waits
+for the descheduled thread); `batch_threads` raises it where cores are idle.
 
 Every cache slot is one llama.cpp sequence of one context, as llama-server's slots are: the context holds
 `sequences` sequences with separate (non-unified) KV streams of `max_context` cells each, so a pass over one
@@ -96,7 +98,7 @@ class LlamaCppRunner:
         """Load `gguf` and make one context of `sequences` sequences of `max_context` positions each.
 
         threads: CPU threads for a single-token step (0 = half the cores, as the torch runner); batch_threads: for
-        passes over several tokens (0 = all cores). flash_attention: None turns it on only when both are 1
+        passes over several tokens (0 = as `threads`). flash_attention: None turns it on only when both are 1
         (batch consistency, above), True or False forces it. Raises RuntimeError naming the file when llama.cpp
         cannot load it or make the context, and `INSTALL_HINT` when the binding is missing."""
         lc = self.lc = _binding()
@@ -108,7 +110,7 @@ class LlamaCppRunner:
             raise RuntimeError(f"llama.cpp could not load {self.path}")
         cores = os.cpu_count() or 2
         self.threads = threads or max(1, cores // 2)
-        self.batch_threads = batch_threads or cores
+        self.batch_threads = batch_threads or self.threads
         if flash_attention is None:
             flash_attention = self.threads == self.batch_threads == 1
         self.flash_attention = flash_attention

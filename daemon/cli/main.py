@@ -28,7 +28,8 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as `git log | head` and coreutils end
 _SETTING_HELP = {
     "verifier": "model that decides the output (embedded name, folder, .gguf or hub id)",
     "drafter": "smaller model that proposes tokens ('none' for no model drafter)",
-    "draft_strategy": "auto, ngram, model, layer_skip, assistant or none",
+    "draft_strategy": "auto, ngram, model, layer_skip, assistant, quantized or none (quantized: a GGUF verifier on "
+                      "torch drafts with its own quantized weights on llama.cpp)",
     "max_draft_tokens": "most tokens drafted per verifier pass",
     "device": "auto, cpu, cuda, cuda:N or mps",
     "dtype": "auto, float32, float16 or bfloat16",

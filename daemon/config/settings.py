@@ -55,7 +55,7 @@ class Settings:
         return {name: getattr(self, name) for name in names}
 
 
-DRAFT_STRATEGIES = ("auto", "ngram", "model", "layer_skip", "assistant", "none")
+DRAFT_STRATEGIES = ("auto", "ngram", "model", "layer_skip", "assistant", "quantized", "none")
 BACKENDS = ("auto", "torch", "llamacpp")
 
 # name -> (kind, extra check or None). Kinds drive both JSON validation and parsing of env/flag strings.

@@ -20,10 +20,9 @@ from .embedded import EMBEDDED, fetch_embedded
 from specd.daemon.engine.runners.fast_head import use_fast_head
 from specd.daemon.config.paths import get_paths
 from specd.daemon.engine.runners.torch_runner import ModelRunner
+from specd.daemon.config.settings import DRAFT_STRATEGIES
 from .backend import choose_backend
 from .tokenizer_compat import check_compatible, shared_vocab_size
-
-DRAFT_STRATEGIES = ("auto", "ngram", "model", "layer_skip", "assistant", "none")
 
 
 def resolve_device(device: str) -> torch.device:
@@ -154,13 +153,13 @@ def load_engine(config, progress=print):
     gguf = gguf_file(config.verifier, progress)
     if choose_backend(config, gguf is not None, device.type) == "llamacpp":
         return _load_llamacpp_engine(config, gguf, progress)
+    strategy = auto_strategy(config) if config.draft_strategy == "auto" else config.draft_strategy
+    if strategy == "quantized":
+        check_quantized(config, gguf, device)  # before the verifier loads: a wrong setting fails at once
     dtype = resolve_dtype(config.dtype, device)
     model, tokenizer = load_model(config.verifier, device, dtype, progress)
     verifier = ModelRunner(model)
 
-    strategy = config.draft_strategy
-    if strategy == "auto":
-        strategy = "ngram+model" if config.drafter else "ngram"
     drafter = None
     drafter_model = None
     if "model" in strategy or strategy == "assistant":
@@ -187,8 +186,55 @@ def load_engine(config, progress=print):
         drafter = NgramDrafter()
     elif strategy == "layer_skip":
         drafter = LayerSkipDrafter(verifier, config.layer_skip_layers)
+    elif strategy == "quantized":
+        drafter = quantized_drafter(config, gguf, verifier, progress)
     progress(f"ready: verifier {config.verifier}, drafter {drafter.describe() if drafter else 'none'}")
     return Engine(verifier, tokenizer, drafter, config, config.verifier, config.drafter)
+
+
+def auto_strategy(config) -> str:
+    """What `draft_strategy: auto` drafts with on the torch backend: n-gram lookup, then a configured `drafter`.
+
+    Not `quantized`, even for a GGUF verifier on the CPU with llama-cpp-python installed: its drafter prefills the
+    whole prompt on llama.cpp before its first draft, which on a 2-core CPU costs more than a 48-token completion
+    from a cold cache saves (0.44x plain decoding against n-gram's 0.94x; README, Drafters). It wins only on a
+    document whose drafter sequence is already warm (1.88x plain, 2.18x n-gram), so it stays an option."""
+    return "ngram+model" if config.drafter else "ngram"
+
+
+def check_quantized(config, gguf: Path | None, device: torch.device) -> None:
+    """Raise ValueError (RuntimeError for a missing binding) unless `draft_strategy: quantized` can run: a GGUF
+    verifier, the torch verifier on the CPU, llama-cpp-python installed."""
+    from specd.daemon.engine.runners.llamacpp_runner import INSTALL_HINT, binding_available
+
+    if gguf is None:
+        raise ValueError(f"draft_strategy 'quantized' drafts with the verifier's own GGUF file on llama.cpp; verifier "
+                         f"{config.verifier!r} is not one (name an embedded default or a .gguf file, or use "
+                         "draft_strategy 'ngram')")
+    if device.type != "cpu":
+        raise ValueError(f"draft_strategy 'quantized' drafts on llama.cpp's CPU kernels, for a verifier on the CPU; "
+                         f"on device {device.type!r} use draft_strategy 'ngram' (or set device 'cpu')")
+    if not binding_available():
+        raise RuntimeError(f"draft_strategy 'quantized' needs llama-cpp-python: {INSTALL_HINT}; or use "
+                           "draft_strategy 'ngram'")
+
+
+def quantized_drafter(config, gguf: Path, verifier: ModelRunner, progress=print):
+    """The verifier's GGUF on llama.cpp, drafting for the torch verifier of the same weights: one llama.cpp
+    sequence per cache slot, greedy, proposals limited to the logit columns both have."""
+    from specd.daemon.engine.drafters.quantized import QuantizedDrafter
+    from specd.daemon.engine.runners.llamacpp_runner import LlamaCppRunner
+
+    progress(f"loading {gguf.name} on llama.cpp as the drafter ...")
+    # batch_threads 0 runs the drafter's catch-up passes (1-3 tokens after a verification) on the step's threads:
+    # on 2 shared cores with another process on one of them, a 2-token pass on both took 1.7-3.4 s, on one ~15 ms.
+    runner = LlamaCppRunner(gguf, max_context=config.max_context, sequences=config.cache_slots,
+                            threads=config.threads, batch_threads=config.batch_threads)
+    columns = verifier.model.get_output_embeddings().weight.shape[0]
+    shared = min(columns, runner.n_vocab)
+    if shared < columns:
+        verifier.vocab_limit = shared
+    return QuantizedDrafter(runner, config.verifier, vocab_limit=shared if shared < runner.n_vocab else None)
 
 
 def _load_llamacpp_engine(config, gguf: Path, progress=print):

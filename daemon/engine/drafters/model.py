@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..kv_cache import SlabCache, reuse_prefix
-from ..runners.torch_runner import ModelRunner
+from ..runners.base import Runner
 from ..sampling import sample
 from .base import Draft, DraftContext, Drafter
 
@@ -30,10 +30,13 @@ class CachedSequence:
 class ModelDrafter(Drafter):
     name = "model"
 
-    def __init__(self, runner: ModelRunner, label: str, min_confidence: float = 0.3) -> None:
+    def __init__(self, runner: Runner, label: str, min_confidence: float = 0.3, vocab_limit: int | None = None) -> None:
+        """`runner`: any backend (a torch ModelRunner, or a LlamaCppRunner for quantized self-drafting);
+        `vocab_limit`: logit columns the verifier shares (proposals stay below it), None = all."""
         self.runner = runner
         self.label = label
         self.min_confidence = min_confidence
+        self.vocab_limit = vocab_limit
 
     def new_state(self) -> CachedSequence:
         return CachedSequence(self.runner.new_cache())
@@ -45,6 +48,8 @@ class ModelDrafter(Drafter):
         while len(tokens) < ctx.max_tokens:
             logits = self.runner.forward(pending, state.cache, last_only=True)[-1]
             state.ids.extend(pending)
+            if self.vocab_limit is not None:
+                logits = logits[: self.vocab_limit]
             if ctx.sampling.greedy:
                 probs = torch.softmax(logits, dim=-1)
                 confidence, token = probs.max(dim=-1)

@@ -1,0 +1,67 @@
+"""Quantized self-drafting: the verifier's own GGUF on llama.cpp drafts for the fp32 torch verifier of the same weights.
+
+A GGUF verifier on the torch backend runs dequantized to fp32; the same file on llama.cpp's 4-bit kernels steps
+several times faster and agrees with its fp32 self on almost every greedy token (quantized kernels flip only
+near-ties). The drafter is a `ModelDrafter` over a `LlamaCppRunner`: one llama.cpp sequence per cache slot,
+synchronised to the sequence by longest common prefix, greedy, stopping when its confidence falls below
+`min_confidence`. The torch verifier decides every token, so the output stays the verifier's own.
+
+Its cost is a second prefill: the first round of a document feeds the whole prompt to llama.cpp (later rounds
+and keystrokes feed only what changed). `context` bounds that: the drafter then sees the first token (BOS) and
+the last `context` tokens or fewer, from a start that moves in steps of half of it, so its KV stays reusable
+between rounds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from .base import Draft, DraftContext, Drafter
+from .model import CachedSequence, ModelDrafter
+
+
+def view_start(length: int, context: int | None) -> int:
+    """Where the drafter's view of a `length`-token sequence starts (after the first token): 0 for the whole
+    sequence, else a multiple of context // 2 that leaves at most `context` tokens."""
+    if context is None or length <= context:
+        return 0
+    stride = max(1, context // 2)
+    return -(-(length - context) // stride) * stride
+
+
+class QuantizedDrafter(Drafter):
+    name = "quantized"
+
+    def __init__(self, runner, label: str, vocab_limit: int | None = None, min_confidence: float = 0.0,
+                 context: int | None = None) -> None:
+        """`runner`: a LlamaCppRunner over the verifier's GGUF; `vocab_limit`: logit columns the verifier has."""
+        self.runner = runner
+        self.label = label
+        self.context = context
+        self.model = ModelDrafter(runner, label, min_confidence, vocab_limit)
+        self.failures = 0  # rounds llama.cpp refused (a full sequence): they draft nothing
+
+    @property
+    def min_confidence(self) -> float:
+        return self.model.min_confidence
+
+    def new_state(self) -> CachedSequence:
+        return self.model.new_state()
+
+    def propose(self, ctx: DraftContext, state: CachedSequence) -> Draft:
+        start = view_start(len(ctx.ids), self.context)
+        if start:
+            ctx = replace(ctx, ids=ctx.ids[:1] + ctx.ids[1 + start :])
+        try:
+            return self.model.propose(ctx, state)
+        except RuntimeError:  # llama.cpp refused a batch: start this slot's sequence over next round
+            self.failures += 1
+            state.cache.truncate(0)
+            state.ids.clear()
+            return Draft()
+
+    def memory_bytes(self) -> int:
+        return self.runner.parameter_bytes()
+
+    def describe(self) -> str:
+        return f"quantized:{self.label} ({self.runner.dtype_name} on llama.cpp)"

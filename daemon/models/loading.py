@@ -195,10 +195,11 @@ def load_engine(config, progress=print):
 def auto_strategy(config) -> str:
     """What `draft_strategy: auto` drafts with on the torch backend: n-gram lookup, then a configured `drafter`.
 
-    Not `quantized`, even for a GGUF verifier on the CPU with llama-cpp-python installed: its drafter prefills the
-    whole prompt on llama.cpp before its first draft, which on a 2-core CPU costs more than a 48-token completion
-    from a cold cache saves (0.44x plain decoding against n-gram's 0.94x; README, Drafters). It wins only on a
-    document whose drafter sequence is already warm (1.88x plain, 2.18x n-gram), so it stays an option."""
+    Not `quantized`, even for a GGUF verifier on the CPU with llama-cpp-python installed: its drafter first feeds
+    the whole prompt to llama.cpp, which from a cold cache costs more than the drafts save (scripts/bench.py, 10
+    cold 48-token completions, one thread: 0.43x plain decoding, n-gram 1.12x). Only where the document's drafter
+    sequence is already warm, as on an editor's next keystroke, does it win (1.79x plain, 1.83x n-gram; README,
+    Drafters), so it is an option, not the default."""
     return "ngram+model" if config.drafter else "ngram"
 
 

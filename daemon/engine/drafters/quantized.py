@@ -3,8 +3,11 @@
 A GGUF verifier on the torch backend runs dequantized to fp32; the same file on llama.cpp's 4-bit kernels steps
 several times faster and agrees with its fp32 self on almost every greedy token (quantized kernels flip only
 near-ties). The drafter is a `ModelDrafter` over a `LlamaCppRunner`: one llama.cpp sequence per cache slot,
-synchronised to the sequence by longest common prefix, greedy, stopping when its confidence falls below
-`min_confidence`. The torch verifier decides every token, so the output stays the verifier's own.
+synchronised to the sequence by longest common prefix, greedy. It does not stop at low confidence by default
+(`min_confidence` 0): where the quantized model is unsure, its fp32 self still mostly picks the same token (on 12
+standard-library completions at another seed than the benchmark's, 88 % of its predictions below 0.3 confidence
+were the verifier's token), and stopping there at 0.3 made warm decoding 1.61x plain instead of 1.79x. The torch
+verifier decides every token, so the output stays the verifier's own.
 
 Its cost is a second prefill: the first round of a document feeds the whole prompt to llama.cpp (later rounds
 and keystrokes feed only what changed). `context` bounds that: the drafter then sees the first token (BOS) and

@@ -148,6 +148,17 @@ def test_the_drafter_is_the_gguf_on_llamacpp(engine):
     assert runner.backend == "llamacpp" and runner.threads == runner.batch_threads == 1
     assert runner.n_vocab == engine.verifier.model.get_output_embeddings().weight.shape[0]
     assert engine.verifier.vocab_limit is None and engine.drafter.model.vocab_limit is None
+    assert engine.drafter.memory_bytes() == runner.parameter_bytes() + 3 * runner.kv_bytes_per_sequence
+
+
+def test_sampling_drafts_with_the_quantized_distribution(engine):
+    prefix, suffix = prompts()[0]
+    request = dict(prompt=prefix, suffix=suffix, max_tokens=24, temperature=0.8, seed=7)
+    first = engine.generate(GenerationRequest(**request))
+    engine.pool.clear()
+    again = engine.generate(GenerationRequest(**request))
+    assert first.token_ids == again.token_ids and len(first.token_ids) > 0  # seeded: reproducible
+    assert first.stats.drafted_tokens > 0
 
 
 def test_greedy_output_is_the_torch_verifiers_own(engine):

@@ -64,7 +64,8 @@ class QuantizedDrafter(Drafter):
             return Draft()
 
     def memory_bytes(self) -> int:
-        return self.runner.parameter_bytes()
+        """The weights and the KV memory of every sequence, which llama.cpp allocates whole at load."""
+        return self.runner.parameter_bytes() + self.runner.kv_bytes_per_sequence * self.runner.sequences
 
     def describe(self) -> str:
         return f"quantized:{self.label} ({self.runner.dtype_name} on llama.cpp)"

@@ -8,8 +8,10 @@ Batch consistency: a token's logits must not depend on how many tokens share its
 (k tokens) could pick another token than a plain step (1 token) does. Measured on llama.cpp as llama-cpp-python
 0.3.36 vendors it, three things break it. (1) Flash attention on the CPU splits a single query's keys across
 threads and merges the partial softmaxes, but gives a batch's queries one thread each (other summation orders:
-logits differed by up to 2.2, 2 of 40 argmaxes changed); with one thread it is consistent, and it makes a
-prompt pass ~18 % faster, so it is on only when every pass runs on one thread. (2) llamafile's sgemm
+logits differed by up to 2.2, 2 of 40 argmaxes changed). On one thread it is consistent, and there it reads a
+900-token prompt 15 % faster but makes each decoding step 10 % slower (4.0 s and 10.8 ms against 4.6 s and 9.8
+ms, SmolLM2 Q4_1): decoding is what an editor's requests, which mostly extend a cached document, wait for, so
+it stays off. (2) llamafile's sgemm
 (ggml-cpu/llamafile/sgemm.cpp: "only enable sgemm for prompt processing", n >= 2) takes every product of two or
 more rows; it is compiled in by default, so the binding should be built with `-DGGML_LLAMAFILE=OFF` (and
 `-DGGML_CPU_REPACK=OFF`: repacked Q4_0/Q4_K weights have separate one-row and many-row kernels too). (3) K-quant
@@ -94,12 +96,12 @@ class LlamaCppRunner:
     vocab_limit = None
 
     def __init__(self, gguf: Path, max_context: int = 4096, sequences: int = 4, threads: int = 0,
-                 batch_threads: int = 0, batch: int = 512, flash_attention: bool | None = None) -> None:
+                 batch_threads: int = 0, batch: int = 512, flash_attention: bool = False) -> None:
         """Load `gguf` and make one context of `sequences` sequences of `max_context` positions each.
 
         threads: CPU threads for a single-token step (0 = half the cores, as the torch runner); batch_threads: for
-        passes over several tokens (0 = as `threads`). flash_attention: None turns it on only when both are 1
-        (batch consistency, above), True or False forces it. Raises RuntimeError naming the file when llama.cpp
+        passes over several tokens (0 = as `threads`). flash_attention: off by default (batch consistency and
+        decoding speed, above). Raises RuntimeError naming the file when llama.cpp
         cannot load it or make the context, and `INSTALL_HINT` when the binding is missing."""
         lc = self.lc = _binding()
         lc.llama_backend_init()
@@ -111,8 +113,6 @@ class LlamaCppRunner:
         cores = os.cpu_count() or 2
         self.threads = threads or max(1, cores // 2)
         self.batch_threads = batch_threads or self.threads
-        if flash_attention is None:
-            flash_attention = self.threads == self.batch_threads == 1
         self.flash_attention = flash_attention
         self.batch_size = batch
         self.sequences = sequences

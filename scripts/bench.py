@@ -36,6 +36,11 @@ default over each peer, decode tok/s and end-to-end latency, medians of paired p
 (`speedup_vs_llamacpp`, `latency_vs_llamacpp`, `speedup_vs_llamacpp_prompt_lookup`,
 `latency_vs_llamacpp_prompt_lookup`, with bootstrap CIs and the ratio on prompts where drafts hit), and
 `identical_rate` per backend (each against its own plain loop; the peers against specd's llama.cpp plain loop).
+
+`--warm` times every specd completion as an editor's next keystroke: right after an untimed request for the same
+prompt without its last 2 characters under the same cache key, so the verifier's KV, a model drafter's own
+sequence and the document's previous completion are there, as they are while typing. HF `generate` and
+llama.cpp's own decoding keep no document cache and are left out of warm runs.
 """
 
 from __future__ import annotations
@@ -84,6 +89,7 @@ HIT_SHARE = 0.25  # a prompt where drafts "hit": accepted draft tokens wrote at 
 KEYSTROKE_PROMPTS = 3  # the longest prompts, each: one cold prefill, then keystrokes on the same cache key
 KEYSTROKES = 3
 CHARS_PER_KEYSTROKE = 2
+WARM_CHARS = 2  # --warm: the request before the timed one lacks the prompt's last characters
 
 
 @dataclass
@@ -279,13 +285,19 @@ def assistant_model(engine: Engine, drafters: dict[str, object]):
     return None
 
 
-def run_specd(engine: Engine, drafter, prompt: Prompt, index: int, name: str, max_tokens: int) -> Run:
+def run_specd(engine: Engine, drafter, prompt: Prompt, index: int, name: str, max_tokens: int,
+              warm: bool = False) -> Run:
+    """One completion from a cold cache; `warm`: timed after the request of the keystroke before (the prompt
+    without its last WARM_CHARS characters, same cache key, untimed), as an editor sends them."""
     engine.drafter = drafter
     engine.pool.clear()  # every run starts cold
     # Token healing off: HF `generate` continues the prompt as it is, and every output is compared with it.
-    request = GenerationRequest(prompt=prompt.prefix, suffix=prompt.suffix, max_tokens=max_tokens,
-                                draft_tokens=0 if drafter is None else None, token_healing=False)
-    result = engine.generate(request)
+    def request(prefix):
+        return GenerationRequest(prompt=prefix, suffix=prompt.suffix, max_tokens=max_tokens, token_healing=False,
+                                 draft_tokens=0 if drafter is None else None, cache_key="bench" if warm else None)
+    if warm:
+        engine.generate(request(prompt.prefix[:-WARM_CHARS]))
+    result = engine.generate(request(prompt.prefix))
     s = result.stats
     prefill_passes = -(-(s.prompt_tokens - s.cached_tokens) // 512)
     return Run(index, name, result.token_ids, s.prefill_s, s.total_s, s.drafted_tokens, s.accepted_tokens,
@@ -363,7 +375,8 @@ class Other:
     reference: str
 
 
-def bench_prompt(engine, drafters, variants, prompt, index, max_tokens, others: dict | None = None) -> list[Run]:
+def bench_prompt(engine, drafters, variants, prompt, index, max_tokens, others: dict | None = None,
+                 warm: bool = False) -> list[Run]:
     others = others or {}
     order = [(PLAIN, None)] + list(drafters.items()) + list(variants.items()) + list(others.items())
     if index % 2:
@@ -376,7 +389,7 @@ def bench_prompt(engine, drafters, variants, prompt, index, max_tokens, others: 
         elif name.startswith("hf:"):
             runs[name] = run_hf(engine, prompt_ids, index, name, thing, max_tokens)
         else:
-            runs[name] = run_specd(engine, thing, prompt, index, name, max_tokens)
+            runs[name] = run_specd(engine, thing, prompt, index, name, max_tokens, warm)
     for name, run in runs.items():
         run.source, run.file = prompt.origin, prompt.source
         reference = others[name].reference if name in others else PLAIN
@@ -443,13 +456,14 @@ def llamacpp_others(args, log, context: int) -> tuple[Engine, dict[str, Other]]:
                                       cache_slots=2, **extra), progress=log)
     peer = LlamaCppPlain(engine.verifier)
     try:
-        lookup = LlamaCppPromptLookup(engine.verifier, max_context=context)
+        lookup = None if args.warm else LlamaCppPromptLookup(engine.verifier, max_context=context)
     except (ImportError, AttributeError, ValueError, RuntimeError) as exc:  # a binding without it: left out
         log(f"{LLAMACPP_LOOKUP} left out: {type(exc).__name__}: {exc}")
         lookup = None
 
     def specd(drafter, name):
-        return lambda prompt, index, max_tokens: run_specd(engine, drafter, prompt, index, name, max_tokens)
+        return lambda prompt, index, max_tokens: run_specd(engine, drafter, prompt, index, name, max_tokens,
+                                                           args.warm)
 
     def prompt_ids(prompt):  # the ids specd's engine feeds, BOS included: the peers add none
         return engine.prompt_ids(GenerationRequest(prompt=prompt.prefix, suffix=prompt.suffix))
@@ -469,6 +483,8 @@ def llamacpp_others(args, log, context: int) -> tuple[Engine, dict[str, Other]]:
               default: Other(specd(engine.drafter, default), LLAMACPP_PLAIN),
               always: Other(specd(NgramDrafter(), always), LLAMACPP_PLAIN),
               LLAMACPP_PEER: Other(plain_peer, LLAMACPP_PLAIN)}
+    if args.warm:  # llama.cpp's own decoding keeps no document cache: a warm row of it would be a cold one
+        del others[LLAMACPP_PEER]
     if lookup is not None:
         others[LLAMACPP_LOOKUP] = Other(lookup_peer, LLAMACPP_PLAIN)
     return engine, others
@@ -763,7 +779,7 @@ def environment(engine: Engine, args, threads: int) -> dict:
     return {"torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version(),
             "platform": platform.platform(), "processor": platform.processor(), "threads": threads,
             "device": info["device"], "dtype": info["dtype"], "verifier": args.verifier, "drafter": args.drafter,
-            "fim_template": info["fim_template"], "max_tokens": args.max_tokens,
+            "fim_template": info["fim_template"], "max_tokens": args.max_tokens, "warm": args.warm,
             "max_draft_tokens": engine.config.max_draft_tokens, "git_commit": commit,
             "git_uncommitted_daemon_files": [line[3:] for line in changed]}
 
@@ -814,6 +830,10 @@ def parse_args(argv):
     p.add_argument("--suffix-tokens", type=int, default=200)
     p.add_argument("--json", dest="json_out", default=None)
     p.add_argument("--skip-hf", action="store_true", help="leave HF generate out (its rows and ratios are empty)")
+    p.add_argument("--warm", action="store_true",
+                   help="time each specd completion after the keystroke before it (the prompt without its last "
+                        f"{WARM_CHARS} characters, same cache key), as an editor sends them; HF generate and "
+                        "llama.cpp's own decoding, which keep no document cache, are left out")
     p.add_argument("--backends", default="auto",
                    help="torch, llamacpp or both (comma list); auto: torch, and llamacpp too for a GGUF verifier "
                         "when llama-cpp-python is installed (with llama.cpp's own plain decoding as a peer)")
@@ -843,7 +863,7 @@ def main(argv=None) -> dict:
     default = next(iter(available))
     drafters = choose_strategies(available, args.strategies)
     drafters = {default: available[default], **drafters}  # the headline ratios need the default
-    variants = {} if args.skip_hf else hf_variants(assistant_model(engine, available))
+    variants = {} if args.skip_hf or args.warm else hf_variants(assistant_model(engine, available))
     prompts = gather_prompts(engine.tokenizer, args)
     lengths = [len(engine.prompt_ids(GenerationRequest(prompt=p.prefix, suffix=p.suffix))) for p in prompts]
     others = {}
@@ -859,12 +879,12 @@ def main(argv=None) -> dict:
         f"{', '.join([PLAIN, *drafters, *variants, *others])}")
 
     started = time.perf_counter()
-    bench_prompt(engine, drafters, variants, prompts[0], 0, min(8, args.max_tokens), others)  # warm-up, not counted
+    bench_prompt(engine, drafters, variants, prompts[0], 0, min(8, args.max_tokens), others, args.warm)  # not counted
     warmup_s = time.perf_counter() - started
 
     runs: list[Run] = []
     for index, prompt in enumerate(prompts):
-        runs += bench_prompt(engine, drafters, variants, prompt, index, args.max_tokens, others)
+        runs += bench_prompt(engine, drafters, variants, prompt, index, args.max_tokens, others, args.warm)
         plain = next(r for r in runs if r.prompt == index and r.runner == PLAIN)
         log(f"prompt {index + 1}/{len(prompts)} ({prompt.origin}: {prompt.source}, {lengths[index]} tokens): "
             + ", ".join(f"{r.runner} {r.tokens_per_s or 0:.1f}" + ("" if r.identical in (None, True) else " MISMATCH")

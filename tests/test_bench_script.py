@@ -203,3 +203,32 @@ def test_replay_counts_the_passes_a_real_speculative_run_makes(tmp_path):
         passes += result.stats.verifier_passes - 1
     assert row["tokens_per_pass"] == tokens / passes > 1.5  # drafts were accepted, and counted alike
     assert row["estimated_speedup"] == row["tokens_per_pass"]  # with every pass costing one step
+
+
+def test_warm_runs_follow_the_keystroke_before_on_the_same_cache(tmp_path):
+    from specd.daemon.engine.drafters.ngram import NgramDrafter
+    from specd.daemon.engine.loop import EngineConfig
+    from specd.daemon.models.loading import load_engine
+
+    bench = _script("bench")
+    verifier, _ = write_tiny_pair(tmp_path / "models")
+    engine = load_engine(EngineConfig(verifier=str(verifier), draft_strategy="none", threads=1),
+                         progress=lambda message: None)
+    prompt = bench.Prompt("def total(items):\n    result = 0\n    for item in items:\n        result", "\n", "python", "a")
+    results = []
+    generate = engine.generate
+    engine.generate = lambda request: results.append((request, generate(request))) or results[-1][1]
+    cold = bench.run_specd(engine, NgramDrafter(), prompt, 0, "ngram", 8)
+    warm = bench.run_specd(engine, NgramDrafter(), prompt, 0, "ngram", 8, warm=True)
+    assert warm.tokens == cold.tokens
+    (cold_request, cold_result), (before, _), (timed, timed_result) = results
+    assert cold_result.stats.cached_tokens == 0
+    assert before.prompt == prompt.prefix[: -bench.WARM_CHARS] and before.cache_key == timed.cache_key is not None
+    prompt_tokens = timed_result.stats.prompt_tokens
+    assert prompt_tokens - 4 <= timed_result.stats.cached_tokens < prompt_tokens  # only the last keystroke is fed
+
+
+def test_warm_runs_leave_out_the_runners_without_a_document_cache(tmp_path):
+    report = run_bench(tmp_path, "--warm", "--strategies", "ngram")
+    assert report["identical_rate"] == 1.0
+    assert report["hf_generate"] == {} and report["environment"]["warm"] is True

@@ -39,8 +39,10 @@ default over each peer, decode tok/s and end-to-end latency, medians of paired p
 
 `--warm` times every specd completion as an editor's next keystroke: right after an untimed request for the same
 prompt without its last 2 characters under the same cache key, so the verifier's KV, a model drafter's own
-sequence and the document's previous completion are there, as they are while typing. HF `generate` and
-llama.cpp's own decoding keep no document cache and are left out of warm runs.
+sequence and the document's previous completion are there, as they are while typing. llama.cpp's plain peer
+does the same with llama-server's prompt cache (`cache_prompt`: the previous request's positions that the new
+prompt starts with are kept, the rest fed), the prompt-lookup peer with the binding's own prefix match
+(`Llama.generate`). HF `generate` is left out of warm runs.
 """
 
 from __future__ import annotations
@@ -456,7 +458,7 @@ def llamacpp_others(args, log, context: int) -> tuple[Engine, dict[str, Other]]:
                                       cache_slots=2, **extra), progress=log)
     peer = LlamaCppPlain(engine.verifier)
     try:
-        lookup = None if args.warm else LlamaCppPromptLookup(engine.verifier, max_context=context)
+        lookup = LlamaCppPromptLookup(engine.verifier, max_context=context)
     except (ImportError, AttributeError, ValueError, RuntimeError) as exc:  # a binding without it: left out
         log(f"{LLAMACPP_LOOKUP} left out: {type(exc).__name__}: {exc}")
         lookup = None
@@ -469,12 +471,17 @@ def llamacpp_others(args, log, context: int) -> tuple[Engine, dict[str, Other]]:
         return engine.prompt_ids(GenerationRequest(prompt=prompt.prefix, suffix=prompt.suffix))
 
     def plain_peer(prompt, index, max_tokens):
-        tokens, first, total = peer.generate(prompt_ids(prompt), max_tokens, engine.eos_ids)
+        if args.warm:  # the keystroke before, then only what it lacks, as llama-server's prompt cache feeds it
+            before = Prompt(prompt.prefix[:-WARM_CHARS], prompt.suffix)
+            peer.generate(prompt_ids(before), max_tokens, engine.eos_ids)
+        tokens, first, total = peer.generate(prompt_ids(prompt), max_tokens, engine.eos_ids, reuse=args.warm)
         return Run(index, LLAMACPP_PEER, tokens, first, total)
 
     def lookup_peer(prompt, index, max_tokens):
+        if args.warm:
+            lookup.generate(prompt_ids(Prompt(prompt.prefix[:-WARM_CHARS], prompt.suffix)), max_tokens, engine.eos_ids)
         tokens, first, total, (drafted, accepted, rounds) = lookup.generate(prompt_ids(prompt), max_tokens,
-                                                                            engine.eos_ids)
+                                                                            engine.eos_ids, reuse=args.warm)
         return Run(index, LLAMACPP_LOOKUP, tokens, first, total, drafted, accepted, rounds)
 
     default = "llamacpp:" + engine.drafter.name
@@ -483,8 +490,6 @@ def llamacpp_others(args, log, context: int) -> tuple[Engine, dict[str, Other]]:
               default: Other(specd(engine.drafter, default), LLAMACPP_PLAIN),
               always: Other(specd(NgramDrafter(), always), LLAMACPP_PLAIN),
               LLAMACPP_PEER: Other(plain_peer, LLAMACPP_PLAIN)}
-    if args.warm:  # llama.cpp's own decoding keeps no document cache: a warm row of it would be a cold one
-        del others[LLAMACPP_PEER]
     if lookup is not None:
         others[LLAMACPP_LOOKUP] = Other(lookup_peer, LLAMACPP_PLAIN)
     return engine, others
@@ -832,8 +837,8 @@ def parse_args(argv):
     p.add_argument("--skip-hf", action="store_true", help="leave HF generate out (its rows and ratios are empty)")
     p.add_argument("--warm", action="store_true",
                    help="time each specd completion after the keystroke before it (the prompt without its last "
-                        f"{WARM_CHARS} characters, same cache key), as an editor sends them; HF generate and "
-                        "llama.cpp's own decoding, which keep no document cache, are left out")
+                        f"{WARM_CHARS} characters, same cache key), as an editor sends them; llama.cpp's plain peer "
+                        "reuses its cache as llama-server does; HF generate is left out")
     p.add_argument("--backends", default="auto",
                    help="torch, llamacpp or both (comma list); auto: torch, and llamacpp too for a GGUF verifier "
                         "when llama-cpp-python is installed (with llama.cpp's own plain decoding as a peer)")

@@ -53,15 +53,23 @@ class LlamaCppPlain:
         self.memory = lc.llama_get_memory(self.ctx)
         self.sampler = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
         lc.llama_sampler_chain_add(self.sampler, lc.llama_sampler_init_greedy())
+        self.held: list[int] = []  # the tokens in the context's KV memory, in order
 
-    def generate(self, prompt_ids: list[int], max_tokens: int, stop_ids) -> tuple[list[int], float, float]:
-        """Greedy tokens after `prompt_ids` (without the stop token), seconds to the first token, total seconds."""
+    def generate(self, prompt_ids: list[int], max_tokens: int, stop_ids,
+                 reuse: bool = False) -> tuple[list[int], float, float]:
+        """Greedy tokens after `prompt_ids` (without the stop token), seconds to the first token, total seconds.
+        `reuse`: keep the positions the previous call left that `prompt_ids` starts with and feed only the rest,
+        as llama-server's slots do with `cache_prompt` (its default); otherwise from an empty cache."""
         lc = self.lc
-        lc.llama_memory_clear(self.memory, True)
+        kept = 0
+        if reuse:
+            while kept < min(len(self.held), len(prompt_ids) - 1) and self.held[kept] == prompt_ids[kept]:
+                kept += 1
+        lc.llama_memory_seq_rm(self.memory, 0, kept, -1)
+        self.held = list(prompt_ids[:kept])
         started = time.perf_counter()
-        for start in range(0, len(prompt_ids), self.batch):
-            chunk = prompt_ids[start : start + self.batch]
-            self._decode(chunk)
+        for start in range(kept, len(prompt_ids), self.batch):
+            self._decode(prompt_ids[start : start + self.batch])
         token = lc.llama_sampler_sample(self.sampler, self.ctx, -1)
         first = time.perf_counter() - started
         tokens = []
@@ -78,6 +86,7 @@ class LlamaCppPlain:
         code = self.lc.llama_decode(self.ctx, self.lc.llama_batch_get_one(array, len(tokens)))
         if code != 0:
             raise RuntimeError(f"llama_decode failed with code {code}")
+        self.held.extend(tokens)
 
     def close(self) -> None:
         self.lc.llama_sampler_free(self.sampler)
@@ -110,12 +119,14 @@ class LlamaCppPromptLookup:
                          draft_model=self.draft_model, logits_all=True, verbose=False)
         self.vocab = self.llm._model.vocab
 
-    def generate(self, prompt_ids: list[int], max_tokens: int, stop_ids):
+    def generate(self, prompt_ids: list[int], max_tokens: int, stop_ids, reuse: bool = False):
         """Greedy tokens after `prompt_ids` (without the stop token), seconds to the first token, total seconds,
-        and (drafted, accepted, rounds) counted from the draft model's calls."""
+        and (drafted, accepted, rounds) counted from the draft model's calls. `reuse`: the binding's own prefix
+        match against the previous call's tokens (`Llama.generate`), else a cold cache."""
         llm, calls = self.llm, self.draft_model.calls
         calls.clear()
-        llm.reset()  # a cold cache: no prefix of the previous prompt is reused
+        if not reuse:
+            llm.reset()
         tokens, stop, first = [], None, None
         started = time.perf_counter()
         generator = llm.generate(prompt_ids, temp=0.0, top_k=1, repeat_penalty=1.0, reset=True)

@@ -135,3 +135,27 @@ def test_the_prompt_lookup_peer_writes_llamacpp_greedy_tokens_and_counts_its_dra
     assert peer.generate(prompt, 5, {tokens[3]})[0] == tokens[:3]  # a stop id ends it, not written
     peer.close()
     reference.close()
+
+
+def test_the_plain_peer_reuses_its_cache_as_llama_server_does_when_warm():
+    llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
+    if not GGUF.exists():
+        pytest.skip(f"the embedded GGUF is not cached at {GGUF}")
+    _bench()
+    from bench_llamacpp import LlamaCppPlain
+    from specd.daemon.engine.runners.llamacpp_runner import LlamaCppRunner
+
+    runner = LlamaCppRunner(GGUF, max_context=512, sequences=1, threads=1)
+    peer = LlamaCppPlain(runner, max_context=512)
+    prompt = [1] + [(i * 37) % 3000 + 100 for i in range(120)]
+    cold, _, _ = peer.generate(prompt, 12, set())
+    peer.generate(prompt[:-2], 12, set())  # the keystroke before
+    fed = []
+    decode = peer._decode
+    peer._decode = lambda tokens: fed.append(list(tokens)) or decode(tokens)
+    warm, _, _ = peer.generate(prompt, 12, set(), reuse=True)
+    # (not always `cold`: the peer keeps llama.cpp's flash attention, whose 64+-row prompt passes are tiled)
+    assert len(warm) == len(cold) == 12
+    assert fed[0] == prompt[-2:]  # only what the cached prompt lacks, then one token per pass
+    assert all(len(tokens) == 1 for tokens in fed[1:])
+    peer.close()

@@ -5,15 +5,12 @@ one k-token batch, plain decoding one token per batch), with stops, a suffix, ca
 sequences in one context and rejected drafts removed from llama.cpp's KV memory.
 """
 
-import inspect
-import json.decoder
-
 import pytest
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install 'specd[llamacpp]')")
 
 from fixtures.embedded import embedded_home  # noqa: E402
-from fixtures.lossless import plain_and_speculative  # noqa: E402
+from fixtures.lossless import json_decoder_prompts, plain_and_speculative  # noqa: E402
 from specd.daemon.engine.drafters.base import Draft, Drafter  # noqa: E402
 from specd.daemon.engine.drafters.ngram import NgramDrafter  # noqa: E402
 from specd.daemon.engine.loop import EngineConfig, GenerationRequest  # noqa: E402
@@ -40,12 +37,6 @@ def engine(llama):
     return llama
 
 
-def prompts():
-    source = inspect.getsource(json.decoder)
-    cuts = [source.find("def py_scanstring"), source.find("def JSONObject"), source.find("    def decode(self")]
-    return [(source[max(0, c - 1200) : c + 40], source[c + 40 : c + 400]) for c in cuts]
-
-
 def held_positions(engine, slot) -> int:
     """How many positions llama.cpp's KV memory holds for the slot's sequence."""
     runner = engine.verifier
@@ -62,7 +53,7 @@ def test_the_embedded_default_runs_on_llamacpp(engine):
 
 def test_greedy_speculative_equals_plain_with_a_suffix(engine):
     drafted = accepted = 0
-    for prefix, suffix in prompts():
+    for prefix, suffix in json_decoder_prompts():
         _, speculative = plain_and_speculative(engine, prompt=prefix, suffix=suffix, max_tokens=32)
         drafted += speculative.stats.drafted_tokens
         accepted += speculative.stats.accepted_tokens
@@ -70,7 +61,7 @@ def test_greedy_speculative_equals_plain_with_a_suffix(engine):
 
 
 def test_stops_cut_where_plain_decoding_stops(engine):
-    prefix, suffix = prompts()[1]
+    prefix, suffix = json_decoder_prompts()[1]
     line, _ = plain_and_speculative(engine, prompt=prefix, suffix=suffix, max_tokens=48, mode="line")
     assert line.finish_reason == "stop" and "\n" not in line.text
     whole, _ = plain_and_speculative(engine, prompt=prefix, suffix=suffix, max_tokens=48)
@@ -99,7 +90,7 @@ class _WrongDrafter(Drafter):
 
 
 def test_rejected_draft_tokens_are_removed_from_llamacpp_memory(engine):
-    prefix, suffix = prompts()[0]
+    prefix, suffix = json_decoder_prompts()[0]
     request = dict(prompt=prefix, suffix=suffix, max_tokens=24, cache_key="doc", token_healing=False)
     plain = engine.generate(GenerationRequest(**request, draft_tokens=0))
     engine.pool.clear()
@@ -112,7 +103,7 @@ def test_rejected_draft_tokens_are_removed_from_llamacpp_memory(engine):
 
 
 def test_two_documents_keep_their_sequences_and_reuse_their_prefixes(engine):
-    (a_prefix, a_suffix), (b_prefix, b_suffix) = prompts()[:2]
+    (a_prefix, a_suffix), (b_prefix, b_suffix) = json_decoder_prompts()[:2]
     cold_a = engine.generate(GenerationRequest(prompt=a_prefix + "x", suffix=a_suffix, max_tokens=12, cache_key="a"))
     engine.generate(GenerationRequest(prompt=b_prefix, suffix=b_suffix, max_tokens=12, cache_key="b"))
     warm_a = engine.generate(GenerationRequest(prompt=a_prefix + "x", suffix=a_suffix, max_tokens=12, cache_key="a"))
@@ -126,7 +117,7 @@ def test_two_documents_keep_their_sequences_and_reuse_their_prefixes(engine):
 
 
 def test_a_cancelled_request_leaves_its_sequence_consistent(engine):
-    prefix, suffix = prompts()[2]
+    prefix, suffix = json_decoder_prompts()[2]
     cancel = CancelToken()
     chunks = []
 
@@ -159,7 +150,7 @@ def test_a_batch_gives_every_token_the_logits_of_a_single_step(engine):
     if runner.many_row_kernels:
         pytest.skip(f"this llama.cpp build has {runner.many_row_kernels} (README: Backends)")
     assert not runner.flash_attention
-    ids = engine.tokenizer(prompts()[0][0])["input_ids"][:300]
+    ids = engine.tokenizer(json_decoder_prompts()[0][0])["input_ids"][:300]
     cache = runner.new_cache()
     runner.forward(ids[:260], cache, last_only=True)
     batch = runner.forward(ids[260:], cache)

@@ -5,13 +5,10 @@ Greedy output must be token for token the torch verifier's plain greedy output, 
 documents and an edited prompt. Settings that cannot run it fail before any model loads, saying what to change.
 """
 
-import inspect
-import json.decoder
-
 import pytest
 
 from fixtures.embedded import embedded_home
-from fixtures.lossless import plain_and_speculative
+from fixtures.lossless import json_decoder_prompts, plain_and_speculative
 from specd.daemon.config.settings import DRAFT_STRATEGIES, load_settings
 from specd.daemon.engine.drafters.base import Draft
 from specd.daemon.engine.drafters.quantized import QuantizedDrafter, view_start
@@ -100,12 +97,6 @@ def engine(quantized):
     return engine
 
 
-def prompts():
-    source = inspect.getsource(json.decoder)
-    cuts = [source.find("def py_scanstring"), source.find("def JSONObject"), source.find("    def decode(self")]
-    return [(source[max(0, c - 1200) : c + 40], source[c + 40 : c + 400]) for c in cuts]
-
-
 class Spoiling(QuantizedDrafter):
     """The quantized drafter with every draft's last token spoiled: verification rejects it, and the drafter's
     own sequence, which was fed the drafted tokens, must drop what the verifier did not keep."""
@@ -152,7 +143,7 @@ def test_the_drafter_is_the_gguf_on_llamacpp(engine):
 
 
 def test_sampling_drafts_with_the_quantized_distribution(engine):
-    prefix, suffix = prompts()[0]
+    prefix, suffix = json_decoder_prompts()[0]
     request = dict(prompt=prefix, suffix=suffix, max_tokens=24, temperature=0.8, seed=7)
     first = engine.generate(GenerationRequest(**request))
     engine.pool.clear()
@@ -163,7 +154,7 @@ def test_sampling_drafts_with_the_quantized_distribution(engine):
 
 def test_greedy_output_is_the_torch_verifiers_own(engine):
     drafted = accepted = 0
-    for prefix, suffix in prompts():
+    for prefix, suffix in json_decoder_prompts():
         _, speculative = plain_and_speculative(engine, prompt=prefix, suffix=suffix, max_tokens=32)
         drafted += speculative.stats.drafted_tokens
         accepted += speculative.stats.accepted_tokens
@@ -173,7 +164,7 @@ def test_greedy_output_is_the_torch_verifiers_own(engine):
 def test_rejected_drafts_two_documents_and_an_edit_keep_the_drafters_kv_in_sync(engine):
     spoiling = Spoiling(engine.drafter)
     runner = spoiling.runner
-    (a, a_suffix), (b, b_suffix), _ = prompts()
+    (a, a_suffix), (b, b_suffix), _ = json_decoder_prompts()
     cut = a.index("\n", 300) + 1
     edited = a[:cut] + "# an edit well before the cursor\n" + a[cut:]
     requests = [("a", a, a_suffix), ("b", b, b_suffix), ("a", a + "    ", a_suffix), ("a", edited, a_suffix),

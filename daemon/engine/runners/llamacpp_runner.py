@@ -11,10 +11,10 @@ threads and merges the partial softmaxes, but gives a batch's queries one thread
 logits differed by up to 2.2, 2 of 40 argmaxes changed). On one thread it is consistent, and there it reads a
 900-token prompt 15 % faster but makes each decoding step 10 % slower (4.0 s and 10.8 ms against 4.6 s and 9.8
 ms, SmolLM2 Q4_1): decoding is what an editor's requests, which mostly extend a cached document, wait for, so
-it stays off. (2) llamafile's sgemm
-(ggml-cpu/llamafile/sgemm.cpp: "only enable sgemm for prompt processing", n >= 2) takes every product of two or
-more rows; it is compiled in by default, so the binding should be built with `-DGGML_LLAMAFILE=OFF` (and
-`-DGGML_CPU_REPACK=OFF`: repacked Q4_0/Q4_K weights have separate one-row and many-row kernels too). (3) K-quant
+it stays off. (2) llamafile's sgemm (ggml-cpu/llamafile/sgemm.cpp: "only enable sgemm for prompt processing",
+n >= 2) takes every product of two or more rows; it is compiled in by default, so the binding should be built
+with `-DGGML_LLAMAFILE=OFF` (and `-DGGML_CPU_REPACK=OFF`: repacked Q4_0/Q4_K weights have separate one-row and
+many-row kernels too). (3) K-quant
 weights (Q4_K, Q6_K, ...: Gemma 3's Q4_K_M) take ggml's tiled matmul (ggml-cpu/tiled/tiled.cpp) from 8 rows on
 ("profitable at rows >= 8"), another summation order. The engine therefore measures at load which pass lengths
 reproduce single steps bit for bit (`draft_policy.longest_consistent_pass`) and verifies no longer drafts; the
@@ -23,8 +23,9 @@ prompt still gets the fast many-row kernels (a plain decode prefills with them t
 Threads: llama.cpp runs a single-token step on `n_threads` and any pass over more tokens on `n_threads_batch`
 (llama-context.cpp). Both default to half the cores: on 2 cores, passes on both took a ~900-token prompt in 2.6 s
 instead of 4.5 s and a 5-token pass in 2.5 steps instead of 4.0 on a quiet machine, but while another program
-kept one core busy 48 tokens took 25-38 s instead of 1.4 s (each of a pass's hundreds of thread barriers waits
-for the descheduled thread); `batch_threads` raises it where cores are idle.
+kept one core busy, llama-cpp-python's prompt lookup (a 10-token pass per round) took 25-38 s instead of 1.4 s
+for 48 tokens (each of a pass's hundreds of thread barriers waits for the descheduled thread); `batch_threads`
+raises it where cores are idle.
 
 Every cache slot is one llama.cpp sequence of one context, as llama-server's slots are: the context holds
 `sequences` sequences with separate (non-unified) KV streams of `max_context` cells each, so a pass over one

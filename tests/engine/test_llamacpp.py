@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install 'specd[llamacpp]')")
 
 from fixtures.embedded import embedded_home  # noqa: E402
-from fixtures.lossless import json_decoder_prompts, plain_and_speculative  # noqa: E402
+from fixtures.lossless import drafted_and_accepted, json_decoder_prompts, plain_and_speculative  # noqa: E402
 from specd.daemon.engine.drafters.base import Draft, Drafter  # noqa: E402
 from specd.daemon.engine.drafters.ngram import NgramDrafter  # noqa: E402
 from specd.daemon.engine.loop import EngineConfig, GenerationRequest  # noqa: E402
@@ -52,11 +52,7 @@ def test_the_embedded_default_runs_on_llamacpp(engine):
 
 
 def test_greedy_speculative_equals_plain_with_a_suffix(engine):
-    drafted = accepted = 0
-    for prefix, suffix in json_decoder_prompts():
-        _, speculative = plain_and_speculative(engine, prompt=prefix, suffix=suffix, max_tokens=32)
-        drafted += speculative.stats.drafted_tokens
-        accepted += speculative.stats.accepted_tokens
+    drafted, accepted = drafted_and_accepted(engine, json_decoder_prompts(), max_tokens=32)
     assert drafted > 0 and accepted > 0  # drafts were verified in k-token batches, and some were kept
 
 

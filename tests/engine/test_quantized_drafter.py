@@ -8,7 +8,7 @@ documents and an edited prompt. Settings that cannot run it fail before any mode
 import pytest
 
 from fixtures.embedded import embedded_home
-from fixtures.lossless import json_decoder_prompts, plain_and_speculative
+from fixtures.lossless import drafted_and_accepted, json_decoder_prompts
 from specd.daemon.config.settings import DRAFT_STRATEGIES, load_settings
 from specd.daemon.engine.drafters.base import Draft
 from specd.daemon.engine.drafters.quantized import QuantizedDrafter, view_start
@@ -153,11 +153,7 @@ def test_sampling_drafts_with_the_quantized_distribution(engine):
 
 
 def test_greedy_output_is_the_torch_verifiers_own(engine):
-    drafted = accepted = 0
-    for prefix, suffix in json_decoder_prompts():
-        _, speculative = plain_and_speculative(engine, prompt=prefix, suffix=suffix, max_tokens=32)
-        drafted += speculative.stats.drafted_tokens
-        accepted += speculative.stats.accepted_tokens
+    drafted, accepted = drafted_and_accepted(engine, json_decoder_prompts(), max_tokens=32)
     assert drafted > 0 and accepted / drafted > 0.8  # the same weights: nearly every draft token is kept
 
 

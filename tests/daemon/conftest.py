@@ -42,11 +42,30 @@ class FakeDaemon:
 
 
 @contextlib.asynccontextmanager
-async def fake_daemon(hold: bool = False, load_error: Exception | None = None, aws_keys=None, **overrides):
+async def serve_app(settings: Settings, scheduler: Scheduler, token: str = TOKEN, aws_keys=None):
+    """The daemon's HTTP app over `scheduler` on a free loopback port, the scheduler started and its engine loaded;
+    yields the base URL. Stops the scheduler and the app on exit."""
     from aiohttp import web
 
     from specd.daemon.api.app import create_app
 
+    app = create_app(settings, scheduler, token=token, new_request=GenerationRequest, request_error=RequestError,
+                     aws_keys=aws_keys)
+    runner = web.AppRunner(app, handler_cancellation=True)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    scheduler.start()
+    await asyncio.get_running_loop().run_in_executor(None, scheduler.wait_loaded)
+    try:
+        yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+    finally:
+        await asyncio.get_running_loop().run_in_executor(None, scheduler.stop)
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def fake_daemon(hold: bool = False, load_error: Exception | None = None, aws_keys=None, **overrides):
     settings = replace(Settings(verifier="fake-model"), **overrides)
     engines: list[FakeEngine] = []
 
@@ -58,22 +77,12 @@ async def fake_daemon(hold: bool = False, load_error: Exception | None = None, a
 
     scheduler = Scheduler(load, CancelToken, Metrics(), queue_size=settings.queue_size,
                           request_timeout=settings.request_timeout, keep_alive=settings.keep_alive)
-    app = create_app(settings, scheduler, token=TOKEN, new_request=GenerationRequest, request_error=RequestError,
-                     aws_keys=aws_keys)
-    runner = web.AppRunner(app, handler_cancellation=True)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    scheduler.start()
-    await asyncio.get_running_loop().run_in_executor(None, scheduler.wait_loaded)
-    try:
-        yield FakeDaemon(f"http://127.0.0.1:{port}", TOKEN, scheduler, engines)
-    finally:
-        for engine in engines:
-            engine.release.set()
-        scheduler.stop()
-        await runner.cleanup()
+    async with serve_app(settings, scheduler, aws_keys=aws_keys) as url:
+        try:
+            yield FakeDaemon(url, TOKEN, scheduler, engines)
+        finally:
+            for engine in engines:
+                engine.release.set()
 
 
 # ---- the real daemon, as a subprocess --------------------------------------------------------------

@@ -14,16 +14,16 @@ from dataclasses import dataclass, replace
 import aiohttp
 import pytest
 
-from specd.daemon.api.app import create_app
 from specd.daemon.api.sigv4 import KeyPair
 from specd.daemon.config.settings import Settings
 from specd.daemon.engine.fim import build_fim_ids, detect_template
 from specd.daemon.engine.loop import EngineConfig
-from specd.daemon.engine.requests import CancelToken, GenerationRequest, RequestError
+from specd.daemon.engine.requests import CancelToken
 from specd.daemon.models.upstream import load_upstream_engine
 from specd.daemon.service.metrics import Metrics
 from specd.daemon.service.scheduler import Scheduler
 
+from .conftest import serve_app
 from .fake_upstream import FakeUpstream, serve_fake_upstream
 
 TOKEN = "upstream-test-token-0123"
@@ -58,26 +58,13 @@ class Daemon:
 
 @contextlib.asynccontextmanager
 async def daemon_for(url: str, tokenizer_dir, **upstream):
-    from aiohttp import web
-
     settings = replace(Settings(verifier="fake-coder"), request_timeout=20)
     config = {"url": url, "key": "upstream-key", "model": "fake-coder", "tokenizer": str(tokenizer_dir), **upstream}
     scheduler = Scheduler(lambda progress: load_upstream_engine(config, EngineConfig(max_context=1024), progress),
                           CancelToken, Metrics(), queue_size=8, request_timeout=20, keep_alive=-1)
-    app = create_app(settings, scheduler, token=TOKEN, new_request=GenerationRequest, request_error=RequestError,
-                     aws_keys=KEYS)
-    runner = web.AppRunner(app, handler_cancellation=True)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    scheduler.start()
-    await asyncio.get_running_loop().run_in_executor(None, scheduler.wait_loaded)
-    assert scheduler.state == "ready", scheduler.load_error
-    try:
-        yield Daemon(f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}", scheduler)
-    finally:
-        await asyncio.get_running_loop().run_in_executor(None, scheduler.stop)
-        await runner.cleanup()
+    async with serve_app(settings, scheduler, token=TOKEN, aws_keys=KEYS) as daemon_url:
+        assert scheduler.state == "ready", scheduler.load_error
+        yield Daemon(daemon_url, scheduler)
 
 
 @contextlib.asynccontextmanager

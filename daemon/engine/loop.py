@@ -205,7 +205,7 @@ class Engine:
         forcing = request.forced_drafts and request.draft_tokens != 0
         max_draft = request.draft_tokens if request.draft_tokens is not None else slot.draft_length
         if output.add(token) or constraint.finished:
-            return self._finish(output, None if constraint.finished else output.finish_reason, stats, started,
+            return self._finish(output, "stop" if constraint.finished else output.finish_reason, stats, started,
                                 on_text, slot, grammar)
 
         while True:
@@ -242,7 +242,7 @@ class Engine:
             for accepted_token in draft_tokens[:accepted] + [token]:
                 constraint.advance(accepted_token)
                 if output.add(accepted_token) or constraint.finished:
-                    return self._finish(output, None if constraint.finished else output.finish_reason, stats,
+                    return self._finish(output, "stop" if constraint.finished else output.finish_reason, stats,
                                         started, on_text, slot, grammar)
             _stream(output, on_text)
 
@@ -283,10 +283,9 @@ class Engine:
         stats.prefill_s += time.perf_counter() - t
         return logits
 
-    def _finish(self, output: StopState, reason: str | None, stats: Stats, started: float, on_text,
+    def _finish(self, output: StopState, reason: str, stats: Stats, started: float, on_text,
                 slot: CacheSlot | None = None, grammar=None) -> GenerationResult:
-        """`reason` None: the JSON schema's document is finished (grammar.GrammarConstraint.finished)."""
-        output.finish_reason = reason or "stop"
+        output.finish_reason = reason
         _stream(output, on_text)
         if slot is not None and output.tokens:
             slot.history = (slot.history + [list(output.tokens)])[-HISTORY_PER_DOCUMENT:]

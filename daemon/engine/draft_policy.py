@@ -21,6 +21,7 @@ import time
 import torch
 
 
+PROBE_CONTEXT = 256  # cached tokens before the passes measured at load
 MIN_GAIN = 1.1  # a draft must promise this many times a plain step's tokens per cost: p is an estimate, and
 # proposing and scoring drafts costs time a plain step does not spend (bench: 0.95x plain without the margin)
 
@@ -37,12 +38,15 @@ def best_length(costs: list[float], p: float, available: int) -> int:
     return best
 
 
-def measure_pass_costs(runner, max_tokens: int, context: int = 256, rounds: int = 5) -> list[float]:
+def measure_pass_costs(runner, max_tokens: int, context: int = PROBE_CONTEXT, rounds: int = 5,
+                       filled=None) -> list[float]:
     """The cost table of `runner` (base.Runner) on this machine: the median seconds of a pass over
     n = 1..max_tokens tokens after `context` cached tokens, relative to the 1-token pass. The sizes take turns
     within each round, so a burst of load from other programs hits all of them alike; a pass over n tokens is
-    taken to cost no more than one over more tokens (a smaller measurement further on wins)."""
-    cache, filler = _filled_cache(runner, context, max_tokens)
+    taken to cost no more than one over more tokens (a smaller measurement further on wins). `filled`: a
+    `filled_cache(runner, context, >= max_tokens)` to reuse (its prefill done once for both measurements)."""
+    cache, filler = filled or filled_cache(runner, context, max_tokens)
+    cache.truncate(context)
     times: list[list[float]] = [[] for _ in range(max_tokens)]
     for _ in range(rounds):
         for n in range(1, max_tokens + 1):
@@ -56,13 +60,14 @@ def measure_pass_costs(runner, max_tokens: int, context: int = 256, rounds: int 
     return [s / seconds[0] for s in seconds]
 
 
-def longest_consistent_pass(runner, max_tokens: int, context: int = 256) -> int:
+def longest_consistent_pass(runner, max_tokens: int, context: int = PROBE_CONTEXT, filled=None) -> int:
     """The largest n in 1..max_tokens such that a pass over m tokens, for every m in 2..n, gives each token
     bit for bit the logits of m single-token steps after `context` cached tokens. Greedy speculation is lossless
     only for verification passes that long: some backends compute products of more rows with other kernels
     (llama.cpp: llamafile's sgemm from 2 rows, the tiled K-quant matmul from 8, flash attention on several
-    threads; llamacpp_runner.py)."""
-    cache, filler = _filled_cache(runner, context, max_tokens)
+    threads; llamacpp_runner.py). `filled`: as in measure_pass_costs."""
+    cache, filler = filled or filled_cache(runner, context, max_tokens)
+    cache.truncate(context)
     tokens = filler[context : context + max_tokens]
     singles = torch.cat([runner.forward([token], cache) for token in tokens])
     for n in range(2, max_tokens + 1):
@@ -72,7 +77,7 @@ def longest_consistent_pass(runner, max_tokens: int, context: int = 256) -> int:
     return max_tokens
 
 
-def _filled_cache(runner, context: int, max_tokens: int):
+def filled_cache(runner, context: int, max_tokens: int):
     """A new cache holding `context` filler tokens, and the filler (ids every vocabulary has) to go on with."""
     cache = runner.new_cache()
     filler = [(i * 31) % 200 + 10 for i in range(context + max_tokens)]

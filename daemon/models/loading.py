@@ -240,7 +240,8 @@ def quantized_drafter(config, gguf: Path, verifier: ModelRunner, progress=print)
 
 def _load_llamacpp_engine(config, gguf: Path, progress=print):
     """An Engine whose verifier is the GGUF on llama.cpp, one sequence per cache slot, n-gram drafting."""
-    from specd.daemon.engine.draft_policy import longest_consistent_pass, measure_pass_costs
+    from specd.daemon.engine.draft_policy import (PROBE_CONTEXT, filled_cache, longest_consistent_pass,
+                                                   measure_pass_costs)
     from specd.daemon.engine.drafters.cost_aware import CostAwareDrafter
     from specd.daemon.engine.drafters.ngram import NgramDrafter
     from specd.daemon.engine.loop import Engine
@@ -254,7 +255,8 @@ def _load_llamacpp_engine(config, gguf: Path, progress=print):
     if config.draft_strategy != "none":
         passes = config.max_draft_tokens + 1
         # Only passes that reproduce single steps bit for bit keep greedy speculation lossless (llamacpp_runner.py).
-        consistent = longest_consistent_pass(verifier, passes)
+        filled = filled_cache(verifier, PROBE_CONTEXT, passes)  # one prefill for both measurements
+        consistent = longest_consistent_pass(verifier, passes, filled=filled)
         if consistent < passes:
             cause = (f"this build's {' and '.join(verifier.many_row_kernels)} kernels" if verifier.many_row_kernels
                      else "llama.cpp's kernels for many rows")
@@ -265,7 +267,7 @@ def _load_llamacpp_engine(config, gguf: Path, progress=print):
         if consistent > 1:
             # A k-token pass costs several steps on a few cores: verify only the part of a draft that pays, by
             # this machine's pass costs, measured now (about a second).
-            costs = measure_pass_costs(verifier, consistent)
+            costs = measure_pass_costs(verifier, consistent, filled=filled)
             progress("llama.cpp pass costs (relative to one token): " + " ".join(f"{c:.2f}" for c in costs))
             drafter = CostAwareDrafter(NgramDrafter(), costs)
     progress(f"ready: verifier {config.verifier} on llama.cpp, drafter {drafter.describe() if drafter else 'none'}")

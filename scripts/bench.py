@@ -877,8 +877,8 @@ def main(argv=None) -> dict:
         context = -(-(max(lengths) + args.max_tokens + 64) // 256) * 256
         llama_engine, others = llamacpp_others(args, log, context)
         runner = llama_engine.verifier
-        env["llamacpp_threads"] = {"threads": runner.threads,
-                                   "batch_threads": getattr(runner, "batch_threads", runner.threads)}
+        env["llamacpp_threads"] = {"threads": runner.threads, "batch_threads": runner.batch_threads,
+                                   "busy_batch_threads": runner.busy_batch_threads}
     origins = list(dict.fromkeys(p.origin for p in prompts))
     log(f"{len(prompts)} prompts from {', '.join(origins)}, {min(lengths)}..{max(lengths)} tokens; runners: "
         f"{', '.join([PLAIN, *drafters, *variants, *others])}")
@@ -905,6 +905,8 @@ def main(argv=None) -> dict:
         add_llamacpp_report(report, runs, others, default)
         report["keystroke_llamacpp"] = keystroke_cost(llama_engine, prompts, texts)
         env["llama_cpp_python"] = _version("llama_cpp_python")
+        # specd's passes over several tokens (prompts, verifications) by thread count: auto's idle cores in use
+        env["llamacpp_threads"]["passes_on"] = {str(k): v for k, v in sorted(runner.passes_on.items())}
     if len(origins) > 1:
         report["per_source"] = source_summaries(runs, origins, default, list(drafters), list(variants),
                                                 list(others)[1] if others else None)

@@ -36,7 +36,8 @@ _SETTING_HELP = {
     "max_context": "context window in tokens",
     "cache_slots": "documents whose KV cache is kept",
     "threads": "CPU threads for torch or llama.cpp (0 = half the cores)",
-    "batch_threads": "llama.cpp: CPU threads for the prompt and verification passes (0 = as --threads)",
+    "batch_threads": "llama.cpp: CPU threads for the prompt and verification passes (0 = auto: every core while other "
+                     "programs leave them idle, else --threads)",
     "backend": "auto, torch or llamacpp: what runs the verifier (auto: a GGUF on CPU runs on llama.cpp when "
                "llama-cpp-python is installed)",
     "host": "address to listen on (default 127.0.0.1; beyond loopback the token is still required)",

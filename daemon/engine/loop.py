@@ -42,7 +42,7 @@ class EngineConfig:
     cache_slots: int = 4
     layer_skip_layers: int | None = None
     threads: int = 0  # CPU threads for torch or llama.cpp; 0 = half the cores
-    batch_threads: int = 0  # llama.cpp: threads for passes over several tokens (prompt, verification); 0 = as threads
+    batch_threads: int = 0  # llama.cpp: threads for passes over several tokens (prompt, verification); 0 = auto
     backend: str = "auto"  # auto | torch | llamacpp (daemon/models/loading.py: choose_backend)
 
 

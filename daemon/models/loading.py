@@ -24,6 +24,8 @@ from specd.daemon.config.settings import DRAFT_STRATEGIES
 from .backend import choose_backend
 from .tokenizer_compat import check_compatible, shared_vocab_size
 
+MIN_THREAD_GAIN = 1.2  # llama.cpp passes on idle cores must be this much cheaper to be worth the risk of a stall
+
 
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
@@ -227,10 +229,12 @@ def quantized_drafter(config, gguf: Path, verifier: ModelRunner, progress=print)
     from specd.daemon.engine.runners.llamacpp_runner import LlamaCppRunner
 
     progress(f"loading {gguf.name} on llama.cpp as the drafter ...")
-    # batch_threads 0 runs the drafter's catch-up passes (1-3 tokens after a verification) on the step's threads:
-    # on 2 shared cores with another process on one of them, a 2-token pass on both took 1.7-3.4 s, on one ~15 ms.
+    # batch_threads 0 runs the drafter's catch-up passes (1-3 tokens after a verification) on the step's threads,
+    # not on idle cores (auto): torch's own thread pool, between the verifier's passes, is not idle to the probe.
+    # On 2 shared cores with another process on one of them, a 2-token pass on both took 1.7-3.4 s, on one ~15 ms.
+    threads = config.threads or max(1, (os.cpu_count() or 2) // 2)
     runner = LlamaCppRunner(gguf, max_context=config.max_context, sequences=config.cache_slots,
-                            threads=config.threads, batch_threads=config.batch_threads)
+                            threads=threads, batch_threads=config.batch_threads or threads)
     columns = verifier.model.get_output_embeddings().weight.shape[0]
     shared = min(columns, runner.n_vocab)
     if shared < columns:
@@ -238,10 +242,30 @@ def quantized_drafter(config, gguf: Path, verifier: ModelRunner, progress=print)
     return QuantizedDrafter(runner, config.verifier, vocab_limit=shared if shared < runner.n_vocab else None)
 
 
+def pass_cost_tables(verifier, passes: int, filled, progress=print) -> dict[int, list[float]]:
+    """The cost table of passes over 1..`passes` tokens for each thread count `verifier` (a LlamaCppRunner) may run
+    them on. Auto threads keep their idle-core mode only if it made the longest pass at least MIN_THREAD_GAIN
+    times cheaper here (not with hyperthreads that share a core's units, or a machine loaded while measuring)."""
+    from specd.daemon.engine.draft_policy import measure_pass_costs
+
+    tables = {}
+    for threads in verifier.pass_thread_choices:
+        verifier.pin_pass_threads(threads)
+        tables[threads] = measure_pass_costs(verifier, passes, filled=filled)
+        progress(f"llama.cpp pass costs on {threads} thread(s), relative to one token: "
+                 + " ".join(f"{c:.2f}" for c in tables[threads]))
+    verifier.pin_pass_threads(None)
+    fewest, most = min(tables), max(tables)
+    if most != fewest and tables[most][-1] * MIN_THREAD_GAIN > tables[fewest][-1]:
+        progress(f"note: passes on {most} threads were not faster than on {fewest}: they stay on {fewest}")
+        verifier.fix_pass_threads(fewest)
+        tables = {fewest: tables[fewest]}
+    return tables
+
+
 def _load_llamacpp_engine(config, gguf: Path, progress=print):
     """An Engine whose verifier is the GGUF on llama.cpp, one sequence per cache slot, n-gram drafting."""
-    from specd.daemon.engine.draft_policy import (PROBE_CONTEXT, filled_cache, longest_consistent_pass,
-                                                   measure_pass_costs)
+    from specd.daemon.engine.draft_policy import PROBE_CONTEXT, filled_cache, longest_consistent_pass
     from specd.daemon.engine.drafters.cost_aware import CostAwareDrafter
     from specd.daemon.engine.drafters.ngram import NgramDrafter
     from specd.daemon.engine.loop import Engine
@@ -254,9 +278,14 @@ def _load_llamacpp_engine(config, gguf: Path, progress=print):
     drafter = None
     if config.draft_strategy != "none":
         passes = config.max_draft_tokens + 1
-        # Only passes that reproduce single steps bit for bit keep greedy speculation lossless (llamacpp_runner.py).
-        filled = filled_cache(verifier, PROBE_CONTEXT, passes)  # one prefill for both measurements
-        consistent = longest_consistent_pass(verifier, passes, filled=filled)
+        filled = filled_cache(verifier, PROBE_CONTEXT, passes)  # one prefill for all the measurements
+        # Only passes that reproduce single steps bit for bit keep greedy speculation lossless (llamacpp_runner.py),
+        # on every thread count a pass may run on.
+        consistent = passes
+        for threads in verifier.pass_thread_choices:
+            verifier.pin_pass_threads(threads)
+            consistent = min(consistent, longest_consistent_pass(verifier, passes, filled=filled))
+        verifier.pin_pass_threads(None)
         if consistent < passes:
             cause = (f"this build's {' and '.join(verifier.many_row_kernels)} kernels" if verifier.many_row_kernels
                      else "llama.cpp's kernels for many rows")
@@ -266,9 +295,8 @@ def _load_llamacpp_engine(config, gguf: Path, progress=print):
                      f"({cause}), so drafts are capped at {consistent - 1} token(s) to stay lossless{fix}")
         if consistent > 1:
             # A k-token pass costs several steps on a few cores: verify only the part of a draft that pays, by
-            # this machine's pass costs, measured now (about a second).
-            costs = measure_pass_costs(verifier, consistent, filled=filled)
-            progress("llama.cpp pass costs (relative to one token): " + " ".join(f"{c:.2f}" for c in costs))
-            drafter = CostAwareDrafter(NgramDrafter(), costs)
+            # this machine's pass costs, measured now (a second or two per thread count).
+            tables = pass_cost_tables(verifier, consistent, filled, progress)
+            drafter = CostAwareDrafter(NgramDrafter(), lambda: tables[verifier.pass_threads()])
     progress(f"ready: verifier {config.verifier} on llama.cpp, drafter {drafter.describe() if drafter else 'none'}")
     return Engine(verifier, tokenizer, drafter, config, config.verifier, None)

@@ -43,30 +43,66 @@ def _context(ids):
     return DraftContext(ids, 8, SamplingParams(0.0, 1.0), None, None)
 
 
+class _Cycle(Drafter):
+    """Proposes what follows the last id in the cycle 7 8 9 10."""
+
+    name = "cycle"
+
+    def propose(self, ctx, state):
+        start = (ctx.ids[-1] - 7 + 1) % 4 if 7 <= ctx.ids[-1] <= 10 else 0
+        return Draft([7 + (start + i) % 4 for i in range(4)])
+
+
 def test_hindsight_raises_p_while_drafts_are_right_and_lowers_it_when_wrong():
-    drafter = CostAwareDrafter(_Fixed([7, 8, 9, 10]), LLAMACPP_LIKE)
+    drafter = CostAwareDrafter(_Cycle(), lambda: LLAMACPP_LIKE)
     state = drafter.new_state()
     assert drafter.propose(_context([1, 2, 3]), state).tokens == []  # p = 0.5 at first: no draft pays
     ids = [1, 2, 3]
-    for _ in range(24):  # the verifier keeps writing what the proposal said (the held-back tokens too)
-        ids = ids + [7]
+    for _ in range(12):  # one token per round (plain steps): the verifier writes what the proposals said
+        ids = ids + [7 + (len(ids) - 3) % 4]
         drafter.propose(_context(ids), state)
     assert state.p > 0.9
-    assert len(drafter.propose(_context(ids + [7]), state).tokens) == 4
-    for _ in range(24):  # now the proposal is always wrong
+    assert len(drafter.propose(_context(ids), state).tokens) == 4
+    for _ in range(24):  # now the proposals are always wrong
         ids = ids + [5]
         drafter.propose(_context(ids), state)
     assert state.p < 0.5 and drafter.propose(_context(ids + [5]), state).tokens == []
 
 
+def test_a_held_back_proposal_is_scored_whole_once_its_end_is_known():
+    state = CostAwareDrafter(_Fixed([]), lambda: LLAMACPP_LIKE).new_state()
+    state.track([1, 2, 3], [7, 8, 9, 10])  # proposed after 1 2 3, verified in part or not at all
+    state.track([1, 2, 3], [5])  # another while the first is being scored: not tracked
+    for known in ([1, 2, 3, 7], [1, 2, 3, 7, 8], [1, 2, 3, 7, 8, 9]):  # all right so far: not yet decided
+        state.score(known)
+        assert (state.right, state.wrong) == (1.0, 1.0)
+    state.score([1, 2, 3, 7, 8, 9, 10, 11])
+    assert (state.right, state.wrong) == pytest.approx((0.8 + 4, 0.8))  # four right tokens, none wrong
+    state.track([1, 2], [4, 4, 4])
+    state.score([1, 2, 4, 5])  # decided at its second token
+    assert (state.right, state.wrong) == pytest.approx((0.8 * 4.8 + 1, 0.8 * 0.8 + 1))
+
+
 def test_a_new_request_is_not_scored_against_the_old_proposal():
-    drafter = CostAwareDrafter(_Fixed([7]), LLAMACPP_LIKE)
+    drafter = CostAwareDrafter(_Fixed([7]), lambda: LLAMACPP_LIKE)
     state = drafter.new_state()
     drafter.propose(_context([1, 2, 3]), state)
     before = (state.right, state.wrong)
     drafter.propose(_context([4, 5]), state)  # a different, shorter sequence
     drafter.propose(_context([9, 9, 9, 9]), state)  # as long, but not the same pending token
     assert (state.right, state.wrong) == before
+
+
+def test_the_draft_length_follows_the_table_of_the_next_pass():
+    """Passes on idle cores are cheaper: the same learned p verifies a draft there and none on one busy core."""
+    tables = {1: [1.0, 1.76, 2.48, 3.27, 3.89], 2: [1.0, 1.48, 1.9, 2.2, 2.4]}  # measured here, SmolLM2 Q4_1
+    threads = [2]
+    drafter = CostAwareDrafter(_Fixed([7, 8, 9, 10]), lambda: tables[threads[0]])
+    state = drafter.new_state()
+    state.right, state.wrong = 8.0, 2.0  # p = 0.8
+    assert drafter.propose(_context([1, 2, 3]), state).tokens == [7, 8, 9, 10]
+    threads[0] = 1
+    assert drafter.propose(_context([4, 5, 6]), state).tokens == []
 
 
 def test_measure_pass_costs_is_relative_to_a_one_token_pass(make_engine):

@@ -138,8 +138,10 @@ def test_a_full_pool_reuses_the_oldest_sequence(engine):
     assert len(engine.pool.slots) == 2 and sorted(s.cache.seq_id for s in engine.pool.slots) == [0, 1]
 
 
-def test_a_batch_gives_every_token_the_logits_of_a_single_step(engine):
-    """What makes greedy speculation lossless here: flash attention off, and a build without llamafile's sgemm."""
+@pytest.mark.parametrize("pass_threads", [1, 2])
+def test_a_batch_gives_every_token_the_logits_of_a_single_step(engine, pass_threads):
+    """What makes greedy speculation lossless here: flash attention off, and a build without llamafile's sgemm; on
+    one thread or on two (each output of a matrix product is still one thread's dot product)."""
     import torch
 
     runner = engine.verifier
@@ -149,16 +151,102 @@ def test_a_batch_gives_every_token_the_logits_of_a_single_step(engine):
     ids = engine.tokenizer(json_decoder_prompts()[0][0])["input_ids"][:300]
     cache = runner.new_cache()
     runner.forward(ids[:260], cache, last_only=True)
-    batch = runner.forward(ids[260:], cache)
+    runner.pin_pass_threads(pass_threads)
+    try:
+        batch = runner.forward(ids[260:], cache)
+        assert runner.lc.llama_n_threads_batch(runner.ctx) == pass_threads
+    finally:
+        runner.pin_pass_threads(None)
     cache.truncate(260)
     steps = torch.cat([runner.forward([token], cache) for token in ids[260:]])
     assert torch.equal(batch, steps)
 
 
-def test_verification_passes_run_on_the_batch_threads(llama):
-    runner = llama.verifier
-    assert runner.threads >= 1 and runner.batch_threads >= runner.threads
-    assert llama.drafter is not None  # the fixture's engine drafts: its passes were found consistent at load
+class _Load:
+    def __init__(self, busy: float) -> None:
+        self.busy = busy
+
+    def cores_busy(self) -> float:
+        return self.busy
+
+
+def test_passes_take_the_idle_cores_and_leave_them_when_other_programs_need_them(engine):
+    runner = engine.verifier
+    saved = runner.load, runner.batch_threads, runner.busy_batch_threads
+    runner.batch_threads, runner.busy_batch_threads, runner.load = 2, 1, _Load(0.0)
+    try:
+        ids = engine.tokenizer(json_decoder_prompts()[0][0])["input_ids"][:20]
+        cache = runner.new_cache()
+        runner.forward(ids[:8], cache)
+        assert runner.lc.llama_n_threads_batch(runner.ctx) == 2
+        runner.load.busy = 0.6  # a build started on the other core
+        runner.forward(ids[8:12], cache)
+        assert runner.lc.llama_n_threads_batch(runner.ctx) == 1
+        runner.forward(ids[12:13], cache)  # a single step runs on `threads`, whatever the load
+        assert runner.lc.llama_n_threads(runner.ctx) == runner.threads
+        runner.load.busy = 0.1  # a short burst of the editor's
+        runner.forward(ids[13:16], cache)
+        assert runner.lc.llama_n_threads_batch(runner.ctx) == 2
+    finally:
+        runner.load, runner.batch_threads, runner.busy_batch_threads = saved
+
+
+def test_auto_threads_use_every_usable_core_and_a_fixed_count_stays(tmp_path):
+    from specd.daemon.engine.runners.cpu_load import OtherProgramsLoad, usable_cpus
+
+    gguf = embedded_home(tmp_path) / "cache" / "embedded" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    auto = LlamaCppRunner(gguf, max_context=64, sequences=1, threads=1)
+    cores = len(usable_cpus())
+    if cores > 1 and OtherProgramsLoad.available():
+        assert (auto.busy_batch_threads, auto.batch_threads, auto.pass_thread_choices) == (1, cores, (1, cores))
+    fixed = LlamaCppRunner(gguf, max_context=64, sequences=1, threads=1, batch_threads=3)
+    assert (fixed.load, fixed.pass_threads(), fixed.pass_thread_choices) == (None, 3, (3,))
+    auto.fix_pass_threads(1)
+    assert (auto.load, auto.pass_threads(), auto.pass_thread_choices) == (None, 1, (1,))
+
+
+def test_the_drafter_prices_each_pass_by_the_threads_it_will_run_on(tmp_path, monkeypatch):
+    from specd.daemon.models import loading
+
+    monkeypatch.setenv("SPECD_HOME", str(embedded_home(tmp_path)))
+    tables = {1: [1.0, 1.8, 2.5], 2: [1.0, 1.5, 1.9]}
+    monkeypatch.setattr(loading, "pass_cost_tables", lambda runner, passes, filled, progress: tables)
+    engine = load_engine(EngineConfig(verifier="smollm2-135m", backend="llamacpp", cache_slots=1, max_context=512,
+                                      max_draft_tokens=2), progress=lambda message: None)
+    runner = engine.verifier
+    runner.batch_threads, runner.busy_batch_threads = 2, 1
+    runner.load = _Load(0.0)
+    assert engine.drafter.costs() == tables[2]
+    runner.load = _Load(1.0)
+    assert engine.drafter.costs() == tables[1]
+
+
+class _TimedRunner:
+    """What pass_cost_tables needs of a LlamaCppRunner, with a measurement per thread count."""
+
+    def __init__(self, choices):
+        self.pass_thread_choices, self.pinned, self.fixed = choices, [], None
+
+    def pin_pass_threads(self, threads):
+        self.pinned.append(threads)
+
+    def fix_pass_threads(self, threads):
+        self.fixed = threads
+
+
+@pytest.mark.parametrize("two_thread_cost, kept", [(2.4, (1, 2)), (3.7, (1,))])
+def test_idle_cores_are_used_only_if_passes_on_them_measured_cheaper(monkeypatch, two_thread_cost, kept):
+    from specd.daemon.engine import draft_policy
+    from specd.daemon.models.loading import pass_cost_tables
+
+    runner = _TimedRunner((1, 2))
+    measured = {1: [1.0, 1.8, 3.9], 2: [1.0, 1.5, two_thread_cost]}
+    monkeypatch.setattr(draft_policy, "measure_pass_costs", lambda r, n, filled: measured[r.pinned[-1]])
+    messages = []
+    tables = pass_cost_tables(runner, 3, None, messages.append)
+    assert tuple(tables) == kept and runner.pinned == [1, 2, None]
+    assert runner.fixed == (None if kept == (1, 2) else 1)
+    assert any("on 2 thread(s)" in m for m in messages)
 
 
 def test_drafts_are_capped_at_the_longest_consistent_pass(tmp_path, monkeypatch):
@@ -170,7 +258,7 @@ def test_drafts_are_capped_at_the_longest_consistent_pass(tmp_path, monkeypatch)
     messages = []
     engine = load_engine(EngineConfig(verifier="smollm2-135m", backend="llamacpp", cache_slots=1, max_context=512,
                                       max_draft_tokens=8), progress=messages.append)
-    assert len(engine.drafter.costs) == 4  # passes of 1..4 tokens: drafts of at most 3
+    assert len(engine.drafter.costs()) == 4  # passes of 1..4 tokens: drafts of at most 3
     assert any("drafts are capped at 3 token(s)" in m for m in messages)
     monkeypatch.setattr(draft_policy, "longest_consistent_pass", lambda runner, n, **probe: 1)
     engine = load_engine(EngineConfig(verifier="smollm2-135m", backend="llamacpp", cache_slots=1, max_context=512),

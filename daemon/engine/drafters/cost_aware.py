@@ -2,9 +2,11 @@
 
 Each round it takes the inner drafter's proposal and keeps the length `draft_policy.best_length` picks from the
 measured pass costs and this document's estimated per-token acceptance p; 0 tokens (a plain step) when no
-draft pays. p is learned from hindsight: the next round's sequence shows what really followed, so every
-proposal is scored against it, the tokens it verified and the ones it held back alike (a held-back proposal
-is scored on the one token the verifier wrote next). Older rounds weigh less (DECAY); an even prior starts it.
+draft pays. p is learned from hindsight: later rounds' sequences show what really followed a proposal, so it is
+scored against them whole, the tokens it verified and the ones it held back alike, once a wrong token or its
+end is known (a held-back 8-token proposal that was right counts 8 right tokens, a few rounds later). One proposal
+is scored at a time: the next ones mostly repeat its tail. Older proposals weigh less (DECAY); an even prior
+starts p at 0.5.
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ class _State:
     inner: object
     right: float = PRIOR
     wrong: float = PRIOR
-    length: int = 0  # len(ids) when the last proposal was made
+    length: int = 0  # len(ids) when the proposal being scored was made
     last: int = -1  # the last id then (the pending token)
-    proposal: tuple = ()
+    proposal: tuple = ()  # the proposal being scored; () when none is
     skipped: int = 0  # rounds since the last proposal
 
     @property
@@ -34,20 +36,33 @@ class _State:
         return self.right / (self.right + self.wrong)
 
     def score(self, ids: list[int]) -> None:
-        """Count the last proposal's tokens against what followed it in `ids` (same document, later round)."""
-        if not self.proposal or len(ids) <= self.length or ids[self.length - 1] != self.last:
+        """Count the proposal's tokens against what followed it in `ids` (the same document, a later round) once a
+        wrong token or its end is known; forget it when `ids` is another sequence."""
+        if not self.proposal:
+            return
+        if len(ids) < self.length or ids[self.length - 1] != self.last:
+            self.proposal = ()
             return
         known = ids[self.length :][: len(self.proposal)]
         right = 0
         while right < len(known) and known[right] == self.proposal[right]:
             right += 1
-        self.right = DECAY * self.right + right
-        self.wrong = DECAY * self.wrong + (1 if right < len(known) else 0)
+        if right < len(known) or right == len(self.proposal):
+            self.right = DECAY * self.right + right
+            self.wrong = DECAY * self.wrong + (1 if right < len(self.proposal) else 0)
+            self.proposal = ()
+
+    def track(self, ids: list[int], proposal: list[int]) -> None:
+        """Score `proposal`, made after `ids`, in later rounds, unless an earlier one is still being scored."""
+        if not self.proposal and proposal:
+            self.length, self.last, self.proposal = len(ids), ids[-1], tuple(proposal)
 
 
 class CostAwareDrafter(Drafter):
-    def __init__(self, inner: Drafter, costs: list[float]) -> None:
-        """`costs[n - 1]`: a verification pass over n tokens relative to a 1-token step (measure_pass_costs)."""
+    def __init__(self, inner: Drafter, costs) -> None:
+        """`costs()`: the cost table of the next verification pass, `costs()[n - 1]` a pass over n tokens relative
+        to a 1-token step (measure_pass_costs); a function, since the pass's thread count may change
+        (llamacpp_runner.LlamaCppRunner.pass_threads)."""
         self.inner = inner
         self.costs = costs
         self.name = inner.name
@@ -58,16 +73,16 @@ class CostAwareDrafter(Drafter):
 
     def propose(self, ctx: DraftContext, state: _State) -> Draft:
         state.score(ctx.ids)
-        if best_length(self.costs, state.p, ctx.max_tokens) == 0 and state.skipped < PROBE_EVERY - 1:
+        costs = self.costs()
+        if best_length(costs, state.p, ctx.max_tokens) == 0 and state.skipped < PROBE_EVERY - 1:
             # No draft would be verified: skip the inner drafter's work, but still look now and then, so that
             # hindsight can tell when drafts became likely again.
             state.skipped += 1
-            state.proposal = ()
             return Draft()
         state.skipped = 0
         draft = self.inner.propose(ctx, state.inner)
-        state.length, state.last, state.proposal = len(ctx.ids), ctx.ids[-1], tuple(draft.tokens)
-        keep = best_length(self.costs, state.p, len(draft.tokens))
+        state.track(ctx.ids, draft.tokens)
+        keep = best_length(costs, state.p, len(draft.tokens))
         probs = draft.probs[:keep] if draft.probs is not None else None
         return Draft(list(draft.tokens[:keep]), probs)
 

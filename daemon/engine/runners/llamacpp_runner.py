@@ -21,11 +21,13 @@ reproduce single steps bit for bit (`draft_policy.longest_consistent_pass`) and 
 prompt still gets the fast many-row kernels (a plain decode prefills with them too).
 
 Threads: llama.cpp runs a single-token step on `n_threads` and any pass over more tokens on `n_threads_batch`
-(llama-context.cpp). Both default to half the cores: on 2 cores, passes on both took a ~900-token prompt in 2.6 s
-instead of 4.5 s and a 5-token pass in 2.5 steps instead of 4.0 on a quiet machine, but while another program
-kept one core busy, llama-cpp-python's prompt lookup (a 10-token pass per round) took 25-38 s instead of 1.4 s
-for 48 tokens (each of a pass's hundreds of thread barriers waits for the descheduled thread); `batch_threads`
-raises it where cores are idle.
+(llama-context.cpp); specd sets the second before each pass. A step barely gains from more threads (SmolLM2
+Q4_1, 2 cores, quiet: 8.1 ms on two against 9.3 on one), a pass over several tokens gains much (a 9-token pass
+34 ms against 60), and both lose while another program keeps a core busy (the same pass 80 ms on two threads
+against 59 on one; each of a pass's hundreds of thread barriers waits for the thread that lost its core). So
+steps run on `threads` (half the cores), and `batch_threads` 0 (auto) runs passes on every usable core while other
+programs leave those idle (`cpu_load.OtherProgramsLoad`, sampled every 0.1 s) and on `threads` while they do not;
+a positive `batch_threads` fixes the count.
 
 Every cache slot is one llama.cpp sequence of one context, as llama-server's slots are: the context holds
 `sequences` sequences with separate (non-unified) KV streams of `max_context` cells each, so a pass over one
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+from collections import Counter
 import logging
 import os
 import weakref
@@ -45,7 +48,10 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
+from .cpu_load import OtherProgramsLoad, usable_cpus
+
 CMAKE_ARGS = "-DGGML_LLAMAFILE=OFF -DGGML_CPU_REPACK=OFF"  # a batch-consistent build (above)
+IDLE_SLACK = 0.25  # cores' worth of other programs' use still counted as idle (short bursts, tick granularity)
 INSTALL_HINT = (
     "the llama.cpp backend needs llama-cpp-python (no Linux wheel on PyPI: pip builds it from source, about "
     f"15-25 minutes on 2 cores, with a C++ compiler and cmake): CMAKE_ARGS=\"{CMAKE_ARGS}\" pip install "
@@ -101,7 +107,8 @@ class LlamaCppRunner:
         """Load `gguf` and make one context of `sequences` sequences of `max_context` positions each.
 
         threads: CPU threads for a single-token step (0 = half the cores, as the torch runner); batch_threads: for
-        passes over several tokens (0 = as `threads`). flash_attention: off by default (batch consistency and
+        passes over several tokens (0 = auto: every usable core while other programs leave them idle, else
+        `threads`; see `pass_threads`). flash_attention: off by default (batch consistency and
         decoding speed, above). Raises RuntimeError naming the file when llama.cpp
         cannot load it or make the context, and `INSTALL_HINT` when the binding is missing."""
         lc = self.lc = _binding()
@@ -113,7 +120,16 @@ class LlamaCppRunner:
             raise RuntimeError(f"llama.cpp could not load {self.path}")
         cores = os.cpu_count() or 2
         self.threads = threads or max(1, cores // 2)
-        self.batch_threads = batch_threads or self.threads
+        self.cpus = usable_cpus()
+        # the most threads a pass over several tokens runs on, and the fewest (while other programs are busy)
+        self.batch_threads = batch_threads or max(self.threads, len(self.cpus))
+        self.busy_batch_threads = batch_threads or self.threads
+        self.load = (OtherProgramsLoad(self.cpus) if self.busy_batch_threads < self.batch_threads
+                     and OtherProgramsLoad.available() else None)
+        if self.load is None:
+            self.batch_threads = self.busy_batch_threads
+        self._pinned: int | None = None
+        self.passes_on = Counter()  # passes over several tokens run, by thread count (benchmarks report it)
         self.flash_attention = flash_attention
         self.batch_size = batch
         self.sequences = sequences
@@ -123,7 +139,8 @@ class LlamaCppRunner:
         params.n_batch = params.n_ubatch = batch
         params.n_seq_max = sequences
         params.kv_unified = False
-        params.n_threads, params.n_threads_batch = self.threads, self.batch_threads
+        params.n_threads, params.n_threads_batch = self.threads, self.busy_batch_threads
+        self._threads_set = self.busy_batch_threads
         params.flash_attn_type = 1 if flash_attention else 0
         self.ctx = lc.llama_init_from_model(self.model, params)
         if not self.ctx:
@@ -188,10 +205,40 @@ class LlamaCppRunner:
                 rows.append(logits)
         return rows[0] if len(rows) == 1 else torch.cat(rows)
 
+    def pass_threads(self) -> int:
+        """The threads the next pass over several tokens runs on: `batch_threads` (every usable core, in auto)
+        while other programs took at most IDLE_SLACK cores lately, else `busy_batch_threads` (the same when the
+        count is fixed or pinned)."""
+        if self._pinned is not None:
+            return self._pinned
+        if self.load is None or self.load.cores_busy() <= IDLE_SLACK:
+            return self.batch_threads
+        return self.busy_batch_threads
+
+    @property
+    def pass_thread_choices(self) -> tuple[int, ...]:
+        """The thread counts `pass_threads` chooses from: (busy_batch_threads, batch_threads), or one."""
+        return tuple(sorted({self.busy_batch_threads, self.batch_threads}))
+
+    def pin_pass_threads(self, threads: int | None) -> None:
+        """Run every pass over several tokens on `threads` (measurements at load); None: choose again per pass."""
+        self._pinned = threads
+
+    def fix_pass_threads(self, threads: int) -> None:
+        """From now on run every pass over several tokens on `threads` (auto found no gain in more)."""
+        self.batch_threads = self.busy_batch_threads = threads
+        self.load = None
+
     # -- llama.cpp ------------------------------------------------------------------------------------------------
 
     def _decode(self, tokens: list[int], cache: LlamaSequence, want_all: bool, want_last: bool):
         batch, n, start = self._batch, len(tokens), cache.length
+        if n > 1:
+            threads = self.pass_threads()
+            if threads != self._threads_set:
+                self.lc.llama_set_n_threads(self.ctx, self.threads, threads)
+                self._threads_set = threads
+            self.passes_on[threads] += 1
         batch.n_tokens = n
         for i, token in enumerate(tokens):
             batch.token[i] = token

@@ -886,6 +886,8 @@ def main(argv=None) -> dict:
     started = time.perf_counter()
     bench_prompt(engine, drafters, variants, prompts[0], 0, min(8, args.max_tokens), others, args.warm)  # not counted
     warmup_s = time.perf_counter() - started
+    if others:
+        llama_engine.verifier.passes_on.clear()  # from here on: the timed runs' passes
 
     runs: list[Run] = []
     for index, prompt in enumerate(prompts):
@@ -902,11 +904,12 @@ def main(argv=None) -> dict:
     report["keystroke"] = keystroke_cost(engine, prompts, texts)
     report["keystroke_cost_ratio"] = report["keystroke"]["keystroke_cost_ratio"]
     if others:
+        # specd's passes over several tokens in the timed runs (prompts, verifications) by thread count: how often
+        # batch_threads auto found the other cores idle
+        env["llamacpp_threads"]["passes_on"] = {str(k): v for k, v in sorted(runner.passes_on.items())}
         add_llamacpp_report(report, runs, others, default)
         report["keystroke_llamacpp"] = keystroke_cost(llama_engine, prompts, texts)
         env["llama_cpp_python"] = _version("llama_cpp_python")
-        # specd's passes over several tokens (prompts, verifications) by thread count: auto's idle cores in use
-        env["llamacpp_threads"]["passes_on"] = {str(k): v for k, v in sorted(runner.passes_on.items())}
     if len(origins) > 1:
         report["per_source"] = source_summaries(runs, origins, default, list(drafters), list(variants),
                                                 list(others)[1] if others else None)

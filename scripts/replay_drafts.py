@@ -5,7 +5,14 @@ the verifier's plain output for a prompt is known, every round of any determinis
 offline: tokens per pass come out exact, and the speed estimate weighs each pass by this machine's measured
 cost of a k-token verification pass. One decode per prompt, then any number of settings in seconds.
 
+`cost-aware` replays the llama.cpp backend's policy (drafters/cost_aware.py: verify only the part of a draft that
+pays by the cost table, learning each document's acceptance in hindsight) with the table of each thread count the
+backend's passes may run on (`--backend llamacpp`; draft_policy.measure_pass_costs, as at load). Tune it on one
+set of prompts and check it on another (`--seed`, `--code-dir`): the per-prompt estimates are printed.
+
     SPECD_HOME=/tmp/sh python scripts/replay_drafts.py --verifier smollm2-135m --limit 40 --threads 2
+    SPECD_HOME=/tmp/sh python scripts/replay_drafts.py --backend llamacpp --threads 1 --stdlib \
+        --code-dir editor-configs/vscode/node_modules --limit 8 --seed 7
 """
 
 from __future__ import annotations
@@ -15,10 +22,12 @@ import json
 import sys
 from dataclasses import dataclass
 
-from bench import stdlib_prompts
+from bench import gather_prompts
 from bench_verify_cost import cost_curve
 
+from specd.daemon.engine.draft_policy import filled_cache, measure_pass_costs
 from specd.daemon.engine.drafters.base import DraftContext
+from specd.daemon.engine.drafters.cost_aware import CostAwareDrafter
 from specd.daemon.engine.drafters.ngram import NgramDrafter
 from specd.daemon.engine.loop import Engine, EngineConfig, next_draft_length
 from specd.daemon.models.loading import load_engine
@@ -55,22 +64,44 @@ def greedy_cases(engine: Engine, prompts, max_tokens: int) -> list[Case]:
     return cases
 
 
-def pass_costs(engine: Engine, context: int, max_k: int, repeats: int) -> list[float]:
-    """costs[k]: a verification pass over k tokens, relative to a 1-token step (costs[0] unused)."""
-    seconds = cost_curve(engine, context, list(range(1, max_k + 1)), repeats)
-    return [0.0] + [seconds[k] / seconds[1] for k in range(1, max_k + 1)]
+def pass_costs(engine: Engine, context: int, max_k: int, repeats: int) -> dict[int, list[float]]:
+    """{threads: costs}, costs[k] a verification pass over k tokens relative to a 1-token step (costs[0] unused):
+    one table per thread count the runner's passes may run on (llama.cpp), else one."""
+    runner = engine.verifier
+    if not hasattr(runner, "pass_thread_choices"):
+        seconds = cost_curve(engine, context, list(range(1, max_k + 1)), repeats)
+        return {runner_threads(engine): [0.0] + [seconds[k] / seconds[1] for k in range(1, max_k + 1)]}
+    filled = filled_cache(runner, context, max_k)
+    tables = {}
+    for threads in runner.pass_thread_choices:
+        runner.pin_pass_threads(threads)
+        tables[threads] = [0.0] + measure_pass_costs(runner, max_k, context, repeats, filled)
+    runner.pin_pass_threads(None)
+    return tables
 
 
-def replay(cases: list[Case], drafter: NgramDrafter, max_draft: int, costs: list[float]) -> dict:
+def runner_threads(engine: Engine) -> int:
+    import torch
+
+    return getattr(engine.verifier, "threads", None) or torch.get_num_threads()
+
+
+def replay(cases: list[Case], drafter, max_draft: int, costs: list[float]) -> dict:
+    """Tokens per pass and the estimated speedup over plain decoding (tokens over summed pass costs), over all
+    `cases` and per case. `drafter`: an NgramDrafter, or a CostAwareDrafter (a state per case, as per document)."""
     greedy = SamplingParams(0.0, 1.0)
     tokens = passes = 0
     cost = 0.0
+    per_case = []
     for case in cases:
         # The prefill pass yields the first token; each later pass verifies [pending token] + draft.
         sequence, done, draft_length = case.prompt_ids + case.output[:1], 1, max_draft
+        state = drafter.new_state() if isinstance(drafter, CostAwareDrafter) else None
+        case_cost = 0.0
         while done < len(case.output):
             budget = min(draft_length, len(case.output) - done)
-            draft = drafter.propose(DraftContext(sequence, budget, greedy, None, None, case.sources), None).tokens[:budget]
+            draft = drafter.propose(DraftContext(sequence, budget, greedy, None, None, case.sources),
+                                    state).tokens[:budget]
             expected = case.output[done:]
             accepted = next((i for i, t in enumerate(draft) if t != expected[i]), len(draft))
             if draft:
@@ -80,41 +111,57 @@ def replay(cases: list[Case], drafter: NgramDrafter, max_draft: int, costs: list
             done += new
             tokens += new
             passes += 1
-            cost += costs[min(1 + len(draft), len(costs) - 1)]
-    return {"tokens_per_pass": tokens / passes, "estimated_speedup": tokens / cost if cost else None}
+            case_cost += costs[min(1 + len(draft), len(costs) - 1)]
+        cost += case_cost
+        per_case.append((len(case.output) - 1) / case_cost if case_cost else None)
+    return {"tokens_per_pass": tokens / passes, "estimated_speedup": tokens / cost if cost else None,
+            "per_prompt": per_case}
 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--verifier", default=EngineConfig.verifier)
-    parser.add_argument("--limit", type=int, default=40)
+    parser.add_argument("--backend", default="auto", help="auto, torch or llamacpp (as the setting)")
+    parser.add_argument("--stdlib", action="store_true", help="the Python standard library as a source (the "
+                        "default when no --code-dir is named)")
+    parser.add_argument("--code-dir", dest="code_dirs", action="append", default=[], metavar="DIR",
+                        help="cut prompts from the source files of DIR too (as scripts/bench.py; repeatable)")
+    parser.add_argument("--limit", type=int, default=40, help="prompts per source")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--prefix-tokens", type=int, default=1000)
+    parser.add_argument("--suffix-tokens", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=5, help="timed passes per k and round for the cost curve")
     parser.add_argument("--json", dest="json_out", default=None)
     args = parser.parse_args(argv)
+    args.prompts = None
     log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
-    engine = load_engine(EngineConfig(verifier=args.verifier, draft_strategy="none", threads=args.threads),
-                         progress=log)
-    prompts = stdlib_prompts(engine.tokenizer, args.limit, args.seed, args.prefix_tokens, 200)
+    engine = load_engine(EngineConfig(verifier=args.verifier, draft_strategy="none", threads=args.threads,
+                                      backend=args.backend, cache_slots=2), progress=log)
+    prompts = gather_prompts(engine.tokenizer, args)
     log(f"decoding {len(prompts)} prompts once ...")
     cases = greedy_cases(engine, prompts, args.max_tokens)
     longest = max(max_draft for _, max_draft in SETTINGS.values()) + 1
     context = sorted(len(c.prompt_ids) for c in cases)[len(cases) // 2]
-    costs = pass_costs(engine, context, longest, args.repeats)
-    report = {"pass_cost": {k: round(c, 3) for k, c in enumerate(costs) if k}, "settings": {}}
-    print("k-token pass cost: " + "  ".join(f"{k}:{c:.2f}" for k, c in report["pass_cost"].items()))
-    for name, (options, max_draft) in SETTINGS.items():
-        row = replay(cases, NgramDrafter(**options), max_draft, costs)
-        report["settings"][name] = row
-        print(f"{name:20s} tokens/pass {row['tokens_per_pass']:.2f}  estimated speedup {row['estimated_speedup']:.2f}")
+    engine.pool.clear()  # the measurement takes a cache of its own
+    tables = pass_costs(engine, context, longest, args.repeats)
+    report = {"pass_cost": {}, "settings": {}}
+    for threads, costs in tables.items():
+        report["pass_cost"][threads] = {k: round(c, 3) for k, c in enumerate(costs) if k}
+        print(f"k-token pass cost on {threads} thread(s): "
+              + "  ".join(f"{k}:{c:.2f}" for k, c in report["pass_cost"][threads].items()))
+        settings = {**{name: (NgramDrafter(**options), max_draft) for name, (options, max_draft) in SETTINGS.items()},
+                    "cost-aware": (CostAwareDrafter(NgramDrafter(), lambda costs=costs: costs[1:]), 8)}
+        for name, (drafter, max_draft) in settings.items():
+            row = replay(cases, drafter, max_draft, costs)
+            report["settings"][f"{name} ({threads} thread(s))"] = row
+            print(f"{name:20s} {threads} thread(s)  tokens/pass {row['tokens_per_pass']:.2f}  estimated speedup "
+                  f"{row['estimated_speedup']:.2f}  per prompt " + " ".join(f"{x:.2f}" for x in row["per_prompt"]))
     if args.json_out:
         with open(args.json_out, "w", encoding="utf-8") as out:
             json.dump(report, out, indent=1)
     return report
-
 
 if __name__ == "__main__":
     main()

@@ -205,6 +205,25 @@ def test_replay_counts_the_passes_a_real_speculative_run_makes(tmp_path):
     assert row["estimated_speedup"] == row["tokens_per_pass"]  # with every pass costing one step
 
 
+def test_the_cost_aware_replay_drafts_only_where_its_table_says_drafts_pay(tmp_path):
+    from specd.daemon.engine.drafters.cost_aware import CostAwareDrafter
+    from specd.daemon.engine.loop import EngineConfig
+    from specd.daemon.models.loading import load_engine
+
+    replay = _script("replay_drafts")
+    Prompt = _script("bench").Prompt
+    verifier, _ = write_tiny_pair(tmp_path / "models")
+    engine = load_engine(EngineConfig(verifier=str(verifier), draft_strategy="none", threads=1),
+                         progress=lambda message: None)
+    cases = replay.greedy_cases(engine, [Prompt("x = 1\ny = x + 1\n" * 6, "", "python", "a")], max_tokens=40)
+    dear = [0.0] + [float(k) for k in range(1, 10)]  # a k-token pass costs k steps: no draft ever pays
+    row = replay.replay(cases, CostAwareDrafter(_PartlyRightDrafter(cases), lambda: dear[1:]), 8, dear)
+    assert row["tokens_per_pass"] == 1.0 and row["per_prompt"] == [1.0]
+    cheap = [0.0] + [1.0] * 9  # every pass costs one step: drafts pay once hindsight trusts them
+    row = replay.replay(cases, CostAwareDrafter(_PartlyRightDrafter(cases), lambda: cheap[1:]), 8, cheap)
+    assert row["tokens_per_pass"] > 1.0 and row["per_prompt"][0] == row["estimated_speedup"] > 1.0
+
+
 def test_warm_runs_follow_the_keystroke_before_on_the_same_cache(tmp_path):
     from specd.daemon.engine.drafters.ngram import NgramDrafter
     from specd.daemon.engine.loop import EngineConfig

@@ -179,16 +179,21 @@ class _PartlyRightDrafter(Drafter):
         return Draft(tokens)
 
 
-def test_replay_counts_the_passes_a_real_speculative_run_makes(tmp_path):
-    from specd.daemon.engine.loop import Engine, EngineConfig, GenerationRequest
+def _plain_tiny_engine(tmp_path):
+    from specd.daemon.engine.loop import EngineConfig
     from specd.daemon.models.loading import load_engine
+
+    verifier, _ = write_tiny_pair(tmp_path / "models")
+    return load_engine(EngineConfig(verifier=str(verifier), draft_strategy="none", threads=1),
+                       progress=lambda message: None)
+
+
+def test_replay_counts_the_passes_a_real_speculative_run_makes(tmp_path):
+    from specd.daemon.engine.loop import GenerationRequest
 
     replay = _script("replay_drafts")
     Prompt = _script("bench").Prompt
-
-    verifier, _ = write_tiny_pair(tmp_path / "models")
-    engine = load_engine(EngineConfig(verifier=str(verifier), draft_strategy="none", threads=1),
-                         progress=lambda message: None)
+    engine = _plain_tiny_engine(tmp_path)
     prompts = [Prompt("x = 1\ny = x + 1\n" * 6, "", "python", "a"), Prompt("def f(a):\n", "\nf(2)\n", "python", "b")]
     cases = replay.greedy_cases(engine, prompts, max_tokens=40)
     drafter = _PartlyRightDrafter(cases)
@@ -207,15 +212,10 @@ def test_replay_counts_the_passes_a_real_speculative_run_makes(tmp_path):
 
 def test_the_cost_aware_replay_drafts_only_where_its_table_says_drafts_pay(tmp_path):
     from specd.daemon.engine.drafters.cost_aware import CostAwareDrafter
-    from specd.daemon.engine.loop import EngineConfig
-    from specd.daemon.models.loading import load_engine
 
     replay = _script("replay_drafts")
     Prompt = _script("bench").Prompt
-    verifier, _ = write_tiny_pair(tmp_path / "models")
-    engine = load_engine(EngineConfig(verifier=str(verifier), draft_strategy="none", threads=1),
-                         progress=lambda message: None)
-    cases = replay.greedy_cases(engine, [Prompt("x = 1\ny = x + 1\n" * 6, "", "python", "a")], max_tokens=40)
+    cases = replay.greedy_cases(_plain_tiny_engine(tmp_path), [Prompt("x = 1\ny = x + 1\n" * 6, "", "python", "a")], max_tokens=40)
     dear = [0.0] + [float(k) for k in range(1, 10)]  # a k-token pass costs k steps: no draft ever pays
     row = replay.replay(cases, CostAwareDrafter(_PartlyRightDrafter(cases), lambda: dear[1:]), 8, dear)
     assert row["tokens_per_pass"] == 1.0 and row["per_prompt"] == [1.0]

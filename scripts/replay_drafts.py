@@ -157,7 +157,8 @@ def main(argv=None) -> dict:
             row = replay(cases, drafter, max_draft, costs)
             report["settings"][f"{name} ({threads} thread(s))"] = row
             print(f"{name:20s} {threads} thread(s)  tokens/pass {row['tokens_per_pass']:.2f}  estimated speedup "
-                  f"{row['estimated_speedup']:.2f}  per prompt " + " ".join(f"{x:.2f}" for x in row["per_prompt"]))
+                  f"{row['estimated_speedup']:.2f}  per prompt "
+                  + " ".join("-" if x is None else f"{x:.2f}" for x in row["per_prompt"]))
     if args.json_out:
         with open(args.json_out, "w", encoding="utf-8") as out:
             json.dump(report, out, indent=1)

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from specd.daemon.engine.runners.attention import use_grouped_sdpa
+from specd.daemon.engine.runners.cpu_load import default_threads
 from .embedded import EMBEDDED, fetch_embedded
 from specd.daemon.engine.runners.fast_head import use_fast_head
 from specd.daemon.config.paths import get_paths
@@ -151,7 +152,7 @@ def load_engine(config, progress=print):
     if device.type == "cpu":
         # Half the cores by default: the editor and the rest of the desktop share the machine, and a torch
         # thread that has to wait for a busy core stalls every step (OpenMP threads wait for each other).
-        torch.set_num_threads(config.threads or max(1, (os.cpu_count() or 2) // 2))
+        torch.set_num_threads(config.threads or default_threads())
     gguf = gguf_file(config.verifier, progress)
     if choose_backend(config, gguf is not None, device.type) == "llamacpp":
         return _load_llamacpp_engine(config, gguf, progress)
@@ -229,10 +230,11 @@ def quantized_drafter(config, gguf: Path, verifier: ModelRunner, progress=print)
     from specd.daemon.engine.runners.llamacpp_runner import LlamaCppRunner
 
     progress(f"loading {gguf.name} on llama.cpp as the drafter ...")
-    # batch_threads 0 runs the drafter's catch-up passes (1-3 tokens after a verification) on the step's threads,
-    # not on idle cores (auto): torch's own thread pool, between the verifier's passes, is not idle to the probe.
-    # On 2 shared cores with another process on one of them, a 2-token pass on both took 1.7-3.4 s, on one ~15 ms.
-    threads = config.threads or max(1, (os.cpu_count() or 2) // 2)
+    # The drafter's catch-up passes (1-3 tokens after a verification) stay on the step's threads, not on idle cores
+    # (auto): the probe subtracts this process's own CPU time, so torch's threads, still spinning after the
+    # verifier's pass, would look idle to it. On 2 shared cores with another process on one of them, a 2-token
+    # pass on both took 1.7-3.4 s, on one ~15 ms.
+    threads = config.threads or default_threads()
     runner = LlamaCppRunner(gguf, max_context=config.max_context, sequences=config.cache_slots,
                             threads=threads, batch_threads=config.batch_threads or threads)
     columns = verifier.model.get_output_embeddings().weight.shape[0]
@@ -243,9 +245,9 @@ def quantized_drafter(config, gguf: Path, verifier: ModelRunner, progress=print)
 
 
 def pass_cost_tables(verifier, passes: int, filled, progress=print) -> dict[int, list[float]]:
-    """The cost table of passes over 1..`passes` tokens for each thread count `verifier` (a LlamaCppRunner) may run
-    them on. Auto threads keep their idle-core mode only if it made the longest pass at least MIN_THREAD_GAIN
-    times cheaper here (not with hyperthreads that share a core's units, or a machine loaded while measuring)."""
+    """{threads: costs}: the cost table of passes over 1..`passes` tokens for each thread count `verifier` (a
+    LlamaCppRunner) may run them on. Auto threads keep their idle-core mode unless, measured while the cores were
+    idle, it made the longest pass less than MIN_THREAD_GAIN times cheaper (hyperthreads sharing a core's units)."""
     from specd.daemon.engine.draft_policy import measure_pass_costs
 
     tables = {}
@@ -257,9 +259,13 @@ def pass_cost_tables(verifier, passes: int, filled, progress=print) -> dict[int,
     verifier.pin_pass_threads(None)
     fewest, most = min(tables), max(tables)
     if most != fewest and tables[most][-1] * MIN_THREAD_GAIN > tables[fewest][-1]:
-        progress(f"note: passes on {most} threads were not faster than on {fewest}: they stay on {fewest}")
-        verifier.fix_pass_threads(fewest)
-        tables = {fewest: tables[fewest]}
+        if verifier.pass_threads() == most:  # measured on idle cores: a lasting property (hyperthreads)
+            progress(f"note: passes on {most} threads were not {MIN_THREAD_GAIN}x cheaper than on {fewest}: "
+                     f"they stay on {fewest}")
+            verifier.fix_pass_threads(fewest)
+            tables = {fewest: tables[fewest]}
+        else:  # other programs were busy: the table for idle cores overprices them, which only drafts less
+            progress(f"note: other programs kept the cores busy while passes on {most} threads were measured")
     return tables
 
 
@@ -280,7 +286,8 @@ def _load_llamacpp_engine(config, gguf: Path, progress=print):
         passes = config.max_draft_tokens + 1
         filled = filled_cache(verifier, PROBE_CONTEXT, passes)  # one prefill for all the measurements
         # Only passes that reproduce single steps bit for bit keep greedy speculation lossless (llamacpp_runner.py),
-        # on every thread count a pass may run on.
+        # on every thread count a pass may run on: the least of them, since the count may change between pricing a
+        # draft and verifying it.
         consistent = passes
         for threads in verifier.pass_thread_choices:
             verifier.pin_pass_threads(threads)

@@ -85,12 +85,26 @@ def test_a_held_back_proposal_is_scored_whole_once_its_end_is_known():
 
 def test_a_new_request_is_not_scored_against_the_old_proposal():
     drafter = CostAwareDrafter(_Fixed([7]), lambda: LLAMACPP_LIKE)
+    for other in ([4, 5], [9, 9, 9, 9]):  # a different, shorter sequence; as long, but not the same pending token
+        state = drafter.new_state()
+        state.track([1, 2, 3], [7, 7])
+        state.score(other)
+        assert (state.right, state.wrong, state.proposal) == (1.0, 1.0, ())
+        state.track(other, [6])  # forgotten, so the next proposal is scored
+        assert state.proposal == (6,)
+
+
+def test_a_proposal_is_still_scored_after_rounds_that_skip_the_drafter():
+    drafter = CostAwareDrafter(_Fixed([7, 8, 9, 10]), lambda: LLAMACPP_LIKE)
     state = drafter.new_state()
-    drafter.propose(_context([1, 2, 3]), state)
-    before = (state.right, state.wrong)
-    drafter.propose(_context([4, 5]), state)  # a different, shorter sequence
-    drafter.propose(_context([9, 9, 9, 9]), state)  # as long, but not the same pending token
-    assert (state.right, state.wrong) == before
+    state.track([1, 2, 3], [7, 8, 9, 10])
+    ids = [1, 2, 3]
+    for token in (7, 8, 9):  # p = 0.5: plain steps, the inner drafter not asked
+        ids = ids + [token]
+        assert drafter.propose(_context(ids), state).tokens == []
+        assert state.proposal == (7, 8, 9, 10)
+    drafter.propose(_context(ids + [10]), state)
+    assert state.right == pytest.approx(0.8 + 4)
 
 
 def test_the_draft_length_follows_the_table_of_the_next_pass():

@@ -192,17 +192,35 @@ def test_passes_take_the_idle_cores_and_leave_them_when_other_programs_need_them
 
 
 def test_auto_threads_use_every_usable_core_and_a_fixed_count_stays(tmp_path):
-    from specd.daemon.engine.runners.cpu_load import OtherProgramsLoad, usable_cpus
+    from specd.daemon.engine.runners.cpu_load import OtherProgramsLoad, usable_cpu_count
 
     gguf = embedded_home(tmp_path) / "cache" / "embedded" / "SmolLM2-135M-Instruct.Q4_1.gguf"
     auto = LlamaCppRunner(gguf, max_context=64, sequences=1, threads=1)
-    cores = len(usable_cpus())
+    cores = usable_cpu_count()
     if cores > 1 and OtherProgramsLoad.available():
         assert (auto.busy_batch_threads, auto.batch_threads, auto.pass_thread_choices) == (1, cores, (1, cores))
     fixed = LlamaCppRunner(gguf, max_context=64, sequences=1, threads=1, batch_threads=3)
     assert (fixed.load, fixed.pass_threads(), fixed.pass_thread_choices) == (None, 3, (3,))
     auto.fix_pass_threads(1)
     assert (auto.load, auto.pass_threads(), auto.pass_thread_choices) == (None, 1, (1,))
+
+
+class _BrokenLoad:
+    def cores_busy(self) -> float:
+        raise OSError("/proc/stat: no such file")
+
+
+def test_a_load_probe_that_fails_leaves_passes_on_the_step_threads(engine):
+    runner = engine.verifier
+    saved = runner.load, runner.batch_threads, runner.busy_batch_threads
+    runner.batch_threads, runner.busy_batch_threads, runner.load = 2, 1, _BrokenLoad()
+    try:
+        ids = engine.tokenizer(json_decoder_prompts()[0][0])["input_ids"][:8]
+        runner.forward(ids, runner.new_cache())  # the request goes on
+        assert runner.lc.llama_n_threads_batch(runner.ctx) == 1
+        assert (runner.load, runner.pass_thread_choices) == (None, (1,))
+    finally:
+        runner.load, runner.batch_threads, runner.busy_batch_threads = saved
 
 
 def test_the_drafter_prices_each_pass_by_the_threads_it_will_run_on(tmp_path, monkeypatch):
@@ -222,30 +240,39 @@ def test_the_drafter_prices_each_pass_by_the_threads_it_will_run_on(tmp_path, mo
 
 
 class _TimedRunner:
-    """What pass_cost_tables needs of a LlamaCppRunner, with a measurement per thread count."""
+    """What pass_cost_tables needs of a LlamaCppRunner, with a measurement per thread count; `now`: the count
+    pass_threads gives (2 while the cores are idle)."""
 
-    def __init__(self, choices):
-        self.pass_thread_choices, self.pinned, self.fixed = choices, [], None
+    def __init__(self, choices, now):
+        self.pass_thread_choices, self.now, self.pinned, self.fixed = choices, now, [], None
 
     def pin_pass_threads(self, threads):
         self.pinned.append(threads)
+
+    def pass_threads(self):
+        return self.now
 
     def fix_pass_threads(self, threads):
         self.fixed = threads
 
 
-@pytest.mark.parametrize("two_thread_cost, kept", [(2.4, (1, 2)), (3.7, (1,))])
-def test_idle_cores_are_used_only_if_passes_on_them_measured_cheaper(monkeypatch, two_thread_cost, kept):
+@pytest.mark.parametrize("two_thread_cost, idle_now, kept", [
+    (2.4, 2, (1, 2)),  # cheaper on idle cores: kept
+    (3.7, 2, (1,)),  # not cheaper, measured on idle cores (hyperthreads): dropped
+    (3.7, 1, (1, 2)),  # not cheaper, but other programs were busy: kept, priced dear
+])
+def test_idle_cores_are_dropped_only_if_passes_on_them_measured_no_cheaper_while_idle(monkeypatch, two_thread_cost,
+                                                                                       idle_now, kept):
     from specd.daemon.engine import draft_policy
     from specd.daemon.models.loading import pass_cost_tables
 
-    runner = _TimedRunner((1, 2))
+    runner = _TimedRunner((1, 2), idle_now)
     measured = {1: [1.0, 1.8, 3.9], 2: [1.0, 1.5, two_thread_cost]}
     monkeypatch.setattr(draft_policy, "measure_pass_costs", lambda r, n, filled: measured[r.pinned[-1]])
     messages = []
     tables = pass_cost_tables(runner, 3, None, messages.append)
     assert tuple(tables) == kept and runner.pinned == [1, 2, None]
-    assert runner.fixed == (None if kept == (1, 2) else 1)
+    assert runner.fixed == (1 if kept == (1,) else None)
     assert any("on 2 thread(s)" in m for m in messages)
 
 

@@ -12,11 +12,12 @@ starts p at 0.5.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from ..draft_policy import best_length
 from .base import Draft, DraftContext, Drafter
 
-DECAY = 0.8  # weight of earlier rounds' counts after each scored round
+DECAY = 0.8  # weight of earlier counts after each scored proposal
 PROBE_EVERY = 4  # while even a perfect-looking draft of the full budget would not pay, propose only this often
 PRIOR = 1.0  # pseudo-counts of right and wrong tokens: p starts at 0.5
 
@@ -59,7 +60,7 @@ class _State:
 
 
 class CostAwareDrafter(Drafter):
-    def __init__(self, inner: Drafter, costs) -> None:
+    def __init__(self, inner: Drafter, costs: Callable[[], list[float]]) -> None:
         """`costs()`: the cost table of the next verification pass, `costs()[n - 1]` a pass over n tokens relative
         to a 1-token step (measure_pass_costs); a function, since the pass's thread count may change
         (llamacpp_runner.LlamaCppRunner.pass_threads)."""

@@ -26,8 +26,10 @@ Q4_1, 2 cores, quiet: 8.1 ms on two against 9.3 on one), a pass over several tok
 34 ms against 60), and both lose while another program keeps a core busy (the same pass 80 ms on two threads
 against 59 on one; each of a pass's hundreds of thread barriers waits for the thread that lost its core). So
 steps run on `threads` (half the cores), and `batch_threads` 0 (auto) runs passes on every usable core while other
-programs leave those idle (`cpu_load.OtherProgramsLoad`, sampled every 0.1 s) and on `threads` while they do not;
-a positive `batch_threads` fixes the count.
+programs leave those idle (`cpu_load.OtherProgramsLoad`, sampled at most every 0.1 s, when a pass or the drafter
+asks) and on `threads` while they do not; a positive `batch_threads` fixes the count. The drafter prices a draft by
+the count `pass_threads` gives and the pass asks again, so a new sample in between may change the count: the
+engine caps drafts by the longest consistent pass over all counts (loading.py), which keeps that harmless.
 
 Every cache slot is one llama.cpp sequence of one context, as llama-server's slots are: the context holds
 `sequences` sequences with separate (non-unified) KV streams of `max_context` cells each, so a pass over one
@@ -38,17 +40,16 @@ from __future__ import annotations
 
 import ctypes
 import gc
-from collections import Counter
 import logging
-import os
 import weakref
+from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import torch
 
-from .cpu_load import OtherProgramsLoad, usable_cpus
+from .cpu_load import OtherProgramsLoad, default_threads, usable_cpu_count, usable_cpus
 
 CMAKE_ARGS = "-DGGML_LLAMAFILE=OFF -DGGML_CPU_REPACK=OFF"  # a batch-consistent build (above)
 IDLE_SLACK = 0.25  # cores' worth of other programs' use still counted as idle (short bursts, tick granularity)
@@ -118,14 +119,13 @@ class LlamaCppRunner:
         self.model = lc.llama_model_load_from_file(str(self.path).encode(), model_params)
         if not self.model:
             raise RuntimeError(f"llama.cpp could not load {self.path}")
-        cores = os.cpu_count() or 2
-        self.threads = threads or max(1, cores // 2)
-        self.cpus = usable_cpus()
+        self.threads = threads or default_threads()
         # the most threads a pass over several tokens runs on, and the fewest (while other programs are busy)
-        self.batch_threads = batch_threads or max(self.threads, len(self.cpus))
+        self.batch_threads = batch_threads or max(self.threads, usable_cpu_count())
         self.busy_batch_threads = batch_threads or self.threads
-        self.load = (OtherProgramsLoad(self.cpus) if self.busy_batch_threads < self.batch_threads
-                     and OtherProgramsLoad.available() else None)
+        cpus = usable_cpus()
+        self.load = (OtherProgramsLoad(cpus) if self.busy_batch_threads < self.batch_threads
+                     and OtherProgramsLoad.available(cpus) else None)
         if self.load is None:
             self.batch_threads = self.busy_batch_threads
         self._pinned: int | None = None
@@ -211,9 +211,14 @@ class LlamaCppRunner:
         count is fixed or pinned)."""
         if self._pinned is not None:
             return self._pinned
-        if self.load is None or self.load.cores_busy() <= IDLE_SLACK:
+        if self.load is None:
             return self.batch_threads
-        return self.busy_batch_threads
+        try:
+            idle = self.load.cores_busy() <= IDLE_SLACK
+        except (OSError, ValueError):  # /proc/stat gone or changed: keep to the safe count from now on
+            self.fix_pass_threads(self.busy_batch_threads)
+            return self.busy_batch_threads
+        return self.batch_threads if idle else self.busy_batch_threads
 
     @property
     def pass_thread_choices(self) -> tuple[int, ...]:

@@ -75,19 +75,46 @@ def test_it_resamples_only_after_a_window():
     assert load.cores_busy() < 0.3  # the window since the last sample: mostly idle
 
 
-def test_after_an_idle_spell_the_threads_runnable_now_decide():
-    """A build started 2 s before a request, after a minute of quiet, would average to 0.03 cores."""
+def _wait_for(condition, timeout=5.0):
+    import time as real_time
+
+    deadline = real_time.monotonic() + timeout
+    while not condition():
+        assert real_time.monotonic() < deadline, "the sampling thread did not read /proc/stat"
+        real_time.sleep(0.002)
+
+
+def test_a_sampling_thread_keeps_the_window_short_after_an_idle_spell():
+    """A build started 2 s before a request, after a minute of quiet, averages to 0.03 cores over the minute."""
     machine = Machine()
-    load = machine.load(window_s=0.1)
-    machine.run(58.0, {})
-    machine.run(2.0, {1: 1.0})
-    machine.running = 2  # the build and the caller
-    assert load.cores_busy() == 1.0
-    machine.run(0.2, {1: 1.0})  # from here on, windows again
-    assert load.cores_busy() == pytest.approx(1.0, abs=0.1)
-    machine.run(30.0, {})
-    machine.running = 1
-    assert load.cores_busy() == 0.0
+    reads = []
+    read = lambda: (reads.append(1), stat_text(machine.busy))[1]  # noqa: E731
+    fresh = OtherProgramsLoad({0, 1}, 0.1, read, lambda: machine.own, lambda: machine.now)
+    stale = OtherProgramsLoad({0, 1}, 0.1, read, lambda: machine.own, lambda: machine.now)
+    fresh.keep_fresh(period_s=0.005)
+    try:
+        machine.run(58.0, {})
+        before = len(reads)
+        _wait_for(lambda: len(reads) > before)  # the thread sampled the quiet minute
+        machine.run(2.0, {1: 1.0})  # then a build started, and a request came
+        assert fresh.cores_busy() == pytest.approx(1.0, abs=0.05)
+        assert stale.cores_busy() < 0.05
+    finally:
+        fresh.stop()
+
+
+def test_a_stopped_sampler_reads_no_more():
+    import time as real_time
+
+    reads = []
+    load = OtherProgramsLoad({0}, 0.001, lambda: (reads.append(1), stat_text({0: 0}))[1], lambda: 0.0)
+    load.keep_fresh(period_s=0.005)
+    _wait_for(lambda: len(reads) > 2)
+    load.stop()
+    real_time.sleep(0.02)
+    count = len(reads)
+    real_time.sleep(0.05)
+    assert len(reads) == count
 
 
 def test_a_cpu_going_offline_or_back_is_not_counted_as_its_time_since_boot():

@@ -206,19 +206,25 @@ def test_auto_threads_use_every_usable_core_and_a_fixed_count_stays(tmp_path):
 
 
 class _BrokenLoad:
+    stopped = False
+
     def cores_busy(self) -> float:
         raise OSError("/proc/stat: no such file")
+
+    def stop(self) -> None:
+        self.stopped = True
 
 
 def test_a_load_probe_that_fails_leaves_passes_on_the_step_threads(engine):
     runner = engine.verifier
     saved = runner.load, runner.batch_threads, runner.busy_batch_threads
-    runner.batch_threads, runner.busy_batch_threads, runner.load = 2, 1, _BrokenLoad()
+    broken = _BrokenLoad()
+    runner.batch_threads, runner.busy_batch_threads, runner.load = 2, 1, broken
     try:
         ids = engine.tokenizer(json_decoder_prompts()[0][0])["input_ids"][:8]
         runner.forward(ids, runner.new_cache())  # the request goes on
         assert runner.lc.llama_n_threads_batch(runner.ctx) == 1
-        assert (runner.load, runner.pass_thread_choices) == (None, (1,))
+        assert (runner.load, runner.pass_thread_choices, broken.stopped) == (None, (1,), True)
     finally:
         runner.load, runner.batch_threads, runner.busy_batch_threads = saved
 

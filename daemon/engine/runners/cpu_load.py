@@ -2,9 +2,9 @@
 passes over several tokens on more threads only while the cores they need sit idle.
 
 Linux only: `/proc/stat` gives each CPU's busy and idle time in clock ticks since boot (proc(5): user, nice,
-system, idle, iowait, irq, softirq, steal, ...; guest time is already counted in user) and `procs_running`, the
-threads runnable right now. Over a window, the busy ticks of the CPUs this process may run on, less this
-process's own CPU time (`os.times`), are what other programs used. Elsewhere (macOS, a /proc without stat, a
+system, idle, iowait, irq, softirq, steal, ...; guest time is already counted in user). Over a window, the busy
+ticks of the CPUs this process may run on, less this process's own CPU time (`os.times`), are what other programs
+used. Elsewhere (macOS, a /proc without stat, a
 container whose /proc/stat numbers CPUs otherwise than its affinity mask) `available()` is False and callers keep
 to a fixed thread count.
 """
@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 from pathlib import Path
 
 PROC_STAT = Path("/proc/stat")
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "<quota> <period>" in microseconds, or "max ..."
 BUSY_FIELDS = (0, 1, 2, 5, 6, 7)  # user nice system irq softirq steal; idle (3) and iowait (4) are not busy
-STALE_WINDOWS = 10  # a last sample older than this many windows says nothing about now
 
 
 def usable_cpus() -> set[int]:
@@ -59,14 +59,6 @@ def busy_ticks(stat_text: str) -> dict[int, int]:
     return ticks
 
 
-def procs_running(stat_text: str) -> int:
-    """Threads runnable at the moment /proc/stat was read (its `procs_running` line), 0 if absent."""
-    for line in stat_text.splitlines():
-        if line.startswith("procs_running "):
-            return int(line.split()[1])
-    return 0
-
-
 def _own_cpu_seconds() -> float:
     times = os.times()
     return times.user + times.system
@@ -87,8 +79,10 @@ class OtherProgramsLoad:
         self.own_seconds = own_seconds or _own_cpu_seconds
         self.clock = clock
         self.tick_s = 1.0 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
-        self.last = self._sample(self.read_stat())
+        self.lock = threading.Lock()
+        self.last = self._sample()
         self.busy = 0.0
+        self._stop = threading.Event()
 
     @staticmethod
     def available(cpus: set[int] | None = None) -> bool:
@@ -99,30 +93,40 @@ class OtherProgramsLoad:
             return False
         return bool(present) and (cpus if cpus is not None else usable_cpus()) <= present.keys()
 
-    def _sample(self, text: str) -> tuple[float, dict[int, int], float]:
-        ticks = {cpu: busy for cpu, busy in busy_ticks(text).items() if cpu in self.cpus}
+    def _sample(self) -> tuple[float, dict[int, int], float]:
+        ticks = {cpu: busy for cpu, busy in busy_ticks(self.read_stat()).items() if cpu in self.cpus}
         return self.clock(), ticks, self.own_seconds()
 
     def cores_busy(self) -> float:
         """Cores' worth (0.0 .. len(cpus)) of CPU time other programs used over the window since the last sample,
         resampled when that is at least `window_s` old; in between, the last value (a file read at most every
-        `window_s` seconds). After a gap of more than STALE_WINDOWS windows (the engine sat idle), the average
-        over the gap would hide a program that started just before this request, so the answer is then the
-        threads runnable right now besides the caller (`procs_running` - 1), and a new window starts.
-        Raises OSError or ValueError when /proc/stat cannot be read or parsed."""
-        now = self.clock()
-        age = now - self.last[0]
-        if age < self.window_s:
+        `window_s` seconds). Without `keep_fresh`, a window as long as the engine sat idle averages over all of
+        it. Raises OSError or ValueError when /proc/stat cannot be read or parsed."""
+        with self.lock:
+            if self.clock() - self.last[0] >= self.window_s:
+                sample = self._sample()
+                # CPUs present in both samples only: one taken offline or back online between them would count its
+                # whole time since boot
+                common = sample[1].keys() & self.last[1].keys()
+                ticks = sum(sample[1][cpu] - self.last[1][cpu] for cpu in common)
+                others = ticks * self.tick_s - (sample[2] - self.last[2])
+                self.busy = max(0.0, others / (sample[0] - self.last[0]))
+                self.last = sample
             return self.busy
-        text = self.read_stat()
-        sample = self._sample(text)
-        if age > STALE_WINDOWS * self.window_s:
-            self.busy = float(max(0, procs_running(text) - 1))
-        else:
-            # CPUs present in both samples only: one taken offline or back online between them would count its
-            # whole time since boot
-            ticks = sum(sample[1][cpu] - self.last[1][cpu] for cpu in sample[1].keys() & self.last[1].keys())
-            others = ticks * self.tick_s - (sample[2] - self.last[2])
-            self.busy = max(0.0, others / (sample[0] - self.last[0]))
-        self.last = sample
-        return self.busy
+
+    def keep_fresh(self, period_s: float = 0.25) -> None:
+        """Sample every `period_s` on a daemon thread until `stop()`, so that the window a pass is decided on is
+        never longer than that, even after the engine sat idle (a build started just before a request would
+        otherwise average away over the quiet minute before it). A read that fails stops the thread; the next
+        `cores_busy` raises for the caller to handle."""
+        def run() -> None:
+            while not self._stop.wait(period_s):
+                try:
+                    self.cores_busy()
+                except (OSError, ValueError):
+                    return
+
+        threading.Thread(target=run, name="specd-cpu-load", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()

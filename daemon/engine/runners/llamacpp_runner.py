@@ -26,8 +26,8 @@ Q4_1, 2 cores, quiet: 8.1 ms on two against 9.3 on one), a pass over several tok
 34 ms against 60), and both lose while another program keeps a core busy (the same pass 80 ms on two threads
 against 59 on one; each of a pass's hundreds of thread barriers waits for the thread that lost its core). So
 steps run on `threads` (half the cores), and `batch_threads` 0 (auto) runs passes on every usable core while other
-programs leave those idle (`cpu_load.OtherProgramsLoad`, sampled at most every 0.1 s, when a pass or the drafter
-asks) and on `threads` while they do not; a positive `batch_threads` fixes the count. The drafter prices a draft by
+programs leave those idle (`cpu_load.OtherProgramsLoad`: other programs' CPU time over the last 0.1-0.25 s, kept
+fresh by a sampling thread) and on `threads` while they do not; a positive `batch_threads` fixes the count. The drafter prices a draft by
 the count `pass_threads` gives and the pass asks again, so a new sample in between may change the count: the
 engine caps drafts by the longest consistent pass over all counts (loading.py), which keeps that harmless.
 
@@ -128,6 +128,8 @@ class LlamaCppRunner:
                      and OtherProgramsLoad.available(cpus) else None)
         if self.load is None:
             self.batch_threads = self.busy_batch_threads
+        else:
+            self.load.keep_fresh()
         self._pinned: int | None = None
         self.passes_on = Counter()  # passes over several tokens run, by thread count (benchmarks report it)
         self.flash_attention = flash_attention
@@ -164,7 +166,7 @@ class LlamaCppRunner:
         # f16 keys and values (llama.cpp's default cache type) for every layer
         self.kv_bytes_per_sequence = 2 * 2 * layers * lc.llama_model_n_head_kv(self.model) * head_dim * max_context
         self._free = list(range(sequences))
-        self._finalizer = weakref.finalize(self, _free_native, lc, self.model, self.ctx, self._batch)
+        self._finalizer = weakref.finalize(self, _free_native, lc, self.model, self.ctx, self._batch, self.load)
 
     # -- the runner interface -----------------------------------------------------------------------------------
 
@@ -232,6 +234,8 @@ class LlamaCppRunner:
     def fix_pass_threads(self, threads: int) -> None:
         """From now on run every pass over several tokens on `threads` (auto found no gain in more)."""
         self.batch_threads = self.busy_batch_threads = threads
+        if self.load is not None:
+            self.load.stop()
         self.load = None
 
     # -- llama.cpp ------------------------------------------------------------------------------------------------
@@ -273,7 +277,9 @@ class LlamaCppRunner:
             self._free.append(seq_id)
 
 
-def _free_native(lc, model, ctx, batch) -> None:
+def _free_native(lc, model, ctx, batch, load) -> None:
+    if load is not None:
+        load.stop()
     lc.llama_batch_free(batch)
     lc.llama_free(ctx)
     lc.llama_model_free(model)

@@ -270,7 +270,9 @@ async def test_cancelled_requests_leave_the_worker_idle_and_memory_flat(daemon):
         cancelled = metric(after, 'specd_cancelled_total{reason="disconnect"}') - \
             metric(before, 'specd_cancelled_total{reason="disconnect"}')
         generated = metric(after, "specd_completion_tokens_total") - metric(before, "specd_completion_tokens_total")
-        assert cancelled == 200
+        # A request whose generation ended before the dropped connection reached the daemon finishes normally:
+        # rare, but seen once in 200 on a loaded 2-core CI machine. Broken cancellation would cancel none.
+        assert 190 <= cancelled <= 200
         assert generated < 200 * max_tokens  # stopped mid-flight, not run to max_tokens
         growth = after_rss - before_rss
         print(f"RSS before {before_rss / 2**20:.1f} MiB, after {after_rss / 2**20:.1f} MiB, "

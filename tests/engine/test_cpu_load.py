@@ -10,24 +10,23 @@ from specd.daemon.engine.runners.cpu_load import (OtherProgramsLoad, busy_ticks,
 TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
 
 
-def stat_text(busy_per_cpu: dict[int, int], waiting: int = 0, running: int = 1) -> str:
+def stat_text(busy_per_cpu: dict[int, int], waiting: int = 0) -> str:
     """A /proc/stat whose cpuN lines hold `busy` ticks (split over user, system and steal), idle ticks and
-    `waiting` iowait ticks, and `running` runnable threads."""
+    `waiting` iowait ticks."""
     total = sum(busy_per_cpu.values())
     lines = [f"cpu  {total} 0 0 {1000 * len(busy_per_cpu)} {waiting} 0 0 0 0 0"]
     for cpu, busy in sorted(busy_per_cpu.items()):
         user, system = busy // 2, busy // 4
         lines.append(f"cpu{cpu} {user} 0 {system} 1000 {waiting} 0 0 {busy - user - system} 0 0")
-    lines += ["intr 12345 0 0", f"procs_running {running}", "procs_blocked 0"]
+    lines += ["intr 12345 0 0", "procs_running 1", "procs_blocked 0"]
     return "\n".join(lines) + "\n"
 
 
 class Machine:
-    """A clock, per-CPU busy and iowait ticks, runnable threads and this process's CPU seconds, moved forward by
-    the test."""
+    """A clock, per-CPU busy and iowait ticks and this process's CPU seconds, moved forward by the test."""
 
     def __init__(self, cpus=(0, 1)):
-        self.now, self.own, self.waiting, self.running = 100.0, 5.0, 0, 1
+        self.now, self.own, self.waiting = 100.0, 5.0, 0
         self.busy = {cpu: 0 for cpu in cpus}
 
     def run(self, seconds, others: dict[int, float], own: float = 0.0, waiting: float = 0.0):
@@ -42,7 +41,7 @@ class Machine:
 
     def load(self, cpus=None, window_s=0.1):
         return OtherProgramsLoad(set(self.busy) if cpus is None else cpus, window_s,
-                                 lambda: stat_text(self.busy, self.waiting, self.running), lambda: self.own,
+                                 lambda: stat_text(self.busy, self.waiting), lambda: self.own,
                                  lambda: self.now)
 
 

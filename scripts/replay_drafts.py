@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from bench import gather_prompts
 from bench_verify_cost import cost_curve
 
-from specd.daemon.engine.draft_policy import filled_cache, measure_pass_costs
+from specd.daemon.engine.draft_policy import filled_cache
 from specd.daemon.engine.drafters.base import DraftContext
 from specd.daemon.engine.drafters.cost_aware import CostAwareDrafter
 from specd.daemon.engine.drafters.ngram import NgramDrafter
 from specd.daemon.engine.loop import Engine, EngineConfig, next_draft_length
-from specd.daemon.models.loading import load_engine
+from specd.daemon.models.loading import load_engine, pass_cost_tables
 from specd.daemon.engine.requests import GenerationRequest
 from specd.daemon.engine.sampling import SamplingParams
 
@@ -64,20 +64,16 @@ def greedy_cases(engine: Engine, prompts, max_tokens: int) -> list[Case]:
     return cases
 
 
-def pass_costs(engine: Engine, context: int, max_k: int, repeats: int) -> dict[int, list[float]]:
+def pass_costs(engine: Engine, context: int, max_k: int, repeats: int, log=print) -> dict[int, list[float]]:
     """{threads: costs}, costs[k] a verification pass over k tokens relative to a 1-token step (costs[0] unused):
-    one table per thread count the runner's passes may run on (llama.cpp), else one."""
+    on llama.cpp one table per thread count its passes may run on, measured as at load (`pass_cost_tables`),
+    else one."""
     runner = engine.verifier
     if not hasattr(runner, "pass_thread_choices"):
         seconds = cost_curve(engine, context, list(range(1, max_k + 1)), repeats)
         return {runner_threads(engine): [0.0] + [seconds[k] / seconds[1] for k in range(1, max_k + 1)]}
-    filled = filled_cache(runner, context, max_k)
-    tables = {}
-    for threads in runner.pass_thread_choices:
-        runner.pin_pass_threads(threads)
-        tables[threads] = [0.0] + measure_pass_costs(runner, max_k, context, repeats, filled)
-    runner.pin_pass_threads(None)
-    return tables
+    tables = pass_cost_tables(runner, max_k, filled_cache(runner, context, max_k), log)
+    return {threads: [0.0] + costs for threads, costs in tables.items()}
 
 
 def runner_threads(engine: Engine) -> int:
@@ -88,7 +84,7 @@ def runner_threads(engine: Engine) -> int:
 
 def replay(cases: list[Case], drafter, max_draft: int, costs: list[float]) -> dict:
     """Tokens per pass and the estimated speedup over plain decoding (tokens over summed pass costs), over all
-    `cases` and per case. `drafter`: an NgramDrafter, or a CostAwareDrafter (a state per case, as per document)."""
+    `cases` and per case. `drafter`: an NgramDrafter or a CostAwareDrafter."""
     greedy = SamplingParams(0.0, 1.0)
     tokens = passes = 0
     cost = 0.0
@@ -96,7 +92,7 @@ def replay(cases: list[Case], drafter, max_draft: int, costs: list[float]) -> di
     for case in cases:
         # The prefill pass yields the first token; each later pass verifies [pending token] + draft.
         sequence, done, draft_length = case.prompt_ids + case.output[:1], 1, max_draft
-        state = drafter.new_state() if isinstance(drafter, CostAwareDrafter) else None
+        state = drafter.new_state()  # per case, as per document
         case_cost = 0.0
         while done < len(case.output):
             budget = min(draft_length, len(case.output) - done)
@@ -145,7 +141,7 @@ def main(argv=None) -> dict:
     longest = max(max_draft for _, max_draft in SETTINGS.values()) + 1
     context = sorted(len(c.prompt_ids) for c in cases)[len(cases) // 2]
     engine.pool.clear()  # the measurement takes a cache of its own
-    tables = pass_costs(engine, context, longest, args.repeats)
+    tables = pass_costs(engine, context, longest, args.repeats, log)
     report = {"pass_cost": {}, "settings": {}}
     for threads, costs in tables.items():
         report["pass_cost"][threads] = {k: round(c, 3) for k, c in enumerate(costs) if k}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -74,6 +75,17 @@ class Recorder:
             return response
 
 
+# The CLI prints its answer through strip-ansi (packages/core/src/output/json-formatter.ts); this is the pattern of
+# npm ansi-regex 6 that it bundles. The tiny model's sampled text can hold C1 controls such as U+009B (CSI).
+_ST = r"(?:\x07|\x1b\\|\x9c)"
+ANSI_ESCAPE = re.compile(rf"(?:\x1b\][\s\S]*?{_ST})"
+                         r"|[\x1b\x9b][\[\]()#;?]*(?:[0-9]{1,4}(?:[;:][0-9]{0,4})*)?[0-9A-PR-TZcf-nq-uy=><~]")
+
+
+def as_the_cli_prints(text: str) -> str:
+    return ANSI_ESCAPE.sub("", text)
+
+
 def streamed_text(answer: bytes) -> tuple[str, dict]:
     events = [json.loads(line[6:]) for line in answer.decode().splitlines() if line.startswith("data: ")]
     text = "".join(p.get("text", "") for e in events for p in e["candidates"][0]["content"]["parts"])
@@ -121,7 +133,7 @@ def test_the_cli_prints_specds_answer_and_its_second_turn_reuses_the_cache(long_
     assert recorder.paths == [f"/v1beta/models/{model}:streamGenerateContent?alt=sse"]
     printed = json.loads(out)
     text, usage = streamed_text(recorder.answers[0])
-    assert text.strip() and printed["response"] == text
+    assert text.strip() and printed["response"] == as_the_cli_prints(text)
     tokens = printed["stats"]["models"][model]["tokens"]
     assert tokens["prompt"] == usage["promptTokenCount"] > 10_000  # its system prompt and tools fit the context
     assert tokens["candidates"] == usage["candidatesTokenCount"] <= 48
@@ -130,7 +142,7 @@ def test_the_cli_prints_specds_answer_and_its_second_turn_reuses_the_cache(long_
                                                       "--resume", "latest"))
     assert code == 0, err
     text, usage = streamed_text(recorder.answers[0])
-    assert json.loads(out)["response"] == text
+    assert json.loads(out)["response"] == as_the_cli_prints(text)
     assert usage["cachedContentTokenCount"] >= 0.9 * usage["promptTokenCount"], usage
     assert json.loads(out)["stats"]["models"][model]["tokens"]["cached"] == usage["cachedContentTokenCount"]
 

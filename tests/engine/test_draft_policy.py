@@ -11,6 +11,10 @@ LLAMACPP_LIKE = [1.0, 1.6, 2.3, 2.8, 3.0]  # a k-token pass costs close to k ste
 TORCH_LIKE = [1.0, 1.11, 1.20, 1.33, 1.46]  # README: k=2 1.11x, k=3 1.20x, k=5 1.46x
 
 
+def _geometric(p, n=4):
+    return [p**i for i in range(1, n + 1)]
+
+
 @pytest.mark.parametrize("costs, p, expected", [
     (LLAMACPP_LIKE, 0.3, 0),   # a weak draft costs more than it brings: a plain step
     (LLAMACPP_LIKE, 0.7, 0),   # 1.7 tokens for 1.6 steps: not the margin a draft must promise (MIN_GAIN)
@@ -20,23 +24,30 @@ TORCH_LIKE = [1.0, 1.11, 1.20, 1.33, 1.46]  # README: k=2 1.11x, k=3 1.20x, k=5 
     (TORCH_LIKE, 0.9, 4),
 ])
 def test_best_length_maximises_tokens_per_cost(costs, p, expected):
-    assert best_length(costs, p, available=4) == expected
+    assert best_length(costs, _geometric(p)) == expected
 
 
 def test_best_length_never_exceeds_the_draft_or_the_table():
-    assert best_length(TORCH_LIKE, 0.99, available=2) == 2
-    assert best_length(TORCH_LIKE, 0.99, available=50) == len(TORCH_LIKE) - 1
-    assert best_length(TORCH_LIKE, 0.99, available=0) == 0
+    assert best_length(TORCH_LIKE, _geometric(0.99, 2)) == 2
+    assert best_length(TORCH_LIKE, _geometric(0.99, 50)) == len(TORCH_LIKE) - 1
+    assert best_length(TORCH_LIKE, []) == 0
+
+
+def test_best_length_reads_where_right_drafts_end():
+    """A first token almost always right and little after it: one token, where a geometric p of the same
+    first-token rate would verify all four."""
+    assert best_length(TORCH_LIKE, [0.95, 0.1, 0.01, 0.0]) == 1
+    assert best_length(TORCH_LIKE, _geometric(0.95)) == 4
 
 
 class _Fixed(Drafter):
     name = "fixed"
 
-    def __init__(self, tokens):
-        self.tokens = tokens
+    def __init__(self, tokens, evidence=None):
+        self.tokens, self.evidence = tokens, evidence
 
     def propose(self, ctx, state):
-        return Draft(list(self.tokens))
+        return Draft(list(self.tokens), evidence=self.evidence)
 
 
 def _context(ids):
@@ -53,69 +64,88 @@ class _Cycle(Drafter):
         return Draft([7 + (start + i) % 4 for i in range(4)])
 
 
-def test_hindsight_raises_p_while_drafts_are_right_and_lowers_it_when_wrong():
+def test_hindsight_raises_the_estimate_while_drafts_are_right_and_lowers_it_when_wrong():
     drafter = CostAwareDrafter(_Cycle(), lambda: LLAMACPP_LIKE)
     state = drafter.new_state()
-    assert drafter.propose(_context([1, 2, 3]), state).tokens == []  # p = 0.5 at first: no draft pays
+    assert drafter.propose(_context([1, 2, 3]), state).tokens == []  # nothing learned yet: no draft pays
     ids = [1, 2, 3]
     for _ in range(12):  # one token per round (plain steps): the verifier writes what the proposals said
         ids = ids + [7 + (len(ids) - 3) % 4]
         drafter.propose(_context(ids), state)
-    assert state.p > 0.9
     assert len(drafter.propose(_context(ids), state).tokens) == 4
+    assert drafter.survival((None, True), state, 4)[-1] > 0.8
     for _ in range(24):  # now the proposals are always wrong
         ids = ids + [5]
         drafter.propose(_context(ids), state)
-    assert state.p < 0.5 and drafter.propose(_context(ids + [5]), state).tokens == []
+    assert drafter.survival((None, False), state, 1)[0] < 0.2
+    assert drafter.propose(_context(ids + [5]), state).tokens == []
 
 
-def test_a_held_back_proposal_is_scored_whole_once_its_end_is_known():
-    state = CostAwareDrafter(_Fixed([]), lambda: LLAMACPP_LIKE).new_state()
-    state.track([1, 2, 3], [7, 8, 9, 10])  # proposed after 1 2 3, verified in part or not at all
-    state.track([1, 2, 3], [5])  # another while the first is being scored: not tracked
-    for known in ([1, 2, 3, 7], [1, 2, 3, 7, 8], [1, 2, 3, 7, 8, 9]):  # all right so far: not yet decided
-        state.score(known)
-        assert (state.right, state.wrong) == (1.0, 1.0)
-    state.score([1, 2, 3, 7, 8, 9, 10, 11])
-    assert (state.right, state.wrong) == pytest.approx((0.8 + 4, 0.8))  # four right tokens, none wrong
-    state.track([1, 2], [4, 4, 4])
-    state.score([1, 2, 4, 5])  # decided at its second token
-    assert (state.right, state.wrong) == pytest.approx((0.8 * 4.8 + 1, 0.8 * 0.8 + 1))
+def _learned(state, evidence):
+    counts = state.counts[evidence]
+    return counts.tried, counts.right
 
 
-def test_a_new_request_is_not_scored_against_the_old_proposal():
-    drafter = CostAwareDrafter(_Fixed([7]), lambda: LLAMACPP_LIKE)
-    for other in ([4, 5], [9, 9, 9, 9]):  # a different, shorter sequence; as long, but not the same pending token
-        state = drafter.new_state()
-        state.track([1, 2, 3], [7, 7])
-        state.score(other)
-        assert (state.right, state.wrong, state.proposal) == (1.0, 1.0, ())
-        state.track(other, [6])  # forgotten, so the next proposal is scored
-        assert state.proposal == (6,)
-
-
-def test_a_proposal_is_still_scored_after_rounds_that_skip_the_drafter():
+def test_every_proposal_is_scored_whole_once_a_wrong_token_or_its_end_is_known():
     drafter = CostAwareDrafter(_Fixed([7, 8, 9, 10]), lambda: LLAMACPP_LIKE)
     state = drafter.new_state()
-    state.track([1, 2, 3], [7, 8, 9, 10])
-    ids = [1, 2, 3]
-    for token in (7, 8, 9):  # p = 0.5: plain steps, the inner drafter not asked
-        ids = ids + [token]
-        assert drafter.propose(_context(ids), state).tokens == []
-        assert state.proposal == (7, 8, 9, 10)
-    drafter.propose(_context(ids + [10]), state)
-    assert state.right == pytest.approx(0.8 + 4)
+    drafter.propose(_context([1, 2, 3]), state)  # held back: nothing learned yet
+    for known in ([1, 2, 3, 7], [1, 2, 3, 7, 8], [1, 2, 3, 7, 8, 9]):  # all right so far: not yet decided
+        drafter.learn(known, state)
+        assert _learned(state, (None, None)) == ([], [])
+    drafter.learn([1, 2, 3, 7, 8, 9, 10, 11], state)
+    assert _learned(state, (None, None)) == ([1, 1, 1, 1], [1, 1, 1, 1])  # four right, none wrong
+    assert state.previous_right is True
+
+    state = drafter.new_state()
+    drafter.propose(_context([1, 2]), state)
+    drafter.propose(_context([1, 2, 7]), state)  # a second proposal while the first is pending: both are scored
+    drafter.learn([1, 2, 7, 8, 5], state)
+    assert _learned(state, (None, None)) == ([1, 1, 1], [1, 1, 0])  # the first: two right, then a wrong one
+    assert _learned(state, (None, True)) == ([1], [0])  # the second (after a right first token): wrong at once
+
+
+def test_a_new_request_is_not_scored_against_the_old_proposals():
+    drafter = CostAwareDrafter(_Fixed([7, 7]), lambda: LLAMACPP_LIKE)
+    for other in ([4, 5], [9, 9, 9, 9]):  # a different, shorter sequence; as long, but not the same pending token
+        state = drafter.new_state()
+        drafter.propose(_context([1, 2, 3]), state)
+        drafter.learn(other, state)
+        assert (state.pending, state.latest) == ([], None)
+        assert all(not counts.tried for counts in state.counts.values())
+
+
+def test_each_class_of_evidence_keeps_its_own_rate_and_a_new_document_starts_from_the_shared_one():
+    strong, weak = _Fixed([7, 8, 9, 10], evidence="long match"), _Fixed([7, 8, 9, 10], evidence="short match")
+    drafter = CostAwareDrafter(strong, lambda: LLAMACPP_LIKE)
+    state = drafter.new_state()
+    for _ in range(6):  # the long match's proposals are right, the short match's wrong
+        for inner, outcome in ((strong, [1, 2, 3, 7, 8, 9, 10]), (weak, [1, 2, 3, 0])):
+            drafter.inner = inner
+            state.previous_right = None  # one class each
+            drafter.propose(_context([1, 2, 3]), state)
+            drafter.learn(outcome, state)
+    fresh = drafter.new_state()
+    drafter.inner = strong
+    assert drafter.propose(_context([1, 2, 3]), fresh).tokens == [7, 8, 9, 10]
+    drafter.inner = weak
+    assert drafter.propose(_context([1, 2, 3]), fresh).tokens == []
 
 
 def test_the_draft_length_follows_the_table_of_the_next_pass():
-    """Passes on idle cores are cheaper: the same learned p verifies a draft there and none on one busy core."""
+    """Passes on idle cores are cheaper: the same learned rates verify a draft there and none on one busy core."""
     tables = {1: [1.0, 1.76, 2.48, 3.27, 3.89], 2: [1.0, 1.48, 1.9, 2.2, 2.4]}  # measured here, SmolLM2 Q4_1
     threads = [2]
     drafter = CostAwareDrafter(_Fixed([7, 8, 9, 10]), lambda: tables[threads[0]])
     state = drafter.new_state()
-    state.right, state.wrong = 8.0, 2.0  # p = 0.8
+    for _ in range(3):  # two proposals in three right throughout, one wrong at its first token
+        for outcome in ([7, 8, 9, 10], [7, 8, 9, 10], [0]):
+            drafter.propose(_context([1, 2, 3]), state)
+            drafter.learn([1, 2, 3] + outcome, state)
+            state.previous_right = None
     assert drafter.propose(_context([1, 2, 3]), state).tokens == [7, 8, 9, 10]
     threads[0] = 1
+    state.previous_right = None
     assert drafter.propose(_context([4, 5, 6]), state).tokens == []
 
 

@@ -27,3 +27,20 @@ def test_a_single_token_match_proposes_one_token_unless_told_otherwise():
 def test_other_sources_are_searched_when_the_sequence_has_no_match():
     assert propose([1, 2, 3], sources=[[7, 2, 3, 8, 9]]) == [8, 9]
     assert propose([1, 2, 3], sources=[[7, 2, 3, 8, 9]], max_tokens=1) == [8]
+
+
+def evidence(ids, sources=()):
+    context = DraftContext(list(ids), 8, SamplingParams(0.0, 1.0), None, None, [list(s) for s in sources])
+    return NgramDrafter().propose(context, None).evidence
+
+
+def test_a_draft_tells_how_long_its_match_is_and_whether_earlier_occurrences_agreed():
+    run = list(range(20, 40))
+    # The 4-gram 36..39 matches, and the match goes on back through all 16 tokens before it.
+    assert evidence(run + [99] + run[:-1] + [39])[0] == 16
+    assert evidence([5, 20, 21, 22, 23, 24, 6, 21, 22, 23, 24]) == (4, 0)  # 4 tokens, then 20 against 6
+    assert evidence([1, 2, 3, 8, 7, 2, 3]) == (2, 0)  # a 2-gram, one occurrence
+    assert evidence([2, 3, 8, 2, 3, 8, 9, 2, 3]) == (2, 1)  # both earlier 2 3 were followed by 8
+    assert evidence([2, 3, 8, 2, 3, 5, 9, 2, 3]) == (2, 2)  # one by 8, one by 5
+    assert evidence([1, 2, 3], sources=[[7, 2, 3, 8, 9]]) == (2, 0)  # counted against the sequence
+    assert evidence([1, 2, 3]) is None  # no match, no draft

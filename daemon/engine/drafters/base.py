@@ -17,6 +17,10 @@ class Draft:
     # Per-token distributions q the tokens were sampled from, (len(tokens), V); None for a deterministic
     # drafter (n-gram lookup, greedy drafting), which verification treats as one-hot.
     probs: torch.Tensor | None = None
+    # What the proposal rests on, as a hashable class whose proposals are right about as often (the n-gram
+    # drafter: how long the match is and whether earlier occurrences agreed); None when the drafter tells none.
+    # Policies that learn acceptance rates (cost_aware.py) keep one rate per class.
+    evidence: Any = None
 
 
 @dataclass

@@ -5,7 +5,10 @@ suffix when the prompt lacks it, then the previous completions in the same docum
 first, as they predict better. Drafting costs microseconds, so drafts may be long, except after a match of a
 single token: its first token is right about a third of the time, and verifying more of such a weak draft costs
 more than it brings on a CPU, where each extra token makes a verification pass ~5-10% dearer
-(`scripts/replay_drafts.py` measures both).
+(`scripts/replay_drafts.py` measures both). Each draft tells its evidence: how long the match is (counted back
+past the n-gram, up to 16 tokens) and whether earlier occurrences agreed; measured on the llama.cpp benchmark's
+prompts, a draft's first token was right 39 % of the time after a 1-token match, 67-79 % after 4-7 tokens,
+80 % after 8-11 and 94-99 % after 12 or more.
 """
 
 from __future__ import annotations
@@ -16,17 +19,30 @@ from numpy.lib.stride_tricks import sliding_window_view
 from .base import Draft, DraftContext, Drafter
 
 
-def _latest_continuation(tokens: np.ndarray, pattern: np.ndarray, limit: int) -> list[int]:
-    """What followed the latest occurrence of `pattern` in `tokens` that has something after it."""
+MATCH_CLASSES = (1, 2, 4, 8, 16)  # match lengths, in tokens, that start a class of the evidence
+
+
+def _latest_continuation(tokens: np.ndarray, pattern: np.ndarray, limit: int, context: np.ndarray):
+    """What followed the latest occurrence of `pattern` in `tokens` that has something after it, and the evidence
+    for it: (the length class of the match, counted back through `context` (whose tail is `pattern`) up to 16
+    tokens; 0 for a single occurrence, 1 when every occurrence was followed by the same token, 2 when not).
+    ([], None) when `pattern` does not occur."""
     n = len(pattern)
     if len(tokens) <= n:
-        return []
+        return [], None
     windows = sliding_window_view(tokens[:-1], n)  # a window starting at i is followed by tokens[i + n]
     starts = np.flatnonzero((windows == pattern).all(axis=1))
     if not len(starts):
-        return []
+        return [], None
     start = int(starts[-1])
-    return tokens[start + n : start + n + limit].tolist()
+    matched = n
+    while (matched < MATCH_CLASSES[-1] and start - (matched - n) > 0 and len(context) > matched
+           and tokens[start - (matched - n) - 1] == context[-matched - 1]):
+        matched += 1
+    followers = tokens[starts + n]
+    agreement = 0 if len(starts) == 1 else 1 if (followers == followers[-1]).all() else 2
+    length_class = max(c for c in MATCH_CLASSES if c <= matched)
+    return tokens[start + n : start + n + limit].tolist(), (length_class, agreement)
 
 
 class NgramDrafter(Drafter):
@@ -45,11 +61,11 @@ class NgramDrafter(Drafter):
                 continue
             pattern = sequence[-n:]
             limit = ctx.max_tokens if n > 1 else min(ctx.max_tokens, self.unigram_tokens)
-            found = _latest_continuation(sequence, pattern, limit)
+            found, evidence = _latest_continuation(sequence, pattern, limit, sequence)
             for other in others:
                 if found:
                     break
-                found = _latest_continuation(other, pattern, limit)
+                found, evidence = _latest_continuation(other, pattern, limit, sequence)
             if found:
-                return Draft(found)
+                return Draft(found, evidence=evidence)
         return Draft()

@@ -31,8 +31,9 @@ SHARED_DECAY = 0.99  # weight of a class's earlier shared counts after each prop
 PRIOR_WEIGHT = 4.0  # pseudo-proposals of the shared rates in a document's own
 SHARED_WEIGHT = 2.0  # pseudo-proposals of the previous position's rate (0.5 for the first) in a shared rate
 # Pseudo-trials that failed, in each position of a document's rates: a wrong draft costs more than a right one
-# brings, the more so on one busy core. Replayed on 48 benchmark prompts with the cost tables of one and of two
-# threads, it kept every prompt at >= 0.97x its plain loop (0.92x without) and moved the means by under 1.5 %.
+# brings, the more so on one busy core. Replayed on 48 benchmark prompts with one pair of measured tables (one and
+# two threads), it raised the least per-prompt estimate from 0.92x to 0.97x its plain loop and moved the means by
+# under 1.5 % (scripts/replay_drafts.py).
 CAUTION = 0.25
 PENDING_LIMIT = 16  # proposals waiting for hindsight; older ones are dropped unscored
 

@@ -2,9 +2,10 @@
 drafted token is to be right; none (a plain step) when no draft pays for itself.
 
 A pass over n tokens costs c(n), relative to a 1-token step (c(1) = 1), measured once at load
-(`measure_pass_costs`): a table per backend and machine. If each drafted token is right with probability p
-once the ones before it were, a draft of k tokens yields 1 + p + ... + p^k tokens for c(k + 1) (the pending
-token plus the draft), and a plain step yields 1 for c(1). The k with the most tokens per unit of cost is
+(`measure_pass_costs`): a table per backend and machine. If the draft's first i tokens are all right with
+probability s_i (p^i when each is right with probability p once the ones before it were), a draft of k tokens
+yields 1 + s_1 + ... + s_k tokens for c(k + 1) (the pending token plus the draft), and a plain step yields 1 for
+c(1). The k with the most tokens per unit of cost is
 verified (the expected-length argument of Leviathan et al. 2023, section 3.5, with measured costs in place of
 a constant cost ratio).
 
@@ -22,7 +23,7 @@ import torch
 
 
 PROBE_CONTEXT = 256  # cached tokens before the passes measured at load
-MIN_GAIN = 1.1  # a draft must promise this many times a plain step's tokens per cost: p is an estimate, and
+MIN_GAIN = 1.1  # a draft must promise this many times a plain step's tokens per cost: s_i is an estimate, and
 # proposing and scoring drafts costs time a plain step does not spend (bench: 0.95x plain without the margin)
 
 

@@ -86,16 +86,16 @@ def _learned(state, evidence):
     return counts.tried, counts.right
 
 
-def test_every_proposal_is_scored_whole_once_a_wrong_token_or_its_end_is_known():
+def test_each_position_of_every_proposal_counts_once_its_token_is_known():
     drafter = CostAwareDrafter(_Fixed([7, 8, 9, 10]), lambda: LLAMACPP_LIKE)
     state = drafter.new_state()
     drafter.propose(_context([1, 2, 3]), state)  # held back: nothing learned yet
-    for known in ([1, 2, 3, 7], [1, 2, 3, 7, 8], [1, 2, 3, 7, 8, 9]):  # all right so far: not yet decided
-        drafter.learn(known, state)
-        assert _learned(state, (None, None)) == ([], [])
+    for known, tried in (([1, 2, 3, 7], [1]), ([1, 2, 3, 7, 8], [1, 1]), ([1, 2, 3, 7, 8, 9], [1, 1, 1])):
+        drafter.learn(known, state)  # the rounds after it: each new token counts once
+        assert _learned(state, (None, None)) == (tried, tried)
     drafter.learn([1, 2, 3, 7, 8, 9, 10, 11], state)
     assert _learned(state, (None, None)) == ([1, 1, 1, 1], [1, 1, 1, 1])  # four right, none wrong
-    assert state.previous_right is True
+    assert state.pending == [] and state.previous_right is True
 
     state = drafter.new_state()
     drafter.propose(_context([1, 2]), state)
@@ -103,16 +103,40 @@ def test_every_proposal_is_scored_whole_once_a_wrong_token_or_its_end_is_known()
     drafter.learn([1, 2, 7, 8, 5], state)
     assert _learned(state, (None, None)) == ([1, 1, 1], [1, 1, 0])  # the first: two right, then a wrong one
     assert _learned(state, (None, True)) == ([1], [0])  # the second (after a right first token): wrong at once
+    assert state.pending == []
 
 
 def test_a_new_request_is_not_scored_against_the_old_proposals():
     drafter = CostAwareDrafter(_Fixed([7, 7]), lambda: LLAMACPP_LIKE)
-    for other in ([4, 5], [9, 9, 9, 9]):  # a different, shorter sequence; as long, but not the same pending token
+    # shorter; as long, another pending token; the same last token after other text
+    for other in ([4, 5], [9, 9, 9, 9], [5, 5, 3, 7, 7]):
         state = drafter.new_state()
         drafter.propose(_context([1, 2, 3]), state)
         drafter.learn(other, state)
-        assert (state.pending, state.latest) == ([], None)
+        assert (state.pending, state.latest, state.previous_right) == ([], None, None)
         assert all(not counts.tried for counts in state.counts.values())
+
+
+class _Slot:
+    def __init__(self, key, ids):
+        self.key, self.ids = key, ids
+
+
+def test_another_document_on_the_slot_starts_its_own_counts_and_unverified_tokens_teach_nothing():
+    drafter = CostAwareDrafter(_Fixed([7, 8]), lambda: LLAMACPP_LIKE)
+    state = drafter.new_state()
+    drafter.propose(DraftContext([1, 2, 3], 8, SamplingParams(0.0, 1.0), None, _Slot("a.py", [1, 2])), state)
+    # [1, 2, 3] verified, 7 and 8 forced by a grammar ahead of the cache: not known yet
+    forced = DraftContext([1, 2, 3, 7, 8], 8, SamplingParams(0.0, 1.0), None, _Slot("a.py", [1, 2]))
+    drafter.propose(forced, state)
+    assert all(not counts.tried for counts in state.counts.values())
+    drafter.propose(DraftContext([1, 2, 3, 7, 8], 8, SamplingParams(0.0, 1.0), None, _Slot("a.py", [1, 2, 3, 7])),
+                    state)
+    assert _learned(state, (None, None)) == ([1, 1], [1, 1])
+    drafter.propose(DraftContext([1, 2, 3, 7, 8], 8, SamplingParams(0.0, 1.0), None, _Slot("b.py", [1, 2, 3, 7])),
+                    state)
+    assert state.document == "b.py" and all(not counts.tried for counts in state.counts.values())
+    assert drafter.shared[(None, None)].tried == [1, 1]  # what a.py taught every document stays
 
 
 def test_each_class_of_evidence_keeps_its_own_rate_and_a_new_document_starts_from_the_shared_one():

@@ -8,14 +8,14 @@ whether the previous proposal's first token was right. Measured on the llama.cpp
 classes separate drafts whose first token is right 39 % of the time from drafts right 80-99 % of the time, which
 one rate per document cannot do.
 
-It is learned from hindsight: later rounds' sequences show what really followed a proposal, so every proposal is
-scored against them, the tokens it verified and the ones it held back alike, once a wrong token or its end is
-known (a held-back 8-token proposal that was right counts, a few rounds later). A proposal is one trial at each
-position it reached: token j + 1 right or not, given the first j were (so s_i need not fall geometrically: a
-class's first token may be right far more often than its sixth). Each class has rates shared by all documents
-(older counts weigh less, SHARED_DECAY) and its own per document, which start from the shared ones as
-PRIOR_WEIGHT pseudo-proposals, less a little for CAUTION; an unseen position starts from the one before it, the
-first from 0.5.
+It is learned from hindsight: later rounds' verified tokens show what really followed a proposal, so every
+proposal is scored against them, the tokens it verified and the ones it held back alike, each position as soon as
+its token is known, up to the first wrong one (a held-back 8-token proposal that was right counts, over the next
+rounds). A proposal is one trial at each position it reached: token j + 1 right or not, given the first j were
+(so s_i need not fall geometrically: a class's first token may be right far more often than its sixth). Each
+class has rates shared by all documents (older counts weigh less, SHARED_DECAY) and its own per document (the
+cache slot's key), which start from the shared ones as PRIOR_WEIGHT pseudo-proposals, less a little for CAUTION;
+an unseen position starts from the one before it, the first from 0.5.
 """
 
 from __future__ import annotations
@@ -27,39 +27,38 @@ from typing import Callable, Hashable
 from ..draft_policy import best_length
 from .base import Draft, DraftContext, Drafter
 
-SHARED_DECAY = 0.99  # weight of a class's earlier shared counts after each proposal of that class is scored
+SHARED_DECAY = 0.99  # weight of a class's earlier shared counts each time a proposal of that class starts scoring
 PRIOR_WEIGHT = 4.0  # pseudo-proposals of the shared rates in a document's own
 SHARED_WEIGHT = 2.0  # pseudo-proposals of the previous position's rate (0.5 for the first) in a shared rate
 # Pseudo-trials that failed, in each position of a document's rates: a wrong draft costs more than a right one
-# brings, the more so on one busy core. Replayed on 48 benchmark prompts with one pair of measured tables (one and
-# two threads), it raised the least per-prompt estimate from 0.92x to 0.97x its plain loop and moved the means by
-# under 1.5 % (scripts/replay_drafts.py).
+# brings, the more so on one busy core. Replayed on 48 benchmark prompts (scripts/replay_drafts.py's functions), on
+# one thread it cut the prompts estimated slower than plain decoding from 12 to 3 (0.5: 3 as well, but fewer
+# drafts on two cores), and on two it raised the estimate from 1.19x to 1.21x.
 CAUTION = 0.25
-PENDING_LIMIT = 16  # proposals waiting for hindsight; older ones are dropped unscored
+PENDING_LIMIT = 16  # proposals waiting for hindsight; older ones are dropped
+TAIL = 8  # ids before a proposal that later ids must repeat to be its sequence
 
 
 class _Survival:
     """How often a proposal's token j + 1 was right given its first j were (j = 0, 1, ...): counts of tries and
-    rights per position, from proposals scored in hindsight. Proposals, not tokens, are the trials, so that one
-    long right proposal does not look like many independent successes."""
+    rights per position. A trial is one proposal at one position, counted once the verifier's token there is known;
+    consecutive proposals often repeat each other's tail, so the counts are correlated, and the shared ones decay."""
 
     def __init__(self) -> None:
         self.tried: list[float] = []
         self.right: list[float] = []
 
-    def add(self, right: int, wrong: int, decay: float = 1.0) -> None:
-        """A proposal whose first `right` tokens were right, then a wrong one if `wrong`."""
-        positions = right + wrong
-        grow = positions - len(self.tried)
-        if grow > 0:
+    def observe(self, position: int, right: bool) -> None:
+        if position >= len(self.tried):
+            grow = position + 1 - len(self.tried)
             self.tried += [0.0] * grow
             self.right += [0.0] * grow
-        for j in range(len(self.tried)):
-            self.tried[j] *= decay
-            self.right[j] *= decay
-        for j in range(positions):
-            self.tried[j] += 1.0
-            self.right[j] += 1.0 if j < right else 0.0
+        self.tried[position] += 1.0
+        self.right[position] += 1.0 if right else 0.0
+
+    def decay(self, factor: float) -> None:
+        self.tried = [t * factor for t in self.tried]
+        self.right = [r * factor for r in self.right]
 
     def rates(self, n: int, prior: list[float] | None, weight: float, caution: float = 0.0) -> list[float]:
         """The estimated chance of token j + 1 being right given the first j were, j < n: each position's counts
@@ -77,32 +76,28 @@ class _Survival:
 @dataclass
 class _Proposal:
     length: int  # len(ids) when it was made
-    last: int  # ids[-1] then (the pending token), to tell a later round of the same sequence
+    tail: tuple  # ids[length - TAIL : length], to tell a later round of the same sequence
     tokens: tuple
     evidence: Hashable
+    scored: int = 0  # positions counted so far
+
+    def follows(self, ids: list[int]) -> bool:
+        """Whether `ids` (a later round) continues the sequence this proposal was made after."""
+        return len(ids) >= self.length and tuple(ids[max(0, self.length - TAIL) : self.length]) == self.tail
 
 
 @dataclass
 class _State:
     inner: object
+    document: object = None  # the cache slot's key the counts below belong to
     counts: dict = field(default_factory=lambda: defaultdict(_Survival))  # this document's, per class
     pending: list = field(default_factory=list)  # _Proposal, oldest first
     latest: _Proposal | None = None
     previous_right: bool | None = None  # whether the latest proposal's first token was right, once known
 
-
-def _outcome(proposal: _Proposal, ids: list[int]) -> tuple[int, int] | None:
-    """(right tokens, 1 if a wrong one followed else 0) of `proposal` against the later `ids`; None while neither
-    a wrong token nor its end is known yet. Raises LookupError when `ids` is another sequence."""
-    if len(ids) < proposal.length or ids[proposal.length - 1] != proposal.last:
-        raise LookupError("another sequence")
-    known = ids[proposal.length :][: len(proposal.tokens)]
-    right = 0
-    while right < len(known) and known[right] == proposal.tokens[right]:
-        right += 1
-    if right < len(known):
-        return right, 1
-    return (right, 0) if right == len(proposal.tokens) else None
+    def forget_document(self, document: object) -> None:
+        self.document, self.counts = document, defaultdict(_Survival)
+        self.pending, self.latest, self.previous_right = [], None, None
 
 
 class CostAwareDrafter(Drafter):
@@ -129,33 +124,45 @@ class CostAwareDrafter(Drafter):
         return chances
 
     def learn(self, ids: list[int], state: _State) -> None:
-        """Score the pending proposals whose outcome `ids` shows; forget them all if `ids` is another sequence."""
+        """Count each pending proposal's positions that `ids` (verified tokens of a later round) shows, up to its
+        first wrong token; proposals `ids` does not continue are dropped."""
         still = []
         for proposal in state.pending:
-            try:
-                outcome = _outcome(proposal, ids)
-            except LookupError:
-                state.pending, state.latest, state.previous_right = [], None, None
-                return
-            if outcome is None:
-                still.append(proposal)
+            if not proposal.follows(ids):
                 continue
-            right, wrong = outcome
-            self.shared[proposal.evidence].add(right, wrong, SHARED_DECAY)
-            state.counts[proposal.evidence].add(right, wrong)
-        if state.latest is not None and len(ids) > state.latest.length:
-            state.previous_right = ids[state.latest.length] == state.latest.tokens[0]
+            known = ids[proposal.length : proposal.length + len(proposal.tokens)]
+            shared, own = self.shared[proposal.evidence], state.counts[proposal.evidence]
+            wrong = False
+            while proposal.scored < len(known) and not wrong:
+                if proposal.scored == 0:
+                    shared.decay(SHARED_DECAY)
+                wrong = known[proposal.scored] != proposal.tokens[proposal.scored]
+                shared.observe(proposal.scored, not wrong)
+                own.observe(proposal.scored, not wrong)
+                proposal.scored += 1
+            if not wrong and proposal.scored < len(proposal.tokens):
+                still.append(proposal)
         state.pending = still[-PENDING_LIMIT:]
+        latest = state.latest
+        if latest is not None and not latest.follows(ids):
+            state.latest, state.previous_right = None, None
+        elif latest is not None and len(ids) > latest.length:
+            state.previous_right = ids[latest.length] == latest.tokens[0]
 
     def propose(self, ctx: DraftContext, state: _State) -> Draft:
-        self.learn(ctx.ids, state)
+        document = getattr(ctx.slot, "key", None)
+        if document != state.document:
+            state.forget_document(document)
+        # Tokens a grammar forces are drafted ahead of the cache (loop.py) and not verified yet: not learned from.
+        verified = ctx.ids[: len(ctx.slot.ids) + 1] if ctx.slot is not None else ctx.ids
+        self.learn(verified, state)
         draft = self.inner.propose(ctx, state.inner)
         if not draft.tokens:
             return Draft()
         evidence = (draft.evidence, state.previous_right)
-        state.latest = _Proposal(len(ctx.ids), ctx.ids[-1], tuple(draft.tokens), evidence)
+        state.latest = _Proposal(len(ctx.ids), tuple(ctx.ids[-TAIL:]), tuple(draft.tokens), evidence)
         state.pending.append(state.latest)
-        keep = best_length(self.costs(), self.survival(evidence, state, len(draft.tokens)))
+        keep = best_length(self.costs(), self.survival(evidence, state, min(len(draft.tokens), len(self.costs()) - 1)))
         probs = draft.probs[:keep] if draft.probs is not None else None
         return Draft(list(draft.tokens[:keep]), probs, draft.evidence)
 

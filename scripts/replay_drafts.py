@@ -6,9 +6,10 @@ offline: tokens per pass come out exact, and the speed estimate weighs each pass
 cost of a k-token verification pass. One decode per prompt, then any number of settings in seconds.
 
 `cost-aware` replays the llama.cpp backend's policy (drafters/cost_aware.py: verify only the part of a draft that
-pays by the cost table, learning in hindsight how often each class of proposal is right) with the table of each thread count the
-backend's passes may run on (`--backend llamacpp`; draft_policy.measure_pass_costs, as at load). Tune it on one
-set of prompts and check it on another (`--seed`, `--code-dir`): the per-prompt estimates are printed.
+pays by the cost table, learning in hindsight how often each class of proposal is right) with the table of each
+thread count the backend's passes may run on (`--backend llamacpp`; draft_policy.measure_pass_costs, as at
+load). Tune it on one set of prompts and check it on another (`--seed`, `--code-dir`): the per-prompt estimates
+are printed.
 
     SPECD_HOME=/tmp/sh python scripts/replay_drafts.py --verifier smollm2-135m --limit 40 --threads 2
     SPECD_HOME=/tmp/sh python scripts/replay_drafts.py --backend llamacpp --threads 1 --stdlib \

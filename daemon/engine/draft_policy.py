@@ -28,9 +28,10 @@ MIN_GAIN = 1.1  # a draft must promise this many times a plain step's tokens per
 
 
 def best_length(costs: list[float], survival: list[float]) -> int:
-    """The draft length k in 0..len(survival) with the most expected tokens per cost, (1 + s_1 + ... + s_k) / c(k + 1),
-    if that beats a plain step by MIN_GAIN; else 0. costs[n - 1] = c(n); survival[i - 1] = s_i, the chance that
-    the draft's first i tokens are all right (p**i for a per-token acceptance p)."""
+    """The draft length k in 0..len(survival) with the most expected tokens per cost,
+    (1 + s_1 + ... + s_k) / c(k + 1), if that beats a plain step by MIN_GAIN; else 0. costs[n - 1] = c(n);
+    survival[i - 1] = s_i, the chance that the draft's first i tokens are all right (p**i for a per-token
+    acceptance p)."""
     best, best_rate, expected = 0, MIN_GAIN / costs[0], 1.0
     for k in range(1, min(len(survival), len(costs) - 1) + 1):
         expected += survival[k - 1]

@@ -162,7 +162,8 @@ class CostAwareDrafter(Drafter):
         evidence = (draft.evidence, state.previous_right)
         state.latest = _Proposal(len(ctx.ids), tuple(ctx.ids[-TAIL:]), tuple(draft.tokens), evidence)
         state.pending.append(state.latest)
-        keep = best_length(self.costs(), self.survival(evidence, state, min(len(draft.tokens), len(self.costs()) - 1)))
+        costs = self.costs()
+        keep = best_length(costs, self.survival(evidence, state, min(len(draft.tokens), len(costs) - 1)))
         probs = draft.probs[:keep] if draft.probs is not None else None
         return Draft(list(draft.tokens[:keep]), probs, draft.evidence)
 

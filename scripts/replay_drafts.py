@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from bench import gather_prompts
 from bench_verify_cost import cost_curve
 
-from specd.daemon.engine.draft_policy import filled_cache
+from specd.daemon.engine.draft_policy import PROBE_CONTEXT, filled_cache
 from specd.daemon.engine.drafters.base import DraftContext
 from specd.daemon.engine.drafters.cost_aware import CostAwareDrafter
 from specd.daemon.engine.drafters.ngram import NgramDrafter
@@ -67,13 +67,13 @@ def greedy_cases(engine: Engine, prompts, max_tokens: int) -> list[Case]:
 
 def pass_costs(engine: Engine, context: int, max_k: int, repeats: int, log=print) -> dict[int, list[float]]:
     """{threads: costs}, costs[k] a verification pass over k tokens relative to a 1-token step (costs[0] unused):
-    on llama.cpp one table per thread count its passes may run on, measured as at load (`pass_cost_tables`),
-    else one."""
+    on llama.cpp one table per thread count its passes may run on, measured as at load (`pass_cost_tables`, after
+    PROBE_CONTEXT cached tokens), else one after `context` cached tokens, `repeats` timed passes per k and round."""
     runner = engine.verifier
     if not hasattr(runner, "pass_thread_choices"):
         seconds = cost_curve(engine, context, list(range(1, max_k + 1)), repeats)
         return {runner_threads(engine): [0.0] + [seconds[k] / seconds[1] for k in range(1, max_k + 1)]}
-    tables = pass_cost_tables(runner, max_k, filled_cache(runner, context, max_k), log)
+    tables = pass_cost_tables(runner, max_k, filled_cache(runner, PROBE_CONTEXT, max_k), log)
     return {threads: [0.0] + costs for threads, costs in tables.items()}
 
 
@@ -129,7 +129,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--prefix-tokens", type=int, default=1000)
     parser.add_argument("--suffix-tokens", type=int, default=200)
-    parser.add_argument("--repeats", type=int, default=5, help="timed passes per k and round for the cost curve")
+    parser.add_argument("--repeats", type=int, default=5, help="timed passes per k and round for the torch cost "
+                        "curve (llama.cpp's tables are measured as at load)")
     parser.add_argument("--json", dest="json_out", default=None)
     args = parser.parse_args(argv)
     args.prompts = None

@@ -27,6 +27,11 @@ def split_lines(text: str) -> list[str]:
     return lines
 
 
+def _trailing_zeros(number: int) -> int:
+    """Trailing zero bits of a positive `number`: of the integers in any interval, one has the most."""
+    return (number & -number).bit_length() - 1
+
+
 def content(line: str) -> str:
     return line.rstrip(_LINE_END)
 
@@ -117,7 +122,14 @@ class Document:
         return new
 
     def prefix(self, line: int, column: int, budget: int) -> str:
-        """Up to `budget` characters before the cursor, whole lines where the budget allows."""
+        """Up to `budget` characters before the cursor, whole lines where the budget allows.
+
+        Where the budget does not reach the document's start, the window gives up to a quarter of it to start
+        at a line whose number has the most trailing zero bits among those it may start at: typing then moves
+        the start every few dozen lines instead of at every line the growing text pushes out. The daemon reuses
+        its cache only up to the first token that differs from the previous prompt, so each move of the start
+        costs the whole prompt's prefill again.
+        """
         parts = [self.lines[line][:column]]
         used = len(parts[0])
         row = line - 1
@@ -125,7 +137,19 @@ class Document:
             parts.append(self.lines[row])
             used += len(self.lines[row])
             row -= 1
-        text = "".join(reversed(parts))
+        if row >= 0:  # cut: move the start to a stable line within a quarter of the budget
+            parts.reverse()  # parts[i] is line row + 1 + i; the last is the cursor's line
+            start, given_up = 0, 0
+            for i in range(1, len(parts)):
+                given_up += len(parts[i - 1])
+                if given_up > budget // 4:
+                    break
+                if _trailing_zeros(row + 1 + i) > _trailing_zeros(row + 1 + start):
+                    start = i
+            parts = parts[start:]
+        else:
+            parts.reverse()
+        text = "".join(parts)
         return text[-budget:] if budget else ""
 
     def suffix(self, line: int, column: int, budget: int) -> str:

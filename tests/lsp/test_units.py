@@ -58,6 +58,42 @@ def test_windows_are_cut_by_size_at_line_boundaries():
     assert doc.prefix(0, 0, 10) == "" and doc.suffix(5, 0, 10) == ""
 
 
+def _type(doc: Document, line: int, column: int, text: str) -> list[str]:
+    """Type `text` at (line, column) one character at a time; the prefix window after each keystroke."""
+    windows = []
+    for char in text:
+        here = types.Position(line, column)
+        doc.apply(types.TextDocumentContentChangePartial(range=types.Range(here, here), text=char),
+                  types.PositionEncodingKind.Utf32)
+        line, column = (line + 1, 0) if char == "\n" else (line, column + 1)
+        windows.append(doc.prefix(line, column, 6000))
+    return windows
+
+
+def test_typing_in_a_long_file_keeps_the_window_start_for_dozens_of_lines():
+    # The daemon reuses its cache only up to the first token that changed: a window whose first line moved
+    # costs the whole prompt's prefill again. Cut at the farthest line that fits, it moved every ~40 characters.
+    rng = random.Random(3)
+    words = ["self", "value", "return", "result", "=", "(", ")", "items", "for", "in", "if", "not", "None"]
+    line_of = lambda: "    " * rng.randint(1, 3) + " ".join(rng.choice(words) for _ in range(rng.randint(2, 9))) + "\n"
+    lines = [line_of() for _ in range(2000)]
+    doc = Document("file:///long.py", "python", 1, lines + [""])
+    typed = "".join(line_of() for _ in range(40))  # ~1,400 characters: ~40 lines pushed out of the window
+    windows = _type(doc, 1000, 0, typed)
+    moves = sum(a[:100] != b[:100] for a, b in zip(windows, windows[1:]))
+    assert moves <= 2, moves
+    before_cursor = doc.text()[: _offset(doc.text(), 1040, 0)]
+    for w in windows[-1:] + windows[::97]:  # whole lines, at most a quarter of the budget given up
+        assert 4400 <= len(w) <= 6000
+    start = len(before_cursor) - len(windows[-1])
+    assert before_cursor[start:] == windows[-1] and before_cursor[start - 1] == "\n"
+
+
+def test_a_window_that_reaches_the_document_start_is_not_cut():
+    doc = Document("file:///short.py", "python", 1, split_lines("import os\n" * 50))
+    assert _type(doc, 50, 0, "x = 1\n")[-1] == "import os\n" * 50 + "x = 1\n"
+
+
 def test_postprocess():
     assert postprocess.clean("'hi')", ")\n", "line") == "'hi'"
     assert postprocess.clean("a])", "])", "line") == "a"

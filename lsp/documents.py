@@ -137,8 +137,8 @@ class Document:
             parts.append(self.lines[row])
             used += len(self.lines[row])
             row -= 1
+        parts.reverse()  # parts[i] is line row + 1 + i; the last is the cursor's line
         if row >= 0:  # cut: move the start to a stable line within a quarter of the budget
-            parts.reverse()  # parts[i] is line row + 1 + i; the last is the cursor's line
             start, given_up = 0, 0
             for i in range(1, len(parts)):
                 given_up += len(parts[i - 1])
@@ -147,8 +147,6 @@ class Document:
                 if _trailing_zeros(row + 1 + i) > _trailing_zeros(row + 1 + start):
                     start = i
             parts = parts[start:]
-        else:
-            parts.reverse()
         text = "".join(parts)
         return text[-budget:] if budget else ""
 

@@ -159,7 +159,7 @@ class Completer:
             "max_tokens": settings.max_tokens,
             "temperature": settings.temperature,
             "draft_tokens": settings.draft_tokens,
-            "extra_context": context.snippets(doc, self.docs, prefix, settings.extra_context_chars),
+            "extra_context": context.snippets(doc, self.docs, settings.extra_context_chars),
             "stop": [],
         }
         self.counters.decodes += 1

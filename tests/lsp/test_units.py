@@ -151,9 +151,9 @@ def test_context_prefers_imported_then_nearby_documents_within_budget():
     def doc(uri, text, lang="python"):
         return Document(uri, lang, 1, split_lines(text))
 
-    current = doc("file:///p/src/main.py", "")
+    current = doc("file:///p/src/main.py", "import util\n\n" + "x = 1\n" * 2000 + "far = near\n")
     others = [doc("file:///p/src/near.py", "N = 1\n" * 100), doc("file:///p/lib/util.py", "def u(): ...\n"),
               doc("file:///x/far.py", "F = 1\n"), doc("file:///p/src/readme.md", "# r\n", "markdown")]
-    got = context.snippets(current, [current, *others], "import util\n", budget=300)
+    got = context.snippets(current, [current, *others], budget=300)
     assert [s["path"] for s in got] == ["/p/lib/util.py", "/p/src/near.py", "/x/far.py"]
     assert sum(len(s["text"]) for s in got) <= 300

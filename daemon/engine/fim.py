@@ -1,9 +1,13 @@
 """Fill-in-the-middle prompt templates, detected from the verifier's tokenizer.
 
-The prompt is laid out so that typing only changes its tail (llama.vim's layout): the lines before the cursor
-line go in the prefix part, the rest of the cursor line and what follows go in the suffix part, and the cursor
-line up to the cursor goes after the middle marker, as the start of the text the model continues. Each
-keystroke then leaves every earlier token, and its KV cache, untouched.
+The prompt is laid out so that typing only changes its tail (llama.vim's layout, extended to a few lines): the
+rest of the cursor line and what follows go in the suffix part, the cursor line up to the cursor goes after the
+middle marker, as the start of the text the model continues, and so do up to MIDDLE_LINES lines before it; the
+lines before those go in the prefix part. Each keystroke then leaves every earlier token, and its KV cache,
+untouched, and so does Enter: the line it ends stays after the middle marker, where llama.vim's layout would move
+it into the prefix part and make the whole suffix part be read again. FIM training cuts the middle at random
+points (Bavarian et al. 2022, "Efficient Training of Language Models to Fill in the Middle"), so a middle that
+starts with whole lines is what the models were trained on.
 """
 
 from __future__ import annotations
@@ -127,42 +131,78 @@ def bos_ids(tokenizer) -> list[int]:
     return list(_habits(tokenizer).bos)
 
 
-TRIM_STEP = 128  # trim in steps, so consecutive keystrokes cut at the same token and keep their cache
+TRIM_STEP = 128  # a middle part longer than the context loses its start in steps, so keystrokes keep the cache
+
+
+def _stable_ceiling(count: int, slack: int) -> int:
+    """The number in [count, count + slack] with the most trailing zero bits (0 for a `count` below 1): it stays
+    the same while `count` grows one by one, until `count` passes it."""
+    if count < 1:
+        return 0
+    top = count + max(slack, 0)
+    low_bits = ((count - 1) ^ top).bit_length() - 1  # below the highest bit where count - 1 and top differ
+    return top >> low_bits << low_bits
 
 
 def _fit(head: list[int], suffix: list[int], fixed: int, budget: int | None) -> tuple[list[int], list[int]]:
-    """Fit `budget` by dropping the farthest suffix tokens (the suffix keeps at least a quarter of the room),
-    then the oldest prefix tokens."""
-    room = None if budget is None else budget - fixed
+    """Fit `budget`. The suffix keeps at least a quarter of the room. The oldest prefix tokens go first, up to a
+    quarter of the room more than needed, at a cut that stays put while the prompt grows (a moved cut makes the
+    whole prompt be read again); the suffix takes what is left, so its far end moves instead, which costs only
+    reading again what follows it."""
+    room = None if budget is None else max(budget - fixed, 0)
     if room is None or len(head) + len(suffix) <= room:
         return head, suffix
-    suffix = suffix[: max(0, room // 4, room - len(head))]
-    excess = len(head) + len(suffix) - room
+    excess = len(head) + min(len(suffix), room // 4) - room
     if excess > 0:
-        head = head[min(len(head), -(-excess // TRIM_STEP) * TRIM_STEP) :]
-    return head, suffix
+        head = head[min(len(head), _stable_ceiling(excess, room // 4)) :]
+    return head, suffix[: room - len(head)]
+
+
+MIDDLE_LINES = 8  # whole lines before the cursor's that may go after the middle marker
+
+
+def _middle_start(prefix: str) -> int:
+    """Where the middle part begins in `prefix`: at the start of the cursor's line or of one of the
+    MIDDLE_LINES lines before it (never line 0, so that the prefix part holds what comes first), the one whose
+    number in `prefix` has the most trailing zero bits: it stays chosen while lines are added, so Enter changes
+    no earlier token."""
+    cursor_line = prefix.count("\n")
+    first = max(1, cursor_line - MIDDLE_LINES)
+    chosen = _stable_ceiling(first, cursor_line - first) if first <= cursor_line else cursor_line
+    start = prefix.rfind("\n") + 1
+    for _ in range(cursor_line - chosen):
+        start = prefix.rfind("\n", 0, start - 1) + 1
+    return start
 
 
 def build_fim_ids(tokenizer, template: FimTemplate | None, prefix: str, suffix: str,
                   budget: int | None = None) -> list[int]:
     """Token ids for completing at the cursor between `prefix` and `suffix`; with a `budget`, the far ends of
-    the prefix and suffix are dropped to fit it (the cursor's line stays, all of it that fits: an editor's line
-    can be longer than the context)."""
+    the prefix and suffix are dropped to fit it (the text after the middle marker stays, all of it that fits: an
+    editor's line can be longer than the context)."""
     if template is None:
         head, _ = _fit(encode_text(tokenizer, prefix), [], len(bos_ids(tokenizer)), budget)
         return bos_ids(tokenizer) + head
+    fixed = len(bos_ids(tokenizer)) + len(template.markers)
     line_start = prefix.rfind("\n") + 1
-    head_text, cursor_line = prefix[:line_start], prefix[line_start:]
-    marker = lambda token: [_single_token_id(tokenizer, token)]  # noqa: E731
-    line_ids = encode_text(tokenizer, cursor_line, continuation=bool(head_text))
-    if budget is not None:  # a line beyond the room loses its start, in steps (see TRIM_STEP)
-        excess = len(line_ids) - max(0, budget - len(bos_ids(tokenizer)) - len(template.markers))
+    split = _middle_start(prefix) if template.middle is not None else line_start
+    middle_ids = encode_text(tokenizer, prefix[split:], continuation=split > 0)
+    if budget is not None and split < line_start and len(middle_ids) > (budget - fixed) // 4:
+        split = line_start  # a context this small is better spent on the prefix part
+        middle_ids = encode_text(tokenizer, prefix[split:], continuation=split > 0)
+    if budget is not None:  # text beyond the room loses its start, in steps (see TRIM_STEP)
+        excess = len(middle_ids) - max(0, budget - fixed)
         if excess > 0:
-            line_ids = line_ids[min(len(line_ids), -(-excess // TRIM_STEP) * TRIM_STEP) :]
-    head, tail = encode_text(tokenizer, head_text), encode_text(tokenizer, suffix, continuation=True)
-    head, tail = _fit(head, tail, len(bos_ids(tokenizer)) + len(template.markers) + len(line_ids), budget)
+            middle_ids = middle_ids[min(len(middle_ids), -(-excess // TRIM_STEP) * TRIM_STEP) :]
+    head, tail = encode_text(tokenizer, prefix[:split]), encode_text(tokenizer, suffix, continuation=True)
+    # Fitted as if the middle part were up to a sixteenth of the room longer, so that while it grows the far ends
+    # are cut where they were and keep their cache.
+    reserve = len(middle_ids) if budget is None else \
+        min(_stable_ceiling(len(middle_ids), (budget - fixed) // 16), max(0, budget - fixed))
+    head, tail = _fit(head, tail, fixed + reserve, budget)
+    marker = lambda token: [_single_token_id(tokenizer, token)]  # noqa: E731
     prefix_part = marker(template.prefix) + head
     suffix_part = marker(template.suffix) + tail
     parts = suffix_part + prefix_part if template.suffix_first else prefix_part + suffix_part
     middle = marker(template.middle) if template.middle else []
-    return bos_ids(tokenizer) + parts + middle + line_ids
+    return bos_ids(tokenizer) + parts + middle + middle_ids

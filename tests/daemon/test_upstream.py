@@ -85,8 +85,8 @@ async def test_the_upstream_receives_specds_raw_fim_prompt_and_never_suffix(toke
         status, answer = await daemon.post("/specd/v1/complete", native())
     assert status == 200, answer
     body = fake.requests[0]
-    # StarCoder's markers (the tokenizer's); the cursor's line ("" here) after the middle marker
-    assert body["prompt"] == "<fim_prefix>import os\n\ndef add(a, b):\n<fim_suffix>\n\nprint(add(1, 2))\n<fim_middle>"
+    # StarCoder's markers (the tokenizer's); the cursor's line ("" here) and the one before it after the middle marker
+    assert body["prompt"] == "<fim_prefix>import os\n\n<fim_suffix>\n\nprint(add(1, 2))\n<fim_middle>def add(a, b):\n"
     assert "suffix" not in body
     assert body["stream"] is True and body["stream_options"] == {"include_usage": True, "continuous_usage_stats": True}
     assert body["model"] == "fake-coder" and body["max_tokens"] == 40 and body["temperature"] == 0.0

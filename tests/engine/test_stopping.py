@@ -1,5 +1,7 @@
 """Stop rules on a character-level tokenizer, so each case reads as text."""
 
+import random
+
 import pytest
 
 from fixtures.tiny_models import build_sentencepiece_tokenizer, build_tokenizer
@@ -86,6 +88,50 @@ def test_fim_layout_keeps_the_cursor_line_at_the_tail(tiny_pair):
     # User text that looks like a marker stays text.
     literal = build_fim_ids(tokenizer, template, "s = '<fim_suffix>'\n", "")
     assert literal.count(tokenizer.convert_tokens_to_ids("<fim_suffix>")) == 1
+
+
+def test_the_stable_cut_is_the_number_with_the_most_trailing_zero_bits_in_its_range():
+    from specd.daemon.engine.fim import _stable_ceiling
+
+    rng = random.Random(5)
+    for _ in range(3000):
+        count, slack = rng.randint(-2, 5000), rng.randint(0, 3000)
+        assert _stable_ceiling(count, slack) == (max(range(count, count + slack + 1), key=lambda n: n & -n)
+                                                 if count > 0 else 0)
+
+
+def _shared(a: list[int], b: list[int]) -> int:
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
+
+@pytest.mark.parametrize("budget", [None, 4096, 600])
+def test_enter_leaves_the_suffix_part_cached_for_several_lines(budget):
+    # llama.vim's layout moves the line Enter ends into the prefix part, before the suffix part: every new line
+    # read the whole suffix again. Here the finished lines stay after the middle marker for up to 8 lines.
+    tokenizer = build_tokenizer(vocab_size=512, fim=True)
+    template = detect_template(tokenizer)
+    above = "".join(f"value_{i} = compute({i})\n" for i in range(40))
+    suffix = "\n" + "".join(f"print(value_{i})\n" for i in range(60))
+    typed = [f"total_{i} = value_{i} + 1\n" for i in range(16)]
+    prompts = [build_fim_ids(tokenizer, template, above + "".join(typed[:n]), suffix, budget) for n in range(17)]
+    read_again = [len(prompts[n]) - _shared(prompts[n - 1], prompts[n]) for n in range(1, 17)]
+    # A line is ~13 tokens: more than 110 means more than the middle part was read again. The middle part
+    # restarts at lines 40 and 48; with 600 tokens the oldest prefix tokens are cut once more.
+    assert sum(r > 110 for r in read_again) <= (2 if budget != 600 else 3), read_again
+    for prompt in prompts:
+        assert budget is None or len(prompt) <= budget
+        assert budget == 600 or tokenizer.decode(prompt).startswith("<fim_prefix>value_0 = compute(0)\n")
+
+
+def test_a_small_context_keeps_only_the_cursor_line_after_the_middle_marker():
+    tokenizer = build_tokenizer(vocab_size=512, fim=True)
+    template = detect_template(tokenizer)
+    prefix = "".join(f"value_{i} = compute({i})\n" for i in range(200)) + "result = val"
+    ids = build_fim_ids(tokenizer, template, prefix, "\nprint(result)\n", budget=256)
+    assert tokenizer.decode(ids).endswith("value_199 = compute(199)\n<fim_suffix>\nprint(result)\n<fim_middle>result = val")
+    roomy = build_fim_ids(tokenizer, template, prefix, "\nprint(result)\n")
+    assert tokenizer.decode(roomy).endswith("<fim_middle>" + "".join(f"value_{i} = compute({i})\n" for i in range(192, 200))
+                                            + "result = val")
 
 
 def test_templates_cover_the_common_families():

@@ -11,10 +11,6 @@ from pathlib import Path
 
 from specd.daemon.discovery import find_daemon
 
-# The tiny model does not stop early on this prompt: a 2000-token decode takes many seconds on a CPU.
-LONG_PROMPT = "import os\n" * 10
-
-
 def run_cli(home: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPECD_")}
     env["SPECD_HOME"] = str(home)
@@ -53,3 +49,29 @@ def cancelled_by_disconnect() -> int:
         if line.startswith('specd_cancelled_total{reason="disconnect"}'):
             return int(float(line.split()[-1]))
     return 0
+
+
+_long_documents: dict[str, str] = {}
+
+
+def long_document() -> str:
+    """A document whose completion at its end (block mode, up to 2000 tokens, no drafts, as the tests ask) keeps
+    the daemon decoding for 500 tokens or more, long enough to cancel or kill it mid-way. A tiny random model's
+    logits are nearly flat, so where it meets its end-of-text token turns on the prompt's exact tokens: the
+    document is found by asking the running daemon, once per daemon."""
+    info = find_daemon()
+    if info.url not in _long_documents:
+        for lines in range(8, 64):
+            text = "import os\n" * lines
+            body = {"prefix": text, "suffix": "", "language": "python", "mode": "block", "max_tokens": 2000,
+                    "draft_tokens": 0, "temperature": 0}
+            request = urllib.request.Request(info.url + "/specd/v1/complete", data=json.dumps(body).encode(),
+                                             headers={"Authorization": f"Bearer {info.token}",
+                                                      "Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=60) as response:
+                if json.loads(response.read())["usage"]["completion_tokens"] >= 500:
+                    _long_documents[info.url] = text
+                    break
+        else:
+            raise AssertionError("no document of 8-63 import lines keeps the tiny model decoding for 500 tokens")
+    return _long_documents[info.url]

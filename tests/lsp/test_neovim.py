@@ -19,7 +19,7 @@ import pytest
 
 from .conftest import SERVER_COMMAND
 from .lsp_helpers import eventually
-from .real_daemon import cancelled_by_disconnect, served
+from .real_daemon import cancelled_by_disconnect, long_document, served
 
 NVIM = shutil.which("nvim")
 SCRIPT = Path(__file__).parent / "nvim" / "drive_specd.lua"
@@ -30,7 +30,8 @@ async def test_neovim_edits_completes_and_cancels(real_daemon_home, tmp_path, mo
     monkeypatch.setenv("SPECD_HOME", str(real_daemon_home))
     out = tmp_path / "nvim.json"
     env = dict(os.environ, SPECD_HOME=str(real_daemon_home), SPECD_NVIM_OUT=str(out),
-               SPECD_LSP_CMD=json.dumps(SERVER_COMMAND), XDG_CACHE_HOME=str(tmp_path / "cache"),
+               SPECD_LSP_CMD=json.dumps(SERVER_COMMAND), SPECD_SLOW_LINES=str(long_document().count("\n")),
+               XDG_CACHE_HOME=str(tmp_path / "cache"),
                XDG_STATE_HOME=str(tmp_path / "state"), XDG_DATA_HOME=str(tmp_path / "data"))
     served_before, cancelled_before = served(), cancelled_by_disconnect()
     done = subprocess.run([NVIM, "--headless", "-u", "NONE", "-c", f"luafile {SCRIPT}"], cwd=tmp_path, env=env,

@@ -16,7 +16,7 @@ import pytest
 
 from .conftest import SERVER_COMMAND
 from .lsp_helpers import eventually
-from .real_daemon import cancelled_by_disconnect
+from .real_daemon import cancelled_by_disconnect, long_document
 
 NODE_DIR = Path(__file__).parent / "node"
 
@@ -35,10 +35,11 @@ def node_client() -> Path:
 
 async def test_vscode_protocol_client(node_client, real_daemon_home, monkeypatch):
     monkeypatch.setenv("SPECD_HOME", str(real_daemon_home))
+    long_lines = long_document().count("\n")  # the slow request's document: this many `import os` lines
     cancelled_before = cancelled_by_disconnect()
     env = dict(os.environ, SPECD_HOME=str(real_daemon_home))
-    done = subprocess.run(["node", str(node_client), json.dumps(SERVER_COMMAND)], env=env, capture_output=True,
-                          text=True, timeout=180)
+    done = subprocess.run(["node", str(node_client), json.dumps(SERVER_COMMAND), str(long_lines)], env=env,
+                          capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["inlineProvider"] is True and result["positionEncoding"] == "utf-16"

@@ -19,7 +19,7 @@ from specd.daemon.discovery import find_daemon
 
 from .lsp_helpers import (cancel_request, complete, eventually, inline, inline_text, insert, open_doc, start_inline,
                           status)
-from .real_daemon import LONG_PROMPT, cancelled_by_disconnect, daemon_status, run_cli, served
+from .real_daemon import cancelled_by_disconnect, daemon_status, long_document, run_cli, served
 
 URI = "file:///work/project/main.py"
 FAST = {"debounceMs": 0, "maxTokens": 12}
@@ -73,9 +73,10 @@ async def test_debounce_sends_one_decode_for_a_burst_of_keystrokes(start_lsp):
 
 async def test_cancel_request_cancels_the_daemon_job(start_lsp):
     client = await start_lsp(init_options={"debounceMs": 0, "maxTokens": 2000, "draftTokens": 0})
-    open_doc(client, URI, LONG_PROMPT)
+    text = long_document()
+    open_doc(client, URI, text)
     before = cancelled_by_disconnect()
-    pending = start_inline(client, "long-1", URI, (10, 0))
+    pending = start_inline(client, "long-1", URI, (text.count("\n"), 0))
     await eventually(lambda: daemon_status()["idle"] is False, "the daemon is decoding")
     cancel_request(client, "long-1")
     with pytest.raises(JsonRpcRequestCancelled):
@@ -115,17 +116,18 @@ async def test_a_5_mb_document_is_served(start_lsp):
 
 async def test_daemon_killed_mid_request_gives_empty_then_recovers(start_lsp):
     client = await start_lsp(init_options={"debounceMs": 0, "maxTokens": 2000, "draftTokens": 0})
-    open_doc(client, URI, LONG_PROMPT)
+    text = long_document()
+    open_doc(client, URI, text)
     pid = find_daemon().pid
-    pending = asyncio.ensure_future(inline(client, URI, (10, 0)))
+    pending = asyncio.ensure_future(inline(client, URI, (text.count("\n"), 0)))
     await eventually(lambda: daemon_status()["idle"] is False, "the daemon is decoding")
     os.kill(pid, signal.SIGKILL)
     assert inline_text(await pending) == ""
     assert any("lost the connection to the daemon" in m.message for m in client.log_messages)
     # The next request finds no daemon, starts one (as `specd start` does) and is answered by it.
     client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"specd": FAST}))
-    insert(client, URI, 2, (10, 0), "x = ")
-    await inline(client, URI, (10, 4))
+    insert(client, URI, 2, (text.count("\n"), 0), "x = ")
+    await inline(client, URI, (text.count("\n"), 4))
     assert find_daemon().pid != pid
     assert served() == 1  # the new daemon answered that request
     assert any("starting one" in m.message for m in client.log_messages)

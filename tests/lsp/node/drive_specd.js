@@ -1,11 +1,12 @@
 // vscode-languageserver-protocol (what VS Code's client is built on) drives `specd lsp` over stdio:
 // open a document, edit it, inline completion, completion, and a cancelled slow request.
-// Usage: node drive_specd.js '<server command as JSON>' ; prints one JSON line of results.
+// Usage: node drive_specd.js '<server command as JSON>' <lines of the slow document> ; prints one JSON line of results.
 const { spawn } = require("child_process");
 const p = require("vscode-languageserver-protocol/node");
 
 async function main() {
   const [cmd, ...args] = JSON.parse(process.argv[2]);
+  const slowLines = Number(process.argv[3]);
   const child = spawn(cmd, args, { stdio: ["pipe", "pipe", "inherit"] });
   const conn = p.createProtocolConnection(new p.StreamMessageReader(child.stdout), new p.StreamMessageWriter(child.stdin));
   const logs = [];
@@ -38,10 +39,10 @@ async function main() {
   await conn.sendNotification(p.DidChangeConfigurationNotification.type,
     { settings: { specd: { debounceMs: 0, maxTokens: 2000, draftTokens: 0, mode: "block" } } });
   await conn.sendNotification(p.DidChangeTextDocumentNotification.type,
-    { textDocument: { uri, version: 3 }, contentChanges: [{ text: "import os\n".repeat(10) }] });
+    { textDocument: { uri, version: 3 }, contentChanges: [{ text: "import os\n".repeat(slowLines) }] });
   const source = new p.CancellationTokenSource();
   const slow = conn.sendRequest(p.InlineCompletionRequest.type,
-    { textDocument: { uri }, position: { line: 10, character: 0 }, context: { triggerKind: 1 } }, source.token);
+    { textDocument: { uri }, position: { line: slowLines, character: 0 }, context: { triggerKind: 1 } }, source.token);
   setTimeout(() => source.cancel(), 200);
   try {
     await slow;

@@ -124,11 +124,11 @@ class Document:
     def prefix(self, line: int, column: int, budget: int) -> str:
         """Up to `budget` characters before the cursor, whole lines where the budget allows.
 
-        Where the budget does not reach the document's start, the window gives up to a quarter of it to start
-        at a line whose number has the most trailing zero bits among those it may start at: typing then moves
-        the start every few dozen lines instead of at every line the growing text pushes out. The daemon reuses
-        its cache only up to the first token that differs from the previous prompt, so each move of the start
-        costs the whole prompt's prefill again.
+        Where the budget does not reach the document's start, the window gives up to a quarter of what it holds
+        to start at a line whose number has the most trailing zero bits among those it may start at (never the
+        cursor's line): typing then moves the start about once in a few dozen lines instead of at every line the
+        growing text pushes out. The daemon reuses its cache only up to the first token that differs from the
+        previous prompt, so each move of the start costs the whole prompt's prefill again.
         """
         parts = [self.lines[line][:column]]
         used = len(parts[0])
@@ -140,9 +140,9 @@ class Document:
         parts.reverse()  # parts[i] is line row + 1 + i; the last is the cursor's line
         if row >= 0:  # cut: move the start to a stable line within a quarter of the budget
             start, given_up = 0, 0
-            for i in range(1, len(parts)):
+            for i in range(1, len(parts) - 1):
                 given_up += len(parts[i - 1])
-                if given_up > budget // 4:
+                if given_up > used // 4:
                     break
                 if _trailing_zeros(row + 1 + i) > _trailing_zeros(row + 1 + start):
                     start = i

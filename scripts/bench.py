@@ -426,8 +426,8 @@ def keystroke_cost(engine: Engine, prompts: list[Prompt], texts: list[str]) -> d
         GenerationRequest(prompt=prompts[i].prefix, suffix=prompts[i].suffix))))[:KEYSTROKE_PROMPTS]
     cold, warm, fed, cold_tokens = [], [], [], []
     for i in longest:
-        # Typing within the cursor's line: a newline moves that line into the FIM head, before the suffix,
-        # which then has to be fed again (an Enter keystroke is a different, costlier case).
+        # Typing within the cursor's line (an Enter can move the FIM prompt's middle part, once in 8 lines:
+        # fim.py, and scripts/bench_typing.py times typing whole lines).
         prompt, typed = prompts[i], (texts[i].split("\n")[0] + "x" * KEYSTROKES * CHARS_PER_KEYSTROKE)
         engine.pool.clear()
         stats = _one_token(engine, prompt.prefix, prompt.suffix).stats

@@ -8,8 +8,7 @@ request prefilled the whole prompt again. Now the window starts at a line that s
 `--every`-th keystroke and after every Enter, asks for a completion the way `specd lsp` does (its windows, `line` mode, the document's
 cache key, fitted to the context), once with each window, interleaved, on one engine. It prints, per window:
 requests, prompt tokens prefilled again, how many requests prefilled more than half their prompt, and latency
-(median, p95, max, total; the median after an Enter apart: the cursor's new line moves the suffix part of
-the prompt, which is prefilled again whatever the window), and the ratios of the two.
+(median, p95, max, total; the median after an Enter apart), and the ratios of the two.
 
     SPECD_HOME=/tmp/sh python scripts/bench_typing.py --verifier smollm2-135m --threads 1 --files 3 --lines 3
 

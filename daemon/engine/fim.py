@@ -135,20 +135,20 @@ TRIM_STEP = 128  # a middle part longer than the context loses its start in step
 
 
 def _stable_ceiling(count: int, slack: int) -> int:
-    """The number in [count, count + slack] with the most trailing zero bits (0 for a `count` below 1): it stays
-    the same while `count` grows one by one, until `count` passes it."""
+    """`count` rounded up to a multiple of the largest power of two that is at most `slack` + 1 (0 for a `count`
+    below 1): at most `slack` above it, and the same while `count` grows one by one, until `count` passes it."""
     if count < 1:
         return 0
-    top = count + max(slack, 0)
-    low_bits = ((count - 1) ^ top).bit_length() - 1  # below the highest bit where count - 1 and top differ
-    return top >> low_bits << low_bits
+    step = 1 << ((max(slack, 0) + 1).bit_length() - 1)
+    return -(-count // step) * step
 
 
 def _fit(head: list[int], suffix: list[int], fixed: int, budget: int | None) -> tuple[list[int], list[int]]:
     """Fit `budget`. The suffix keeps at least a quarter of the room. The oldest prefix tokens go first, up to a
     quarter of the room more than needed, at a cut that stays put while the prompt grows (a moved cut makes the
-    whole prompt be read again); the suffix takes what is left, so its far end moves instead, which costs only
-    reading again what follows it."""
+    whole prompt be read again); the suffix takes what is left, so its far end moves instead, which in the
+    prefix-suffix-middle order costs only reading the middle part again (in suffix-first order, the prefix
+    part too)."""
     room = None if budget is None else max(budget - fixed, 0)
     if room is None or len(head) + len(suffix) <= room:
         return head, suffix
@@ -163,9 +163,9 @@ MIDDLE_LINES = 8  # whole lines before the cursor's that may go after the middle
 
 def _middle_start(prefix: str) -> int:
     """Where the middle part begins in `prefix`: at the start of the cursor's line or of one of the
-    MIDDLE_LINES lines before it (never line 0, so that the prefix part holds what comes first), the one whose
-    number in `prefix` has the most trailing zero bits: it stays chosen while lines are added, so Enter changes
-    no earlier token."""
+    MIDDLE_LINES lines before it (never line 0, so that the prefix part holds what comes first), at a line
+    number rounded up as `_stable_ceiling` does: it stays chosen while lines are added, so Enter changes no
+    earlier token."""
     cursor_line = prefix.count("\n")
     first = max(1, cursor_line - MIDDLE_LINES)
     chosen = _stable_ceiling(first, cursor_line - first) if first <= cursor_line else cursor_line
@@ -178,8 +178,8 @@ def _middle_start(prefix: str) -> int:
 def build_fim_ids(tokenizer, template: FimTemplate | None, prefix: str, suffix: str,
                   budget: int | None = None) -> list[int]:
     """Token ids for completing at the cursor between `prefix` and `suffix`; with a `budget`, the far ends of
-    the prefix and suffix are dropped to fit it (the text after the middle marker stays, all of it that fits: an
-    editor's line can be longer than the context)."""
+    the prefix and suffix are dropped to fit it (the middle part, or Codestral's cursor line, stays, all of it
+    that fits: an editor's line can be longer than the context)."""
     if template is None:
         head, _ = _fit(encode_text(tokenizer, prefix), [], len(bos_ids(tokenizer)), budget)
         return bos_ids(tokenizer) + head
@@ -198,7 +198,7 @@ def build_fim_ids(tokenizer, template: FimTemplate | None, prefix: str, suffix: 
     # Fitted as if the middle part were up to a sixteenth of the room longer, so that while it grows the far ends
     # are cut where they were and keep their cache.
     reserve = len(middle_ids) if budget is None else \
-        min(_stable_ceiling(len(middle_ids), (budget - fixed) // 16), max(0, budget - fixed))
+        min(_stable_ceiling(max(1, len(middle_ids)), (budget - fixed) // 16), max(0, budget - fixed))
     head, tail = _fit(head, tail, fixed + reserve, budget)
     marker = lambda token: [_single_token_id(tokenizer, token)]  # noqa: E731
     prefix_part = marker(template.prefix) + head

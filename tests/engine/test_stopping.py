@@ -90,14 +90,15 @@ def test_fim_layout_keeps_the_cursor_line_at_the_tail(tiny_pair):
     assert literal.count(tokenizer.convert_tokens_to_ids("<fim_suffix>")) == 1
 
 
-def test_the_stable_cut_is_the_number_with_the_most_trailing_zero_bits_in_its_range():
+def test_the_stable_cut_stays_put_until_the_count_passes_it():
     from specd.daemon.engine.fim import _stable_ceiling
 
-    rng = random.Random(5)
-    for _ in range(3000):
-        count, slack = rng.randint(-2, 5000), rng.randint(0, 3000)
-        assert _stable_ceiling(count, slack) == (max(range(count, count + slack + 1), key=lambda n: n & -n)
-                                                 if count > 0 else 0)
+    for slack in (0, 1, 7, 8, 250, 1000):
+        cuts = [_stable_ceiling(count, slack) for count in range(0, 5000)]
+        assert cuts[0] == 0 and all(count <= cut <= count + slack for count, cut in enumerate(cuts) if count)
+        moves = [count for count in range(2, 5000) if cuts[count] != cuts[count - 1]]
+        assert all(count > cuts[count - 1] for count in moves)  # only when the count passed the cut
+        assert len(moves) <= 5000 // ((slack + 2) // 2) + 1
 
 
 def _shared(a: list[int], b: list[int]) -> int:
@@ -116,11 +117,27 @@ def test_enter_leaves_the_suffix_part_cached_for_several_lines(budget):
     prompts = [build_fim_ids(tokenizer, template, above + "".join(typed[:n]), suffix, budget) for n in range(17)]
     read_again = [len(prompts[n]) - _shared(prompts[n - 1], prompts[n]) for n in range(1, 17)]
     # A line is ~13 tokens: more than 110 means more than the middle part was read again. The middle part
-    # restarts at lines 40 and 48; with 600 tokens the oldest prefix tokens are cut once more.
-    assert sum(r > 110 for r in read_again) <= (2 if budget != 600 else 3), read_again
+    # restarts at lines 40 and 48; with 600 tokens the oldest prefix tokens are also cut every 64 tokens added.
+    assert sum(r > 110 for r in read_again) <= (2 if budget != 600 else 4), read_again
     for prompt in prompts:
         assert budget is None or len(prompt) <= budget
         assert budget == 600 or tokenizer.decode(prompt).startswith("<fim_prefix>value_0 = compute(0)\n")
+
+
+def test_typing_on_a_line_keeps_every_token_before_the_middle_marker_when_trimmed():
+    # With fit_context the room left for the prefix and suffix parts shrinks as the middle part grows; fitted
+    # with a reserve for that growth, the far ends stay cut where they were for most keystrokes.
+    tokenizer = build_tokenizer(vocab_size=512, fim=True)
+    template = detect_template(tokenizer)
+    above = "".join(f"value_{i} = compute({i})\n" for i in range(300))
+    suffix = "\n" + "".join(f"print(value_{i})\n" for i in range(300))
+    line = "    result = combine(value_1, value_2, value_3) + adjust(value_4)"
+    marker = tokenizer.convert_tokens_to_ids("<fim_middle>")
+    prompts = [build_fim_ids(tokenizer, template, above + line[:n], suffix, 1024) for n in range(len(line) + 1)]
+    assert all(len(p) <= 1024 for p in prompts)
+    changed = [n for n in range(1, len(prompts)) if prompts[n][: prompts[n].index(marker) + 1]
+               != prompts[n - 1][: prompts[n - 1].index(marker) + 1]]
+    assert len(changed) <= 2, changed
 
 
 def test_a_small_context_keeps_only_the_cursor_line_after_the_middle_marker():

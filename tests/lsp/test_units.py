@@ -89,6 +89,12 @@ def test_typing_in_a_long_file_keeps_the_window_start_for_dozens_of_lines():
     assert before_cursor[start:] == windows[-1] and before_cursor[start - 1] == "\n"
 
 
+def test_the_window_start_moves_by_at_most_a_quarter_of_what_it_holds():
+    # A line too long for the window stops it early; the window must not then give up the little it holds.
+    doc = Document("file:///wide.py", "python", 1, ["x" * 5950 + "\n"] * 100 + ["a = 1\n"] * 28 + ["y = 2"])
+    assert doc.prefix(128, 5, 6000) == "a = 1\n" * 24 + "y = 2"
+
+
 def test_a_window_that_reaches_the_document_start_is_not_cut():
     doc = Document("file:///short.py", "python", 1, split_lines("import os\n" * 50))
     assert _type(doc, 50, 0, "x = 1\n")[-1] == "import os\n" * 50 + "x = 1\n"

@@ -252,3 +252,13 @@ def test_warm_runs_leave_out_the_runners_without_a_document_cache(tmp_path):
     report = run_bench(tmp_path, "--warm", "--strategies", "ngram")
     assert report["identical_rate"] == 1.0
     assert report["hf_generate"] == {} and report["environment"]["warm"] is True
+
+
+def test_the_typing_benchmark_counts_what_each_window_prefills_again(tmp_path):
+    verifier, _ = write_tiny_pair(tmp_path / "models")
+    report = _script("bench_typing").main(["--verifier", str(verifier), "--files", "1", "--lines", "2",
+                                           "--every", "8", "--json", str(tmp_path / "typing.json")])
+    before, now = (report["windows"][w] for w in _script("bench_typing").WINDOWS)
+    assert before["requests"] == now["requests"] > 5
+    assert now["full_prefills"] <= before["full_prefills"] and now["prefilled_tokens"] < before["prefilled_tokens"]
+    assert json.loads((tmp_path / "typing.json").read_text())["settings"]["lines"] == 2

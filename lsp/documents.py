@@ -138,7 +138,7 @@ class Document:
             used += len(self.lines[row])
             row -= 1
         parts.reverse()  # parts[i] is line row + 1 + i; the last is the cursor's line
-        if row >= 0:  # cut: move the start to a stable line within a quarter of the budget
+        if row >= 0:  # cut: move the start to a stable line within a quarter of what the window holds
             start, given_up = 0, 0
             for i in range(1, len(parts) - 1):
                 given_up += len(parts[i - 1])

@@ -38,6 +38,8 @@ class SpecdServer(LanguageServer):
         self.client.report = self.log
         self.completer = Completer(self.docs, self.client, self.log)
         self.configuration = configuration.Configuration()
+        self.shut_down = False
+        self.exit_code = 0  # LSP: `exit` after `shutdown` is 0, `exit` without it 1
 
     @property
     def encoding(self) -> str:
@@ -109,8 +111,14 @@ async def configuration_changed(ls: SpecdServer, params: types.DidChangeConfigur
 
 @server.feature(types.SHUTDOWN)
 async def shutdown(ls: SpecdServer, params: None) -> None:
+    ls.shut_down = True
     ls.completer.cancel_all()
     await ls.client.close()
+
+
+@server.feature(types.EXIT)
+def exit_(ls: SpecdServer, params: None) -> None:
+    ls.exit_code = 0 if ls.shut_down else 1
 
 
 server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())(inline.inline_completion)
@@ -119,9 +127,9 @@ server.command("specd.toggle")(commands.toggle)
 server.command("specd.status")(commands.status)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Run the server on stdin/stdout. Exits with code 2 for a transport other than stdio or an unknown
-    argument."""
+def main(argv: list[str] | None = None) -> int:
+    """Run the server on stdin/stdout; returns its exit code (1 for an `exit` before `shutdown`, as the LSP
+    specification says, else 0). Exits with code 2 for a transport other than stdio or an unknown argument."""
     try:
         args = arguments.parse(argv)
     except arguments.TransportError as e:
@@ -133,7 +141,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.verbose:
         logging.getLogger("specd").setLevel(logging.DEBUG)
     server.start_io()
+    return server.exit_code
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     where = p.add_mutually_exclusive_group()
     where.add_argument("--line", type=int, help="1-based line of the cursor (with --column)")
     where.add_argument("--offset", type=int, help="character offset of the cursor")
-    p.add_argument("--column", type=int, default=1, help="1-based column of the cursor (with --line)")
+    p.add_argument("--column", type=int, help="1-based column of the cursor (with --line; default 1)")
     p.add_argument("--max-tokens", type=int, default=64)
     p.add_argument("--temperature", type=float, default=0.0)
     p.add_argument("--draft-tokens", type=int, default=None, help="0 = plain decoding")
@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     handler = _COMMANDS[args.command]
     try:
         code = handler(args)
-        sys.stdout.flush()
+        if not sys.stdout.closed:  # the language server closes stdout when the editor says `exit`
+            sys.stdout.flush()
     except SettingsError as e:
         print(f"specd: {e}", file=sys.stderr)
         code = 2
@@ -275,7 +276,14 @@ def cmd_logs(args: argparse.Namespace) -> int:
 def cmd_complete(args: argparse.Namespace) -> int:
     from specd.daemon.discovery import find_daemon
 
-    text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        print(f"specd: {args.file} is not UTF-8 text (byte {e.start}: {e.reason})", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"specd: cannot read {args.file}: {e.strerror or e}", file=sys.stderr)
+        return 2
     try:
         cursor = _cursor_offset(text, args)
     except ValueError as e:
@@ -322,6 +330,8 @@ def _error_message(error: urllib.error.HTTPError) -> str:
 
 
 def _cursor_offset(text: str, args: argparse.Namespace) -> int:
+    if args.column is not None and args.line is None:
+        raise ValueError("--column goes with --line")
     if args.offset is not None:
         if not 0 <= args.offset <= len(text):
             raise ValueError(f"--offset {args.offset} is outside the text (0..{len(text)})")
@@ -331,10 +341,10 @@ def _cursor_offset(text: str, args: argparse.Namespace) -> int:
     lines = text.split("\n")
     if not 1 <= args.line <= len(lines):
         raise ValueError(f"--line {args.line} is outside the text (1..{len(lines)})")
-    line = lines[args.line - 1]
-    if not 1 <= args.column <= len(line) + 1:
-        raise ValueError(f"--column {args.column} is outside line {args.line} (1..{len(line) + 1})")
-    return sum(len(l) + 1 for l in lines[: args.line - 1]) + args.column - 1
+    line, column = lines[args.line - 1], 1 if args.column is None else args.column
+    if not 1 <= column <= len(line) + 1:
+        raise ValueError(f"--column {column} is outside line {args.line} (1..{len(line) + 1})")
+    return sum(len(l) + 1 for l in lines[: args.line - 1]) + column - 1
 
 
 def cmd_lsp(args: argparse.Namespace) -> int:
@@ -343,8 +353,7 @@ def cmd_lsp(args: argparse.Namespace) -> int:
     except ImportError as e:
         print(f"specd: the language server is not available in this installation ({e})", file=sys.stderr)
         return 1
-    lsp_main(args.args)
-    return 0
+    return lsp_main(args.args)
 
 
 def cmd_config(args: argparse.Namespace) -> int:

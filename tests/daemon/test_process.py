@@ -168,6 +168,19 @@ def test_complete_without_a_daemon_says_how_to_start_one(tmp_path):
     assert "not running; start it with `specd start`" in done.stderr
 
 
+def test_complete_says_what_is_wrong_with_its_file_or_cursor(tmp_path):
+    (tmp_path / "binary.py").write_bytes(b"\xff\xfe x")
+    (tmp_path / "ok.py").write_text("a = 1\n")
+    cases = {("missing.py",): "cannot read missing.py: No such file or directory",
+             (str(tmp_path),): f"cannot read {tmp_path}: Is a directory",
+             (str(tmp_path / "binary.py"),): "binary.py is not UTF-8 text (byte 0",
+             (str(tmp_path / "ok.py"), "--column", "3"): "--column goes with --line",
+             (str(tmp_path / "ok.py"), "--line", "1", "--column", "9"): "--column 9 is outside line 1 (1..6)"}
+    for arguments, message in cases.items():
+        done = run_cli(specd_env(tmp_path), "complete", *arguments)
+        assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
 @pytest.mark.parametrize("command", [["status"], ["status", "--json"], ["logs", "-n", "500"]])
 def test_output_into_a_closed_pipe_ends_quietly(tmp_path, command):
     # `specd status | head -3`: the reader is gone before specd writes. The pipe's read end is closed before

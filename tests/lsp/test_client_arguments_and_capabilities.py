@@ -3,6 +3,7 @@ keys of the `specd` settings section, and whether the client shows ghost text (i
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -79,3 +80,21 @@ async def test_clients_with_ghost_text_get_no_completion_menu_item(fake_daemon, 
     without_inline = await start_lsp(init_options=FAST)
     capabilities = without_inline.initialize_result.capabilities
     assert capabilities.inline_completion_provider is not None and capabilities.completion_provider is not None
+
+
+def _framed(*messages: dict) -> bytes:
+    bodies = [json.dumps({"jsonrpc": "2.0", **m}).encode() for m in messages]
+    return b"".join(b"Content-Length: %d\r\n\r\n" % len(body) + body for body in bodies)
+
+
+@pytest.mark.parametrize("shutdown_first, code", [(True, 0), (False, 1)])
+def test_exit_code_follows_the_lsp_specification(specd_home, shutdown_first, code):
+    # `specd lsp`, as editors run it: 0 for `exit` after `shutdown`, 1 without; no traceback either way (it
+    # flushed a stdout the server had closed).
+    messages = [{"id": 1, "method": "initialize", "params": {"processId": None, "rootUri": None, "capabilities": {}}},
+                {"method": "initialized", "params": {}}]
+    messages += [{"id": 2, "method": "shutdown"}] if shutdown_first else []
+    done = subprocess.run([sys.executable, "-m", "specd.daemon.cli", "lsp"], env=server_env(specd_home),
+                          input=_framed(*messages, {"method": "exit"}), capture_output=True, timeout=60)
+    assert done.returncode == code, done.stderr.decode()
+    assert b"Traceback" not in done.stderr

@@ -92,7 +92,7 @@ async def _serve(settings: Settings, paths: Paths, flags: list[str]) -> int:
         loop.call_soon_threadsafe(stop.set)
 
     token = load_or_create_token(paths.token_file)
-    progress_log.info("loading the engine (torch)")
+    progress_log.info("importing the engine (torch and transformers; the backend is chosen with the models)")
     engine_module, load = await loop.run_in_executor(None, _engine_hooks, settings)
     metrics = Metrics()
     scheduler = Scheduler(load, engine_module.CancelToken, metrics, queue_size=settings.queue_size,
@@ -174,6 +174,7 @@ def start_background(paths: Paths, serve_args: list[str], progress: Progress) ->
 
 
 def _wait_ready(paths: Paths, child: subprocess.Popen | None, progress: Progress, log_offset: int) -> dict:
+    started_at = log_offset  # where this start's lines begin in the log
     while True:
         log_offset = _relay_progress(paths.log_file, log_offset, progress)
         state = live_state(paths)
@@ -185,7 +186,7 @@ def _wait_ready(paths: Paths, child: subprocess.Popen | None, progress: Progress
             if other is not None and other.get("status") == "ready":  # lost a race with another start
                 return other
             raise DaemonError(f"specd exited during start (code {child.returncode}); "
-                              f"last lines of {paths.log_file}:\n{tail_log(paths.log_file, 15)}")
+                              f"last lines it wrote to {paths.log_file}:\n{tail_log(paths.log_file, 15, started_at)}")
         if child is None and state is None:
             raise DaemonError("the daemon that was starting has exited; see `specd logs`")
         time.sleep(0.1)
@@ -230,12 +231,13 @@ def _rotate_log(log_file: Path) -> None:
         pass
 
 
-def tail_log(log_file: Path, lines: int) -> str:
+def tail_log(log_file: Path, lines: int, start: int = 0) -> str:
+    """The last `lines` lines of `log_file` written after byte `start`."""
     try:
         with open(log_file, "rb") as f:
             f.seek(0, os.SEEK_END)
             size = f.tell()
-            f.seek(max(0, size - 256 * 1024))
+            f.seek(max(start, size - 256 * 1024))
             data = f.read().decode("utf-8", "replace")
     except FileNotFoundError:
         return ""

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -145,6 +146,13 @@ def test_start_reports_a_model_that_cannot_load_and_leaves_no_state(tmp_path):
     assert "exited during start" in done.stderr and "no-such-model" in done.stderr
     assert not (tmp_path / "state" / "daemon.json").exists()
     assert not lock_is_held(tmp_path / "state" / "daemon.lock")
+    with socket.socket() as busy:  # a start that fails fast, in a few lines of the log
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        again = run_cli(env, "start", "--port", str(busy.getsockname()[1]), "--verifier", str(tmp_path / "other"),
+                        "--device", "cpu")
+    assert again.returncode == 1 and "address already in use" in again.stderr
+    assert "no-such-model" not in again.stderr  # the log's lines of the earlier start are not this one's
 
 
 def test_light_commands_do_not_import_torch(tmp_path):

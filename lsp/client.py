@@ -26,6 +26,11 @@ class DaemonError(Exception):
     """The daemon could not answer; the message says why (never contains document text)."""
 
 
+class DaemonStartError(DaemonError):
+    """No daemon was running and starting one failed (a bad setting, a model that cannot load): the user has to
+    act, so the language server shows it rather than only logging it."""
+
+
 class DaemonClient:
     def __init__(
         self,
@@ -91,7 +96,7 @@ class DaemonClient:
         try:
             return self._start()
         except Exception as exc:
-            raise DaemonError(f"could not start the daemon: {exc}") from None
+            raise DaemonStartError(f"could not start the daemon: {exc}") from None
 
     async def _send(self, endpoint: Endpoint, method: str, route: str, payload: dict | None) -> dict:
         if self._session is None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from . import context, postprocess
-from .client import DaemonClient, DaemonError
+from .client import DaemonClient, DaemonError, DaemonStartError
 from .config import Settings
 from .debounce import TypingPace
 from .documents import Document, DocumentStore
@@ -63,7 +63,8 @@ class _Live:
 
 
 class Completer:
-    def __init__(self, docs: DocumentStore, client: DaemonClient, report: Callable[[str], None]) -> None:
+    def __init__(self, docs: DocumentStore, client: DaemonClient, report: Callable[[str], None],
+                 alert: Callable[[str], None] = lambda message: None) -> None:
         self.docs = docs
         self.client = client
         self.settings = Settings()
@@ -71,6 +72,8 @@ class Completer:
         self.typed = TypedAhead()
         self.counters = Counters()
         self._report = report
+        self._alert = alert  # what the user must act on (the daemon cannot start): once until a reply comes
+        self._alerted = False
         self._live: dict[str, _Live] = {}
         self._empty: dict[str, _Spot] = {}  # per document, the last spot a decode found nothing to suggest
 
@@ -170,7 +173,11 @@ class Completer:
         except DaemonError as exc:
             self.counters.failures += 1
             self._report(f"specd: no completion: {exc}")
+            if isinstance(exc, DaemonStartError) and not self._alerted:
+                self._alerted = True
+                self._alert(_headline(str(exc)))
             return ""
+        self._alerted = False
         raw = reply.get("text")
         if not isinstance(raw, str):
             self.counters.failures += 1
@@ -186,6 +193,18 @@ class Completer:
         else:
             self._empty[doc.uri] = _Spot(cursor, version, settings)
         return shown
+
+
+_LOG_PREFIX = re.compile(r"^\d{4}-\d\d-\d\d [\d:,]+ [A-Z]+ [\w.]+: ")
+
+
+def _headline(error: str) -> str:
+    """A daemon start failure for a notification: its last line (the error itself, without the log line's time
+    and logger), not the log lines before it, which the language server's log keeps."""
+    lines = [line for line in error.splitlines() if line.strip()]
+    if len(lines) == 1:
+        return f"specd: {lines[0]}"
+    return f"specd could not start its daemon: {_LOG_PREFIX.sub('', lines[-1])} (`specd logs` shows more)"
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")

@@ -36,7 +36,7 @@ class SpecdServer(LanguageServer):
         self.docs = DocumentStore()
         self.client = client or DaemonClient()
         self.client.report = self.log
-        self.completer = Completer(self.docs, self.client, self.log)
+        self.completer = Completer(self.docs, self.client, self.log, alert=self.alert)
         self.configuration = configuration.Configuration()
         self.shut_down = False
         self.exit_code = 0  # LSP: `exit` after `shutdown` is 0, `exit` without it 1
@@ -47,6 +47,9 @@ class SpecdServer(LanguageServer):
 
     def log(self, message: str, kind: types.MessageType = types.MessageType.Log) -> None:
         self.window_log_message(types.LogMessageParams(type=kind, message=message))
+
+    def alert(self, message: str) -> None:
+        self.window_show_message(types.ShowMessageParams(type=types.MessageType.Error, message=message))
 
     def report_server_error(self, error: Exception, source: Any) -> None:
         # pygls would show a pop-up; the type name is enough to debug and cannot leak document text.

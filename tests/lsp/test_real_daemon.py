@@ -149,6 +149,13 @@ async def test_a_daemon_that_cannot_start_gives_empty_and_the_reason(start_lsp, 
         open_doc(client, URI, "x = ")
         assert inline_text(await inline(client, URI, (0, 4))) == ""
         assert any("could not start the daemon" in m.message for m in client.log_messages)
+        insert(client, URI, 2, (0, 4), "1")
+        assert inline_text(await inline(client, URI, (0, 5))) == ""
+        # Shown to the user once, with the reason, however many requests fail on it.
+        shown = [m for m in client.messages if "could not start" in m.message]
+        assert len(shown) == 1 and shown[0].type == types.MessageType.Error
+        assert shown[0].message.startswith("specd could not start its daemon: ") and shown[0].message.count("\n") == 0
+        assert "model folder not found" in shown[0].message and "no-such-model" in shown[0].message
     finally:
         await client.shutdown_session()
         await client.stop()

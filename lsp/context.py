@@ -40,9 +40,11 @@ def _nearness(current: PurePosixPath, other: PurePosixPath, imports: str) -> tup
 
 def snippets(current: Document, open_docs: Iterable[Document], budget: int) -> list[dict]:
     """[{"path", "text"}] for the daemon's `extra_context`, at most `budget` characters of text."""
+    others = [d for d in open_docs if d.uri != current.uri and d.language_id == current.language_id]
+    if not others:
+        return []
     here = PurePosixPath(display_path(current.uri))
     imports = current.head(_IMPORTS_CHARS)
-    others = [d for d in open_docs if d.uri != current.uri and d.language_id == current.language_id]
     others.sort(key=lambda d: _nearness(here, PurePosixPath(display_path(d.uri)), imports), reverse=True)
     others = others[:_MAX_SNIPPETS]
     out = []

@@ -36,6 +36,7 @@ async def status(ls: Any) -> dict:
         "typedAhead": counters.typed_ahead,
         "rememberedEmpty": counters.remembered_empty,
         "prefetches": counters.prefetches,
+        "warmUps": counters.warmups,
         "superseded": counters.superseded,
         "failures": counters.failures,
         "last": counters.last,

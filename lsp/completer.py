@@ -5,6 +5,10 @@ answer already given for this spot of this version, or a prefetch already runnin
 without a new decode; otherwise wait out the debounce, ask the daemon, clean the result. One decode per
 document is live at a time: a newer request for the same document cancels the older one, and cancelling a
 request aborts its HTTP call.
+
+Where the cursor rests (the editor's `specd/didMoveCursor` hint), the daemon is asked to read the prompt of
+that spot into the document's cache and write nothing (`prefill_only`): the first completion there then feeds
+only what was typed since, not the whole prompt (seconds on a CPU). A warm-up never displaces a completion.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ class Counters:
     typed_ahead: int = 0
     remembered_empty: int = 0
     prefetches: int = 0
+    warmups: int = 0
     superseded: int = 0
     failures: int = 0
     last: dict = field(default_factory=dict)
@@ -60,6 +65,7 @@ class _Live:
     version: int
     task: asyncio.Task
     waiters: int = 0
+    warm_up: bool = False  # reads the prompt into the daemon's cache only; answers no completion
 
 
 class Completer:
@@ -76,6 +82,7 @@ class Completer:
         self._alerted = False
         self._live: dict[str, _Live] = {}
         self._empty: dict[str, _Spot] = {}  # per document, the last spot a decode found nothing to suggest
+        self._asked: dict[str, tuple[Point, int]] = {}  # per document, the last (cursor, version) sent to the daemon
 
     async def suggest(self, doc: Document, cursor: Point) -> str:
         """The completion at `cursor`, "" when there is none (disabled, failed, stale or superseded)."""
@@ -90,7 +97,8 @@ class Completer:
             self.counters.remembered_empty += 1
             return ""
         live = self._live.get(doc.uri)
-        if live is None or live.cursor != cursor or live.version != doc.version or live.task.done():
+        if (live is None or live.warm_up or live.cursor != cursor or live.version != doc.version
+                or live.task.done()):
             live = self._launch(doc, cursor, debounce=True)
         live.waiters += 1
         try:
@@ -112,6 +120,21 @@ class Completer:
             self.counters.prefetches += 1
             self._launch(doc, cursor, debounce=False)
 
+    def warm(self, doc: Document, cursor: Point) -> None:
+        """The cursor rests at `cursor`: have the daemon read that spot's prompt before the user types there.
+
+        Nothing is sent when the daemon already got this spot of this version (a completion or warm-up), or
+        while a completion for the document is running: its own prompt fills the cache."""
+        if not (self.settings.allows(doc.language_id) and self.settings.warm_up):
+            return
+        if self._asked.get(doc.uri) == (cursor, doc.version):
+            return
+        live = self._live.get(doc.uri)
+        if live is not None and not live.warm_up and not live.task.done():
+            return
+        self.counters.warmups += 1
+        self._launch(doc, cursor, debounce=True, warm_up=True)
+
     def closed(self, uri: str) -> None:
         live = self._live.pop(uri, None)
         if live:
@@ -119,16 +142,18 @@ class Completer:
         self.typed.forget(uri)
         self.pace.forget(uri)
         self._empty.pop(uri, None)
+        self._asked.pop(uri, None)
 
     def cancel_all(self) -> None:
         for uri in list(self._live):
             self._live.pop(uri).task.cancel()
 
-    def _launch(self, doc: Document, cursor: Point, debounce: bool) -> _Live:
+    def _launch(self, doc: Document, cursor: Point, debounce: bool, warm_up: bool = False) -> _Live:
         old = self._live.get(doc.uri)
         if old is not None:
             old.task.cancel()  # a newer request for this document: the older decode is aborted
-        live = _Live(cursor, doc.version, asyncio.ensure_future(self._decode(doc, cursor, doc.version, debounce)))
+        decode = self._decode(doc, cursor, doc.version, debounce, warm_up)
+        live = _Live(cursor, doc.version, asyncio.ensure_future(decode), warm_up=warm_up)
         live.task.add_done_callback(lambda task: self._finished(doc.uri, task))
         self._live[doc.uri] = live
         return live
@@ -140,7 +165,7 @@ class Completer:
         if not task.cancelled():
             task.exception()  # retrieved so an unexpected error is not reported as "never retrieved"
 
-    async def _decode(self, doc: Document, cursor: Point, version: int, debounce: bool) -> str:
+    async def _decode(self, doc: Document, cursor: Point, version: int, debounce: bool, warm_up: bool) -> str:
         settings = self.settings
         if debounce:
             loop = asyncio.get_running_loop()
@@ -165,19 +190,25 @@ class Completer:
             "extra_context": context.snippets(doc, self.docs, settings.extra_context_chars),
             "stop": [],
         }
-        self.counters.decodes += 1
+        if warm_up:
+            payload["prefill_only"] = True
+        else:
+            self.counters.decodes += 1
+        self._asked[doc.uri] = (cursor, version)
         payload = _unicode_only(payload)
         started = time.perf_counter()
         try:
             reply = await self.client.complete(payload)
         except DaemonError as exc:
             self.counters.failures += 1
-            self._report(f"specd: no completion: {exc}")
+            self._report(f"specd: no {'warm-up' if warm_up else 'completion'}: {exc}")
             if isinstance(exc, DaemonStartError) and not self._alerted:
                 self._alerted = True
                 self._alert(_headline(str(exc)))
             return ""
         self._alerted = False
+        if warm_up:
+            return ""
         raw = reply.get("text")
         if not isinstance(raw, str):
             self.counters.failures += 1

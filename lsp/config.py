@@ -39,6 +39,7 @@ class Settings:
     suffix_chars: int = 2000
     extra_context_chars: int = 2000
     temperature: float = 0.0
+    warm_up: bool = True  # read the prompt where the cursor rests (the editor's hint) before the user types
 
     def allows(self, language_id: str | None) -> bool:
         return self.enable and (language_id or "") not in self.excluded_languages
@@ -55,7 +56,7 @@ def _camel(name: str) -> str:
 
 def _check(name: str, value: Any) -> Any:
     """The value converted to the field's type, or ValueError with a message for the user."""
-    if name == "enable":
+    if name in ("enable", "warm_up"):
         if not isinstance(value, bool):
             raise ValueError("must be true or false")
         return value

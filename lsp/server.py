@@ -2,7 +2,8 @@
 
 This module wires the parts: the server's state (`SpecdServer`), the lifecycle and document sync
 (sync.py), settings (configuration.py), ghost text (inline.py), the completion menu for clients without
-ghost text (menu.py) and the commands (commands.py). Every request handler is `async` (thread handlers
+ghost text (menu.py), the commands (commands.py) and the cursor hint of specd's editor configs
+(cursor_hint.py). Every request handler is `async` (thread handlers
 share the pool that reads stdin, see the editors notes) and answers an empty result on any failure.
 """
 
@@ -16,7 +17,7 @@ from typing import Any
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
-from . import arguments, commands, configuration, inline, menu
+from . import arguments, commands, configuration, cursor_hint, inline, menu
 from .client import DaemonClient
 from .completer import Completer
 from .documents import Document, DocumentStore
@@ -126,6 +127,7 @@ def exit_(ls: SpecdServer, params: None) -> None:
 
 server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())(inline.inline_completion)
 server.feature(types.TEXT_DOCUMENT_COMPLETION)(menu.completion)
+server.feature(cursor_hint.METHOD)(cursor_hint.did_move_cursor)
 server.command("specd.toggle")(commands.toggle)
 server.command("specd.status")(commands.status)
 

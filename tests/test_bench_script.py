@@ -262,3 +262,17 @@ def test_the_typing_benchmark_counts_what_each_window_prefills_again(tmp_path):
     assert before["requests"] == now["requests"] > 5
     assert now["full_prefills"] <= before["full_prefills"] and now["prefilled_tokens"] < before["prefilled_tokens"]
     assert json.loads((tmp_path / "typing.json").read_text())["settings"]["lines"] == 2
+
+
+def test_the_warm_up_benchmark_times_the_keystroke_after_each_rest(tmp_path):
+    verifier, _ = write_tiny_pair(tmp_path / "models")
+    script = _script("bench_warm_up")
+    report = script.main(["--verifier", str(verifier), "--cursors", "3", "--rests", "0,inf", "--max-tokens", "4",
+                          "--json", str(tmp_path / "warm.json")])
+    sides = report["sides"]
+    assert set(sides) == {script.NO_HINT, "rest 0 s", "rest ∞ s"}
+    for side, row in sides.items():
+        assert row["cursors"] == 3 and row["identical_to_no_hint"] == 3, side
+    assert sides["rest ∞ s"]["warm_ups_finished"] == 3 and sides["rest ∞ s"]["prefilled_mean"] <= 4
+    assert sides[script.NO_HINT]["prefilled_mean"] == sides[script.NO_HINT]["prompt_tokens_mean"]
+    assert json.loads((tmp_path / "warm.json").read_text())["settings"]["cursors"] == 3

@@ -40,6 +40,7 @@ class CompletionParams:
     include_usage: bool = False
     model: str | None = None
     json_schema: dict | bool | None = None  # structured output: the answer is a JSON document of this schema
+    prefill_only: bool = False  # native route: read the prompt into the document's cache, generate nothing
 
 
 def parse_json_body(raw: bytes) -> dict:
@@ -384,6 +385,7 @@ def parse_native(body: dict) -> tuple[CompletionParams, str | None, str | None, 
     params.stream = _bool(body, "stream", False)  # the last event carries usage anyway
     params.draft_tokens = _int(body, "draft_tokens", None, low=0, high=256)
     params.token_healing = _bool(body, "token_healing", True)
+    params.prefill_only = _bool(body, "prefill_only", False)
     if body.get("json_schema") is not None:
         params.json_schema = checked_json_schema(body["json_schema"], "json_schema")
     raw_snippets = body.get("extra_context")

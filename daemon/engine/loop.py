@@ -27,6 +27,9 @@ from .stopping import StopRules, StopState, indent_width
 from .token_healing import Constraint, Healing, heal_prompt, vocabulary
 
 PREFILL_CHUNK = 512  # tokens per prefill forward: bounds cancellation latency on long prompts
+# A warm-up (prefill_only) is cancelled whenever the user types or moves on before it ends, and the request that
+# cancels it waits for the chunk in flight: smaller chunks bound that wait (~0.3 s for 128 tokens on 2 CPU cores).
+WARM_UP_CHUNK = 128
 HISTORY_PER_DOCUMENT = 8  # previous completions the n-gram drafter may copy from
 
 
@@ -184,10 +187,14 @@ class Engine:
             max_tokens=min(request.max_tokens + len(healing.removed_ids), self.max_context - len(prompt_ids)),
         )
         output = StopState(rules, self.tokenizer, self.decode_anchor, skip=len(healing.removed))
+        cancel = cancel or CancelToken()
+        if request.prefill_only:
+            slot = self.pool.acquire(request.cache_key, prompt_ids)
+            read = self._prefill(slot, prompt_ids, stats, cancel, WARM_UP_CHUNK) is not None
+            return self._finish(output, "length" if read else "cancelled", stats, started, on_text, grammar=grammar)
         if rules.max_tokens == 0:
             return self._finish(output, "length", stats, started, on_text, grammar=grammar)
 
-        cancel = cancel or CancelToken()
         sampling = SamplingParams(float(request.temperature), float(request.top_p))
         generator = None
         if not sampling.greedy:
@@ -267,16 +274,18 @@ class Engine:
         stats.accepted_tokens += accepted
         return accepted, next_token
 
-    def _prefill(self, slot: CacheSlot, prompt_ids: list[int], stats: Stats, cancel: CancelToken):
-        """Feed what the slot's cache lacks of the prompt; returns the last position's logits (None if cancelled)."""
+    def _prefill(self, slot: CacheSlot, prompt_ids: list[int], stats: Stats, cancel: CancelToken,
+                 chunk_tokens: int = PREFILL_CHUNK):
+        """Feed what the slot's cache lacks of the prompt, `chunk_tokens` per forward; returns the last position's
+        logits (None if cancelled: the chunks fed so far stay cached)."""
         t = time.perf_counter()
         keep = stats.cached_tokens = reuse_prefix(slot.cache, slot.ids, prompt_ids)
         logits = None
-        for start in range(keep, len(prompt_ids), PREFILL_CHUNK):
+        for start in range(keep, len(prompt_ids), chunk_tokens):
             if cancel.cancelled:
                 stats.prefill_s += time.perf_counter() - t
                 return None
-            chunk = prompt_ids[start : start + PREFILL_CHUNK]
+            chunk = prompt_ids[start : start + chunk_tokens]
             logits = self.verifier.forward(chunk, slot.cache, last_only=True)[-1]
             slot.ids.extend(chunk)
             stats.verifier_passes += 1

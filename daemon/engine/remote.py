@@ -61,7 +61,7 @@ class RemoteEngine(Engine):
                           cursor_indent=indent_width(cursor_line),
                           max_tokens=min(request.max_tokens, self.max_context - len(prompt_ids)))
         output = StopState(rules, self.tokenizer, self.decode_anchor)
-        if rules.max_tokens == 0:  # count_tokens: nothing to ask the upstream
+        if rules.max_tokens == 0 or request.prefill_only:  # count_tokens, or no cache here to warm
             return self._done(output, "length", stats, started, on_text)
         cancel = cancel or CancelToken()
         call = UpstreamCall(self.wire_prompt(request, prompt_ids), rules.max_tokens, float(request.temperature),

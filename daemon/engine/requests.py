@@ -47,6 +47,10 @@ class GenerationRequest:
     # Tokens the schema forces (keys, quotes, braces, the rest of an enum value) enter each draft for free;
     # False drafts only what the drafter proposes (benchmarks compare both).
     forced_drafts: bool = True
+    # Read the prompt into the cache slot of `cache_key` and generate nothing (llama-server's `n_predict: 0`
+    # with `cache_prompt`): an editor warms the document's cache where the cursor rests, so the first completion
+    # there only feeds what was typed since. `max_tokens` still sizes the prompt's layout, as for the completion.
+    prefill_only: bool = False
 
 
 @dataclass

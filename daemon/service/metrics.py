@@ -55,6 +55,7 @@ class Metrics:
         self.verifier_passes = 0
         self.cancelled: dict[str, int] = {}  # reason -> count
         self.completions = 0
+        self.prefills = 0  # prefill_only requests: an editor warming a document's cache, no completion
         self.queue_depth = 0
         self.in_flight = 0
         self.model_loaded = 0
@@ -68,9 +69,12 @@ class Metrics:
         with self._lock:
             self.door_requests[(door, status)] = self.door_requests.get((door, status), 0) + 1
 
-    def record_generation(self, stats: dict) -> None:
+    def record_generation(self, stats: dict, prefill_only: bool = False) -> None:
         with self._lock:
-            self.completions += 1
+            if prefill_only:
+                self.prefills += 1
+            else:
+                self.completions += 1
             for stage in STAGES:
                 value = stats.get(f"{stage}_s")
                 if value is not None:
@@ -131,6 +135,8 @@ class Metrics:
 
         counters = [
             ("specd_completions_total", "Completions run by the engine.", self.completions),
+            ("specd_prefill_only_total", "Prompts read into a document's cache without a completion (prefill_only).",
+             self.prefills),
             ("specd_prompt_tokens_total", "Prompt tokens seen.", self.tokens["prompt"]),
             ("specd_cached_tokens_total", "Prompt tokens served from the KV cache.", self.tokens["cached"]),
             ("specd_completion_tokens_total", "Tokens generated.", self.tokens["completion"]),

@@ -241,7 +241,7 @@ class Scheduler:
             result.stats.queue_s = queue_s
             stats = result.stats.to_dict()
             stats["total_s"] = queue_s + float(stats.get("total_s") or 0.0)  # end to end for the histogram
-            self.metrics.record_generation(stats)
+            self.metrics.record_generation(stats, prefill_only=getattr(request, "prefill_only", False))
             if result.finish_reason == "cancelled":
                 self._finish_cancelled(job, result)
             else:

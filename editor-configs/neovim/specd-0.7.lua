@@ -13,11 +13,33 @@ local specd = {
       maxTokens = 64,
       mode = "line", -- the menu shows one line per item well; "block" gives whole blocks
       excludedLanguages = {},
+      warmUp = true, -- read the prompt where the cursor rests, before you ask (below)
     },
   },
 }
 
 local client_by_root = {}
+
+-- Where the cursor rests (150 ms after a move, in any mode), tell specd (its `specd/didMoveCursor` hint): the
+-- daemon reads the prompt there before you ask, so the first completion does not wait for it. `warmUp = false`
+-- in the settings above turns that off.
+local hint_timer = vim.loop.new_timer()
+
+local function watch_cursor(client, bufnr)
+  vim.api.nvim_create_autocmd({ "CursorMoved", "CursorMovedI", "BufEnter" }, {
+    group = vim.api.nvim_create_augroup("specd_cursor_" .. bufnr, { clear = true }),
+    buffer = bufnr,
+    callback = function()
+      hint_timer:stop()
+      hint_timer:start(150, 0, vim.schedule_wrap(function()
+        if client.is_stopped() or vim.api.nvim_get_current_buf() ~= bufnr then
+          return
+        end
+        client.notify("specd/didMoveCursor", vim.lsp.util.make_position_params(0, client.offset_encoding))
+      end))
+    end,
+  })
+end
 
 local function project_root(bufnr)
   local file = vim.api.nvim_buf_get_name(bufnr)
@@ -45,8 +67,9 @@ local function attach(bufnr)
         -- pushing them once the server is up does no harm on later versions.
         client.notify("workspace/didChangeConfiguration", { settings = client.config.settings })
       end,
-      on_attach = function(_, attached)
+      on_attach = function(client, attached)
         vim.bo[attached].omnifunc = "v:lua.vim.lsp.omnifunc"
+        watch_cursor(client, attached)
       end,
     })
     client_by_root[root] = id

@@ -16,11 +16,39 @@ vim.lsp.config("specd", {
       maxTokens = 64,
       mode = "auto", -- "line": never past the end of the line; "block": whole blocks
       excludedLanguages = {},
+      warmUp = true, -- read the prompt where the cursor rests, before you ask (below)
     },
   },
 })
 vim.lsp.enable("specd")
 vim.lsp.inline_completion.enable()
+
+-- Where the cursor rests (150 ms after a move, in any mode), tell specd (its `specd/didMoveCursor` hint): the
+-- daemon reads the prompt there before you type, so the first completion does not wait for it. `warmUp = false`
+-- in the settings above turns that off.
+local hint_timer = (vim.uv or vim.loop).new_timer()
+vim.api.nvim_create_autocmd("LspAttach", {
+  group = vim.api.nvim_create_augroup("specd_cursor", { clear = true }),
+  callback = function(args)
+    local client = vim.lsp.get_client_by_id(args.data.client_id)
+    if not client or client.name ~= "specd" then
+      return
+    end
+    vim.api.nvim_create_autocmd({ "CursorMoved", "CursorMovedI", "BufEnter" }, {
+      group = vim.api.nvim_create_augroup("specd_cursor_" .. args.buf, { clear = true }),
+      buffer = args.buf,
+      callback = function()
+        hint_timer:stop()
+        hint_timer:start(150, 0, vim.schedule_wrap(function()
+          if client:is_stopped() or vim.api.nvim_get_current_buf() ~= args.buf then
+            return
+          end
+          client:notify("specd/didMoveCursor", vim.lsp.util.make_position_params(0, client.offset_encoding))
+        end))
+      end,
+    })
+  end,
+})
 
 -- <Tab> takes the ghost text; when there is none it is a plain <Tab>.
 vim.keymap.set("i", "<Tab>", function()

@@ -161,9 +161,12 @@ local function wait_for_specd()
   for _, c in pairs(clients) do
     if c.name == "specd" and c.initialized then
       result.attached = true
+      -- The cursor rests on the line first: the snippet's hint has the daemon read the prompt there.
       vim.api.nvim_win_set_cursor(0, { 6, 8 })
-      vim.api.nvim_input('"_DA' .. vim.trim(TYPED) .. "<C-x><C-o>")
-      return later(wait_for_completion)
+      return vim.defer_fn(function()
+        vim.api.nvim_input('"_DA' .. vim.trim(TYPED) .. "<C-x><C-o>")
+        later(wait_for_completion)
+      end, 1000)
     end
   end
   if vim.loop.now() > deadline then return finish() end
@@ -197,6 +200,10 @@ async def test_neovim_07_snippet_completes_the_line_with_ctrl_x_ctrl_o(nvim, ans
     assert result["mode"] == "n"
     assert result["messages"] == "", result["messages"]
     assert result["lsp_log"] == "", result["lsp_log"]  # nothing from the server (unknown key: a warning)
-    # The first request is the one <C-x><C-o> made (the server may prefetch after the accept).
-    assert daemon.requests and daemon.requests[0]["prefix"].endswith(TYPED)
-    assert (daemon.requests[0]["mode"], daemon.requests[0]["max_tokens"]) == ("line", 64)
+    # First the warm-up where the cursor rested (line 6 after its indentation, `pass` still there), then the
+    # request <C-x><C-o> made (the server may prefetch after the accept).
+    warm_up, asked = daemon.requests[:2]
+    assert warm_up["prefill_only"] is True and warm_up["prefix"].endswith("\n        ")
+    assert warm_up["suffix"].startswith("pass\n")
+    assert "prefill_only" not in asked and asked["prefix"].endswith(TYPED)
+    assert (asked["mode"], asked["max_tokens"]) == ("line", 64)

@@ -2,7 +2,8 @@
 
 The .vsix built from editor-configs/vscode is installed into code-server, the real daemon serves the embedded
 default model, and vscode/drive.js types in a Python file like a user (see its phases). Asserted: the language
-server starts with the arguments vscode-languageclient gives it; ghost text appears and Tab puts it in the
+server starts with the arguments vscode-languageclient gives it; the cursor resting on a line has the daemon
+read the prompt there (the extension's `specd/didMoveCursor` hint); ghost text appears and Tab puts it in the
 saved file; the completion list mid-word keeps the editor's own words; no error or warning pop-up; the LSP trace
 appears with `specd.trace.server` alone; a new `specd.serverPath` restarts the client on it; a wrong one gets a
 message with actions. The tools come from tests/editors/vscode/install_tools.sh (CI runs it); screenshots and
@@ -13,16 +14,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
+from specd.daemon.config.paths import Paths
+from specd.daemon.discovery import find_daemon
 from tests.fixtures.embedded import embedded_home
 
 from .conftest import REPO
@@ -72,6 +77,15 @@ def wrapper(folder: Path, argv_log: Path) -> Path:
 def specd(env: dict, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "specd.daemon.cli", *args], env=env, capture_output=True,
                           text=True, timeout=600)
+
+
+def daemon_counter(home: Path, name: str) -> float:
+    """A counter of the running daemon's /metrics."""
+    info = find_daemon(Paths(home / "config", home / "cache", home / "state"))
+    request = urllib.request.Request(info.url + "/metrics", headers={"Authorization": f"Bearer {info.token}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        text = response.read().decode()
+    return float(re.search(rf"^{name} (\S+)$", text, re.M).group(1))
 
 
 def files_named(root: Path, fragment: str) -> str:
@@ -139,6 +153,7 @@ def test_extension_in_real_vscode(tmp_path, daemon_env):
             shutil.copy(log, out / name)
     (out / "output-channels.log").write_text(files_named(user_data / "logs", "specd"))
     result = json.loads((out / "result.json").read_text()) if (out / "result.json").exists() else {}
+    result["prefillOnly"] = daemon_counter(Path(daemon_env["SPECD_HOME"]), "specd_prefill_only_total")
     try:
         check(result, first_log, second_log, user_data)
     except AssertionError as failed:
@@ -174,6 +189,10 @@ def check(result: dict, first_log: Path, second_log: Path, user_data: Path) -> N
     # The LSP trace reaches its channel with `specd.trace.server` alone.
     trace = files_named(user_data / "logs", "specd LSP trace")
     assert "Sending request 'textDocument/inlineCompletion" in trace
+
+    # Where the cursor rested, the extension told the server, and the daemon read that prompt ahead.
+    assert "Sending notification 'specd/didMoveCursor'" in trace
+    assert result["prefillOnly"] >= 1
 
     # A new specd.serverPath restarts the client on it, and it serves ghost text.
     assert result["secondServerStarted"] and second_log.read_text().splitlines()[0] == "lsp --stdio"

@@ -112,6 +112,20 @@ def test_two_documents_keep_their_sequences_and_reuse_their_prefixes(engine):
     assert {s.cache.seq_id for s in engine.pool.slots} <= {0, 1}
 
 
+def test_prefill_only_fills_the_sequence_the_next_keystroke_reuses(engine):
+    prefix, suffix = json_decoder_prompts()[0]
+    warm_up = engine.generate(GenerationRequest(prompt=prefix, suffix=suffix, max_tokens=12, cache_key="a",
+                                                prefill_only=True))
+    assert warm_up.token_ids == [] and warm_up.stats.cached_tokens == 0
+    slot = engine.pool.slots[0]
+    assert held_positions(engine, slot) == len(slot.ids) == warm_up.stats.prompt_tokens
+    typed = dict(prompt=prefix + "x", suffix=suffix, max_tokens=12, cache_key="a")
+    warm = engine.generate(GenerationRequest(**typed))
+    assert warm.stats.prompt_tokens - warm.stats.cached_tokens <= 4
+    engine.pool.clear()
+    assert warm.token_ids == engine.generate(GenerationRequest(**typed)).token_ids
+
+
 def test_a_cancelled_request_leaves_its_sequence_consistent(engine):
     prefix, suffix = json_decoder_prompts()[2]
     cancel = CancelToken()

@@ -4,7 +4,8 @@ import threading
 
 import pytest
 
-from specd.daemon.engine.loop import CancelToken, Engine, EngineConfig, GenerationRequest, RequestError
+from specd.daemon.engine.loop import (WARM_UP_CHUNK, CancelToken, Engine, EngineConfig, GenerationRequest,
+                                      RequestError)
 
 from specd.daemon.models.loading import load_engine
 from specd.daemon.models.tokenizer_compat import IncompatibleModels
@@ -36,6 +37,48 @@ def test_keystroke_prefills_only_the_new_tokens(make_engine, code_prompts):
     second = engine.generate(GenerationRequest(prompt=prefix + "ab", suffix=suffix, max_tokens=4, cache_key="doc"))
     assert second.stats.cached_tokens >= first.stats.prompt_tokens - 3
     assert second.stats.prompt_tokens - second.stats.cached_tokens <= 4
+
+
+def test_prefill_only_warms_the_document_for_the_next_keystroke(make_engine, code_prompts):
+    """A warm-up reads the prompt and writes nothing; the completion after a keystroke feeds only the new tail
+    and writes what a cold start writes."""
+    engine = make_engine("ngram")
+    prefix, suffix = code_prompts[1]
+    warm_up = engine.generate(GenerationRequest(prompt=prefix, suffix=suffix, max_tokens=16, cache_key="doc",
+                                                prefill_only=True))
+    assert (warm_up.text, warm_up.token_ids, warm_up.finish_reason) == ("", [], "length")
+    assert warm_up.stats.cached_tokens == 0 and warm_up.stats.prompt_tokens > 100
+    assert warm_up.stats.completion_tokens == 0 and warm_up.stats.verifier_passes >= 1
+    typed = GenerationRequest(prompt=prefix + "x", suffix=suffix, max_tokens=16, cache_key="doc")
+    warm = engine.generate(typed)
+    assert warm.stats.prompt_tokens - warm.stats.cached_tokens <= 4
+    assert warm.token_ids == make_engine("ngram").generate(typed).token_ids
+    again = engine.generate(GenerationRequest(prompt=prefix, suffix=suffix, max_tokens=16, cache_key="doc",
+                                              prefill_only=True))
+    assert again.stats.verifier_passes == 1  # the cache had it: only the last token is fed again
+
+
+def test_a_cancelled_prefill_only_keeps_what_it_read(make_engine, code_prompts, monkeypatch):
+    """Cancelled (the user typed) after its first chunk, a warm-up leaves that chunk cached for the completion."""
+    engine = make_engine("ngram")
+    prefix, suffix = code_prompts[2][0] * 2, code_prompts[2][1]
+    token = CancelToken()
+    forward = engine.verifier.forward
+
+    def cancel_after_one_chunk(*args, **kwargs):
+        token.cancel()
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(engine.verifier, "forward", cancel_after_one_chunk)
+    result = engine.generate(GenerationRequest(prompt=prefix, suffix=suffix, cache_key="doc", prefill_only=True),
+                             cancel=token)
+    monkeypatch.undo()
+    assert result.finish_reason == "cancelled" and result.token_ids == []
+    assert result.stats.prompt_tokens > WARM_UP_CHUNK and result.stats.verifier_passes == 1
+    typed = GenerationRequest(prompt=prefix + "x", suffix=suffix, max_tokens=8, cache_key="doc")
+    warm = engine.generate(typed)
+    assert warm.stats.cached_tokens == WARM_UP_CHUNK
+    assert warm.token_ids == make_engine("ngram").generate(typed).token_ids
 
 
 def test_documents_keep_separate_caches(make_engine, code_prompts):

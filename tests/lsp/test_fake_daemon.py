@@ -284,3 +284,50 @@ def change(client, section: dict) -> None:
     """Settings changed as an editor does it: pushed in the notification, and the same when pulled."""
     client.set_configuration(section, section="specd")
     client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"specd": section}))
+
+
+def move_cursor(client, uri: str, at: tuple[int, int]) -> None:
+    """specd's own hint (lsp/cursor_hint.py), as its VS Code extension and Neovim config send it."""
+    client.protocol.notify("specd/didMoveCursor", {"textDocument": {"uri": uri}, "position": {"line": at[0], "character": at[1]}})
+
+
+async def test_a_resting_cursor_warms_the_daemon_once_and_never_displaces_a_completion(fake_daemon, start_lsp):
+    client = await start_lsp(init_options=FAST)
+    open_doc(client, URI, "import os\n\ndef main():\n    return os.getcwd()\n")
+    move_cursor(client, URI, (3, 4))
+    await eventually(lambda: len(fake_daemon.requests) == 1, "the warm-up reached the daemon")
+    warm_up = fake_daemon.requests[0]
+    assert warm_up["prefill_only"] is True and warm_up["document_id"] == URI
+    assert (warm_up["prefix"], warm_up["suffix"]) == ("import os\n\ndef main():\n    ", "return os.getcwd()\n")
+    move_cursor(client, URI, (3, 4))  # the same spot of the same version: already read
+    move_cursor(client, "file:///not/open.py", (0, 0))  # unknown documents and bad params are ignored
+    client.protocol.notify("specd/didMoveCursor", {"textDocument": {"uri": URI}, "position": {"line": -1}})
+    # The completion at the warmed spot is a decode of its own (the warm-up wrote nothing) ...
+    fake_daemon.reply = lambda body: "return 1"
+    assert inline_text(await inline(client, URI, (3, 4))) == "return 1"
+    assert [r.get("prefill_only", False) for r in fake_daemon.requests] == [True, False]
+    # ... and after it the cursor resting there asks nothing more.
+    move_cursor(client, URI, (3, 4))
+    assert (await status(client))["warmUps"] == 1
+    assert len(fake_daemon.requests) == 2
+    # A warm-up still running is cancelled by the completion the user asks for; a running completion is
+    # never cancelled by a warm-up.
+    fake_daemon.delay_s = 5.0
+    move_cursor(client, URI, (0, 9))
+    await eventually(lambda: len(fake_daemon.requests) == 3, "the second warm-up reached the daemon")
+    fake_daemon.delay_s = 0.3
+    pending = asyncio.ensure_future(inline(client, URI, (2, 11)))
+    await eventually(lambda: len(fake_daemon.requests) == 4, "the completion reached the daemon")
+    move_cursor(client, URI, (1, 0))
+    assert inline_text(await pending) == "return 1"
+    await eventually(lambda: fake_daemon.cancelled == 1, "the warm-up was cancelled")
+    await asyncio.sleep(0.3)
+    assert [r.get("prefill_only", False) for r in fake_daemon.requests] == [True, False, True, False]
+
+
+async def test_warm_up_false_sends_no_hinted_requests(fake_daemon, start_lsp):
+    client = await start_lsp(init_options={**FAST, "warmUp": False})
+    open_doc(client, URI, "x = 1\n")
+    move_cursor(client, URI, (1, 0))
+    await asyncio.sleep(0.5)
+    assert fake_daemon.requests == [] and (await status(client))["warmUps"] == 0

@@ -16,6 +16,7 @@ import {
   ServerOptions,
   TransportKind,
 } from "vscode-languageclient/node";
+import { watchCursor } from "./cursorHint";
 import { findServer, realEnvironment } from "./serverPath";
 import { ServerStatus, statusView } from "./status";
 import { TraceChannel } from "./traceChannel";
@@ -61,6 +62,7 @@ export async function activate(context: ExtensionContext): Promise<void> {
     }),
     { dispose: () => clearTimeout(restartTimer) },
     { dispose: () => void stopClient() },
+    watchCursor(() => client),
   );
   await restart();
 }

@@ -5,7 +5,8 @@
 // Writes OUT/result.json with what it saw and OUT/NN-*.png screenshots; exits 0 when it ran to the end
 // (the test judges the result), 1 on a driver error. Phases:
 //  1. open the file; the status bar leaves "starting"; pop-ups so far
-//  2. type at the end of line 10, wait for ghost text, Tab, save: the file on disk
+//  2. put the cursor at the end of line 10 and let it rest (the extension's cursor hint warms the daemon), then
+//     type there, wait for ghost text, Tab, save: the file on disk
 //  3. mid-line: type a word's start, open the suggest widget: its rows (the editor's own words must be there)
 //  4. change specd.serverPath in the user settings: the client restarts on the new path and serves ghost text
 //     on line 11 (left indented and empty by phase 3)
@@ -159,6 +160,7 @@ async function typeAndAccept(where) {
   const original = fs.readFileSync(CONFIG.file, "utf8");
   await page.click(".editor-instance .monaco-editor .view-lines");
   await gotoLineEnd(10);
+  await sleep(Number(process.env.E2E_REST_MS || 4000));
   Object.assign(r, await typeAndAccept("line10"));
   r.fileBefore = original;
   r.fileAfterTab = fs.readFileSync(CONFIG.file, "utf8");

@@ -25,7 +25,7 @@ nil leaves eglot's own choice of server alone.  Set it before this file is loade
   :group 'specd)
 
 (defcustom specd-eglot-settings
-  '(:enable t :debounceMs 75 :maxTokens 64
+  '(:enable t :debounceMs 75 :maxTokens 64 :warmUp t
     ;; The menu shows one line per item well; "block" gives whole blocks.
     :mode "line")
   "specd's settings under eglot, sent as initializationOptions (same keys as VS Code's)."
@@ -53,6 +53,41 @@ Eglot calls it with INTERACTIVE, and newer versions with PROJECT too."
   (when specd-eglot-modes
     ;; In front of eglot's own entries, so that it wins for these modes.
     (add-to-list 'eglot-server-programs (cons specd-eglot-modes #'specd--eglot-contact))))
+
+;; Where point rests, tell specd (its `specd/didMoveCursor' notification): the daemon reads the prompt there
+;; before you ask, so the first completion after opening a file or jumping does not wait for it.
+
+(defcustom specd-cursor-hint-delay 0.15
+  "Seconds point must rest before specd is told where it is; nil never tells it.
+The server's `warmUp' setting (in `specd-eglot-settings') can turn the warm-up off as well."
+  :type '(choice (const :tag "Never" nil) number)
+  :group 'specd)
+
+(defvar specd--hint-timer nil)
+
+(defun specd--eglot-server ()
+  "The current buffer's eglot server when it is specd's, else nil."
+  (let ((server (and (bound-and-true-p eglot--managed-mode) (eglot-current-server))))
+    (and server
+         (equal (plist-get (ignore-errors (eglot--server-info server)) :name) "specd")
+         server)))
+
+(defun specd--send-cursor-hint (buffer position)
+  "Send the hint for POSITION in BUFFER, if point is still there."
+  (when (and (eq buffer (current-buffer)) (= position (point)))
+    (let ((server (specd--eglot-server)))
+      (when server
+        (jsonrpc-notify server :specd/didMoveCursor (eglot--TextDocumentPositionParams))))))
+
+(defun specd--schedule-cursor-hint ()
+  (when specd--hint-timer
+    (cancel-timer specd--hint-timer)
+    (setq specd--hint-timer nil))
+  (when (and specd-cursor-hint-delay (bound-and-true-p eglot--managed-mode))
+    (setq specd--hint-timer
+          (run-at-time specd-cursor-hint-delay nil #'specd--send-cursor-hint (current-buffer) (point)))))
+
+(add-hook 'post-command-hook #'specd--schedule-cursor-hint)
 
 ;;;; lsp-mode 9.0.1 and later: ghost text
 

@@ -66,10 +66,14 @@ async def test_emacs_eglot_completes_the_line_with_specd_el(answering_daemon, tm
     # C-c s completed the typed line: "js" became "json.load(f)", the rest of the file is untouched.
     assert result["buffer"] == COMPLETED
     assert result["before-point"] == COMPLETED_LINE
-    # The server saw the typed text (eglot's didChange) and specd-eglot-settings (initializationOptions).
-    # (The server may prefetch after the accept: a second request, on the completed line.)
-    assert daemon.requests, "the daemon was never asked"
-    request = daemon.requests[0]
+    # Where point rested (after the indentation of the `pass` line), specd.el's hint had the daemon read the
+    # prompt first. Then the server saw the typed text (eglot's didChange) and specd-eglot-settings
+    # (initializationOptions). (The server may prefetch after the accept: a request on the completed line.)
+    assert len(daemon.requests) >= 2, daemon.requests
+    warm_up, request = daemon.requests[:2]
+    assert warm_up["prefill_only"] is True and warm_up["prefix"].endswith("\n        ")
+    assert warm_up["suffix"].startswith("pass\n")
+    assert "prefill_only" not in request
     assert request["prefix"].endswith(TYPED) and REPLY not in request["prefix"]
     assert (request["mode"], request["max_tokens"]) == ("line", 64)
 

@@ -46,3 +46,13 @@ def ensure_daemon_running(progress: Callable[[str], None] = lambda message: None
     if info is None:
         raise DaemonError("specd started but then exited; see `specd logs`")
     return info
+
+
+def settings_stamp(paths: Paths | None = None) -> tuple[int, int] | None:
+    """settings.json's modification time and size, None while it does not exist. A start that failed would
+    likely fail the same way until this changes, so tools that start the daemon on demand compare it."""
+    try:
+        stat = (paths or get_paths()).settings_file.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size

@@ -3,13 +3,16 @@
 Requests are plain `async` aiohttp calls, so cancelling the awaiting task aborts the HTTP request: the
 connection is closed and the daemon cancels the job in its engine loop. The daemon is found through its
 state file; when none is running it is started the way `specd start` does, and when it restarted (new
-port or token) it is found again on the next request.
+port or token) it is found again on the next request. After a failed start it is not started again until
+settings.json changes or a back-off delay passes; it is still looked for on every request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import aiohttp
@@ -21,6 +24,14 @@ from .locate import Endpoint
 COMPLETE_ROUTE = "/specd/v1/complete"
 STATUS_ROUTE = "/specd/v1/status"
 
+# After a failed start, the next one waits this long, doubling per failure up to the cap. A start that fails costs
+# seconds of CPU (the daemon imports torch before it finds the model missing) and editors ask on every keystroke.
+# Most failures (a bad setting, a missing model) need the user, and a fix shows as a settings.json change, which
+# is retried at once; 30 s lets the others (a download, a port that frees up) recover soon, and the 4 min cap keeps
+# a machine left broken at one wasted start every few minutes.
+START_RETRY_S = 30.0
+START_RETRY_MAX_S = 240.0
+
 
 class DaemonError(Exception):
     """The daemon could not answer; the message says why (never contains document text)."""
@@ -31,6 +42,14 @@ class DaemonStartError(DaemonError):
     act, so the language server shows it rather than only logging it."""
 
 
+@dataclass(frozen=True)
+class _StartFailure:
+    reason: str
+    at: float  # clock time of the failure
+    delay: float  # seconds until starting is tried again
+    settings: object  # settings.json's stamp when the start began
+
+
 class DaemonClient:
     def __init__(
         self,
@@ -38,14 +57,20 @@ class DaemonClient:
         start: Callable[[], Endpoint] = locate.start,
         timeout_s: float = 30.0,
         report: Callable[[str], None] = lambda message: None,
+        settings_stamp: Callable[[], object] = locate.settings_stamp,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._find = find
         self._start = start
         self.report = report
+        self._settings_stamp = settings_stamp
+        self._clock = clock
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
         self._endpoint: Endpoint | None = None
         self._starting: asyncio.Future | None = None
+        self._start_stamp: object = None  # settings.json's stamp when the running start began
+        self._failure: _StartFailure | None = None  # the last start's failure, until a daemon is found
 
     async def complete(self, payload: dict[str, Any]) -> dict[str, Any]:
         return await self._call("POST", COMPLETE_ROUTE, payload)
@@ -78,19 +103,42 @@ class DaemonClient:
 
     async def _locate_or_start(self) -> Endpoint:
         if self._starting is None:
-            endpoint = self._find()  # cheap: a state file and a lock check
+            endpoint = self._find()  # cheap: a state file and a lock check; also finds one started by hand
             if endpoint is not None:
+                self._failure = None
                 return endpoint
+            self._hold_back()
             self.report("specd: no daemon is running; starting one")
+            self._start_stamp = self._settings_stamp()
             # Shared by concurrent requests, and shielded: a cancelled keystroke must not abort a start.
             self._starting = asyncio.ensure_future(asyncio.to_thread(self._start_daemon))
             self._starting.add_done_callback(self._started)
         return await asyncio.shield(self._starting)
 
+    def _hold_back(self) -> None:
+        """Raise DaemonError (not DaemonStartError: the user was shown it already) with the last start's reason
+        while that start failed recently and settings.json has not changed since it began."""
+        failure = self._failure
+        if failure is None or self._settings_stamp() != failure.settings:
+            return
+        now = self._clock()
+        if now < failure.at + failure.delay:
+            reason = (failure.reason.strip().splitlines() or [""])[-1]  # the error itself; the log lines were logged
+            raise DaemonError(f"the daemon could not start {now - failure.at:.0f} s ago; it is started again when "
+                              f"settings.json changes or in {failure.at + failure.delay - now:.0f} s: {reason}")
+
     def _started(self, future: asyncio.Future) -> None:
         self._starting = None
-        if not future.cancelled() and future.exception() is None:
+        if future.cancelled():
+            return
+        if future.exception() is None:
+            self._failure = None
             self.report(f"specd: daemon started at {future.result().url}")
+            return
+        previous = self._failure  # the delay doubles while the settings stay as they were
+        delay = START_RETRY_S if previous is None or previous.settings != self._start_stamp \
+            else min(previous.delay * 2, START_RETRY_MAX_S)
+        self._failure = _StartFailure(str(future.exception()), self._clock(), delay, self._start_stamp)
 
     def _start_daemon(self) -> Endpoint:
         try:

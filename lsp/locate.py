@@ -23,3 +23,8 @@ def start() -> Endpoint:
     """Blocking: returns once the daemon answers; raises with the reason when it cannot start."""
     info = discovery.ensure_daemon_running()
     return Endpoint(info.url, info.token)
+
+
+def settings_stamp() -> object:
+    """Changes when settings.json does (see discovery.settings_stamp)."""
+    return discovery.settings_stamp()

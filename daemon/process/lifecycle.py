@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Callable
 
 from specd.daemon import __version__
-from .state import DaemonLock, live_state, lock_is_held, pid_alive, read_token, remove_state, write_state
+from .state import (LOCK_FD_ENV, DaemonLock, live_state, lock_is_held, pid_alive, read_token, remove_state,
+                    write_state)
 from specd.daemon.config.paths import Paths, ensure_dir
 from specd.daemon.config.settings import Settings, is_loopback_host
 
@@ -46,7 +47,8 @@ def serve(settings: Settings, paths: Paths, flags: list[str] | None = None) -> i
     command-line settings) go into the state file so that `specd restart` can give them again."""
     ensure_dir(paths.state_dir, private=True)
     lock = DaemonLock(paths.lock_file)
-    if not lock.acquire(attempts=20):
+    inherited = os.environ.pop(LOCK_FD_ENV, "")  # `specd start` took the lock for us (start_background)
+    if not (inherited.isdigit() and lock.adopt(int(inherited))) and not lock.acquire(attempts=20):
         state = live_state(paths) or {}
         log.error("specd is already running%s", f" at {state['url']} (pid {state['pid']})" if state else "")
         return 1
@@ -153,13 +155,34 @@ def _url_host(host: str) -> str:
 # ---- start / stop / status (from another process) -------------------------------------------------
 
 def start_background(paths: Paths, serve_args: list[str], progress: Progress) -> tuple[dict, bool]:
-    """Start `specd serve` detached and wait until it answers. Returns (state, already_running)."""
+    """Start `specd serve` detached and wait until it answers. Returns (state, already_running).
+
+    The lock decides who starts: this process takes it before it spawns the daemon and hands it down, so of two
+    starts at the same moment (`specd start & specd start`, two editors' language servers) one spawns the daemon
+    and the other finds the lock held. A start that finds it held waits for that daemon as for its own (the same
+    progress lines; neither wait has a time limit) and returns it with already_running True, or raises
+    DaemonError with the log's last lines if it exits before it is ready."""
     state = live_state(paths)
-    if state is not None:
-        if state.get("status") != "ready":
-            state = _wait_ready(paths, None, progress, log_offset=_log_size(paths))
-        return state, True
-    ensure_dir(paths.state_dir, private=True)
+    if state is None:
+        ensure_dir(paths.state_dir, private=True)
+        lock = DaemonLock(paths.lock_file)
+        # Retried: `specd status` and the stale-state check hold the lock for an instant.
+        if lock.acquire(attempts=20):
+            try:
+                child, offset = _spawn(paths, serve_args, lock)
+            finally:
+                lock.release()  # the child's copy of the descriptor keeps the lock
+            progress(f"starting specd (pid {child.pid}); log: {paths.log_file}")
+            return _wait_ready(paths, child, progress, offset), False
+    if state is None or state.get("status") != "ready":
+        pid = f" (pid {state['pid']})" if state else ""
+        progress(f"specd is already being started{pid}; waiting until it is ready; log: {paths.log_file}")
+        state = _wait_ready(paths, None, progress, log_offset=_log_size(paths))
+    return state, True
+
+
+def _spawn(paths: Paths, serve_args: list[str], lock: DaemonLock) -> tuple[subprocess.Popen, int]:
+    """`specd serve` detached, inheriting `lock`; returns it and where its lines begin in the log."""
     _rotate_log(paths.log_file)
     offset = _log_size(paths)
     with open(paths.log_file, "ab") as log_file:
@@ -167,13 +190,13 @@ def start_background(paths: Paths, serve_args: list[str], progress: Progress) ->
             [sys.executable, "-m", "specd.daemon.cli", "serve", *serve_args],
             stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
             start_new_session=True,  # its own session: closing the terminal does not hang it up
-            close_fds=True,
+            close_fds=True, pass_fds=(lock.fd,), env={**os.environ, LOCK_FD_ENV: str(lock.fd)},
         )
-    progress(f"starting specd (pid {child.pid}); log: {paths.log_file}")
-    return _wait_ready(paths, child, progress, offset), False
+    return child, offset
 
 
 def _wait_ready(paths: Paths, child: subprocess.Popen | None, progress: Progress, log_offset: int) -> dict:
+    """Wait for our `child`, or with None for the daemon that holds the lock, until it answers ready."""
     started_at = log_offset  # where this start's lines begin in the log
     while True:
         log_offset = _relay_progress(paths.log_file, log_offset, progress)
@@ -182,13 +205,14 @@ def _wait_ready(paths: Paths, child: subprocess.Popen | None, progress: Progress
             return state
         if child is not None and child.poll() is not None:
             _relay_progress(paths.log_file, log_offset, progress)
-            other = live_state(paths)
-            if other is not None and other.get("status") == "ready":  # lost a race with another start
-                return other
             raise DaemonError(f"specd exited during start (code {child.returncode}); "
                               f"last lines it wrote to {paths.log_file}:\n{tail_log(paths.log_file, 15, started_at)}")
-        if child is None and state is None:
-            raise DaemonError("the daemon that was starting has exited; see `specd logs`")
+        # Another start's daemon: it holds the lock from before it writes its state until it has exited.
+        if child is None and state is None and not lock_is_held(paths.lock_file):
+            _relay_progress(paths.log_file, log_offset, progress)
+            raise DaemonError(f"the daemon another start was bringing up exited before it was ready; "
+                              f"last lines written to {paths.log_file} meanwhile:\n"
+                              f"{tail_log(paths.log_file, 15, started_at)}")
         time.sleep(0.1)
 
 

@@ -18,11 +18,20 @@ from specd.daemon.config.paths import Paths, ensure_dir
 
 log = logging.getLogger("specd.state")
 
+# `specd start` takes the lock itself and hands it to the daemon it spawns as this inherited descriptor, so that
+# of two starts at the same moment only one spawns a daemon and the other sees the lock held and waits for it.
+LOCK_FD_ENV = "SPECD_LOCK_FD"
+
 
 class DaemonLock:
     def __init__(self, lock_file: Path) -> None:
         self.lock_file = lock_file
         self._fd: int | None = None
+
+    @property
+    def fd(self) -> int | None:
+        """The descriptor that holds the lock, or None when it is not held."""
+        return self._fd
 
     def acquire(self, attempts: int = 1) -> bool:
         """Non-blocking; `attempts` > 1 retries briefly, because `specd status` and the stale-state
@@ -41,7 +50,21 @@ class DaemonLock:
         os.close(fd)
         return False
 
+    def adopt(self, fd: int) -> bool:
+        """Take over the lock that the process which started this one holds on descriptor `fd` (inherited).
+        False when `fd` is not an open descriptor of this lock file holding the lock."""
+        try:
+            if not os.path.samestat(os.fstat(fd), os.stat(self.lock_file)):
+                return False
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # no-op where this open file holds the lock already
+        except OSError:  # closed, not ours, or held by another open file (BlockingIOError)
+            return False
+        os.set_inheritable(fd, False)  # programs the daemon runs (pip) must not keep the lock after it exits
+        self._fd = fd
+        return True
+
     def release(self) -> None:
+        """Drop the lock (close the descriptor)."""
         if self._fd is not None:
             os.close(self._fd)  # closing the descriptor drops the flock
             self._fd = None

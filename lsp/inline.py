@@ -7,10 +7,13 @@ from typing import Any
 
 from lsprotocol import types
 
+from . import postprocess
 from .documents import Document
 from .typed_ahead import Point
 
 log = logging.getLogger(__name__)
+
+CONTEXT_CHARS = 2000  # text before the cursor whose open brackets the suggestion may close
 
 
 async def suggest(ls: Any, found: tuple[Document, Point] | None) -> str:
@@ -33,4 +36,7 @@ async def inline_completion(ls: Any, params: types.InlineCompletionParams) -> ty
         return types.InlineCompletionList(items=[])
     doc, (line, column) = found
     here = doc.client_position(line, column, ls.encoding)
-    return types.InlineCompletionList(items=[types.InlineCompletionItem(insert_text=text, range=types.Range(here, here))])
+    # Where the suggestion retypes the auto-closed brackets and quotes after the cursor, it replaces them.
+    replaced = postprocess.rest_to_replace(doc.prefix(line, column, CONTEXT_CHARS), text, doc.line_text(line)[column:])
+    end = doc.client_position(line, column + replaced, ls.encoding) if replaced else here
+    return types.InlineCompletionList(items=[types.InlineCompletionItem(insert_text=text, range=types.Range(here, end))])

@@ -8,7 +8,8 @@ from typing import Any
 
 from lsprotocol import types
 
-from .inline import suggest
+from . import postprocess
+from .inline import CONTEXT_CHARS, suggest
 
 _WORD_BEFORE = re.compile(r"\w*$")
 _LABEL_CHARS = 80
@@ -20,6 +21,13 @@ async def completion(ls: Any, params: types.CompletionParams) -> types.Completio
     if not text:
         return types.CompletionList(is_incomplete=True, items=[])
     doc, (line, column) = found
+    rest = doc.line_text(line)[column:]
+    if postprocess.rest_to_replace(doc.prefix(line, column, CONTEXT_CHARS), text, rest):
+        # Menu clients insert the item's text and keep the rest of the line (Neovim's omnifunc ignores an edit
+        # range past the cursor): the item stops where it would retype the auto-closed rest.
+        text = postprocess.cut_before_rest(text, rest)
+        if not text:
+            return types.CompletionList(is_incomplete=True, items=[])
     # The item replaces the word being typed, so clients that filter by that word keep showing it.
     word = _WORD_BEFORE.search(doc.line_text(line)[:column]).group()
     start = doc.client_position(line, column - len(word), ls.encoding)

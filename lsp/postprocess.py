@@ -92,6 +92,66 @@ def unmatched_closers(text: str) -> list[int]:
     return excess
 
 
+_QUOTES = "\"'`"
+
+
+def rest_to_replace(before: str, text: str, rest: str) -> int | None:
+    """Where the completion retypes the closers and quotes after the cursor, the length of the line's rest
+    (`rest`: the text after the cursor up to the line's end) that the completion should replace; None when it
+    is inserted before the rest as usual.
+
+    Editors auto-close brackets and quotes, and a model that never saw the text after the cursor (no FIM
+    tokens) writes them again: `print(f"hello {|}")` gets `n}!")`, which inserted gives `{n}!")}")`. The rest is
+    replaced when its characters (whitespace aside) appear in order in the completion's first line and the
+    cursor's line then balances better: fewer closing brackets without an opener (counted from the `before`
+    text, the document before the cursor, so a call opened lines above still counts), then fewer brackets left
+    open, then fewer quote characters without a partner on the line. `foo(bar(1)|)` + `)` is therefore kept:
+    the completion's `)` closes its own `(`.
+    """
+    wanted = [ch for ch in rest if not ch.isspace()]
+    first = _LINE_BREAK.split(text)[0]
+    if not wanted or not _in_order(wanted, first):
+        return None
+    line_start = before[before.rfind("\n") + 1:]
+    inserted = _imbalance(before, line_start, first + rest)
+    replaced = _imbalance(before, line_start, first)
+    return len(rest) if replaced < inserted else None
+
+
+def cut_before_rest(text: str, rest: str) -> str:
+    """The completion's first line up to where it starts retyping `rest` (for clients that can only insert at
+    the cursor), matching `rest` as late in the line as it goes: `n}!")` before `}")` becomes `n`, `a(b), c)`
+    before `)` becomes `a(b), c`. `rest` must appear in the line in order (rest_to_replace said so)."""
+    first = _LINE_BREAK.split(text)[0]
+    end = len(first)
+    for ch in reversed([ch for ch in rest if not ch.isspace()]):
+        end = first.rindex(ch, 0, end)
+    return first[:end]
+
+
+def _in_order(chars: list[str], text: str) -> bool:
+    found = iter(text)
+    return all(ch in found for ch in chars)
+
+
+def _imbalance(before: str, line_start: str, line_end: str) -> tuple[int, int, int]:
+    """(closers without an opener, openers left open, quote characters without a partner) for the document
+    `before` the cursor followed by `line_end`; quotes are counted on the cursor's line alone."""
+    stray = 0
+    opened: list[str] = []
+    for ch in before + line_end:
+        if ch in _OPENERS:
+            opened.append(ch)
+        elif ch in _PAIRS:
+            if opened and opened[-1] == _PAIRS[ch]:
+                opened.pop()
+            else:
+                stray += 1
+    line = line_start + line_end
+    unpaired = sum(line.count(q) % 2 for q in _QUOTES)
+    return stray, len(opened), unpaired
+
+
 def drop_closers_in_suffix(text: str, suffix: str) -> str:
     """Trailing closers of the completion that the line after the cursor already has (auto-closed
     brackets) are removed, so accepting `x)` before an existing `)` does not leave `foo(x))`."""

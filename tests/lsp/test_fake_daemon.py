@@ -209,6 +209,21 @@ async def test_postprocess_drops_a_repeated_line_and_balances_brackets(fake_daem
     assert inline_text(await inline(client, "file:///work/project/b.py", (1, 0))) == ""
 
 
+async def test_a_suggestion_retyping_the_auto_closed_rest_replaces_it_or_stops_before_it(fake_daemon, start_lsp):
+    client = await start_lsp(init_options=FAST)
+    line = 'print(f"hello {}")'
+    open_doc(client, URI, line + "\n")
+    fake_daemon.reply = lambda body: 'n}!")'
+    item = (await inline(client, URI, (0, 15))).items[0]
+    # Ghost text replaces `}")`: accepted, the line reads print(f"hello {n}!").
+    assert item.insert_text == 'n}!")'
+    assert item.range == types.Range(types.Position(0, 15), types.Position(0, 18))
+    # The menu item cannot replace text after the cursor in every client: it stops before the rest.
+    listed = await complete(client, URI, (0, 15))
+    assert [i.text_edit.new_text for i in listed.items] == ["n"]
+    assert listed.items[0].text_edit.range.end == types.Position(0, 15)
+
+
 async def test_extra_context_comes_from_open_documents_of_the_same_language(fake_daemon, start_lsp):
     client = await start_lsp(init_options=FAST)
     open_doc(client, "file:///work/project/helpers.py", "def helper():\n    return 42\n")

@@ -112,6 +112,29 @@ def test_postprocess():
     assert postprocess.clean("  \n ", "", "block") == ""
 
 
+@pytest.mark.parametrize("before, text, rest, line, inserted_only", [
+    ("  return Math.max(", "a, b);", ");", "  return Math.max(a, b);", "a, b"),
+    ('print(f"hello {', 'n}!")', '}")', 'print(f"hello {n}!")', "n"),
+    ("y = x['", "b']", "']", "y = x['b']", "b"),
+    ('x = "', 'hello"', '"', 'x = "hello"', "hello"),
+    ("if (a", " && b) {", ") {", "if (a && b) {", " && b"),
+    ("foo(\n    a, b", ", c)", ")", "    a, b, c)", ", c"),  # the `(` opened a line above
+    ("g(", "a(b), c)", ")", "g(a(b), c)", "a(b), c"),
+    # Kept: the completion's closer closes its own opener, or the completion does not retype the rest.
+    ("foo(bar(", "1)", ")", "foo(bar(1))", None),
+    ("foo(\n    a, b", ", bar(c)", ")", "    a, b, bar(c))", None),
+    ("f(", "x", ")", "f(x)", None),
+    ("f(", "x\ny)", ")", "y))", None),  # only the first line may retype the rest
+])
+def test_a_suggestion_that_retypes_the_closers_after_the_cursor_replaces_them(before, text, rest, line,
+                                                                              inserted_only):
+    replaced = postprocess.rest_to_replace(before, text, rest)
+    assert (before + text + rest[replaced or 0:]).split("\n")[-1] == line
+    assert replaced in (None, len(rest)) and (replaced is None) == (inserted_only is None)
+    if inserted_only is not None:  # what a client that can only insert at the cursor gets
+        assert postprocess.cut_before_rest(text, rest) == inserted_only
+
+
 def test_typed_ahead_follows_matching_typing_and_reports_the_accept():
     typed = TypedAhead()
     typed.remember("u", (0, 4), "ab\ncd")

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcMethodNotFound
 from pygls.lsp.server import LanguageServer
 
 from . import arguments, commands, configuration, cursor_hint, inline, menu
@@ -53,6 +54,8 @@ class SpecdServer(LanguageServer):
         self.window_show_message(types.ShowMessageParams(type=types.MessageType.Error, message=message))
 
     def report_server_error(self, error: Exception, source: Any) -> None:
+        if isinstance(error, JsonRpcMethodNotFound):  # answered -32601 already; a client's probe, not our fault
+            return
         # pygls would show a pop-up; the type name is enough to debug and cannot leak document text.
         log.error("internal error: %s", type(error).__name__)
         self.log(f"specd: internal error ({type(error).__name__})", types.MessageType.Error)

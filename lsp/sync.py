@@ -9,8 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 from pygls.protocol import LanguageServerProtocol
 from pygls.protocol.language_server import lsp_method
+
+_ANSWERED = object()  # a request that could not be read and was answered with an error already
 
 
 def offers_inline_completion(capabilities: types.ClientCapabilities | None) -> bool:
@@ -22,6 +25,22 @@ def offers_inline_completion(capabilities: types.ClientCapabilities | None) -> b
 
 class SpecdProtocol(LanguageServerProtocol):
     _server: Any  # SpecdServer
+
+    def structure_message(self, data: Any) -> Any:
+        """pygls's reading of one message (called for every JSON object in it, innermost first), except that a
+        request whose params do not fit its method (a negative `character`, no `context`) is answered with the
+        error, as JSON-RPC 2.0 requires of every request, instead of dropped, which left the editor waiting."""
+        try:
+            return super().structure_message(data)
+        except JsonRpcException as error:
+            if isinstance(data, dict) and "id" in data and "method" in data:
+                self._send_response(data["id"], error=error.to_response_error())
+                return _ANSWERED
+            raise
+
+    def handle_message(self, message: Any) -> None:
+        if message is not _ANSWERED:
+            super().handle_message(message)
 
     @lsp_method(types.INITIALIZE)
     def lsp_initialize(self, params: types.InitializeParams):

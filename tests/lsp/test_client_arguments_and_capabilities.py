@@ -4,6 +4,7 @@ keys of the `specd` settings section, and whether the client shows ghost text (i
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -98,3 +99,37 @@ def test_exit_code_follows_the_lsp_specification(specd_home, shutdown_first, cod
                           input=_framed(*messages, {"method": "exit"}), capture_output=True, timeout=60)
     assert done.returncode == code, done.stderr.decode()
     assert b"Traceback" not in done.stderr
+
+
+def _answers(stdout: bytes) -> dict:
+    """The responses in a server's framed output, by id."""
+    answers, rest = {}, stdout
+    while rest:
+        header, _, rest = rest.partition(b"\r\n\r\n")
+        length = int(re.search(rb"Content-Length: *(\d+)", header).group(1))
+        message, rest = json.loads(rest[:length]), rest[length:]
+        if "id" in message and "method" not in message:
+            answers[message["id"]] = message
+    return answers
+
+
+def test_requests_the_server_cannot_read_are_answered_with_an_error(specd_home):
+    """JSON-RPC answers every request: a position with a negative column, or inline completion without its
+    `context`, got no answer at all and the editor waited; an unknown method gets -32601 without an error log."""
+    doc = {"uri": URI, "languageId": "python", "version": 1, "text": "x = 1\n"}
+    position = {"textDocument": {"uri": URI}, "position": {"line": 0, "character": -1}}
+    messages = [{"id": 1, "method": "initialize", "params": {"processId": None, "rootUri": None, "capabilities": {}}},
+                {"method": "initialized", "params": {}},
+                {"method": "textDocument/didOpen", "params": {"textDocument": doc}},
+                {"id": 2, "method": "textDocument/completion", "params": position},
+                {"id": 3, "method": "textDocument/inlineCompletion",
+                 "params": {"textDocument": {"uri": URI}, "position": {"line": 0, "character": 1}}},
+                {"id": 4, "method": "specd/noSuchMethod", "params": {}},
+                {"id": 5, "method": "shutdown"}, {"method": "exit"}]
+    done = subprocess.run([sys.executable, "-m", "specd.daemon.cli", "lsp"], env=server_env(specd_home),
+                          input=_framed(*messages), capture_output=True, timeout=60)
+    answers = _answers(done.stdout)
+    assert answers[2]["error"]["code"] == answers[3]["error"]["code"] == -32602
+    assert answers[4]["error"]["code"] == -32601
+    assert "result" in answers[5] and done.returncode == 0
+    assert b"internal error" not in done.stdout + done.stderr

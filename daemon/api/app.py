@@ -17,14 +17,13 @@ from specd.daemon.service.metrics import Metrics
 from specd.daemon.service.scheduler import Scheduler
 
 from . import anthropic, bedrock, gemini, native, openai
-from .generation import CTX, DOORS, Context, door_error, door_of
+from .generation import (ACCEPT_ENCODING, CTX, DOORS, MAX_BODY_BYTES, Context, UnsupportedEncoding, door_error,
+                         door_of)
 from .schema import BadRequest
 from .security import json_error, security_middlewares
 from .sigv4 import KeyPair
 
 log = logging.getLogger("specd.server")
-
-MAX_BODY_BYTES = 16 * 1024 * 1024
 
 
 def create_app(settings: Settings, scheduler: Scheduler, *, token: str, new_request: Callable[..., Any],
@@ -37,6 +36,10 @@ def create_app(settings: Settings, scheduler: Scheduler, *, token: str, new_requ
     app = web.Application(
         middlewares=[errors_and_metrics(metrics), *security_middlewares(settings, token, aws_keys)],
         client_max_size=MAX_BODY_BYTES,
+        # Bodies arrive as sent: generation.read_body undoes their Content-Encoding, so that one that does not
+        # decode, or a coding specd cannot decode, is a 4xx in the door's error body (aiohttp's decoding answered
+        # a 500, or a plain-text 400 before the app saw the request), and SigV4 checks the bytes the client signed.
+        handler_args={"auto_decompress": False},
     )
     app[CTX] = Context(settings, scheduler, metrics, new_request, request_error, time.time())
     app[DOORS] = []  # each door's add_routes adds itself (generation.add_door); the first that owns a request
@@ -59,6 +62,8 @@ def errors_and_metrics(metrics: Metrics):
             response = await handler(request)
         except web.HTTPException as e:  # unknown route, wrong method, body too large, ...
             response = _http_error(request, e)
+        except UnsupportedEncoding as e:  # 415 with the codings a client may use instead (RFC 9110 §15.5.16)
+            response = json_error(415, str(e), "invalid_request_error", {"Accept-Encoding": ACCEPT_ENCODING})
         except BadRequest as e:
             response = json_error(400, str(e), "invalid_request_error")
         except (ConnectionResetError, asyncio.CancelledError):

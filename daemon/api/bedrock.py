@@ -226,6 +226,10 @@ class EventStreamShape(Shape):
 
     content_type = "application/vnd.amazon.eventstream"
     done = b""
+    # The exception members of the stream's union (service-2.json: ConverseStreamOutput; ResponseStream adds
+    # modelTimeoutException): botocore reads no other name, so a deadline on ConverseStream is modelStreamError.
+    exceptions = frozenset({"internalServerException", "modelStreamErrorException", "validationException",
+                            "throttlingException", "serviceUnavailableException"})
 
     def encode(self, payload: dict) -> bytes:
         (event_type, body), = payload.items()
@@ -235,7 +239,9 @@ class EventStreamShape(Shape):
         if not isinstance(failure, ErrorResponse):
             return b""
         _, name = exception_name(failure.status, failure.message, failure.kind)
-        return eventstream.exception(name[0].lower() + name[1:], failure.message)  # the stream's member name
+        member = name[0].lower() + name[1:]  # the stream's member name
+        return eventstream.exception(member if member in self.exceptions else "modelStreamErrorException",
+                                     failure.message)
 
 
 class ConverseShape(EventStreamShape):
@@ -296,6 +302,8 @@ class ConverseShape(EventStreamShape):
 
 class InvokeShape(EventStreamShape, NativeShape):
     """The native route's body; streamed as `chunk` events whose `bytes` are that JSON, base64 in the message."""
+
+    exceptions = EventStreamShape.exceptions | {"modelTimeoutException"}
 
     def encode(self, payload: dict) -> bytes:
         data = base64.b64encode(json.dumps(payload, ensure_ascii=False).encode()).decode()

@@ -49,8 +49,8 @@ _OWNED = re.compile(r"^/v1(beta1?)?/(projects/[^/]+/locations/[^/]+/)?(publisher
 DEFAULT_MAX_OUTPUT_TOKENS = 8192  # Gemini's own default for most models; the engine stops at the context's end
 FINISH_REASONS = {"stop": "STOP", "length": "MAX_TOKENS", "cancelled": "OTHER"}
 STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
-                405: "UNIMPLEMENTED", 413: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED",
-                500: "INTERNAL", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+                405: "UNIMPLEMENTED", 413: "INVALID_ARGUMENT", 415: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED",
+                499: "CANCELLED", 500: "INTERNAL", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
 ROLES = {"user": "user", "model": "assistant", "function": "user", "tool": "user"}
 MEDIA_PARTS = {"inlineData", "fileData", "executableCode", "codeExecutionResult"}
 

@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any, Awaitable, Callable
@@ -38,10 +39,12 @@ from specd.daemon.service.metrics import Metrics
 from specd.daemon.service.scheduler import EngineUnavailable, JobCancelled, QueueFull, Scheduler
 
 from . import speculative
-from .schema import CompletionParams, parse_json_body
+from .schema import BadRequest, CompletionParams, parse_json_body
 from .security import ErrorResponse, json_error
 
 log = logging.getLogger("specd.server")
+
+MAX_BODY_BYTES = 16 * 1024 * 1024  # a request body, as sent and once its Content-Encoding is undone
 
 
 @dataclass
@@ -102,7 +105,64 @@ def door_error(door: Door | None, response: web.StreamResponse) -> web.StreamRes
 
 
 async def read_body(request: web.Request) -> dict:
-    return parse_json_body(await request.read())
+    """The request's JSON object body, its Content-Encoding undone (decode_body). Refusals are BadRequest (400),
+    UnsupportedEncoding (415) or HTTPRequestEntityTooLarge (413); the app words them in the door's error body."""
+    return parse_json_body(decode_body(await request.read(), request.headers.get("Content-Encoding", "")))
+
+
+# The content codings specd undoes in request bodies (RFC 9110 §8.4.1), all by the standard library's zlib: the
+# app turns aiohttp's own decoding off (app.create_app), which answered a body that does not decode with a 500 and
+# br/zstd without their optional packages with a plain-text 400 before any door could word it.
+# wbits: gzip's header and trailer; for deflate (zlib's format, RFC 1950) see _inflate.
+DECODED_CODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+ACCEPT_ENCODING = "gzip, deflate, identity"  # sent with a 415: what a client may use instead
+
+
+class UnsupportedEncoding(BadRequest):
+    """A Content-Encoding specd does not decode. Answered 415 Unsupported Media Type with `Accept-Encoding`, as
+    RFC 9110 §15.5.16 (from RFC 7694) says for "an unsupported content coding" in a request: the status tells the
+    client that the coding, not the content, is the problem, and the header names the codings it may retry with."""
+
+
+def decode_body(raw: bytes, content_encoding: str, limit: int = MAX_BODY_BYTES) -> bytes:
+    """`raw` with the codings of its Content-Encoding header undone, the last applied first (RFC 9110 §8.4);
+    `identity` and an empty header change nothing. At most `limit` bytes come out (else 413), so a small
+    compressed body cannot expand without bound."""
+    codings = [c.strip().lower() for c in content_encoding.split(",")]
+    codings = [c for c in codings if c and c != "identity"]
+    for coding in codings:
+        if coding not in DECODED_CODINGS:
+            raise UnsupportedEncoding(f"request body has Content-Encoding {coding!r}, which specd cannot decode; "
+                                      f"it accepts {ACCEPT_ENCODING} (not encoded)")
+    for coding in reversed(codings):
+        raw = _inflate(raw, coding, limit)
+    return raw
+
+
+def _inflate(data: bytes, coding: str, limit: int) -> bytes:
+    wbits = DECODED_CODINGS[coding]
+    if coding == "deflate" and data[:1] and data[0] & 0x0F != 8:
+        wbits = -zlib.MAX_WBITS  # raw deflate (RFC 1951) without zlib's header, as some clients send (and aiohttp read)
+    out = bytearray()
+    while True:  # gzip: members may follow one another (RFC 1952 §2.2)
+        inflater = zlib.decompressobj(wbits)
+        try:
+            out += inflater.decompress(data, limit + 1 - len(out))
+        except zlib.error as e:
+            raise _undecodable(coding, str(e).split(": ", 1)[-1]) from None
+        if len(out) > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(out))
+        if not inflater.eof:
+            raise _undecodable(coding, "the compressed data ends early")
+        data = inflater.unused_data
+        if not data:
+            return bytes(out)
+        if wbits != DECODED_CODINGS["gzip"]:
+            raise _undecodable(coding, f"{len(data)} bytes follow the end of the compressed data")
+
+
+def _undecodable(coding: str, why: str) -> BadRequest:
+    return BadRequest(f"request body could not be decoded as its Content-Encoding {coding!r}: {why}")
 
 
 def generation_request(ctx: Context, params: CompletionParams, prompt: str | None = None) -> Any:
@@ -111,7 +171,8 @@ def generation_request(ctx: Context, params: CompletionParams, prompt: str | Non
         max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p, seed=params.seed,
         stop=params.stop, mode=params.mode, draft_tokens=params.draft_tokens, cache_key=params.document_id,
         fit_context=params.fit_context, token_healing=params.token_healing, json_schema=params.json_schema,
-        prefill_only=params.prefill_only,
+        prefill_only=params.prefill_only, context_files=params.context_files, path=params.path,
+        language=params.language,
     )
 
 
@@ -185,12 +246,23 @@ def failure_response(ctx: Context, error: Exception, shape: "Shape") -> web.Resp
 
 async def stream(request: web.Request, ctx: Context, job: Any, deltas: asyncio.Queue,
                   params: CompletionParams, shape: "Shape") -> web.StreamResponse:
-    response = web.StreamResponse(headers={"Content-Type": shape.content_type, "Cache-Control": "no-cache",
-                                           **speculative.headers(shape.speculative)})
+    """The job's answer as the door's stream. Nothing is sent before the job's first event (a piece of text, or
+    its end): a job that fails before it (prompt beyond the context window, a bad request, the models failed to
+    load, shutdown, the deadline) is answered with its HTTP status in the door's error body, as without `stream`,
+    so SDKs raise their status errors (BadRequestError...). Once the first piece exists the status line, the door's
+    opening events and the piece go out at once; later failures are in-band (`shape.error_event`)."""
     finished = False
     waiter = asyncio.ensure_future(ctx.scheduler.wait(job))
-    getter = None
+    getter: asyncio.Future | None = asyncio.ensure_future(deltas.get())
     try:
+        await asyncio.wait({getter, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        failure = _failure_before_text(waiter, getter, deltas)
+        if failure is not None:
+            finished = True
+            getter.cancel()
+            return failure_response(ctx, failure, shape)
+        response = web.StreamResponse(headers={"Content-Type": shape.content_type, "Cache-Control": "no-cache",
+                                               **speculative.headers(shape.speculative)})
         await response.prepare(request)
         for chunk in shape.stream_start():
             await send_event(response, shape, chunk)
@@ -200,7 +272,7 @@ async def stream(request: web.Request, ctx: Context, job: Any, deltas: asyncio.Q
             getter = getter or asyncio.ensure_future(deltas.get())
             done, _ = await asyncio.wait({getter, waiter}, timeout=shape.keepalive_s if keepalive else None,
                                          return_when=asyncio.FIRST_COMPLETED)
-            if not done:  # a long prefill or a slow step: tell the client the stream is alive
+            if not done:  # a slow step: tell the client the stream is alive
                 await response.write(keepalive)
                 continue
             if getter not in done:
@@ -244,6 +316,17 @@ async def stream(request: web.Request, ctx: Context, job: Any, deltas: asyncio.Q
             waiter.cancel()
             if getter is not None:
                 getter.cancel()
+
+
+def _failure_before_text(waiter: asyncio.Future, getter: asyncio.Future, deltas: asyncio.Queue) -> Exception | None:
+    """The job's error when it failed before writing any text, else None (the stream starts). A superseded job
+    is no failure: its stream ends with finish_reason `cancelled`, as its whole answer would."""
+    if not waiter.done() or getter.done() or not deltas.empty():  # a piece the getter has not taken yet
+        return None
+    error = waiter.exception()
+    if isinstance(error, JobCancelled) and error.reason == "superseded":
+        return None
+    return error
 
 
 async def send_event(response: web.StreamResponse, shape: "Shape", payload: dict | list[dict]) -> None:

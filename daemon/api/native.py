@@ -14,7 +14,7 @@ from specd.daemon import __version__
 
 from . import speculative
 from .generation import CTX, Door, Shape, add_door, generate, generation_request, log_prompt, read_body, usage
-from .schema import native_prompt, parse_native
+from .schema import parse_native
 
 
 def add_routes(app: web.Application) -> None:
@@ -26,11 +26,10 @@ def add_routes(app: web.Application) -> None:
 async def native_complete(request: web.Request) -> web.StreamResponse:
     ctx = request.app[CTX]
     body = await read_body(request)
-    params, language, path, snippets = parse_native(body)
-    params.prompt = native_prompt(params.prompt, language, snippets)
+    params = parse_native(body)
     report = speculative.apply_body(ctx, body, params)
     rid = "spd-" + secrets.token_hex(12)
-    log_prompt(ctx, rid, params, f" language={language!r} path={path!r}")
+    log_prompt(ctx, rid, params, f" language={params.language!r} path={params.path!r}")
     return await generate(request, ctx, generation_request(ctx, params), params, NativeShape(rid, speculative=report))
 
 

@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from specd.daemon.engine.requests import ContextFile
+
 MAX_STOP_STRINGS = 16
 MODES = ("line", "block")
 
@@ -41,6 +43,9 @@ class CompletionParams:
     model: str | None = None
     json_schema: dict | bool | None = None  # structured output: the answer is a JSON document of this schema
     prefill_only: bool = False  # native route: read the prompt into the document's cache, generate nothing
+    context_files: tuple[ContextFile, ...] = ()  # native route: other files, put before the prompt by the engine
+    path: str | None = None  # native route: the current file's path and LSP language id
+    language: str | None = None
 
 
 def parse_json_body(raw: bytes) -> dict:
@@ -367,18 +372,12 @@ def blocks_text(blocks: list, where: str, param: str, tool_keys: tuple[str, str]
     return "".join(texts)
 
 
-@dataclass
-class Snippet:
-    path: str
-    text: str
-
-
-def parse_native(body: dict) -> tuple[CompletionParams, str | None, str | None, list[Snippet]]:
-    """POST /specd/v1/complete, the language server's route. Returns (params, language, path, snippets)."""
+def parse_native(body: dict) -> CompletionParams:
+    """POST /specd/v1/complete, the language server's route."""
     prefix = _str(body, "prefix", required=True)
     params = CompletionParams(prompt=prefix, suffix=_str(body, "suffix", ""), fit_context=True)
-    language = _str(body, "language")
-    path = _str(body, "path")
+    params.language = _str(body, "language")
+    params.path = _str(body, "path")
     params.document_id = _str(body, "document_id")
     params.mode = _mode(body)
     _sampling(body, params, default_max_tokens=64)
@@ -389,43 +388,11 @@ def parse_native(body: dict) -> tuple[CompletionParams, str | None, str | None, 
     if body.get("json_schema") is not None:
         params.json_schema = checked_json_schema(body["json_schema"], "json_schema")
     raw_snippets = body.get("extra_context")
-    snippets = []
     if raw_snippets is not None:
         if not isinstance(raw_snippets, list):
             raise _wrong("extra_context", "an array of {path, text} objects", raw_snippets)
         for i, item in enumerate(raw_snippets):
             if not isinstance(item, dict):
                 raise _wrong(f"extra_context[{i}]", "an object", item)
-            snippets.append(Snippet(_str(item, "path", "") or "", _str(item, "text", required=True)))
-    return params, language, path, snippets
-
-
-_LINE_COMMENTS = {
-    "#": ("python", "shellscript", "bash", "sh", "zsh", "fish", "ruby", "perl", "r", "yaml", "toml",
-          "dockerfile", "makefile", "cmake", "elixir", "julia", "nim", "powershell", "coffeescript", "nix"),
-    "--": ("sql", "lua", "haskell", "elm", "ada", "vhdl"),
-    ";": ("lisp", "clojure", "scheme", "commonlisp", "racket", "elisp", "ini"),
-    "%": ("erlang", "latex", "tex", "matlab", "prolog"),
-}
-
-
-def line_comment(language: str | None) -> str:
-    lang = (language or "").lower()
-    for token, languages in _LINE_COMMENTS.items():
-        if lang in languages:
-            return token
-    return "//"
-
-
-def native_prompt(prefix: str, language: str | None, snippets: list[Snippet]) -> str:
-    """Extra context goes before the prefix as commented-out lines headed by their path (Tabby's
-    layout), so the model reads it as reference rather than as code of the current file."""
-    if not snippets:
-        return prefix
-    c = line_comment(language)
-    blocks = []
-    for snippet in snippets:
-        lines = [f"{c} Path: {snippet.path}"] if snippet.path else []
-        lines += [f"{c} {line}" if line else c for line in snippet.text.splitlines()]
-        blocks.append("\n".join(lines) + "\n")
-    return "".join(blocks) + prefix
+            params.context_files += (ContextFile(_str(item, "path", "") or "", _str(item, "text", required=True)),)
+    return params

@@ -45,7 +45,18 @@ TEMPLATES = (
 )
 
 
-def _single_token_id(tokenizer, text: str) -> int | None:
+# The token between files in the repository-level layout of pretraining: StarCoder2 (and SmolLM2, on its
+# vocabulary) `<file_sep>`, Qwen2.5-Coder `<|file_sep|>`, CodeGemma `<|file_separator|>`.
+FILE_SEPARATORS = ("<file_sep>", "<|file_sep|>", "<|file_separator|>")
+
+
+def detect_file_separator(tokenizer) -> str | None:
+    """The file separator token of this tokenizer (FILE_SEPARATORS), or None."""
+    return next((token for token in FILE_SEPARATORS if single_token_id(tokenizer, token) is not None), None)
+
+
+def single_token_id(tokenizer, text: str) -> int | None:
+    """The id of `text` when it is one token of the tokenizer's vocabulary (a special token), else None."""
     token_id = tokenizer.convert_tokens_to_ids(text)
     if token_id is None or token_id == tokenizer.unk_token_id:
         return None
@@ -56,7 +67,7 @@ def detect_template(tokenizer) -> FimTemplate | None:
     """The first template whose markers (and distinguishing tokens) are single tokens of this tokenizer, or
     None (plain completion)."""
     for template in TEMPLATES:
-        if all(_single_token_id(tokenizer, t) is not None for t in template.markers + template.requires):
+        if all(single_token_id(tokenizer, t) is not None for t in template.markers + template.requires):
             return template
     return None
 
@@ -69,9 +80,9 @@ def template_by_family(family: str) -> FimTemplate:
 
 
 def stop_token_ids(tokenizer, template: FimTemplate | None) -> set[int]:
-    ids = {i for i in (_single_token_id(tokenizer, t) for t in (template.stop_tokens if template else ())) if i is not None}
+    ids = {i for i in (single_token_id(tokenizer, t) for t in (template.stop_tokens if template else ())) if i is not None}
     if template is not None:  # a marker in the output means the model left the middle
-        ids |= {_single_token_id(tokenizer, t) for t in template.markers}
+        ids |= {single_token_id(tokenizer, t) for t in template.markers}
     return ids
 
 
@@ -176,12 +187,13 @@ def _middle_start(prefix: str) -> int:
 
 
 def build_fim_ids(tokenizer, template: FimTemplate | None, prefix: str, suffix: str,
-                  budget: int | None = None) -> list[int]:
+                  budget: int | None = None, context_ids: list[int] = ()) -> list[int]:
     """Token ids for completing at the cursor between `prefix` and `suffix`; with a `budget`, the far ends of
     the prefix and suffix are dropped to fit it (the middle part, or Codestral's cursor line, stays, all of it
-    that fits: an editor's line can be longer than the context)."""
+    that fits: an editor's line can be longer than the context). `context_ids` (without a template only: other
+    files in the repository layout, repo_context.py) go before the prefix, and are dropped first."""
     if template is None:
-        head, _ = _fit(encode_text(tokenizer, prefix), [], len(bos_ids(tokenizer)), budget)
+        head, _ = _fit(list(context_ids) + encode_text(tokenizer, prefix), [], len(bos_ids(tokenizer)), budget)
         return bos_ids(tokenizer) + head
     fixed = len(bos_ids(tokenizer)) + len(template.markers)
     line_start = prefix.rfind("\n") + 1
@@ -200,7 +212,7 @@ def build_fim_ids(tokenizer, template: FimTemplate | None, prefix: str, suffix: 
     reserve = len(middle_ids) if budget is None else \
         min(_stable_ceiling(max(1, len(middle_ids)), (budget - fixed) // 16), max(0, budget - fixed))
     head, tail = _fit(head, tail, fixed + reserve, budget)
-    marker = lambda token: [_single_token_id(tokenizer, token)]  # noqa: E731
+    marker = lambda token: [single_token_id(tokenizer, token)]  # noqa: E731
     prefix_part = marker(template.prefix) + head
     suffix_part = marker(template.suffix) + tail
     parts = suffix_part + prefix_part if template.suffix_first else prefix_part + suffix_part

@@ -17,12 +17,14 @@ import torch
 
 from .constraints import AllOf
 from .drafters.base import DraftContext, Drafter
-from .fim import build_fim_ids, decode_anchor, detect_template, encode_text, stop_token_ids
+from .fim import (build_fim_ids, decode_anchor, detect_file_separator, detect_template, encode_text, single_token_id,
+                  stop_token_ids)
+from .repo_context import commented, separated_ids
 from .grammar import compile_schema
 from .kv_cache import SlabCache, common_prefix_length, reuse_prefix
 from .requests import CancelToken, GenerationRequest, GenerationResult, RequestError, Stats
 from .runners.base import Runner
-from .sampling import SamplingParams, pick_token, verify_greedy, verify_sampling
+from .sampling import PositionNoise, SamplingParams, pick_token, verify_coupled, verify_greedy, verify_sampling
 from .stopping import StopRules, StopState, indent_width
 from .token_healing import Constraint, Healing, heal_prompt, vocabulary
 
@@ -112,9 +114,13 @@ class Engine:
         self.verifier_name = verifier_name or config.verifier
         self.drafter_name = drafter_name
         self.fim_template = detect_template(tokenizer)
+        # Other files go in the repository layout where the model has one and no FIM prefix part to sit in; a
+        # completion that writes the separator has ended the file.
+        self.file_separator = detect_file_separator(tokenizer) if self.fim_template is None else None
         self.decode_anchor = tuple(decode_anchor(tokenizer))
+        separator_ids = {single_token_id(tokenizer, self.file_separator)} if self.file_separator else set()
         self.eos_ids = frozenset(_eos_ids(verifier.config_sources, tokenizer)
-                                 | stop_token_ids(tokenizer, self.fim_template))
+                                 | stop_token_ids(tokenizer, self.fim_template) | separator_ids)
         self.start_ids = _start_ids(verifier.config_sources, tokenizer)
         model_limit = getattr(verifier.config, "max_position_embeddings", None) or config.max_context
         self.max_context = min(config.max_context, model_limit)
@@ -131,12 +137,17 @@ class Engine:
         budget = None
         if request.fit_context:
             budget = self.max_context - max(1, min(request.max_tokens, self.max_context // 4))
-        if request.suffix is not None or budget is not None:
-            return build_fim_ids(self.tokenizer, self.fim_template, request.prompt, request.suffix or "", budget)
+        prompt, context_ids = request.prompt, []
+        if request.context_files and self.file_separator:
+            context_ids = separated_ids(self.tokenizer, self.file_separator, request.context_files, request.path)
+        elif request.context_files:
+            prompt = commented(request.context_files, request.language) + prompt
+        if request.suffix is not None or budget is not None or context_ids:
+            return build_fim_ids(self.tokenizer, self.fim_template, prompt, request.suffix or "", budget, context_ids)
         bos = self.tokenizer.bos_token
         # A prompt that already starts with BOS (a chat template's output) must not get a second one.
-        add_special = not (bos and request.prompt.startswith(bos))
-        return self.tokenizer(request.prompt, add_special_tokens=add_special)["input_ids"]
+        add_special = not (bos and prompt.startswith(bos))
+        return self.tokenizer(prompt, add_special_tokens=add_special)["input_ids"]
 
     def suffix_source(self, request: GenerationRequest) -> list[list[int]]:
         """The suffix as a sequence for the drafter to copy from, when the prompt cannot hold it (no FIM)."""
@@ -196,17 +207,20 @@ class Engine:
             return self._finish(output, "length", stats, started, on_text, grammar=grammar)
 
         sampling = SamplingParams(float(request.temperature), float(request.top_p))
-        generator = None
+        generator = noise = None
         if not sampling.greedy:
-            generator = torch.Generator()
-            generator.manual_seed(request.seed if request.seed is not None else torch.seed())
+            seed = request.seed if request.seed is not None else torch.seed()
+            generator = torch.Generator()  # a drafter model's sampling and rejection sampling of its drafts
+            generator.manual_seed(seed)
+            noise = PositionNoise(seed)  # every other sampled token (sampling.py)
         slot = self.pool.acquire(request.cache_key, prompt_ids)
         sources = self.suffix_source(request) + list(reversed(slot.history))
 
         logits = self._prefill(slot, prompt_ids, stats, cancel)
         if logits is None:
             return self._finish(output, "cancelled", stats, started, on_text, grammar=grammar)
-        token = pick_token(constraint.mask_logits(logits[None], argmax_only=sampling.greedy)[0], sampling, generator)
+        token = pick_token(constraint.mask_logits(logits[None], argmax_only=sampling.greedy)[0], sampling, noise,
+                           len(slot.ids))
         constraint.advance(token)
         drafting = self.drafter is not None and request.draft_tokens != 0
         forcing = request.forced_drafts and request.draft_tokens != 0
@@ -239,8 +253,8 @@ class Engine:
                     stats.forced_tokens += len(after)
                 stats.draft_s += time.perf_counter() - t
 
-            accepted, token = self._verify(slot, token, draft_tokens, draft_probs, sampling, generator, stats,
-                                           constraint)
+            accepted, token = self._verify(slot, token, draft_tokens, draft_probs, sampling, (generator, noise),
+                                           stats, constraint)
             if len(draft_tokens) > len(forced) and request.draft_tokens is None:  # adapts to the drafter's part
                 max_draft = slot.draft_length = next_draft_length(
                     slot.draft_length, max(0, accepted - len(forced)), len(draft_tokens) - len(forced),
@@ -254,15 +268,18 @@ class Engine:
             _stream(output, on_text)
 
     def _verify(self, slot: CacheSlot, token: int, draft: list[int], draft_probs, sampling: SamplingParams,
-                generator, stats: Stats, constraint: Constraint) -> tuple[int, int]:
+                randomness, stats: Stats, constraint: Constraint) -> tuple[int, int]:
         """One verifier pass over the pending token and the draft; returns (draft tokens accepted, next token).
         Every row is masked by the constraints (token healing, a JSON schema) first, as the plain step's is."""
         t = time.perf_counter()
         slot.cache.truncate(len(slot.ids))  # drop what a drafter wrote into the verifier's cache (layer skip)
         target_logits = constraint.mask_logits(self.verifier.forward([token] + draft, slot.cache), draft,
                                                argmax_only=sampling.greedy)
+        generator, noise = randomness
         if sampling.greedy:
             accepted, next_token = verify_greedy(target_logits, draft)
+        elif draft_probs is None:  # rows are positions len(slot.ids) + 1 ...: the pending token is at len(slot.ids)
+            accepted, next_token = verify_coupled(sampling.probs(target_logits), draft, noise, len(slot.ids) + 1)
         else:
             accepted, next_token = verify_sampling(sampling.probs(target_logits), draft, draft_probs, generator)
         # Keep the cache on the accepted path: everything but the newest token, which is fed next round.

@@ -37,6 +37,7 @@ class RemoteEngine(Engine):
         self.verifier_name = client.model
         self.drafter = None
         self.fim_template = detect_template(tokenizer)
+        self.file_separator = None  # other files as comments: the upstream reads the prompt as text
         self.decode_anchor = tuple(decode_anchor(tokenizer))
         self.max_context = config.max_context
         first = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id

@@ -23,6 +23,15 @@ class CancelToken:
         return self._event.is_set()
 
 
+@dataclass(frozen=True)
+class ContextFile:
+    """Another file of the project shown to the model (repo_context.py); `path` as the editor names it, "" when
+    unknown."""
+
+    path: str
+    text: str
+
+
 @dataclass
 class GenerationRequest:
     prompt: str = ""
@@ -51,6 +60,11 @@ class GenerationRequest:
     # with `cache_prompt`): an editor warms the document's cache where the cursor rests, so the first completion
     # there only feeds what was typed since. `max_tokens` still sizes the prompt's layout, as for the completion.
     prefill_only: bool = False
+    # Other files of the project, put before the prompt in the model's repository layout (repo_context.py); `path`
+    # and `language` name the current file (its path heads it there; the language picks the comment token).
+    context_files: tuple[ContextFile, ...] = ()
+    path: str | None = None
+    language: str | None = None
 
 
 @dataclass

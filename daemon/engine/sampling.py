@@ -1,10 +1,18 @@
 """Turning logits into tokens, and checking a draft against the verifier without changing what it would say.
 
 Greedy: accept the longest draft prefix that equals the verifier's argmax, then take the verifier's own token.
-Sampling (Leviathan et al. 2023, Chen et al. 2023): accept draft token x with probability min(1, p(x)/q(x));
-on the first rejection sample from normalize(max(p - q, 0)); if all pass, sample a bonus token from p. A
-drafter without probabilities (n-gram, greedy) is a one-hot q, for which the rule becomes: accept with p(x),
-else sample from p with x removed. Either way the output follows the verifier's distribution exactly.
+
+Sampling, plain steps and drafts without probabilities (n-gram, forced tokens): the token at sequence position n
+is argmax(log p_n + g_n), with g_n Gumbel noise drawn from (seed, n) alone (PositionNoise; the Gumbel-max trick,
+an exact sample of p_n: Gumbel 1954, Maddison et al. 2014 "A* Sampling"). A draft token is accepted exactly when
+it is that token, so the output is plain sampling's, token for token, whatever was drafted: a seeded request
+writes the same text with or without speculation, warm cache or cold. A one-hot draft x is still accepted with
+probability p(x), as rejection sampling accepts it.
+
+Drafts with probabilities (a drafter model's q) keep rejection sampling (Leviathan et al. 2023, Chen et al. 2023),
+which accepts more of them: accept x with probability min(1, p(x)/q(x)); on the first rejection sample from
+normalize(max(p - q, 0)); if all pass, sample a bonus token from p. Either way the output follows the verifier's
+distribution exactly.
 """
 
 from __future__ import annotations
@@ -50,10 +58,40 @@ def sample(probs: torch.Tensor, generator: torch.Generator | None) -> int:
     return int(torch.multinomial(probs, 1, generator=generator).item())
 
 
-def pick_token(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> int:
+_MASK64 = (1 << 64) - 1
+
+
+class PositionNoise:
+    """Gumbel noise for each sequence position, a function of the request's seed and the position alone."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed & _MASK64
+
+    def gumbel(self, position: int, size: int) -> torch.Tensor:
+        """`size` independent standard Gumbel values for `position` (float32, CPU)."""
+        generator = torch.Generator().manual_seed(_splitmix64(self.seed ^ _splitmix64(position)))
+        uniform = torch.rand(size, generator=generator).clamp_(min=torch.finfo(torch.float32).tiny)
+        return -torch.log(-torch.log(uniform))
+
+    def pick(self, probs: torch.Tensor, position: int) -> int:
+        """The token at `position`: argmax(log p + g), a sample of `probs` (a row over the vocabulary)."""
+        scores = torch.log(probs.float().cpu()) + self.gumbel(position, probs.shape[-1])
+        return int(scores.argmax().item())
+
+
+def _splitmix64(x: int) -> int:
+    """SplitMix64's finalizer (Steele et al. 2014): a 64-bit value whose bits all depend on all of `x`'s."""
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
+def pick_token(logits: torch.Tensor, params: SamplingParams, noise: PositionNoise | None, position: int) -> int:
+    """The token at sequence `position` from its logits: the argmax when greedy, else PositionNoise.pick."""
     if params.greedy:
         return int(logits.argmax().item())
-    return sample(params.probs(logits), generator)
+    return noise.pick(params.probs(logits), position)
 
 
 def verify_greedy(target_logits: torch.Tensor, draft: list[int]) -> tuple[int, int]:
@@ -63,6 +101,17 @@ def verify_greedy(target_logits: torch.Tensor, draft: list[int]) -> tuple[int, i
     while accepted < len(draft) and predicted[accepted] == draft[accepted]:
         accepted += 1
     return accepted, predicted[accepted]
+
+
+def verify_coupled(target_probs: torch.Tensor, draft: list[int], noise: PositionNoise,
+                   position: int) -> tuple[int, int]:
+    """target_probs: (len(draft)+1, V), row i for sequence position `position` + i. Accepts draft tokens while each
+    is the token PositionNoise picks at its position; returns (accepted, the picked token after them)."""
+    for i, token in enumerate(draft):
+        picked = noise.pick(target_probs[i], position + i)
+        if picked != token:
+            return i, picked
+    return len(draft), noise.pick(target_probs[len(draft)], position + len(draft))
 
 
 def verify_sampling(

@@ -165,12 +165,15 @@ def test_errors_come_as_bedrocks_exceptions(daemon, model, case, status, code, w
     assert raised.value.response["Error"]["Code"] == code and words in raised.value.response["Error"]["Message"]
 
 
-def test_an_error_after_the_stream_began_is_an_eventstream_exception(sdk, model):
+def test_a_stream_refused_before_its_first_token_is_a_validation_exception_at_the_call(sdk, model):
+    """Not an eventstream exception after a 200 (errors after the first token are: test_stream_errors.py)."""
     args = converse_args(model)
     args["messages"][0]["content"][0]["text"] = PROMPT * 100
-    with pytest.raises(EventStreamError) as raised:
-        list(sdk.converse_stream(**args)["stream"])
-    assert raised.value.response["Error"]["Code"] == "validationException"
+    with pytest.raises(ClientError) as raised:
+        sdk.converse_stream(**args)
+    assert not isinstance(raised.value, EventStreamError)
+    assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert raised.value.response["Error"]["Code"] == "ValidationException"
     assert "the context window is 256 tokens" in raised.value.response["Error"]["Message"]
 
 

@@ -198,7 +198,7 @@ def test_errors_come_in_googles_shape(daemon, case, status, code, words):
     assert words in raised.value.message
 
 
-def test_an_error_after_the_stream_began_is_raised_by_the_sdk(daemon, gemini):
+def test_a_stream_refused_before_its_first_token_is_raised_by_the_sdk(daemon, gemini):
     with pytest.raises(errors.ClientError) as raised:
         list(gemini.models.generate_content_stream(model=daemon_model(daemon), contents=PROMPT * 100, config=config()))
     assert raised.value.code == 400 and raised.value.status == "INVALID_ARGUMENT"

@@ -172,7 +172,8 @@ async def test_allowed_hosts_extends_the_loopback_names():
 
 
 async def test_a_stream_that_hits_the_deadline_ends_with_an_error_event():
-    async with fake_daemon(hold=True, request_timeout=0.05) as d, aiohttp.ClientSession(headers=d.auth) as s:
+    # 0.5 s: the deadline must fall after the first piece (before it, the answer is a 504 status: test_stream_errors)
+    async with fake_daemon(hold=True, request_timeout=0.5) as d, aiohttp.ClientSession(headers=d.auth) as s:
         body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, "stream": True}
         async with s.post(d.url + "/v1/chat/completions", json=body) as response:
             assert response.status == 200

@@ -47,7 +47,7 @@ def test_chat_is_not_healed_unless_asked():
     assert parse_chat(chat)[1].token_healing is False
     assert parse_chat({**chat, "specd": {"token_healing": True}})[1].token_healing is True
     assert parse_completion({"prompt": TYPED}).token_healing is True
-    assert parse_native({"prefix": TYPED})[0].token_healing is True
+    assert parse_native({"prefix": TYPED}).token_healing is True
 
 
 @pytest.mark.parametrize("route, body", [

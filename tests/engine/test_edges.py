@@ -166,11 +166,11 @@ def test_extreme_sampling_settings_pick_the_most_likely_token(temperature, top_p
     """A temperature or top_p below float32's range used to give NaN probabilities (a 500)."""
     import torch
 
-    from specd.daemon.engine.sampling import SamplingParams, pick_token
+    from specd.daemon.engine.sampling import PositionNoise, SamplingParams, pick_token
 
     logits = torch.randn(512, generator=torch.Generator().manual_seed(0))
     logits[100:] = float("-inf")  # masked tokens (token healing) stay impossible
-    assert pick_token(logits, SamplingParams(temperature, top_p), torch.Generator().manual_seed(1)) == logits.argmax()
+    assert pick_token(logits, SamplingParams(temperature, top_p), PositionNoise(1), 7) == logits.argmax()
 
 
 class OpaqueByteTokenizer:

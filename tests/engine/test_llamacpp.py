@@ -13,8 +13,9 @@ from fixtures.embedded import embedded_home  # noqa: E402
 from fixtures.lossless import drafted_and_accepted, json_decoder_prompts, plain_and_speculative  # noqa: E402
 from specd.daemon.engine.drafters.base import Draft, Drafter  # noqa: E402
 from specd.daemon.engine.drafters.ngram import NgramDrafter  # noqa: E402
+from specd.daemon.engine.fim import bos_ids  # noqa: E402
 from specd.daemon.engine.loop import EngineConfig, GenerationRequest  # noqa: E402
-from specd.daemon.engine.requests import CancelToken  # noqa: E402
+from specd.daemon.engine.requests import CancelToken, ContextFile  # noqa: E402
 from specd.daemon.engine.runners.llamacpp_runner import LlamaCppRunner  # noqa: E402
 from specd.daemon.models.loading import load_engine  # noqa: E402
 
@@ -124,6 +125,28 @@ def test_prefill_only_fills_the_sequence_the_next_keystroke_reuses(engine):
     assert warm.stats.prompt_tokens - warm.stats.cached_tokens <= 4
     engine.pool.clear()
     assert warm.token_ids == engine.generate(GenerationRequest(**typed)).token_ids
+
+
+def test_other_files_go_in_smollm2s_repository_layout_and_are_cut_first(engine):
+    """SmolLM2 (no FIM tokens) has StarCoder2's `<file_sep>`: other files come as `<file_sep>path\ncode`, the
+    current file last; text that spells the token is not the token."""
+    files = (ContextFile("/p/util.py", "import os\n"), ContextFile("/p/b.py", "x = '<file_sep>'"))
+    request = dict(prompt="def main():\n    ", suffix="", max_tokens=8, fit_context=True, context_files=files,
+                   path="/p/new.py", language="python")
+    ids = engine.prompt_ids(GenerationRequest(**request))
+    separator = engine.tokenizer.convert_tokens_to_ids("<file_sep>")
+    assert engine.file_separator == "<file_sep>" and separator in engine.eos_ids
+    start = len(bos_ids(engine.tokenizer))
+    assert ids[start] == separator and ids.count(separator) == 3
+    assert engine.tokenizer.decode(ids[start:]) == ("<file_sep>/p/util.py\nimport os\n<file_sep>/p/b.py\nx = '<file_sep>'\n"
+                                                "<file_sep>/p/new.py\ndef main():\n    ")
+    # Over the context, the other files lose their start first; the current file's prefix stays whole.
+    long = (ContextFile("/p/long.py", "value = compute(1)\n" * 600),)
+    fitted = engine.prompt_ids(GenerationRequest(**{**request, "context_files": long}))
+    assert len(fitted) <= engine.max_context - 8 and fitted.count(separator) == 1
+    assert engine.tokenizer.decode(fitted).endswith("value = compute(1)\n<file_sep>/p/new.py\ndef main():\n    ")
+    result = engine.generate(GenerationRequest(**request))
+    assert result.stats.prompt_tokens + result.stats.healed_tokens == len(ids) and "<file_sep>" not in result.text
 
 
 def test_a_cancelled_request_leaves_its_sequence_consistent(engine):

@@ -7,6 +7,8 @@ import pytest
 from specd.daemon.engine.loop import (WARM_UP_CHUNK, CancelToken, Engine, EngineConfig, GenerationRequest,
                                       RequestError)
 
+from specd.daemon.engine.repo_context import commented
+from specd.daemon.engine.requests import ContextFile
 from specd.daemon.models.loading import load_engine
 from specd.daemon.models.tokenizer_compat import IncompatibleModels
 
@@ -79,6 +81,20 @@ def test_a_cancelled_prefill_only_keeps_what_it_read(make_engine, code_prompts, 
     warm = engine.generate(typed)
     assert warm.stats.cached_tokens == WARM_UP_CHUNK
     assert warm.token_ids == make_engine("ngram").generate(typed).token_ids
+
+
+def test_other_files_are_commented_where_the_model_has_no_file_separator(make_engine, code_prompts):
+    """The tiny model has no `<file_sep>`: other files go before the prefix as commented lines headed by their path."""
+    engine = make_engine("ngram")
+    prefix, suffix = code_prompts[0]
+    files = (ContextFile("/p/util.py", "import os\n\nX = 1"),)
+    with_files = GenerationRequest(prompt=prefix, suffix=suffix, max_tokens=8, fit_context=True, context_files=files,
+                                   path="/p/new.py", language="python")
+    spelled = GenerationRequest(prompt="# Path: /p/util.py\n# import os\n#\n# X = 1\n" + prefix, suffix=suffix,
+                                max_tokens=8, fit_context=True)
+    assert engine.file_separator is None
+    assert engine.prompt_ids(with_files) == engine.prompt_ids(spelled)
+    assert commented(files, "lua").startswith("-- Path: /p/util.py\n-- import os\n--\n")
 
 
 def test_documents_keep_separate_caches(make_engine, code_prompts):

@@ -9,7 +9,7 @@ import torch
 from specd.daemon.engine import loop as engine_module
 from specd.daemon.engine import sampling
 from specd.daemon.engine.loop import GenerationRequest
-from specd.daemon.engine.sampling import SamplingParams, verify_sampling
+from specd.daemon.engine.sampling import PositionNoise, SamplingParams, verify_coupled, verify_sampling
 
 
 def chi_square_p_value(observed: Counter, expected_probs: dict, total: int) -> float:
@@ -35,6 +35,30 @@ def chi_square_p_value(observed: Counter, expected_probs: dict, total: int) -> f
 def force_accept(target_probs, draft, draft_probs, generator):
     """A broken verifier: accepts every draft token (the negative control)."""
     return len(draft), sampling.sample(target_probs[len(draft)], generator)
+
+
+def force_accept_coupled(target_probs, draft, noise, position):
+    """A broken verifier for drafts without probabilities: accepts every draft token (the negative control)."""
+    return len(draft), noise.pick(target_probs[len(draft)], position + len(draft))
+
+
+def test_coupled_verification_writes_what_plain_sampling_writes_whatever_the_draft():
+    """Each position's token is the one PositionNoise picks there; a draft only decides how many come per pass."""
+    generator = torch.Generator().manual_seed(3)
+    p = torch.softmax(torch.randn(4, 50, generator=generator) * 2, dim=-1)
+    noise = PositionNoise(11)
+    plain = [noise.pick(p[i], 40 + i) for i in range(4)]
+    assert verify_coupled(p, plain[:3], noise, 40) == (3, plain[3])
+    wrong = (plain[1] + 1) % 50
+    assert verify_coupled(p, [plain[0], wrong, plain[2]], noise, 40) == (1, plain[1])
+    assert verify_coupled(p, [], noise, 40) == (0, plain[0])
+    assert PositionNoise(11).pick(p[0], 40) == plain[0] and PositionNoise(12).gumbel(40, 50).ne(noise.gumbel(40, 50)).all()
+
+
+def test_position_noise_picks_follow_the_distribution():
+    p = torch.softmax(torch.randn(6, generator=torch.Generator().manual_seed(0)) * 1.5, dim=-1)
+    observed = Counter(PositionNoise(5).pick(p, position) for position in range(4000))
+    assert chi_square_p_value(observed, {i: float(p[i]) for i in range(6)}, 4000) > 0.001
 
 
 def run_unit_trials(verify, trials=4000, vocab=6, seed=0):
@@ -123,6 +147,25 @@ def test_same_seed_same_sample(make_engine):
     a = engine.generate(GenerationRequest(prompt=PROMPT, max_tokens=12, temperature=1.0, seed=7))
     b = engine.generate(GenerationRequest(prompt=PROMPT, max_tokens=12, temperature=1.0, seed=7))
     assert a.token_ids == b.token_ids
+
+
+def test_a_seed_writes_the_same_text_with_or_without_n_gram_drafts_and_cache(make_engine, code_prompts):
+    """The user trial's case: the same seeded request sent again (warm cache, the previous answer now an n-gram
+    source) wrote another text each time. Drafts without probabilities now never change what is sampled."""
+    from specd.daemon.engine.drafters.ngram import NgramDrafter
+
+    engine = make_engine("ngram")
+    engine.drafter = NgramDrafter(min_ngram=1, unigram_tokens=16)
+    drafted = 0
+    for seed in range(6):
+        prefix, suffix = code_prompts[seed % len(code_prompts)]
+        request = dict(prompt=prefix, suffix=suffix, max_tokens=24, temperature=0.9, seed=seed, cache_key="doc")
+        plain = engine.generate(GenerationRequest(**request, draft_tokens=0))
+        for _ in range(3):
+            again = engine.generate(GenerationRequest(**request))
+            drafted += again.stats.accepted_tokens
+            assert again.token_ids == plain.token_ids, seed
+    assert drafted > 0  # drafts were accepted, so the equality is not plain decoding's alone
 
 
 # -- token healing: sampling under the constraint keeps the verifier's distribution restricted to what fits -----
@@ -281,7 +324,7 @@ def test_biased_speculative_sampling_under_a_json_schema_is_caught(make_engine, 
 
     engine = make_engine("ngram")
     engine.drafter = NgramDrafter(min_ngram=1, unigram_tokens=16)
-    monkeypatch.setattr(engine_module, "verify_sampling", force_accept)
+    monkeypatch.setattr(engine_module, "verify_coupled", force_accept_coupled)
     temperature, seeds = 1.0, 1200
     expected = exact_first_two_tokens_under_the_schema(engine, PROMPT, temperature, STRING_OR_INTEGER)
     observed = sample_first_two_schema_tokens(engine, PROMPT, temperature, seeds, STRING_OR_INTEGER)

@@ -10,6 +10,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import secrets
 import stat
 import time
@@ -122,7 +123,8 @@ def security_middlewares(settings: Settings, token: str, aws_keys: sigv4.KeyPair
         fetch_site = request.headers.get("Sec-Fetch-Site")
         if origin is not None and origin.rstrip("/") in allowed_origins:
             if request.method == "OPTIONS":
-                return web.Response(status=204, headers=_cors_headers(origin, preflight=True))
+                asked = request.headers.get("Access-Control-Request-Headers", "")
+                return web.Response(status=204, headers=_cors_headers(origin, preflight=True, asked=asked))
             response = await handler(request)
             response.headers.update(_cors_headers(origin))
             return response
@@ -164,10 +166,23 @@ def security_middlewares(settings: Settings, token: str, aws_keys: sigv4.KeyPair
     return [check_host, check_origin, check_token]
 
 
-def _cors_headers(origin: str, preflight: bool = False) -> dict[str, str]:
-    headers = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+# Response headers a page of an allowed origin may read (CORS exposes only a safelisted few by default).
+EXPOSED_HEADERS = ", ".join(["retry-after", "x-specd-speculative", "x-specd-max-draft-tokens", "x-specd-drafting-model"]
+                            + [f"x-specd-{name}" for name in ("prompt-tokens", "cached-tokens", "completion-tokens",
+                                                               "drafted-tokens", "accepted-tokens", "verifier-passes")])
+_HEADER_LIST = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+(\s*,\s*[A-Za-z0-9!#$%&'*+.^_`|~-]+)*")
+
+
+def _cors_headers(origin: str, preflight: bool = False, asked: str = "") -> dict[str, str]:
+    """CORS headers for an origin the user allowed (Fetch standard). A preflight may ask for any request headers:
+    the SDKs' own (`x-api-key`, `anthropic-version`, `x-goog-api-key`, `x-stainless-*`) are granted as asked,
+    since the token still has to come with the request."""
+    headers = {"Access-Control-Allow-Origin": origin, "Vary": "Origin", "Access-Control-Expose-Headers": EXPOSED_HEADERS}
     if preflight:
         headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
-        headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+        allowed = "Authorization, Content-Type"
+        if _HEADER_LIST.fullmatch(asked.strip()):
+            allowed += ", " + asked.strip()
+        headers["Access-Control-Allow-Headers"] = allowed
         headers["Access-Control-Max-Age"] = "600"
     return headers

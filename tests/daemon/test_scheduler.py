@@ -151,14 +151,19 @@ async def test_engine_request_error_is_400_and_stream_chunks_join_to_the_text():
 
 async def test_allowed_origin_gets_cors_and_preflight_others_are_refused():
     async with fake_daemon(allowed_origins=["http://localhost:3000"]) as d, aiohttp.ClientSession() as s:
-        preflight = {"Origin": "http://localhost:3000", "Access-Control-Request-Method": "POST"}
+        preflight = {"Origin": "http://localhost:3000", "Access-Control-Request-Method": "POST",
+                     "Access-Control-Request-Headers": "x-api-key,anthropic-version,x-stainless-os"}
         async with s.options(d.url + "/v1/completions", headers=preflight) as response:
             assert response.status == 204
             assert response.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
+            # The browser SDKs' own headers are granted (the token still has to come with the request).
+            allowed = {h.strip().lower() for h in response.headers["Access-Control-Allow-Headers"].split(",")}
+            assert {"authorization", "content-type", "x-api-key", "anthropic-version", "x-stainless-os"} <= allowed
         headers = {**d.auth, "Origin": "http://localhost:3000"}
         async with s.get(d.url + "/v1/models", headers=headers) as response:
             assert response.status == 200
             assert response.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
+            assert "x-specd-prompt-tokens" in response.headers["Access-Control-Expose-Headers"]
         async with s.get(d.url + "/v1/models", headers={**d.auth, "Origin": "http://localhost:3001"}) as response:
             assert response.status == 403
 

@@ -19,9 +19,9 @@ from .constraints import AllOf
 from .drafters.base import DraftContext, Drafter
 from .fim import (build_fim_ids, decode_anchor, detect_file_separator, detect_template, encode_text, single_token_id,
                   stop_token_ids)
-from .repo_context import commented, separated_ids
 from .grammar import compile_schema
 from .kv_cache import SlabCache, common_prefix_length, reuse_prefix
+from .repo_context import commented, separated_ids
 from .requests import CancelToken, GenerationRequest, GenerationResult, RequestError, Stats
 from .runners.base import Runner
 from .sampling import PositionNoise, SamplingParams, pick_token, verify_coupled, verify_greedy, verify_sampling

@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="is it running, where, with which models")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p = sub.add_parser("logs", help="show the end of the daemon's log")
-    p.add_argument("-n", "--lines", type=int, default=50)
+    p.add_argument("-n", "--lines", type=_count, default=50, help="how many of the last lines (default 50)")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
 
     p = sub.add_parser("complete", help="one completion from a file position or stdin (checks a setup)")
@@ -251,6 +251,17 @@ def _duration(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+def _count(text: str) -> int:
+    """A whole number of 0 or more, for argparse (`-n -5` used to print all but the first 5 lines)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative; give 0 or more")
+    return value
 
 
 def cmd_logs(args: argparse.Namespace) -> int:

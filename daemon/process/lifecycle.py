@@ -265,7 +265,7 @@ def tail_log(log_file: Path, lines: int, start: int = 0) -> str:
             data = f.read().decode("utf-8", "replace")
     except FileNotFoundError:
         return ""
-    return "\n".join(data.splitlines()[-lines:])
+    return "\n".join(data.splitlines()[-lines:]) if lines > 0 else ""
 
 
 def stop_daemon(paths: Paths, progress: Progress, timeout: float = STOP_TIMEOUT_S) -> dict | None:

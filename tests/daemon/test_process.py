@@ -96,6 +96,9 @@ def test_start_status_complete_restart_stop_leaves_no_process_and_no_state(tmp_p
     assert stopped.returncode == 0 and f"specd stopped (pid {pid})" in stopped.stdout
     assert_nothing_left(tmp_path, pid, env)
     assert "stopped" in run_cli(env, "logs", "-n", "5").stdout
+    assert run_cli(env, "logs", "-n", "0").stdout == ""  # it printed the whole log
+    negative = run_cli(env, "logs", "-n", "-5")
+    assert negative.returncode == 2 and "negative" in negative.stderr and negative.stdout == ""
     assert "was not running" in run_cli(env, "stop").stdout
 
 

@@ -178,6 +178,9 @@ def cmd_start(args: argparse.Namespace, serve_argv: list[str] | None = None) -> 
         return 1
     if already:
         print(f"specd is already running at {state['url']} (pid {state['pid']})")
+        running = list(state.get("flags") or [])
+        if _merged_argv(running, serve_argv) != running:  # flags that would change something
+            print(f"it keeps the flags it was started with; `specd restart {' '.join(serve_argv)}` applies these")
     else:
         print(f"specd is running at {state['url']} (pid {state['pid']})")
     return 0
@@ -192,13 +195,30 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_restart(args: argparse.Namespace) -> int:
-    """Without flags, the daemon comes back with the flags it was started with."""
+    """The daemon comes back with the flags it was started with, those given here replacing theirs."""
     from specd.daemon.process.state import live_state
 
     previous = live_state(get_paths()) or {}
-    serve_argv = _serve_argv(_setting_flags(args)) or list(previous.get("flags") or [])
+    serve_argv = _merged_argv(list(previous.get("flags") or []), _serve_argv(_setting_flags(args)))
     cmd_stop(args)
     return cmd_start(args, serve_argv)
+
+
+def _merged_argv(previous: list[str], given: list[str]) -> list[str]:
+    """`previous` flags (as _serve_argv writes them: `--name value`, `--flag`, `--no-flag`) with those in `given`
+    replacing the same settings' (`--no-x` and `--x` are one setting)."""
+    def by_setting(argv: list[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        i = 0
+        while i < len(argv):
+            flag = argv[i]
+            takes_value = i + 1 < len(argv) and not argv[i + 1].startswith("--")
+            out[flag.removeprefix("--no-").removeprefix("--")] = argv[i : i + 1 + takes_value]
+            i += 1 + takes_value
+        return out
+
+    merged = {**by_setting(previous), **by_setting(given)}
+    return [part for flag in merged.values() for part in flag]
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -58,6 +58,9 @@ def test_start_status_complete_restart_stop_leaves_no_process_and_no_state(tmp_p
     again = run_cli(env, "start", "--port", "0", "--verifier", str(tiny_pair[0]))
     assert again.returncode == 0
     assert f"already running at {url} (pid {pid})" in again.stdout
+    assert "keeps the flags" not in again.stdout  # the flags given are those in effect
+    other = run_cli(env, "start", "--cache-slots", "3")
+    assert other.returncode == 0 and "`specd restart --cache-slots 3` applies these" in other.stdout
 
     status = run_cli(env, "status", "--json")
     assert status.returncode == 0
@@ -85,7 +88,7 @@ def test_start_status_complete_restart_stop_leaves_no_process_and_no_state(tmp_p
     assert from_stdin.returncode == 0, from_stdin.stderr
     assert "verifier passes" in from_stdin.stderr
 
-    restarted = run_cli(env, "restart")  # no flags: the ones it was started with
+    restarted = run_cli(env, "restart", "--cache-slots", "2")  # the flags it was started with, and this one
     assert restarted.returncode == 0, restarted.stderr
     old_pid, (url, pid) = pid, RUNNING.search(restarted.stdout).groups()
     pid = int(pid)

@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--draft-tokens", type=int, default=None, help="0 = plain decoding")
     p.add_argument("--mode", choices=("line", "block"), default=None)
     p.add_argument("--language", default=None)
+    p.add_argument("--prefix-chars", type=_count, default=6000,
+                   help="characters before the cursor sent, from a line start (default 6000, as `specd lsp`)")
+    p.add_argument("--suffix-chars", type=_count, default=2000, help="characters after the cursor sent (default 2000)")
     p.add_argument("--json", action="store_true", help="print the daemon's whole answer")
 
     sub.add_parser("lsp", help="language server over stdio (editors run this)")
@@ -324,7 +327,12 @@ def cmd_complete(args: argparse.Namespace) -> int:
     if daemon is None:
         print("specd: the daemon is not running; start it with `specd start`", file=sys.stderr)
         return 1
-    payload = {"prefix": text[:cursor], "suffix": text[cursor:], "language": args.language,
+    # The editor's windows, not the whole file: a cursor deep in a long file filled the context (seconds of prefill).
+    start = max(0, cursor - args.prefix_chars)
+    if start > 0 and text[start - 1] != "\n":
+        start = text.find("\n", start, cursor) + 1 or cursor  # whole lines
+    payload = {"prefix": text[start:cursor], "suffix": text[cursor : cursor + args.suffix_chars],
+               "language": args.language,
                "path": None if args.file == "-" else args.file, "mode": args.mode,
                "max_tokens": args.max_tokens, "temperature": args.temperature,
                "draft_tokens": args.draft_tokens}

@@ -83,6 +83,12 @@ def test_start_status_complete_restart_stop_leaves_no_process_and_no_state(tmp_p
     assert from_file.returncode == 0, from_file.stderr
     answer = json.loads(from_file.stdout)
     assert answer["usage"]["completion_tokens"] > 0
+    # Deep in a long file only the editor's windows are sent (whole lines before the cursor), not the whole file.
+    source.write_text("".join(f"value_{i} = compute({i})\n" for i in range(3000)) + "total = ")
+    windows = [json.loads(run_cli(env, "complete", str(source), "--line", "3001", "--column", "9", "--max-tokens",
+                                  "2", "--json", "--prefix-chars", chars).stdout)["usage"]["prompt_tokens"]
+               for chars in ("6000", "60")]
+    assert 60 < windows[0] < 4000 and windows[1] < 60
     from_stdin = subprocess.run([sys.executable, "-m", "specd.daemon.cli", "complete", "--max-tokens", "3"],
                                 input="import os\n", env=env, capture_output=True, text=True)
     assert from_stdin.returncode == 0, from_stdin.stderr

@@ -22,6 +22,10 @@ cli-clients.md):
   responses, here one whole response (no client the notes list reads it piece by piece).
 - Errors: `{"error": {"code", "message", "status"}}` with Google's status names; a full queue is 429
   `RESOURCE_EXHAUSTED`.
+- Model listing (`models.list()`, `models.get()`): `GET /{v1beta,v1beta1}/models[/{model}]` and the Vertex paths
+  answer Google's `Model` (`{models: [...]}`; Vertex's `{publisherModels: [...]}`). `GET /v1/models[/{model}]` is
+  also the OpenAI door's route: requests carrying Google's key (`x-goog-api-key`, `?key=`) or client header
+  (`x-goog-api-client`) are this door's (`google_client`), answered here through `Door.models`.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ import secrets
 from typing import Any
 
 from aiohttp import web
+
+from specd.daemon import __version__
 
 from . import speculative
 from .generation import CTX, Context, Door, Shape, add_door, chat_request, generate, log, read_body
@@ -45,6 +51,12 @@ PATHS = (f"/{VERSIONS}/models/{{model}}:{{method}}",
          f"/{VERSIONS}/publishers/google/models/{{model}}:{{method}}",
          f"/{VERSIONS}/projects/{{project}}/locations/{{location}}/publishers/google/models/{{model}}:{{method}}")
 _OWNED = re.compile(r"^/v1(beta1?)?/(projects/[^/]+/locations/[^/]+/)?(publishers/google/)?models/[^/]+:[^/]*$")
+MODEL = "{model:[^/:]+}"
+LISTING_PATHS = ("/{version:v1beta|v1beta1}/models", f"/{{version:v1beta|v1beta1}}/models/{MODEL}",
+                 f"/{VERSIONS}/publishers/google/models", f"/{VERSIONS}/publishers/google/models/{MODEL}",
+                 f"/{VERSIONS}/projects/{{project}}/locations/{{location}}/publishers/google/models",
+                 f"/{VERSIONS}/projects/{{project}}/locations/{{location}}/publishers/google/models/{MODEL}")
+_LISTING = re.compile(r"^/v1(beta1?)?/(projects/[^/]+/locations/[^/]+/)?(publishers/google/)?models(/[^/:]+)?$")
 
 DEFAULT_MAX_OUTPUT_TOKENS = 8192  # Gemini's own default for most models; the engine stops at the context's end
 FINISH_REASONS = {"stop": "STOP", "length": "MAX_TOKENS", "cancelled": "OTHER"}
@@ -55,10 +67,25 @@ ROLES = {"user": "user", "model": "assistant", "function": "user", "tool": "user
 MEDIA_PARTS = {"inlineData", "fileData", "executableCode", "codeExecutionResult"}
 
 
+def google_client(request: web.Request) -> bool:
+    """A request from Google's SDKs or the Gemini CLI: they send the key as `x-goog-api-key` (or `?key=`) and name
+    themselves in `x-goog-api-client`."""
+    return "x-goog-api-key" in request.headers or "x-goog-api-client" in request.headers or "key" in request.query
+
+
+def owns(request: web.Request) -> bool:
+    path = request.path
+    if _OWNED.match(path):
+        return True
+    return bool(_LISTING.match(path)) and (not path.startswith("/v1/models") or google_client(request))
+
+
 def add_routes(app: web.Application) -> None:
-    add_door(app, Door("gemini", lambda request: bool(_OWNED.match(request.path)), error))
+    add_door(app, Door("gemini", owns, error, models=models))
     for path in PATHS:
         app.router.add_post(path, handle)
+    for path in LISTING_PATHS:  # GET /v1/models[/{model}] is the OpenAI door's route, which calls `models` for us
+        app.router.add_get(path, models)
 
 
 def error(status: int, message: str, kind: str, headers: dict | None = None) -> web.Response:
@@ -103,6 +130,36 @@ async def count_tokens(request: web.Request, ctx: Context, body: dict) -> web.Re
     messages, params = parse_generate(inner if isinstance(inner, dict) else body, counting=True)
     params.max_tokens = 0
     return await generate(request, ctx, chat_request(ctx, params, messages), params, CountShape("count"))
+
+
+async def models(request: web.Request) -> web.Response:
+    """`models.list()` (the served model) and `models.get()` (a name it serves, else 404 NOT_FOUND) in Google's
+    shape: the Gemini API's `Model`, or on Vertex paths (`publishers/google`) a `PublisherModel` listed under
+    `publisherModels`. Paging (`pageSize`, `pageToken`) is ignored: one page, no `nextPageToken`."""
+    ctx = request.app[CTX]
+    vertex = "/publishers/" in request.path
+    name, aliases = ctx.model_names()
+    requested = request.match_info.get("model")
+    if requested is None:
+        return web.json_response({"publisherModels" if vertex else "models": [model_resource(ctx, name, vertex)]})
+    if requested.lower() not in aliases:
+        return error(404, f"models/{requested} is not found; this daemon serves {name!r} (also accepted: 'specd')",
+                     "not_found")
+    return web.json_response(model_resource(ctx, requested, vertex))
+
+
+def model_resource(ctx: Context, model_id: str, vertex: bool = False) -> dict:
+    """The model as Google describes one (ai.google.dev/api/models#Model; Vertex's PublisherModel): its token
+    limits are the context window, which prompt and answer share."""
+    window = int((ctx.scheduler.engine_info() or {}).get("max_context") or ctx.settings.max_context)
+    described = {"displayName": f"{ctx.model_names()[0]} (specd)",
+                 "description": "The verifier specd serves, with speculative decoding"}
+    if vertex:
+        return {"name": f"publishers/google/models/{model_id}", "versionId": __version__, **described}
+    return {"name": f"models/{model_id}", "baseModelId": model_id, "version": __version__, **described,
+            "inputTokenLimit": window, "outputTokenLimit": window,
+            "supportedGenerationMethods": ["generateContent", "countTokens"],
+            "temperature": 0.0, "maxTemperature": 2.0, "topP": 1.0}
 
 
 # ---- request -------------------------------------------------------------------------------------------

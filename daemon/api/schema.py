@@ -306,23 +306,17 @@ def parse_completion(body: dict) -> CompletionParams:
     return params
 
 
-CHAT_ROLES = ("system", "user", "assistant", "developer")
+CHAT_ROLES = ("system", "user", "assistant", "developer", "tool")
 
 
 def parse_chat(body: dict) -> tuple[list[dict], CompletionParams]:
+    """OpenAI POST /v1/chat/completions: the messages as Hugging Face chat templates read them (assistant
+    `tool_calls` with their arguments as objects, `role: "tool"` results with `tool_call_id`) and the parameters.
+    `tools` and `tool_choice` are read by parse_chat_tools."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest("'messages' must be a non-empty array of {role, content} objects", "messages")
-    clean = []
-    for i, message in enumerate(messages):
-        where = f"messages[{i}]"
-        if not isinstance(message, dict):
-            raise _wrong(where, "an object", message)
-        role = message.get("role")
-        if role not in CHAT_ROLES:
-            raise BadRequest(f"'{where}.role' must be one of {', '.join(CHAT_ROLES)}, got {role!r}", "messages")
-        clean.append({"role": "system" if role == "developer" else role,
-                      "content": _chat_content(message.get("content"), where)})
+    clean = [_chat_message(message, f"messages[{i}]") for i, message in enumerate(messages)]
     params = CompletionParams(prompt="", model=_str(body, "model"))
     _refuse_unsupported(body)
     if body.get("max_completion_tokens") is not None:
@@ -333,6 +327,56 @@ def parse_chat(body: dict) -> tuple[list[dict], CompletionParams]:
     params.token_healing = _bool(_object(body, "specd"), "token_healing", False)
     _response_format(body, params)
     return clean, params
+
+
+def _chat_message(message: Any, where: str) -> dict:
+    if not isinstance(message, dict):
+        raise _wrong(where, "an object", message)
+    role, content = message.get("role"), message.get("content")
+    if role not in CHAT_ROLES:
+        raise BadRequest(f"'{where}.role' must be one of {', '.join(CHAT_ROLES)}, got {role!r}", "messages")
+    if role == "tool":
+        call_id = message.get("tool_call_id")
+        if not isinstance(call_id, str):
+            raise _wrong(f"{where}.tool_call_id", "a string", call_id)
+        return {"role": "tool", "tool_call_id": call_id, "content": _chat_content(content, where)}
+    if role == "assistant" and message.get("tool_calls") is not None:  # a turn that called tools: content may be null
+        return {"role": "assistant", "content": "" if content is None else _chat_content(content, where),
+                "tool_calls": _history_calls(message["tool_calls"], f"{where}.tool_calls")}
+    return {"role": "system" if role == "developer" else role, "content": _chat_content(content, where)}
+
+
+def _history_calls(calls: Any, where: str) -> list[dict]:
+    """An earlier turn's `tool_calls`: [{id, type: "function", function: {name, arguments}}], `arguments` a JSON
+    string as OpenAI writes it; it reaches the template as an object (what Hugging Face templates expect), or as
+    the string itself when it is not a JSON object (a model's malformed call, sent back as it was)."""
+    if not isinstance(calls, list):
+        raise _wrong(where, "an array of tool calls", calls)
+    out = []
+    for j, call in enumerate(calls):
+        at = f"{where}[{j}]"
+        if not isinstance(call, dict):
+            raise _wrong(at, "an object {id, type, function}", call)
+        if call.get("type", "function") != "function":
+            raise BadRequest(f"'{at}.type' must be 'function', got {call.get('type')!r}", "messages")
+        function = call.get("function")
+        if not isinstance(function, dict):
+            raise _wrong(f"{at}.function", "an object {name, arguments}", function)
+        call_id, name, arguments = call.get("id"), function.get("name"), function.get("arguments", "{}")
+        if not isinstance(call_id, str):
+            raise _wrong(f"{at}.id", "a string", call_id)
+        if not isinstance(name, str):
+            raise _wrong(f"{at}.function.name", "a string", name)
+        if isinstance(arguments, str):
+            try:
+                parsed = json.loads(arguments)
+            except ValueError:
+                parsed = None
+            arguments = parsed if isinstance(parsed, dict) else arguments
+        elif not isinstance(arguments, dict):
+            raise _wrong(f"{at}.function.arguments", "a string (JSON)", arguments)
+        out.append({"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}})
+    return out
 
 
 def _chat_content(content: Any, where: str) -> str:
@@ -347,6 +391,92 @@ def _chat_content(content: Any, where: str) -> str:
             parts.append(part["text"])
         return "".join(parts)
     raise _wrong(f"{where}.content", "a string or an array of text parts", content)
+
+
+def parse_chat_tools(body: dict) -> tuple[list[dict] | None, dict | None]:
+    """OpenAI chat `tools` and `tool_choice`: the tools for the chat template (OpenAI's function form; None when
+    there are none or `tool_choice` is "none") and, when `tool_choice` names a function or is "required" (also
+    as `allowed_tools` with mode "required"), the forced call's checked schema, else None. `parallel_tool_calls`
+    is accepted and ignored: a forced answer is one call."""
+    tools = _chat_tools(body.get("tools"))
+    _bool(body, "parallel_tool_calls", True)
+    choice = "auto" if body.get("tool_choice") is None else body["tool_choice"]
+    forced, name = False, None
+    if choice == "none":
+        return None, None
+    if choice == "required":
+        forced = True
+    elif isinstance(choice, dict) and choice.get("type") == "function":
+        function = choice.get("function")
+        name = function.get("name") if isinstance(function, dict) else None
+        if not isinstance(name, str):
+            raise _wrong("tool_choice.function.name", "a string", name)
+        forced = True
+    elif isinstance(choice, dict) and choice.get("type") == "allowed_tools":
+        tools, forced = _allowed_tools(tools, _object(choice, "allowed_tools"))
+    elif choice != "auto":
+        raise BadRequest("'tool_choice' must be 'none', 'auto', 'required', {\"type\": \"function\", \"function\": "
+                         "{\"name\"}} or {\"type\": \"allowed_tools\", ...}", "tool_choice")
+    if not forced:
+        return tools, None
+    if not tools:
+        raise BadRequest("'tool_choice' forces a tool call but 'tools' has none", "tool_choice")
+    if name is not None and name not in {t["function"]["name"] for t in tools}:
+        raise BadRequest(f"'tool_choice.function.name' is {name!r}, which is not one of 'tools'", "tool_choice")
+    for i, tool in enumerate(tools):
+        if name in (None, tool["function"]["name"]):
+            checked_json_schema(tool["function"]["parameters"], f"tools[{i}].function.parameters")
+    return tools, forced_call_schema(tools, name)
+
+
+def _chat_tools(value: Any) -> list[dict] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise _wrong("tools", "an array of {type: \"function\", function} objects", value)
+    tools: list[dict] = []
+    for i, tool in enumerate(value):
+        where = f"tools[{i}]"
+        if not isinstance(tool, dict):
+            raise _wrong(where, "an object", tool)
+        if tool.get("type") != "function":
+            raise BadRequest(f"'{where}.type' must be 'function' (specd serves function tools), got "
+                             f"{tool.get('type')!r}", "tools")
+        function = tool.get("function")
+        if not isinstance(function, dict):
+            raise _wrong(f"{where}.function", "an object {name, description, parameters}", function)
+        name, description = function.get("name"), function.get("description") or ""
+        if not isinstance(name, str) or not name:
+            raise BadRequest(f"'{where}.function.name' must be a non-empty string, got {json.dumps(name)}", "tools")
+        if not isinstance(description, str):
+            raise _wrong(f"{where}.function.description", "a string", description)
+        if name in {t["function"]["name"] for t in tools}:
+            raise BadRequest(f"'{where}.function.name': {name!r} names two tools", "tools")
+        parameters = {} if function.get("parameters") is None else function["parameters"]
+        if not isinstance(parameters, dict) or parameters.get("type", "object") != "object":
+            raise BadRequest(f"'{where}.function.parameters' must be a JSON Schema of type 'object', got "
+                             f"{json.dumps(parameters)[:80]}", "tools")
+        tools.append({"type": "function", "function": {"name": name, "description": description,
+                                                       "parameters": {"type": "object", **parameters}}})
+    return tools or None
+
+
+def _allowed_tools(tools: list[dict] | None, allowed: dict) -> tuple[list[dict] | None, bool]:
+    """`tool_choice: {"type": "allowed_tools", "allowed_tools": {mode, tools: [{type, function: {name}}]}}`: the
+    listed tools only; mode "required" forces a call of one of them."""
+    mode, listed = allowed.get("mode"), allowed.get("tools")
+    if mode not in ("auto", "required"):
+        raise BadRequest(f"'tool_choice.allowed_tools.mode' must be 'auto' or 'required', got {mode!r}", "tool_choice")
+    if not isinstance(listed, list):
+        raise _wrong("tool_choice.allowed_tools.tools", "an array of {type, function: {name}}", listed)
+    names = [t["function"].get("name") if isinstance(t, dict) and isinstance(t.get("function"), dict) else None
+             for t in listed]
+    known = {t["function"]["name"]: t for t in tools or ()}
+    for j, name in enumerate(names):
+        if not isinstance(name, str) or name not in known:
+            raise BadRequest(f"'tool_choice.allowed_tools.tools[{j}]' names {name!r}, which is not one of 'tools'",
+                             "tool_choice")
+    return [known[n] for n in dict.fromkeys(names)] or None, mode == "required"
 
 
 def blocks_text(blocks: list, where: str, param: str, tool_keys: tuple[str, str], media_keys: set[str]) -> str:

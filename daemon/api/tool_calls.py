@@ -41,6 +41,12 @@ def _call(payload: str) -> ToolCall | None:
     return ToolCall(value["name"], arguments) if isinstance(arguments, dict) else None
 
 
+def parse_call(payload: str) -> ToolCall | None:
+    """One call's JSON without the tags (`{"name", "arguments"}`), as a forced call's constrained answer is written;
+    None when it is not a whole call (cut short by max_tokens)."""
+    return _call(payload.strip())
+
+
 def _held_back(text: str) -> int:
     """How many trailing characters could be the start of the opening tag."""
     for n in range(min(len(OPEN) - 1, len(text)), 0, -1):

@@ -2,8 +2,8 @@
 
 LSP has no notification for cursor moves, and a server learns the cursor only from a completion request, i.e.
 after the first keystroke, when the whole prompt must still be read (seconds on a CPU). specd's VS Code
-extension and Neovim configuration send this notification when the cursor settles (after a move, a click or a
-switch of file); the server then has the daemon read that spot's prompt into the document's cache
+extension, Neovim configs and Emacs config (eglot) send this notification when the cursor settles (after a move, a
+click or a switch of file); the server then has the daemon read that spot's prompt into the document's cache
 (`Completer.warm`). Params are LSP's `TextDocumentPositionParams`:
 `{"textDocument": {"uri": ...}, "position": {"line": ..., "character": ...}}`, the column in the negotiated
 position encoding. Unknown documents and malformed params are ignored: it is a hint.

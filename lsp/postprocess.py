@@ -93,6 +93,7 @@ def unmatched_closers(text: str) -> list[int]:
 
 
 _QUOTES = "\"'`"
+_CLOSING_RUN = ")]}\"'`;:,"  # what editors auto-close, and the punctuation that usually follows it
 
 
 def rest_to_replace(before: str, text: str, rest: str) -> int | None:
@@ -106,22 +107,26 @@ def rest_to_replace(before: str, text: str, rest: str) -> int | None:
     cursor's line then balances better: fewer closing brackets without an opener (counted from the `before`
     text, the document before the cursor, so a call opened lines above still counts), then fewer brackets left
     open, then fewer quote characters without a partner on the line. `foo(bar(1)|)` + `)` is therefore kept:
-    the completion's `)` closes its own `(`.
+    the completion's `)` closes its own `(`. When more follows on the line (`end="|")  # note`), only the run of
+    closers, quotes and `;:,` right after the cursor is considered for replacing, the longest part of it that works.
     """
-    wanted = [ch for ch in rest if not ch.isspace()]
     first = _LINE_BREAK.split(text)[0]
-    if not wanted or not _in_order(wanted, first):
-        return None
     line_start = before[before.rfind("\n") + 1:]
-    inserted = _imbalance(before, line_start, first + rest)
-    replaced = _imbalance(before, line_start, first)
-    return len(rest) if replaced < inserted else None
+    run = len(rest) - len(rest.lstrip(_CLOSING_RUN))
+    for length in dict.fromkeys([len(rest)] + list(range(run, 0, -1))):  # the whole rest, then the run's prefixes
+        part, after = rest[:length], rest[length:]
+        wanted = [ch for ch in part if not ch.isspace()]
+        if not wanted or not _in_order(wanted, first):
+            continue
+        if _imbalance(before, line_start, first + after) < _imbalance(before, line_start, first + rest):
+            return length
+    return None
 
 
 def cut_before_rest(text: str, rest: str) -> str:
     """The completion's first line up to where it starts retyping `rest` (for clients that can only insert at
     the cursor), matching `rest` as late in the line as it goes: `n}!")` before `}")` becomes `n`, `a(b), c)`
-    before `)` becomes `a(b), c`. `rest` must appear in the line in order (rest_to_replace said so)."""
+    before `)` becomes `a(b), c`. `rest` (the part rest_to_replace chose) must appear in the line in order."""
     first = _LINE_BREAK.split(text)[0]
     end = len(first)
     for ch in reversed([ch for ch in rest if not ch.isspace()]):

@@ -29,7 +29,8 @@ async def native_complete(request: web.Request) -> web.StreamResponse:
     params = parse_native(body)
     report = speculative.apply_body(ctx, body, params)
     rid = "spd-" + secrets.token_hex(12)
-    log_prompt(ctx, rid, params, f" language={params.language!r} path={params.path!r}")
+    files = [f"{file.path} ({len(file.text)} chars)" for file in params.context_files]
+    log_prompt(ctx, rid, params, f" language={params.language!r} path={params.path!r} other_files={files!r}")
     return await generate(request, ctx, generation_request(ctx, params), params, NativeShape(rid, speculative=report))
 
 

@@ -26,6 +26,11 @@ log = logging.getLogger("specd.scheduler")
 _STOP = object()
 
 
+def _warm_up(request: Any) -> bool:
+    """Whether a job's request only reads a prompt into a document's cache (prefill_only)."""
+    return bool(getattr(request, "prefill_only", False))
+
+
 class QueueFull(Exception):
     def __init__(self, retry_after: int) -> None:
         super().__init__("the inference queue is full; retry shortly")
@@ -152,6 +157,12 @@ class Scheduler:
                 self._latest_by_document[document_id] = job
                 if older is not None and not older.future.done():
                     older.cancel_with("superseded")
+            if not _warm_up(request):
+                # A warm-up (an editor reading a document ahead, prefill_only) is speculative work: a completion
+                # for any document goes first. The chunks it read stay cached for when the user goes back there.
+                for other in self._latest_by_document.values():
+                    if other is not job and _warm_up(other.request) and not other.future.done():
+                        other.cancel_with("superseded")
         self.metrics.set_gauges(queue_depth=self._queue.qsize())
         return job
 

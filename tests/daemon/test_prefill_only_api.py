@@ -53,3 +53,14 @@ def test_a_prefill_only_that_is_not_a_boolean_is_a_400_naming_it(daemon):
     answer = daemon.post("/specd/v1/complete", {"prefix": PREFIX, "prefill_only": "yes"})
     assert answer.status == 400
     assert "prefill_only" in answer.body["error"]["message"]
+
+
+def test_logged_prompts_name_the_other_files_sent(tiny_pair, caplog):
+    """With `log_prompts`, the native route's log line names the other files (their text goes into the prompt)."""
+    config = EngineConfig(verifier=str(tiny_pair[0]), draft_strategy="ngram")
+    body = {"prefix": "x = ", "max_tokens": 2, "path": "/p/new.py", "language": "python",
+            "extra_context": [{"path": "/p/util.py", "text": "import os\n"}]}
+    with caplog.at_level("INFO", logger="specd.server"):
+        with serve(lambda: load_engine(config, progress=lambda m: None), log_prompts=True) as served:
+            assert served.post("/specd/v1/complete", body).status == 200
+    assert "other_files=['/p/util.py (10 chars)']" in caplog.text and "path='/p/new.py'" in caplog.text

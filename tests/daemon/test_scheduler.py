@@ -66,6 +66,35 @@ async def test_newer_request_for_the_same_document_supersedes_the_older():
         assert 'specd_cancelled_total{reason="superseded"} 1' in d.scheduler.metrics.render()
 
 
+async def test_a_completion_for_any_document_goes_before_a_warm_up():
+    """A warm-up (prefill_only) for one file held another file's completion in the queue until it ended (7.6 s in
+    a user's trial): any completion now cancels it."""
+    async with fake_daemon(hold=True) as d, aiohttp.ClientSession(headers=d.auth) as s:
+        route = d.url + "/specd/v1/complete"
+        warm_up = asyncio.create_task(s.post(route, json=native(document_id="file:///a.py", prefill_only=True)))
+        await until(lambda: d.engines)
+        await wait_event(d.engine.entered)
+        completion = asyncio.create_task(s.post(route, json=native(document_id="file:///b.py")))
+        async with await warm_up as response:
+            assert (await response.json())["finish_reason"] == "cancelled"
+        d.engine.release.set()
+        async with await completion as response:
+            assert (await response.json())["finish_reason"] == "length"
+        assert [r.prefill_only for r in d.engine.requests] == [True, False]
+        # A warm-up never cancels a completion.
+        d.engine.release.clear()
+        d.engine.entered.clear()
+        running = asyncio.create_task(s.post(route, json=native(document_id="file:///b.py")))
+        await wait_event(d.engine.entered)
+        later = asyncio.create_task(s.post(route, json=native(document_id="file:///c.py", prefill_only=True)))
+        await asyncio.sleep(0.2)
+        d.engine.release.set()
+        async with await running as response:
+            assert (await response.json())["finish_reason"] == "length"
+        async with await later as response:
+            assert response.status == 200
+
+
 async def test_other_documents_do_not_supersede_each_other():
     async with fake_daemon() as d, aiohttp.ClientSession(headers=d.auth) as s:
         route = d.url + "/specd/v1/complete"

@@ -120,6 +120,10 @@ def test_postprocess():
     ("if (a", " && b) {", ") {", "if (a && b) {", " && b"),
     ("foo(\n    a, b", ", c)", ")", "    a, b, c)", ", c"),  # the `(` opened a line above
     ("g(", "a(b), c)", ")", "g(a(b), c)", "a(b), c"),
+    # More after the auto-closed run: only the run is replaced (a user's trial: `end="x")")  # note`).
+    ('print("x", end="', 'x")', '")  # note', 'print("x", end="x")  # note', "x"),
+    ("  return Math.max(", "a, b);", "); x = 1", "  return Math.max(a, b); x = 1", "a, b"),
+    ("foo(bar(", "1)", "), 2", "foo(bar(1)), 2", None),
     # Kept: the completion's closer closes its own opener, or the completion does not retype the rest.
     ("foo(bar(", "1)", ")", "foo(bar(1))", None),
     ("foo(\n    a, b", ", bar(c)", ")", "    a, b, bar(c))", None),
@@ -130,9 +134,9 @@ def test_a_suggestion_that_retypes_the_closers_after_the_cursor_replaces_them(be
                                                                               inserted_only):
     replaced = postprocess.rest_to_replace(before, text, rest)
     assert (before + text + rest[replaced or 0:]).split("\n")[-1] == line
-    assert replaced in (None, len(rest)) and (replaced is None) == (inserted_only is None)
+    assert (replaced is None) == (inserted_only is None)
     if inserted_only is not None:  # what a client that can only insert at the cursor gets
-        assert postprocess.cut_before_rest(text, rest) == inserted_only
+        assert postprocess.cut_before_rest(text, rest[:replaced]) == inserted_only
 
 
 def test_typed_ahead_follows_matching_typing_and_reports_the_accept():

@@ -37,6 +37,7 @@ async def inline_completion(ls: Any, params: types.InlineCompletionParams) -> ty
     doc, (line, column) = found
     here = doc.client_position(line, column, ls.encoding)
     # Where the suggestion retypes the auto-closed brackets and quotes after the cursor, it replaces them.
-    replaced = postprocess.rest_to_replace(doc.prefix(line, column, CONTEXT_CHARS), text, doc.line_text(line)[column:])
+    rest = doc.line_text(line)[column:]
+    replaced = rest.strip() and postprocess.rest_to_replace(doc.prefix(line, column, CONTEXT_CHARS), text, rest)
     end = doc.client_position(line, column + replaced, ls.encoding) if replaced else here
     return types.InlineCompletionList(items=[types.InlineCompletionItem(insert_text=text, range=types.Range(here, end))])

@@ -77,8 +77,8 @@ def _repeats(keys: list[str], below: list[str], last_may_be_cut: bool) -> bool:
     return last == copied or (last_may_be_cut and copied.startswith(last))
 
 
-def unmatched_closers(text: str) -> list[int]:
-    """Positions of closing brackets in `text` that close something opened before it."""
+def _scan_brackets(text: str) -> tuple[list[int], list[str]]:
+    """(positions of closing brackets in `text` that close something opened before it, openers left open)."""
     stack: list[str] = []
     excess: list[int] = []
     for i, ch in enumerate(text):
@@ -89,7 +89,12 @@ def unmatched_closers(text: str) -> list[int]:
                 stack.pop()
             else:
                 excess.append(i)
-    return excess
+    return excess, stack
+
+
+def unmatched_closers(text: str) -> list[int]:
+    """Positions of closing brackets in `text` that close something opened before it."""
+    return _scan_brackets(text)[0]
 
 
 _QUOTES = "\"'`"
@@ -113,12 +118,14 @@ def rest_to_replace(before: str, text: str, rest: str) -> int | None:
     first = _LINE_BREAK.split(text)[0]
     line_start = before[before.rfind("\n") + 1:]
     run = len(rest) - len(rest.lstrip(_CLOSING_RUN))
+    inserted = None  # the line with the rest kept, scored once a candidate needs it
     for length in dict.fromkeys([len(rest)] + list(range(run, 0, -1))):  # the whole rest, then the run's prefixes
         part, after = rest[:length], rest[length:]
         wanted = [ch for ch in part if not ch.isspace()]
         if not wanted or not _in_order(wanted, first):
             continue
-        if _imbalance(before, line_start, first + after) < _imbalance(before, line_start, first + rest):
+        inserted = inserted or _imbalance(before, line_start, first + rest)
+        if _imbalance(before, line_start, first + after) < inserted:
             return length
     return None
 
@@ -142,19 +149,9 @@ def _in_order(chars: list[str], text: str) -> bool:
 def _imbalance(before: str, line_start: str, line_end: str) -> tuple[int, int, int]:
     """(closers without an opener, openers left open, quote characters without a partner) for the document
     `before` the cursor followed by `line_end`; quotes are counted on the cursor's line alone."""
-    stray = 0
-    opened: list[str] = []
-    for ch in before + line_end:
-        if ch in _OPENERS:
-            opened.append(ch)
-        elif ch in _PAIRS:
-            if opened and opened[-1] == _PAIRS[ch]:
-                opened.pop()
-            else:
-                stray += 1
+    stray, opened = _scan_brackets(before + line_end)
     line = line_start + line_end
-    unpaired = sum(line.count(q) % 2 for q in _QUOTES)
-    return stray, len(opened), unpaired
+    return len(stray), len(opened), sum(line.count(q) % 2 for q in _QUOTES)
 
 
 def drop_closers_in_suffix(text: str, suffix: str) -> str:

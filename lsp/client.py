@@ -67,6 +67,7 @@ class DaemonClient:
         self._clock = clock
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
+        self._closer: asyncio.Task | None = None
         self._endpoint: Endpoint | None = None
         self._starting: asyncio.Future | None = None
         self._start_stamp: object = None  # settings.json's stamp when the running start began
@@ -82,6 +83,23 @@ class DaemonClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    def _open_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            if self._closer is None or self._closer.done():  # one per event loop
+                self._closer = asyncio.ensure_future(self._close_when_the_loop_ends())
+        return self._session
+
+    async def _close_when_the_loop_ends(self) -> None:
+        """Waits until cancelled, then closes the session. `specd lsp` ends without awaiting anything of ours
+        (`exit` raises SystemExit inside the loop, the end of stdin returns from pygls's read loop); asyncio.run
+        then cancels the tasks left while its loop still runs, and a session left open would make aiohttp warn
+        "Unclosed client session"."""
+        try:
+            await asyncio.get_running_loop().create_future()
+        finally:
+            await self.close()
 
     async def _call(self, method: str, route: str, payload: dict | None) -> dict[str, Any]:
         endpoint = await self._connect()
@@ -147,11 +165,10 @@ class DaemonClient:
             raise DaemonStartError(f"could not start the daemon: {exc}") from None
 
     async def _send(self, endpoint: Endpoint, method: str, route: str, payload: dict | None) -> dict:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
         headers = {"Authorization": f"Bearer {endpoint.token}"}
+        session = self._open_session()
         try:
-            async with self._session.request(method, endpoint.url + route, json=payload, headers=headers) as resp:
+            async with session.request(method, endpoint.url + route, json=payload, headers=headers) as resp:
                 body = await resp.read()
                 if resp.status == 401:
                     raise _Stale(f"{endpoint.url} refused the token")

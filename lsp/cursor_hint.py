@@ -11,27 +11,33 @@ position encoding. Unknown documents and malformed params are ignored: it is a h
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from lsprotocol import types
 
+log = logging.getLogger(__name__)
+
 METHOD = "specd/didMoveCursor"
+_UINTEGER_MAX = 2**31 - 1  # LSP's `uinteger`, which lsprotocol's Position enforces
 
 
 def position_params(params: Any) -> tuple[str, types.Position] | None:
-    """(uri, position) from the notification's params (pygls hands unknown methods' params over as objects
-    with the JSON's field names), or None when they do not have that shape."""
+    """(uri, position) from the notification's params (plain JSON, see sync.py), or None when they do not have
+    that shape: a field missing or of another type, a line or column outside LSP's `uinteger` range."""
     try:
-        uri = params.textDocument.uri
-        line, character = params.position.line, params.position.character
-    except AttributeError:
+        uri = params["textDocument"]["uri"]
+        line, character = params["position"]["line"], params["position"]["character"]
+    except (TypeError, KeyError, IndexError):
         return None
-    numbers = all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (line, character))
+    numbers = all(type(n) is int and 0 <= n <= _UINTEGER_MAX for n in (line, character))
     return (uri, types.Position(line, character)) if isinstance(uri, str) and numbers else None
 
 
 async def did_move_cursor(ls: Any, params: Any) -> None:
     parsed = position_params(params)
     found = ls.find(*parsed) if parsed else None
-    if found is not None:
-        ls.completer.warm(*found)
+    if found is None:  # a hint: nothing to answer, and nothing of the document's text to log
+        log.debug("ignored %s: %s", METHOD, "not an open document" if parsed else "malformed params")
+        return
+    ls.completer.warm(*found)

@@ -10,7 +10,7 @@ from typing import Any
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
-from pygls.protocol import LanguageServerProtocol
+from pygls.protocol import JsonRPCNotification, LanguageServerProtocol
 from pygls.protocol.language_server import lsp_method
 
 _ANSWERED = object()  # a request that could not be read and was answered with an error already
@@ -29,7 +29,13 @@ class SpecdProtocol(LanguageServerProtocol):
     def structure_message(self, data: Any) -> Any:
         """pygls's reading of one message (called for every JSON object in it, innermost first), except that a
         request whose params do not fit its method (a negative `character`, no `context`) is answered with the
-        error, as JSON-RPC 2.0 requires of every request, instead of dropped, which left the editor waiting."""
+        error, as JSON-RPC 2.0 requires of every request, instead of dropped, which left the editor waiting; and
+        that specd's own notifications (no lsprotocol type) keep their params as plain JSON, for their handler to
+        check: pygls would make named tuples of them and log a traceback on a missing `params` or a field named
+        `type_name`, before the handler could ignore the hint."""
+        method = data.get("method") if isinstance(data, dict) and "jsonrpc" in data and "id" not in data else None
+        if isinstance(method, str) and self.get_message_type(method) is None:
+            return JsonRPCNotification(method=method, jsonrpc=data["jsonrpc"], params=data.get("params"))
         try:
             return super().structure_message(data)
         except JsonRpcException as error:

@@ -1,9 +1,11 @@
 """The Anthropic door: `POST /v1/messages` (whole or streamed), `POST /v1/messages/count_tokens`, `GET /v1/models`
-in Anthropic's list shape when the request carries `anthropic-version`, and `HEAD /` (Claude Code's probe).
+and `GET /v1/models/{model_id}` in Anthropic's shapes when the request carries `anthropic-version` (every Anthropic
+SDK and Claude Code send it; OpenAI's clients do not), and `HEAD /` (Claude Code's probe).
 
 Wire format: https://docs.anthropic.com/en/api/messages, .../messages-streaming (named SSE events in the order
 message_start, content_block_start, content_block_delta…, content_block_stop, message_delta, message_stop, with
-`ping`s), .../errors (`{"type": "error", "error": {type, message}}`, 529 overloaded_error), .../models-list.
+`ping`s), .../errors (`{"type": "error", "error": {type, message}}`, 529 overloaded_error), .../models-list,
+.../models-get (ModelInfo: SDK `types/model_info.py`; the list page: `pagination.py` SyncPage).
 Routes match on the path alone: Claude Code posts to `/v1/messages?beta=true`. The token comes as `x-api-key`
 (SDK 0.x/1.x, ANTHROPIC_API_KEY) or `Authorization: Bearer` (SDK 2.x, ANTHROPIC_AUTH_TOKEN); security.py takes both.
 The request is translated by anthropic_schema.py onto the chat path; tool calls in the model's text are cut out
@@ -33,12 +35,12 @@ STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "cancelled": "end_tu
 
 
 def owns(request: web.Request) -> bool:
-    return request.path in ROUTES or request.path == "/" or (
-        request.path == "/v1/models" and "anthropic-version" in request.headers)
+    return request.path in ROUTES or request.path == "/" or ("anthropic-version" in request.headers and (
+        request.path == "/v1/models" or (request.path.startswith("/v1/models/") and ":" not in request.path)))
 
 
 def add_routes(app: web.Application) -> None:
-    add_door(app, Door("anthropic", owns, error_response, models=list_models))
+    add_door(app, Door("anthropic", owns, error_response, models=models))
     app.router.add_post("/v1/messages", create_message)
     app.router.add_post("/v1/messages/count_tokens", count_tokens)
     app.router.add_route("HEAD", "/", probe)
@@ -105,13 +107,48 @@ async def count_tokens(request: web.Request) -> web.Response:
     return await generate(request, ctx, build(ctx, parsed), parsed.params, CountShape("count"))
 
 
-async def list_models(request: web.Request) -> web.Response:
+async def models(request: web.Request) -> web.Response:
+    """`GET /v1/models[/{model_id}]` for Anthropic's clients (openai.py's routes hand them here: Door.models).
+
+    Retrieve: the ModelInfo of a name served here (as written: the served name, `claude-specd`, `specd`, the
+    `verifier` value), else a 404 `not_found_error`. List: the served name and `claude-specd` (Claude Code's picker
+    shows only ids starting with "claude"), `{data, has_more, first_id, last_id}`, paged by `limit` (1-1000,
+    default 20), `after_id` and `before_id` as Anthropic's API pages."""
     ctx = request.app[CTX]
     name, _ = ctx.model_names()
+    requested = request.match_info.get("model")
+    if requested is not None:
+        if served_model(ctx, requested) is None:
+            return json_error(404, f"model: {requested} (this daemon serves {name!r}, also as {MODEL_ALIAS!r} and "
+                                   "'specd')", "not_found")
+        return web.json_response(model_info(ctx, requested))
+    ids, query = list(dict.fromkeys((name, MODEL_ALIAS))), request.query
+    try:
+        limit = int(query.get("limit", "20"))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 1000:
+        return json_error(400, f"limit: must be an integer from 1 to 1000, got {query.get('limit')!r}",
+                          "invalid_request_error")
+    if query.get("after_id") in ids:
+        ids = ids[ids.index(query["after_id"]) + 1:]
+    if query.get("before_id") in ids:
+        ids = ids[:ids.index(query["before_id"])]
+    page = ids[-limit:] if "before_id" in query else ids[:limit]
+    data = [model_info(ctx, model_id) for model_id in page]
+    return web.json_response({"data": data, "has_more": len(page) < len(ids),
+                              "first_id": page[0] if page else None, "last_id": page[-1] if page else None})
+
+
+def model_info(ctx: Context, model_id: str) -> dict:
+    """Anthropic's ModelInfo: `created_at` (RFC 3339, UTC) is the daemon's start; `max_input_tokens` and
+    `max_tokens` are the context window (tokens; the loaded engine's, else the `max_context` setting), which holds
+    the prompt and the answer together."""
+    name, _ = ctx.model_names()
+    window = (ctx.scheduler.engine_info() or {}).get("max_context") or ctx.settings.max_context
     created = datetime.fromtimestamp(ctx.started_at, timezone.utc).isoformat().replace("+00:00", "Z")
-    data = [{"type": "model", "id": model_id, "display_name": f"{name} (specd)", "created_at": created}
-            for model_id in dict.fromkeys((name, MODEL_ALIAS))]
-    return web.json_response({"data": data, "has_more": False, "first_id": data[0]["id"], "last_id": data[-1]["id"]})
+    return {"type": "model", "id": model_id, "display_name": f"{name} (specd)", "created_at": created,
+            "lifecycle": "active", "max_input_tokens": window, "max_tokens": window}
 
 
 async def probe(request: web.Request) -> web.Response:

@@ -212,7 +212,9 @@ async def generate(request: web.Request, ctx: Context, gen_request: Any, params:
         try:
             result = await ctx.scheduler.wait(job)
         except Exception as e:  # noqa: BLE001 - mapped to an HTTP answer below
-            return failure_response(ctx, e, shape)
+            result = cut_by_deadline(e)
+            if result is None:
+                return failure_response(ctx, e, shape)
         stats = shape.stats(result.stats.to_dict())
         shape.stop_sequence = getattr(result, "stop_sequence", None)
         return web.json_response(shape.body(result.text, result.finish_reason, stats),
@@ -227,9 +229,11 @@ def failure_response(ctx: Context, error: Exception, shape: "Shape") -> web.Resp
             stats = shape.stats(partial.stats.to_dict() if partial is not None else {})
             return web.json_response(shape.body(partial.text if partial else "", "cancelled", stats),
                                      headers=speculative.headers(shape.speculative, stats))
-        if error.reason == "deadline":
+        if error.reason == "deadline":  # and no text yet (cut_by_deadline)
             return json_error(504, f"the request did not finish within request_timeout "
-                                   f"({ctx.settings.request_timeout:g}s)", "timeout")
+                                   f"({ctx.settings.request_timeout:g}s) and had generated no text yet; raise "
+                                   "request_timeout (settings.json, SPECD_REQUEST_TIMEOUT or `specd restart "
+                                   "--request-timeout SECONDS`)", "timeout")
         return json_error(503, f"the request was cancelled ({error.reason})", "cancelled")
     if isinstance(error, ctx.request_error):
         return json_error(400, str(error), "invalid_request_error")
@@ -242,6 +246,19 @@ def failure_response(ctx: Context, error: Exception, shape: "Shape") -> web.Resp
     log.error("generation failed: %s: %s", type(error).__name__, error,
               exc_info=(type(error), error, error.__traceback__))
     return json_error(500, f"generation failed: {type(error).__name__}; see `specd logs`", "server_error")
+
+
+def cut_by_deadline(error: Exception) -> Any | None:
+    """The answer for a job that request_timeout cancelled after it had generated text: its partial
+    GenerationResult with finish_reason "length" (each door's max-tokens reason: a cut answer, as max_tokens cuts
+    one) and `stats.truncated = "deadline"` (the `specd` accounting, and `x-specd-truncated` on answers sent whole).
+    None for any other error, and for a deadline met before any text (the caller answers the 504)."""
+    if not (isinstance(error, JobCancelled) and error.reason == "deadline" and error.result is not None
+            and error.result.text):
+        return None
+    error.result.finish_reason = "length"
+    error.result.stats.truncated = "deadline"
+    return error.result
 
 
 async def stream(request: web.Request, ctx: Context, job: Any, deltas: asyncio.Queue,
@@ -285,8 +302,10 @@ async def stream(request: web.Request, ctx: Context, job: Any, deltas: asyncio.Q
             sent.append(deltas.get_nowait())
             await send_event(response, shape, shape.delta(sent[-1]))
         finished = True
+        error = waiter.exception()
+        cut = cut_by_deadline(error) if error is not None else None  # text was sent: the deadline ends it
         try:
-            result = waiter.result()
+            result = cut if cut is not None else waiter.result()
         except JobCancelled as e:
             if e.reason != "superseded":
                 await response.write(shape.error_event(failure_response(ctx, e, shape)))

@@ -115,7 +115,8 @@ def apply(ctx: Any, knobs: Knobs, params: CompletionParams) -> dict:
 
 def headers(report: dict | None, stats: dict | None = None) -> dict[str, str]:
     """`x-specd-*` response headers: the report (known before generating, so streams carry it too) and, for
-    answers sent whole, the engine's accounting."""
+    answers sent whole, the engine's accounting (the `specd` object's counts, engine/requests.py Stats) and
+    `x-specd-truncated: deadline` on an answer request_timeout cut short (generation.cut_by_deadline)."""
     out: dict[str, str] = {}
     if report is not None:
         out["x-specd-speculative"] = "on" if report["enabled"] else "off"
@@ -123,9 +124,11 @@ def headers(report: dict | None, stats: dict | None = None) -> dict[str, str]:
         if report["drafting_model"]:
             out["x-specd-drafting-model"] = _header_text(report["drafting_model"])
     for name in ("prompt_tokens", "cached_tokens", "completion_tokens", "drafted_tokens", "accepted_tokens",
-                 "verifier_passes"):
+                 "verifier_passes", "healed_tokens", "rewritten_tokens"):
         if stats is not None and name in stats:
             out["x-specd-" + name.replace("_", "-")] = str(int(stats[name]))
+    if stats is not None and stats.get("truncated"):
+        out["x-specd-truncated"] = _header_text(str(stats["truncated"]))
     return out
 
 

@@ -20,7 +20,8 @@ from typing import Any
 
 from specd.daemon import __version__
 from specd.daemon.config.paths import get_paths
-from specd.daemon.config.settings import SETTING_NAMES, Settings, SettingsError, load_settings, setting_kind
+from specd.daemon.config.settings import (SETTING_NAMES, Settings, SettingsError, load_settings, setting_kind,
+                                          settings_record)
 
 EXIT_NOT_RUNNING = 3
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as `git log | head` and coreutils end
@@ -169,9 +170,9 @@ def _log_format() -> str:
 
 
 def cmd_start(args: argparse.Namespace, serve_argv: list[str] | None = None) -> int:
-    from specd.daemon.process.lifecycle import DaemonError, start_background
+    from specd.daemon.process.lifecycle import DaemonError, daemon_status, start_background
 
-    _load(args)  # a malformed settings.json is reported here, not in a log file
+    requested = _load(args)  # a malformed settings.json is reported here, not in a log file
     if serve_argv is None:
         serve_argv = _serve_argv(_setting_flags(args))
     try:
@@ -181,12 +182,33 @@ def cmd_start(args: argparse.Namespace, serve_argv: list[str] | None = None) -> 
         return 1
     if already:
         print(f"specd is already running at {state['url']} (pid {state['pid']})")
-        running = list(state.get("flags") or [])
-        if _merged_argv(running, serve_argv) != running:  # flags that would change something
-            print(f"it keeps the flags it was started with; `specd restart {' '.join(serve_argv)}` applies these")
+        changes = _changes(requested, _setting_flags(args), daemon_status(get_paths()))
+        if changes:
+            given = " ".join(_serve_argv(_setting_flags(args)))
+            print(f"it runs with other settings: {', '.join(changes)}; `specd restart {given}` applies these")
     else:
         print(f"specd is running at {state['url']} (pid {state['pid']})")
     return 0
+
+
+def _changes(requested: Settings, flags: dict[str, Any], report: dict) -> list[str]:
+    """The settings given in `flags` whose `requested` value differs from the one the running daemon has in effect,
+    as "name old -> new" (`report`: daemon_status's, with the `settings` the daemon wrote at its start). What the
+    daemon resolved counts too: the device, dtype and backend its models loaded on, the port it got for `port: 0`.
+    Empty when the daemon does not tell its settings (one started by an older specd)."""
+    running = report.get("settings")
+    if not isinstance(running, dict):
+        return []
+    models = report.get("models") or {}
+    resolved = {"device": models.get("device"), "dtype": models.get("dtype"), "backend": models.get("backend"),
+                "port": report.get("port")}
+    wanted = settings_record(requested)
+    return [f"{name} {_shown(running.get(name))} -> {_shown(wanted[name])}" for name in flags
+            if wanted[name] != running.get(name) and (name not in resolved or wanted[name] != resolved[name])]
+
+
+def _shown(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def cmd_stop(args: argparse.Namespace) -> int:

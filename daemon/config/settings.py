@@ -8,6 +8,7 @@ its line and column.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import ipaddress
 import json
 import os
@@ -113,6 +114,17 @@ def load_settings(
         else:
             values[name] = check_value(name, raw, where)
     return Settings(**values)
+
+
+def settings_record(settings: Settings) -> dict[str, Any]:
+    """Every setting as a JSON value, for the state file (`specd status --json`) and comparing with it. The
+    upstream's `key` becomes a fingerprint ("sha256:" and 12 hex digits): a changed key still differs, and the key
+    itself is not printed."""
+    record = dataclasses.asdict(settings)
+    key = (record["upstream"] or {}).get("key")
+    if key is not None:
+        record["upstream"] = {**record["upstream"], "key": "sha256:" + hashlib.sha256(key.encode()).hexdigest()[:12]}
+    return record
 
 
 def read_settings_file(path: Path) -> dict[str, Any]:

@@ -1,13 +1,12 @@
 """How many drafted tokens to verify, from what a verification pass costs on this machine and how likely each
 drafted token is to be right; none (a plain step) when no draft pays for itself.
 
-A pass over n tokens costs c(n), relative to a 1-token step (c(1) = 1), measured once at load
-(`measure_pass_costs`): a table per backend and machine. If the draft's first i tokens are all right with
-probability s_i (p^i when each is right with probability p once the ones before it were), a draft of k tokens
-yields 1 + s_1 + ... + s_k tokens for c(k + 1) (the pending token plus the draft), and a plain step yields 1 for
-c(1). The k with the most tokens per unit of cost is
-verified (the expected-length argument of Leviathan et al. 2023, section 3.5, with measured costs in place of
-a constant cost ratio).
+A pass over n tokens costs c(n), relative to a 1-token step (c(1) = 1), measured at load and again while the
+daemon is idle (`PassCosts`): a table per backend, machine and thread count. If the draft's first i tokens are all
+right with probability s_i (p^i when each is right with probability p once the ones before it were), a draft of k
+tokens yields 1 + s_1 + ... + s_k tokens for c(k + 1) (the pending token plus the draft), and a plain step yields 1
+for c(1). The k with the most tokens per unit of cost is verified (the expected-length argument of Leviathan et
+al. 2023, section 3.5, with measured costs in place of a constant cost ratio).
 
 On llama.cpp (SmolLM2 Q4_1, 2 cores) a 5-token pass costs 2.5 steps when passes over several tokens use both
 cores (4.0 on one), so only a likely draft pays; on torch fp32 (a 9-token pass costs about 1.7 steps here)
@@ -16,13 +15,18 @@ nearly any draft does.
 
 from __future__ import annotations
 
-import statistics
+import math
 import time
+from typing import Callable
 
 import torch
 
 
 PROBE_CONTEXT = 256  # cached tokens before the passes measured at load
+ROUNDS = 5  # timed passes of each length per measurement
+REMEASURES = 4  # measurements while the daemon is idle, after the one at load
+REMEASURE_SPACING = 60.0  # seconds between the first two of them; the wait doubles after each
+REPORTED_CHANGE = 0.05
 MIN_GAIN = 1.1  # a draft must promise this many times a plain step's tokens per cost: s_i is an estimate, and
 # proposing and scoring drafts costs time a plain step does not spend (bench: 0.95x plain without the margin)
 
@@ -41,26 +45,107 @@ def best_length(costs: list[float], survival: list[float]) -> int:
     return best
 
 
-def measure_pass_costs(runner, max_tokens: int, context: int = PROBE_CONTEXT, rounds: int = 5,
+def measure_pass_costs(runner, max_tokens: int, context: int = PROBE_CONTEXT, rounds: int = ROUNDS,
                        filled=None) -> list[float]:
-    """The cost table of `runner` (base.Runner) on this machine: the median seconds of a pass over
-    n = 1..max_tokens tokens after `context` cached tokens, relative to the 1-token pass. The sizes take turns
-    within each round, so a burst of load from other programs hits all of them alike; a pass over n tokens is
-    taken to cost no more than one over more tokens (a smaller measurement further on wins). `filled`: a
-    `filled_cache(runner, context, >= max_tokens)` to reuse (its prefill done once for both measurements)."""
-    cache, filler = filled or filled_cache(runner, context, max_tokens)
+    """The cost table of `runner` (base.Runner) on this machine: the fastest of `rounds` passes over
+    n = 1..max_tokens tokens after `context` cached tokens, relative to the fastest 1-token pass (`time_passes`).
+    `filled`: a `filled_cache(runner, context, >= max_tokens)` to reuse (its prefill done once for both
+    measurements)."""
+    fastest = [math.inf] * max_tokens
+    time_passes(runner, filled or filled_cache(runner, context, max_tokens), context, fastest, rounds)
+    return relative_costs(fastest)
+
+
+def time_passes(runner, filled, context: int, fastest: list[float], rounds: int = ROUNDS,
+                interrupted: Callable[[], bool] = lambda: False) -> bool:
+    """Time `rounds` passes over n = 1..len(fastest) tokens after `context` cached tokens of `filled` (a
+    filled_cache), lowering `fastest[n - 1]` (seconds) to the fastest pass over n seen. The fastest time is the
+    least disturbed one: other programs only ever add time (the advice of Python's timeit), so a burst of their
+    work on the 1-token passes cannot make longer passes look cheap, nor one on the long passes turn drafting off,
+    unless it lasts through every round. The sizes take turns within each round. Stops before the next pass once
+    `interrupted()` (a request waits); returns False then, the passes timed so far counted."""
+    cache, filler = filled
     cache.truncate(context)
-    times: list[list[float]] = [[] for _ in range(max_tokens)]
     for _ in range(rounds):
-        for n in range(1, max_tokens + 1):
+        for n in range(1, len(fastest) + 1):
+            if interrupted():
+                return False
             started = time.perf_counter()
             runner.forward(filler[context : context + n], cache)
-            times[n - 1].append(time.perf_counter() - started)
+            fastest[n - 1] = min(fastest[n - 1], time.perf_counter() - started)
             cache.truncate(context)
-    seconds = [statistics.median(t) for t in times]
-    for n in range(max_tokens - 2, -1, -1):
+    return True
+
+
+def relative_costs(seconds: list[float]) -> list[float]:
+    """c(n) = seconds[n - 1] / seconds[0], a pass over n tokens taken to cost no more than one over more tokens
+    (a smaller measurement further on wins)."""
+    seconds = list(seconds)
+    for n in range(len(seconds) - 2, -1, -1):
         seconds[n] = min(seconds[n], seconds[n + 1])
     return [s / seconds[0] for s in seconds]
+
+
+class PassCosts:
+    """The cost tables of a llama.cpp runner's passes (llamacpp_runner.LlamaCppRunner), one per thread count its
+    passes over several tokens may run on (`pass_thread_choices`), from the fastest pass over each length seen so
+    far (`time_passes`). Measured at load, and again while the daemon has nothing else to do (`remeasure`, called
+    by the scheduler), so a table measured while other programs kept the cores busy (in one trial 1.00 2.76 17.85
+    ... 146.67: drafting off) is corrected once they leave them idle, without a restart. Called, it gives the table
+    of the next pass: `costs()[n - 1]` = c(n) on the threads that pass will run on."""
+
+    def __init__(self, runner, max_tokens: int, report: Callable[[str], None] = lambda message: None) -> None:
+        """`report`: told the tables when a measurement while idle changed one by more than REPORTED_CHANGE."""
+        self.runner = runner
+        self.report = report
+        self.fastest = {threads: [math.inf] * max_tokens for threads in runner.pass_thread_choices}
+        self.remeasured = 0  # complete measurements while idle
+
+    def measure(self, threads: int, filled, rounds: int = ROUNDS,
+                interrupted: Callable[[], bool] = lambda: False) -> bool:
+        """Time passes pinned to `threads` (time_passes); False when interrupted."""
+        self.runner.pin_pass_threads(threads)
+        try:
+            return time_passes(self.runner, filled, PROBE_CONTEXT, self.fastest[threads], rounds, interrupted)
+        finally:
+            self.runner.pin_pass_threads(None)
+
+    def table(self, threads: int) -> list[float]:
+        return relative_costs(self.fastest[threads])
+
+    @property
+    def tables(self) -> dict[int, list[float]]:
+        return {threads: self.table(threads) for threads in self.fastest}
+
+    def keep_only(self, threads: int) -> None:
+        """Drop the other thread counts' tables (the runner no longer runs passes on them)."""
+        self.fastest = {threads: self.fastest[threads]}
+
+    def __call__(self) -> list[float]:
+        return self.table(self.runner.pass_threads())
+
+    def remeasure(self, interrupted: Callable[[], bool]) -> float | None:
+        """Idle work: measure every table once more in a free sequence, stopping as soon as `interrupted()`.
+        Returns the seconds to wait before the next measurement (REMEASURE_SPACING after one that was interrupted
+        or found no free sequence, doubling after each complete one), or None after REMEASURES complete ones."""
+        if self.remeasured >= REMEASURES:
+            return None
+        try:
+            filled = filled_cache(self.runner, PROBE_CONTEXT, len(next(iter(self.fastest.values()))))
+        except RuntimeError:  # every sequence holds a document
+            return REMEASURE_SPACING
+        before = self.tables
+        if not all(self.measure(threads, filled, interrupted=interrupted) for threads in list(self.fastest)):
+            return REMEASURE_SPACING
+        self.remeasured += 1
+        if any(abs(new / old - 1) > REPORTED_CHANGE for threads, table in self.tables.items()
+               for new, old in zip(table, before[threads])):
+            self.report(f"llama.cpp pass costs measured again while idle, relative to one token: {self.describe()}")
+        return REMEASURE_SPACING * 2 ** (self.remeasured - 1) if self.remeasured < REMEASURES else None
+
+    def describe(self) -> str:
+        return "; ".join(f"{threads} thread(s): " + " ".join(f"{c:.2f}" for c in table)
+                         for threads, table in self.tables.items())
 
 
 def longest_consistent_pass(runner, max_tokens: int, context: int = PROBE_CONTEXT, filled=None) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 
@@ -106,7 +107,9 @@ def next_draft_length(current: int, accepted: int, drafted: int, maximum: int) -
 
 class Engine:
     def __init__(self, verifier: Runner, tokenizer, drafter: Drafter | None, config: EngineConfig,
-                 verifier_name: str = "", drafter_name: str | None = None) -> None:
+                 verifier_name: str = "", drafter_name: str | None = None,
+                 idle_work: list[Callable[[Callable[[], bool]], float | None]] = ()) -> None:
+        """`idle_work`: jobs for moments without requests (`run_idle_work`), e.g. PassCosts.remeasure."""
         self.verifier = verifier
         self.tokenizer = tokenizer
         self.drafter = drafter
@@ -126,6 +129,7 @@ class Engine:
         self.max_context = min(config.max_context, model_limit)
         self.pool = SlotPool(config.cache_slots, self._new_slot)
         self.vocabulary = vocabulary(tokenizer)  # token healing's index, built once: every keystroke uses it
+        self.idle_work = list(idle_work)
 
     def _new_slot(self, key: str | None) -> CacheSlot:
         state = self.drafter.new_state() if self.drafter else None
@@ -189,13 +193,17 @@ class Engine:
         heal = request.token_healing and request.max_tokens and grammar is None
         healing = heal_prompt(self.vocabulary, prompt_ids) if heal else Healing(prompt_ids)
         prompt_ids = healing.prompt_ids
-        constraint = AllOf([Constraint(self.vocabulary, healing.removed)] + ([grammar] if grammar else []))
+        healer = Constraint(self.vocabulary, healing.removed)
+        constraint = AllOf([healer] + ([grammar] if grammar else []))
+        # Counted once each: prompt_tokens are the tokens the verifier reads (the backed-up ones are not), and
+        # completion_tokens every token it generates, those that write the backed-up text again included.
         stats = Stats(prompt_tokens=len(prompt_ids), healed_tokens=len(healing.removed_ids))
         cursor_line = request.prompt[request.prompt.rfind("\n") + 1 :]
+        after_prompt = self.max_context - len(prompt_ids)  # most tokens the context holds after the prompt
         rules = StopRules(
             eos_ids=self.eos_ids, stop=tuple(request.stop), mode=request.mode,
             cursor_indent=indent_width(cursor_line),
-            max_tokens=min(request.max_tokens + len(healing.removed_ids), self.max_context - len(prompt_ids)),
+            max_tokens=min(request.max_tokens, after_prompt),  # grows by the rewritten tokens: _rewrite_is_free
         )
         output = StopState(rules, self.tokenizer, self.decode_anchor, skip=len(healing.removed))
         cancel = cancel or CancelToken()
@@ -221,6 +229,7 @@ class Engine:
             return self._finish(output, "cancelled", stats, started, on_text, grammar=grammar)
         token = pick_token(constraint.mask_logits(logits[None], argmax_only=sampling.greedy)[0], sampling, noise,
                            len(slot.ids))
+        _rewrite_is_free(healer, token, rules, stats, after_prompt)
         constraint.advance(token)
         drafting = self.drafter is not None and request.draft_tokens != 0
         forcing = request.forced_drafts and request.draft_tokens != 0
@@ -233,7 +242,9 @@ class Engine:
             if cancel.cancelled:
                 return self._finish(output, "cancelled", stats, started, on_text, slot, grammar)
             sequence = slot.ids + [token]
-            room = min(rules.max_tokens - len(output.tokens), self.max_context - len(sequence) - 1)
+            # Tokens still to rewrite the backed-up text (one byte each at most) lengthen the room of this draft.
+            room = min(rules.max_tokens + len(healer.remaining) - len(output.tokens),
+                       self.max_context - len(sequence) - 1)
             # Tokens the constraint forces are drafted for free; verified like any draft, since the model may
             # spell the forced text with other tokens.
             forced = constraint.forced_tokens()[: max(room, 0)] if forcing else []
@@ -261,6 +272,7 @@ class Engine:
                     self.config.max_draft_tokens)
 
             for accepted_token in draft_tokens[:accepted] + [token]:
+                _rewrite_is_free(healer, accepted_token, rules, stats, after_prompt)
                 constraint.advance(accepted_token)
                 if output.add(accepted_token) or constraint.finished:
                     return self._finish(output, "stop" if constraint.finished else output.finish_reason, stats,
@@ -320,6 +332,16 @@ class Engine:
         stats.total_s = time.perf_counter() - started
         return GenerationResult(output.text, list(output.tokens), output.finish_reason, stats, output.stop_sequence)
 
+    def run_idle_work(self, interrupted: Callable[[], bool]) -> float | None:
+        """Run each idle job once, each stopping as soon as `interrupted()` (a request is waiting). Returns the
+        seconds before the next is due, or None when none is left (a job returning None is done)."""
+        waits = {}
+        for work in self.idle_work:
+            if not interrupted():
+                waits[work] = work(interrupted)
+        self.idle_work = [work for work in self.idle_work if waits.get(work, 0.0) is not None]
+        return min((wait for wait in waits.values() if wait is not None), default=0.0) if self.idle_work else None
+
     # -- information ----------------------------------------------------------------------------------------------
 
     def info(self) -> dict:
@@ -351,6 +373,17 @@ class Engine:
         self.pool.clear()
         self.drafter = None
         self.verifier = None
+
+
+def _rewrite_is_free(healer: Constraint, token: int, rules: StopRules, stats: Stats, after_prompt: int) -> None:
+    """Token healing, before `healer` advances over `token`: a token that writes backed-up prompt text only (no
+    byte of the answer) is counted in `stats.rewritten_tokens` and is free of max_tokens (`rules.max_tokens` grows
+    by one, up to `after_prompt`, the tokens the context holds after the prompt). The token that ends the
+    backed-up text and goes on with the answer counts against max_tokens like any other."""
+    piece = healer.vocab.piece(token)
+    if healer.remaining and piece is not None and len(piece) <= len(healer.remaining):
+        stats.rewritten_tokens += 1
+        rules.max_tokens = min(rules.max_tokens + 1, after_prompt)
 
 
 def _stream(output: StopState, on_text) -> None:

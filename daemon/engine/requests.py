@@ -69,8 +69,14 @@ class GenerationRequest:
 
 @dataclass
 class Stats:
+    """One request's accounting (every door's `usage` and `specd` object, the `x-specd-*` headers). Token counts
+    count each token once: `prompt_tokens` the tokens the verifier read, `completion_tokens` those it generated."""
+
+    # The prompt as the verifier read it: after token healing backed it up, so `healed_tokens` fewer than the
+    # tokenizer's count of the prompt; the cached part (read from a previous request's cache) included.
     prompt_tokens: int = 0
     cached_tokens: int = 0
+    # Every token generated, `rewritten_tokens` included; the answer is their text less the backed-up text.
     completion_tokens: int = 0
     drafted_tokens: int = 0
     accepted_tokens: int = 0
@@ -79,12 +85,19 @@ class Stats:
     # With a json_schema: whether the answer is a whole document of the schema (False: cut by max_tokens, a stop
     # string or a cancellation); None without a schema. In every door's accounting (`specd` in OpenAI's body).
     json_complete: bool | None = None
-    healed_tokens: int = 0  # prompt tokens backed up by token healing (written again, within completion_tokens)
+    # Token healing: prompt tokens backed up (in neither prompt_tokens nor completion_tokens), and the generated
+    # tokens that wrote nothing but their text again (within completion_tokens, free of max_tokens: a completion
+    # cut by max_tokens has completion_tokens = max_tokens + rewritten_tokens).
+    healed_tokens: int = 0
+    rewritten_tokens: int = 0
     queue_s: float = 0.0
     prefill_s: float = 0.0
     draft_s: float = 0.0
     verify_s: float = 0.0
     total_s: float = 0.0
+    # Why the answer was cut short though the model had not finished: "deadline" (request_timeout ran out, the
+    # text so far answered with finish_reason "length"); None otherwise. Set by the server, not the engine.
+    truncated: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -10,7 +10,10 @@ import hashlib
 import json
 import os
 import shutil
+import ssl
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import torch
@@ -26,6 +29,14 @@ from .backend import choose_backend
 from .tokenizer_compat import check_compatible, shared_vocab_size
 
 MIN_THREAD_GAIN = 1.2  # llama.cpp passes on idle cores must be this much cheaper to be worth the risk of a stall
+# A hub that answers does so well within this; one that does not would cost huggingface_hub's five retries per
+# file (about 50 s) before the load fails.
+HUB_PROBE_TIMEOUT_S = 3.0
+
+
+class HubUnreachableError(ValueError):
+    """A hub id that cannot be loaded here: the hub does not answer and the model is not in huggingface_hub's cache.
+    A ValueError like a wrong setting: the user has to act (the message says how), and a traceback would not help."""
 
 
 def resolve_device(device: str) -> torch.device:
@@ -123,7 +134,44 @@ def resolve_model(spec: str, progress=print) -> str:
     if spec.count("/") != 1:
         known = ", ".join(EMBEDDED)
         raise ValueError(f"unknown model {spec!r}: use an embedded name ({known}), a folder, a .gguf file or a hub id")
-    return spec  # a hub id: huggingface_hub downloads it with its own progress bars
+    return hub_model(spec, progress)
+
+
+def hub_model(spec: str, progress=print) -> str:
+    """A hub id as `from_pretrained` should get it: the id itself (huggingface_hub downloads it, or checks its cached
+    copy, with its own progress bars), or its cached snapshot folder when the hub does not answer. Raises
+    HubUnreachableError, after at most HUB_PROBE_TIMEOUT_S, when the hub does not answer and nothing is cached.
+    With HF_HUB_OFFLINE set, the id itself: huggingface_hub then reads only its cache."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if constants.HF_HUB_OFFLINE:
+        return spec
+    reason = _unreachable(constants.ENDPOINT)
+    if reason is None:
+        return spec
+    cached = try_to_load_from_cache(spec, "config.json")
+    if isinstance(cached, str):
+        progress(f"the model hub at {constants.ENDPOINT} does not answer ({reason}); loading {spec} from the cache")
+        return str(Path(cached).parent)
+    raise HubUnreachableError(
+        f"cannot load {spec!r}: the model hub at {constants.ENDPOINT} does not answer ({reason}) and the model is not "
+        f"in huggingface_hub's cache ({constants.HF_HUB_CACHE}). Connect to the network and try again; or, where "
+        f"it is cached (HF_HOME), set HF_HUB_OFFLINE=1; or name a local model folder or a .gguf file instead (or an "
+        f"embedded model: {', '.join(EMBEDDED)})")
+
+
+def _unreachable(endpoint: str) -> str | None:
+    """Why nothing answers at `endpoint` (a URL; proxies from the environment apply) within HUB_PROBE_TIMEOUT_S, or
+    None when something does: any HTTP status, or a TLS failure (huggingface_hub reports that one better)."""
+    try:
+        urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=HUB_PROBE_TIMEOUT_S).close()
+    except urllib.error.HTTPError:
+        return None
+    except urllib.error.URLError as e:
+        return None if isinstance(e.reason, ssl.SSLError) else str(e.reason)
+    except (OSError, ValueError) as e:  # a timeout while reading the answer; an HF_ENDPOINT that is not a URL
+        return str(e) or type(e).__name__
+    return None
 
 
 def load_model(spec: str, device: torch.device, dtype: torch.dtype, progress=print):
@@ -244,29 +292,29 @@ def quantized_drafter(config, gguf: Path, verifier: ModelRunner, progress=print)
     return QuantizedDrafter(runner, config.verifier, vocab_limit=shared if shared < runner.n_vocab else None)
 
 
-def pass_cost_tables(verifier, passes: int, filled, progress=print) -> dict[int, list[float]]:
-    """{threads: costs}: the cost table of passes over 1..`passes` tokens for each thread count `verifier` (a
-    LlamaCppRunner) may run them on. Auto threads keep their idle-core mode unless, measured while the cores were
-    idle, it made the longest pass less than MIN_THREAD_GAIN times cheaper (hyperthreads sharing a core's units)."""
-    from specd.daemon.engine.draft_policy import measure_pass_costs
+def pass_cost_tables(verifier, passes: int, filled, progress=print):
+    """The PassCosts (draft_policy.py) of passes over 1..`passes` tokens for each thread count `verifier` (a
+    LlamaCppRunner) may run them on, measured now. Auto threads keep their idle-core mode unless, measured while
+    the cores were idle, it made the longest pass less than MIN_THREAD_GAIN times cheaper (hyperthreads sharing a
+    core's units)."""
+    from specd.daemon.engine.draft_policy import PassCosts
 
-    tables = {}
+    costs = PassCosts(verifier, passes, report=progress)
     for threads in verifier.pass_thread_choices:
-        verifier.pin_pass_threads(threads)
-        tables[threads] = measure_pass_costs(verifier, passes, filled=filled)
+        costs.measure(threads, filled)
         progress(f"llama.cpp pass costs on {threads} thread(s), relative to one token: "
-                 + " ".join(f"{c:.2f}" for c in tables[threads]))
-    verifier.pin_pass_threads(None)
-    fewest, most = min(tables), max(tables)
-    if most != fewest and tables[most][-1] * MIN_THREAD_GAIN > tables[fewest][-1]:
+                 + " ".join(f"{c:.2f}" for c in costs.table(threads)))
+    fewest, most = min(costs.fastest), max(costs.fastest)
+    if most != fewest and costs.table(most)[-1] * MIN_THREAD_GAIN > costs.table(fewest)[-1]:
         if verifier.pass_threads() == most:  # measured on idle cores: a lasting property (hyperthreads)
             progress(f"note: passes on {most} threads were not {MIN_THREAD_GAIN}x cheaper than on {fewest}: "
                      f"they stay on {fewest}")
             verifier.fix_pass_threads(fewest)
-            tables = {fewest: tables[fewest]}
-        else:  # other programs were busy: the table for idle cores overprices them, which only drafts less
-            progress(f"note: other programs kept the cores busy while passes on {most} threads were measured")
-    return tables
+            costs.keep_only(fewest)
+        else:  # other programs were busy: the table for idle cores overprices them until measured again while idle
+            progress(f"note: other programs kept the cores busy while passes on {most} threads were measured; "
+                     "they are measured again while specd is idle")
+    return costs
 
 
 def _load_llamacpp_engine(config, gguf: Path, progress=print):
@@ -281,7 +329,7 @@ def _load_llamacpp_engine(config, gguf: Path, progress=print):
     progress(f"loading {config.verifier} on llama.cpp (cpu, {gguf.name}) ...")
     verifier = LlamaCppRunner(gguf, max_context=config.max_context, sequences=config.cache_slots,
                               threads=config.threads, batch_threads=config.batch_threads)
-    drafter = None
+    drafter, idle_work = None, []
     if config.draft_strategy != "none":
         passes = config.max_draft_tokens + 1
         filled = filled_cache(verifier, PROBE_CONTEXT, passes)  # one prefill for all the measurements
@@ -303,7 +351,8 @@ def _load_llamacpp_engine(config, gguf: Path, progress=print):
         if consistent > 1:
             # A k-token pass costs several steps on a few cores: verify only the part of a draft that pays, by
             # this machine's pass costs, measured now (a second or two per thread count).
-            tables = pass_cost_tables(verifier, consistent, filled, progress)
-            drafter = CostAwareDrafter(NgramDrafter(), lambda: tables[verifier.pass_threads()])
+            costs = pass_cost_tables(verifier, consistent, filled, progress)
+            drafter = CostAwareDrafter(NgramDrafter(), costs)
+            idle_work.append(costs.remeasure)
     progress(f"ready: verifier {config.verifier} on llama.cpp, drafter {drafter.describe() if drafter else 'none'}")
-    return Engine(verifier, tokenizer, drafter, config, config.verifier, None)
+    return Engine(verifier, tokenizer, drafter, config, config.verifier, None, idle_work=idle_work)

@@ -23,7 +23,7 @@ from specd.daemon import __version__
 from .state import (LOCK_FD_ENV, DaemonLock, live_state, lock_is_held, pid_alive, read_token, remove_state,
                     write_state)
 from specd.daemon.config.paths import Paths, ensure_dir
-from specd.daemon.config.settings import Settings, is_loopback_host
+from specd.daemon.config.settings import Settings, is_loopback_host, settings_record
 
 log = logging.getLogger("specd.process")
 progress_log = logging.getLogger("specd.progress")
@@ -44,7 +44,8 @@ class DaemonError(RuntimeError):
 
 def serve(settings: Settings, paths: Paths, flags: list[str] | None = None) -> int:
     """Run the daemon in this process until SIGTERM/SIGINT. Returns the exit code. `flags` (the
-    command-line settings) go into the state file so that `specd restart` can give them again."""
+    command-line settings) go into the state file so that `specd restart` can give them again, and the settings in
+    effect (config/settings.py: settings_record) so that `specd start` can tell which flags would change them."""
     ensure_dir(paths.state_dir, private=True)
     lock = DaemonLock(paths.lock_file)
     inherited = os.environ.pop(LOCK_FD_ENV, "")  # `specd start` took the lock for us (start_background)
@@ -120,7 +121,7 @@ async def _serve(settings: Settings, paths: Paths, flags: list[str]) -> int:
              "port": port,
              "token_file": str(paths.token_file), "aws_keys_file": str(paths.aws_keys_file),
              "version": __version__, "started_at": time.time(),
-             "flags": flags, "status": "loading"}
+             "flags": flags, "settings": settings_record(settings), "status": "loading"}
     write_state(paths, state)
     progress_log.info("listening on %s; loading the models", state["url"])
     scheduler.start()

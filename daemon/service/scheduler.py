@@ -6,6 +6,8 @@
   checks the CancelToken between decoding steps, so the worker is free again within one step.
 - keep_alive: after that many idle seconds the engine is closed; the next job loads it again. There is
   never more than one engine, so never the same model twice in memory.
+- Idle work: once no job came for IDLE_WORK_AFTER seconds, the worker runs the engine's idle work (measuring
+  llama.cpp's pass costs again, draft_policy.PassCosts), which stops before its next pass when a job arrives.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from .metrics import Metrics
 log = logging.getLogger("specd.scheduler")
 
 _STOP = object()
+IDLE_WORK_AFTER = 5.0  # seconds without a job before the engine's idle work runs
 
 
 def _warm_up(request: Any) -> bool:
@@ -100,6 +103,7 @@ class Scheduler:
         self.state = "starting"  # starting | loading | ready | unloaded | failed | stopped
         self.load_error: str | None = None
         self._last_used = time.monotonic()
+        self._idle_work_due: float | None = None  # when the engine's idle work wants to run next (None: none)
         self._ready_event = threading.Event()  # set once the first load finished (either way)
 
     # ---- lifecycle --------------------------------------------------------------------------
@@ -223,13 +227,30 @@ class Scheduler:
         self.state = "stopped"
 
     def _next_job(self) -> Any:
-        if self.engine is None or self.keep_alive < 0:
-            return self._queue.get()
-        remaining = self.keep_alive - (time.monotonic() - self._last_used)
+        """The next job, or None once the engine has been idle for keep_alive seconds. Runs the engine's idle work
+        (Engine.run_idle_work) while waiting, once nothing was asked for IDLE_WORK_AFTER seconds."""
+        while True:
+            unload_at = self._last_used + self.keep_alive if self.engine is not None and self.keep_alive >= 0 else None
+            idle_work_at = (max(self._idle_work_due, self._last_used + IDLE_WORK_AFTER)
+                            if self.engine is not None and self._idle_work_due is not None else None)
+            wake_at = min((t for t in (unload_at, idle_work_at) if t is not None), default=None)
+            try:
+                return self._queue.get(timeout=None if wake_at is None else max(0.0, wake_at - time.monotonic()))
+            except queue.Empty:
+                pass
+            now = time.monotonic()
+            if unload_at is not None and now >= unload_at:
+                return None
+            if idle_work_at is not None and now >= idle_work_at:
+                self._run_idle_work()
+
+    def _run_idle_work(self) -> None:
         try:
-            return self._queue.get(timeout=max(remaining, 0.0))
-        except queue.Empty:
-            return None
+            wait = self.engine.run_idle_work(interrupted=lambda: not self._queue.empty())
+        except Exception:  # noqa: BLE001 - idle work is an optimisation: requests must not suffer from it
+            log.warning("the engine's idle work failed; it is not run again", exc_info=True)
+            wait = None
+        self._idle_work_due = None if wait is None else time.monotonic() + wait
 
     def _run_job(self, job: Job) -> None:
         with self._lock:
@@ -292,6 +313,7 @@ class Scheduler:
         self.load_error = None
         self.state = "ready"
         self._last_used = time.monotonic()
+        self._idle_work_due = self._last_used if getattr(self.engine, "idle_work", None) else None
         self.metrics.set_gauges(model_loaded=True)
         self._progress(f"models ready in {time.monotonic() - started:.1f}s")
         return True

@@ -55,12 +55,16 @@ def test_start_status_complete_restart_stop_leaves_no_process_and_no_state(tmp_p
     url, pid, first = start(env, tiny_pair[0])
     assert "loading" in first.stderr  # progress was shown while the models loaded
 
-    again = run_cli(env, "start", "--port", "0", "--verifier", str(tiny_pair[0]))
+    # The values in effect decide, not the last start's flags: 4 slots is the default, `auto` dtype loaded float32.
+    again = run_cli(env, "start", "--port", "0", "--verifier", str(tiny_pair[0]), "--cache-slots", "4",
+                    "--dtype", "float32")
     assert again.returncode == 0
     assert f"already running at {url} (pid {pid})" in again.stdout
-    assert "keeps the flags" not in again.stdout  # the flags given are those in effect
-    other = run_cli(env, "start", "--cache-slots", "3")
-    assert other.returncode == 0 and "`specd restart --cache-slots 3` applies these" in other.stdout
+    assert "restart" not in again.stdout, again.stdout
+    other = run_cli(env, "start", "--cache-slots", "3", "--max-context", "4096")
+    assert other.returncode == 0
+    assert "other settings: cache_slots 4 -> 3; `specd restart --max-context 4096 --cache-slots 3` applies these" \
+        in other.stdout, other.stdout
 
     status = run_cli(env, "status", "--json")
     assert status.returncode == 0

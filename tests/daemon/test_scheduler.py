@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 
 import aiohttp
 
 from .conftest import fake_daemon
+from specd.daemon.engine.requests import GenerationRequest
+
 from .fake_engine import FakeEngine
 
 
@@ -104,11 +107,13 @@ async def test_other_documents_do_not_supersede_each_other():
             response.release()
 
 
-async def test_deadline_cancels_the_request_with_504_and_frees_the_worker():
+async def test_deadline_answers_the_text_so_far_as_cut_and_frees_the_worker():
     async with fake_daemon(hold=True, request_timeout=0.05) as d, aiohttp.ClientSession(headers=d.auth) as s:
         async with s.post(d.url + "/v1/completions", json={"prompt": "x", "max_tokens": 5}) as response:
-            assert response.status == 504
-            assert "request_timeout" in (await response.json())["error"]["message"]
+            assert response.status == 200 and response.headers["x-specd-truncated"] == "deadline"
+            answer = await response.json()
+        assert answer["choices"][0]["text"] == "t0 " and answer["choices"][0]["finish_reason"] == "length"
+        assert answer["specd"]["truncated"] == "deadline"
         await until(lambda: d.scheduler.idle)
         assert d.engine.finished == ["cancelled"]
         d.engine.release.set()
@@ -205,7 +210,7 @@ async def test_allowed_hosts_extends_the_loopback_names():
             assert response.status == 403
 
 
-async def test_a_stream_that_hits_the_deadline_ends_with_an_error_event():
+async def test_a_stream_that_hits_the_deadline_ends_as_cut():
     # 0.5 s: the deadline must fall after the first piece (before it, the answer is a 504 status: test_stream_errors)
     async with fake_daemon(hold=True, request_timeout=0.5) as d, aiohttp.ClientSession(headers=d.auth) as s:
         body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, "stream": True}
@@ -213,7 +218,8 @@ async def test_a_stream_that_hits_the_deadline_ends_with_an_error_event():
             assert response.status == 200
             events = [line[6:] for line in (await response.text()).splitlines() if line.startswith("data: ")]
         assert json.loads(events[0])["choices"][0]["delta"]["role"] == "assistant"
-        assert json.loads(events[-2])["error"]["code"] == 504
+        end = json.loads(events[-2])
+        assert end["choices"][0]["finish_reason"] == "length" and end["specd"]["truncated"] == "deadline"
         assert events[-1] == "[DONE]"
 
 
@@ -243,3 +249,73 @@ async def test_shutdown_cancels_the_running_request_and_refuses_new_ones():
             assert response.status == 503
             assert "shutting down" in (await response.json())["error"]["message"]
         assert d.scheduler.engine is None  # the models were released
+
+
+class _IdleWorkEngine(FakeEngine):
+    """A FakeEngine with idle work: each run records whether a request interrupted it, waiting `work_s` seconds
+    for one; `waits` gives what each run returns (seconds until the next, None: done, an exception: raised)."""
+
+    def __init__(self, waits, work_s=0.0):
+        super().__init__()
+        self.waits, self.work_s, self.runs = list(waits), work_s, []
+        self.idle_work = [self._work]
+        self.working = threading.Event()
+
+    def _work(self, interrupted):
+        return None
+
+    def run_idle_work(self, interrupted):
+        import time as clock
+
+        self.working.set()
+        started = clock.monotonic()
+        while not interrupted() and clock.monotonic() - started < self.work_s:
+            clock.sleep(0.005)
+        self.runs.append(interrupted())
+        wait = self.waits.pop(0)
+        if isinstance(wait, Exception):
+            raise wait
+        return wait
+
+
+def _scheduler(engine, monkeypatch, keep_alive=-1.0):
+    from specd.daemon.engine.requests import CancelToken
+    from specd.daemon.service import scheduler as module
+    from specd.daemon.service.metrics import Metrics
+
+    monkeypatch.setattr(module, "IDLE_WORK_AFTER", 0.05)
+    scheduler = module.Scheduler(lambda progress: engine, CancelToken, Metrics(), queue_size=4, request_timeout=30,
+                                 keep_alive=keep_alive)
+    scheduler.start()
+    assert scheduler.wait_loaded(10)
+    return scheduler
+
+
+async def test_idle_work_runs_while_nothing_is_asked_until_it_is_done(monkeypatch):
+    """The engine's idle work (measuring llama.cpp's pass costs again) runs once no job came for a while, again
+    when it asks to, and never after it says it is done."""
+    engine = _IdleWorkEngine([0.0, None])
+    scheduler = _scheduler(engine, monkeypatch)
+    try:
+        await until(lambda: len(engine.runs) == 2)
+        await asyncio.sleep(0.3)
+        assert engine.runs == [False, False]
+        assert (await scheduler.run(GenerationRequest(prompt="x", max_tokens=2))).text == "t0 t1 "
+    finally:
+        scheduler.stop()
+
+
+async def test_a_job_interrupts_idle_work_and_a_failing_one_stops_without_harm(monkeypatch):
+    engine = _IdleWorkEngine([0.0, RuntimeError("probe failed"), 0.0], work_s=30.0)
+    scheduler = _scheduler(engine, monkeypatch)
+    try:
+        await wait_event(engine.working)  # for 30 s unless interrupted
+        result = await scheduler.run(GenerationRequest(prompt="x", max_tokens=1))
+        assert result.text == "t0 " and engine.runs == [True]
+        engine.work_s = 0.0
+        await until(lambda: len(engine.runs) == 2)  # the next one fails: logged, never run again
+        await asyncio.sleep(0.3)
+        assert len(engine.runs) == 2 and scheduler._idle_work_due is None
+        assert (await scheduler.run(GenerationRequest(prompt="x", max_tokens=1))).text == "t0 "
+    finally:
+        scheduler.stop()

@@ -1,8 +1,9 @@
 """A streamed request that fails before its first token (a prompt beyond the context window, the models failed to
 load, the deadline) is answered with the HTTP error status in the door's own error body, as without `stream`, so
 the official SDKs raise their status errors (openai/anthropic BadRequestError 400, not an APIError after a 200).
-Errors after the first token stay in-band; the stream still opens as soon as the first token exists, with the
-door's opening events (Anthropic's message_start + ping) first; a client leaving before it cancels the job.
+Errors after the first token stay in-band (a deadline then ends the stream as cut, with the text so far); the
+stream still opens as soon as the first token exists, with the door's opening events (Anthropic's message_start +
+ping) first; a client leaving before it cancels the job.
 
 A real tiny engine gives the real "prompt is N tokens" refusal through every door's stream; the fake engine drives
 the other failures step by step."""
@@ -38,6 +39,11 @@ KEYS = KeyPair("SPECDTESTKEY00000000", "secret")
 NO_RETRY = Config(retries={"total_max_attempts": 1})
 TOO_LONG = "the prompt is 9999 tokens; the context window is 64 tokens"
 PREFILLING = threading.Event()  # set while the patched engine sits in a "slow" prompt's prefill
+
+
+def deadline_message(seconds: str) -> str:
+    return (f"the request did not finish within request_timeout ({seconds}s) and had generated no text yet; raise "
+            "request_timeout (settings.json, SPECD_REQUEST_TIMEOUT or `specd restart --request-timeout SECONDS`)")
 
 
 def streamed(text: str) -> dict[str, tuple[str, dict]]:
@@ -140,8 +146,7 @@ async def test_models_that_failed_to_load_are_a_503_on_every_doors_stream():
 
 async def test_a_deadline_before_the_first_token_is_a_504_on_every_doors_stream():
     async with fake_daemon(request_timeout=0.1) as d:
-        await check_every_door(d.url, d.token, "slow", 504,
-                               "the request did not finish within request_timeout (0.1s)", "timeout")
+        await check_every_door(d.url, d.token, "slow", 504, deadline_message("0.1"), "timeout")
         assert d.engine.finished == ["cancelled"] * len(streamed(""))
 
 
@@ -218,41 +223,39 @@ async def test_the_first_events_arrive_while_the_engine_is_still_generating():
         response.close()
 
 
-async def test_a_deadline_after_the_first_token_stays_in_band_on_anthropic_gemini_and_bedrock():
+async def test_a_deadline_after_the_first_token_ends_each_doors_stream_as_cut():
+    """The text so far is the answer, ended by each door's max-tokens reason; `specd.truncated` says why."""
     # the first piece comes at once, the engine then holds: the deadline falls after it (1 s: room for a slow CI)
     async with fake_daemon(hold=True, request_timeout=1, aws_keys=KEYS) as d:
-        message = "the request did not finish within request_timeout (1s)"
         routes = streamed("x")
         status, _, raw, _ = await post(d.url, *routes["anthropic"], d.token)
         events = [(e.split("\n")[0], json.loads(e.split("data: ", 1)[1])) for e in raw.decode().strip().split("\n\n")]
         assert status == 200 and [name for name, _ in events] == [
             "event: message_start", "event: ping", "event: content_block_start", "event: content_block_delta",
-            "event: error"]
-        events[-1][1].pop("request_id")
-        assert events[-1][1] == {"type": "error", "error": {"type": "timeout_error", "message": message}}
+            "event: content_block_stop", "event: message_delta", "event: message_stop"]
+        assert events[-2][1]["delta"]["stop_reason"] == "max_tokens"
+        assert events[-2][1]["specd"]["truncated"] == "deadline" and events[-2][1]["usage"]["output_tokens"] == 1
 
         status, _, raw, _ = await post(d.url, *routes["gemini"], d.token)
-        assert status == 200 and raw.decode().endswith(
-            "\n\n" + json.dumps({"error": {"code": 504, "message": message, "status": "DEADLINE_EXCEEDED"}}) + "\n")
+        chunks = [json.loads(line[6:]) for line in raw.decode().splitlines() if line.startswith("data: ")]
+        assert status == 200 and chunks[0]["candidates"][0]["content"]["parts"] == [{"text": "t0 "}]
+        assert chunks[-1]["candidates"][0]["finishReason"] == "MAX_TOKENS"
+        assert chunks[-1]["specd"]["truncated"] == "deadline"
 
         def bedrock() -> list[dict]:
             sdk = boto3.client("bedrock-runtime", region_name="us-east-1", endpoint_url=d.url, config=NO_RETRY,
                                aws_access_key_id=KEYS.access_key_id, aws_secret_access_key=KEYS.secret_access_key)
             user = [{"role": "user", "content": [{"text": "x"}]}]
-            calls = [lambda: sdk.converse_stream(modelId="specd", messages=user),
-                     lambda: sdk.invoke_model_with_response_stream(modelId="specd", body=b'{"prompt": "x"}')]
-            errors = []
-            for call in calls:  # one after the other: a job queued behind a held one would meet its deadline first
-                answer = call()
-                with pytest.raises(EventStreamError) as raised:
-                    list(answer["stream" if "stream" in answer else "body"])
-                errors.append(raised.value.response["Error"])
-            return errors
+            converse = list(sdk.converse_stream(modelId="specd", messages=user)["stream"])
+            # one after the other: a job queued behind a held one would meet its deadline first
+            invoke = [json.loads(e["chunk"]["bytes"]) for e in
+                      sdk.invoke_model_with_response_stream(modelId="specd", body=b'{"prompt": "x"}')["body"]]
+            return [next(e["messageStop"] for e in converse if "messageStop" in e), invoke[-1]]
 
-        # each stream's own member: ConverseStream has no modelTimeoutException, so botocore could not read it
-        assert await asyncio.get_running_loop().run_in_executor(None, bedrock) == [
-            {"Code": "modelStreamErrorException", "Message": message},
-            {"Code": "modelTimeoutException", "Message": message}]
+        stop, last = await asyncio.get_running_loop().run_in_executor(None, bedrock)
+        assert stop["stopReason"] == "max_tokens"
+        assert stop["additionalModelResponseFields"]["specd"]["truncated"] == "deadline"
+        assert last["finish_reason"] == "length" and last["specd"]["truncated"] == "deadline"
 
 
 # ---- a real tiny engine: the engine's own refusal --------------------------------------------------------------

@@ -210,3 +210,97 @@ def test_longest_consistent_pass_stops_before_the_first_differing_length(thresho
     from specd.daemon.engine.draft_policy import longest_consistent_pass
 
     assert longest_consistent_pass(_RowCountRunner(threshold), 9, context=5) == expected
+
+
+class _ClockedRunner:
+    """A runner on a fake clock: a pass over n tokens takes `step * costs[n - 1]` seconds of it, plus `burst`
+    seconds while a burst lasts (other programs' work: `burst_passes` more passes, or only passes over
+    `burst_sizes` tokens). `sequences` free caches at most; pass threads as a LlamaCppRunner's."""
+
+    def __init__(self, costs, step=0.01, sequences=1):
+        self.costs, self.step, self.clock = costs, step, 0.0
+        self.burst, self.burst_passes, self.burst_sizes = 0.0, 0, None
+        self.passes, self.free, self.pinned = 0, sequences, []
+        self.pass_thread_choices = (1,)
+        self.interrupt_after = None
+
+    def new_cache(self):
+        if not self.free:
+            raise RuntimeError("all 1 llama.cpp sequences are in use (raise cache_slots)")
+        self.free -= 1
+        return _Cache()
+
+    def forward(self, ids, cache, last_only=False):
+        n = len(ids)
+        self.clock += self.step * self.costs[min(n, len(self.costs)) - 1]
+        if self.burst_passes and (self.burst_sizes is None or n in self.burst_sizes):
+            self.clock += self.burst
+            self.burst_passes -= 1
+        self.passes += 1
+        cache.length += n
+        return None
+
+    def pin_pass_threads(self, threads):
+        self.pinned.append(threads)
+
+    def pass_threads(self):
+        return 1
+
+
+@pytest.fixture
+def clocked(monkeypatch):
+    from specd.daemon.engine import draft_policy
+
+    runner = _ClockedRunner([1.0, 1.8, 2.4, 3.0])
+    monkeypatch.setattr(draft_policy.time, "perf_counter", lambda: runner.clock)
+    return runner
+
+
+def test_a_burst_on_the_one_token_passes_does_not_make_longer_passes_look_cheap(clocked):
+    """A trial's one-thread table put a 2-token pass at 1.30 steps (quiet: 1.85): a burst had slowed the 1-token
+    passes of most rounds, and the median kept it. The fastest pass of each length is kept instead."""
+    clocked.burst, clocked.burst_passes, clocked.burst_sizes = 0.02, 4, {1}  # 4 of the 5 rounds' 1-token passes
+    assert measure_pass_costs(clocked, 4, context=8) == pytest.approx([1.0, 1.8, 2.4, 3.0])
+
+
+def test_costs_measured_while_busy_are_corrected_by_a_measurement_while_idle(clocked):
+    from specd.daemon.engine.draft_policy import PROBE_CONTEXT, REMEASURE_SPACING, PassCosts, filled_cache
+
+    reports = []
+    costs = PassCosts(clocked, 4, report=reports.append)
+    clocked.free = 2
+    clocked.burst, clocked.burst_passes, clocked.burst_sizes = 0.5, 10**6, {2, 3, 4}  # busy throughout the load
+    costs.measure(1, filled_cache(clocked, PROBE_CONTEXT, 4))
+    assert costs() == pytest.approx([1.0, 51.8, 52.4, 53.0])  # drafting would stay off
+    clocked.burst_passes = 0  # the other programs are done
+    assert costs.remeasure(lambda: False) == REMEASURE_SPACING
+    assert costs() == pytest.approx([1.0, 1.8, 2.4, 3.0])
+    assert reports == ["llama.cpp pass costs measured again while idle, relative to one token: "
+                       "1 thread(s): 1.00 1.80 2.40 3.00"]
+    assert clocked.pinned == [1, None, 1, None]  # pinned while measured, chosen per pass again after
+
+
+def test_a_remeasure_stops_before_the_next_pass_once_a_request_waits(clocked):
+    from specd.daemon.engine.draft_policy import PROBE_CONTEXT, REMEASURE_SPACING, PassCosts, filled_cache
+
+    costs = PassCosts(clocked, 4)
+    costs.measure(1, filled_cache(clocked, PROBE_CONTEXT, 4))
+    clocked.free = 1
+    before = clocked.passes
+    waiting = iter([False, False, False, True])
+    assert costs.remeasure(lambda: next(waiting)) == REMEASURE_SPACING  # not counted: measured again later
+    assert clocked.passes - before == 1 + 3  # the prefill of the probe's sequence, then three passes
+    assert costs.remeasured == 0 and clocked.pinned[-1] is None
+
+
+def test_remeasures_wait_for_a_free_sequence_and_end_after_REMEASURES(clocked):
+    from specd.daemon.engine.draft_policy import PROBE_CONTEXT, REMEASURE_SPACING, REMEASURES, PassCosts, filled_cache
+
+    costs = PassCosts(clocked, 4)
+    filled = filled_cache(clocked, PROBE_CONTEXT, 4)  # the one sequence holds a document
+    costs.measure(1, filled)
+    before = clocked.passes
+    assert costs.remeasure(lambda: False) == REMEASURE_SPACING and clocked.passes == before
+    clocked.free = REMEASURES
+    waits = [costs.remeasure(lambda: False) for _ in range(REMEASURES + 1)]
+    assert waits == [REMEASURE_SPACING * 2**i for i in range(REMEASURES - 1)] + [None, None]

@@ -67,7 +67,7 @@ def test_stops_cut_where_plain_decoding_stops(engine):
     assert cut.finish_reason == "stop" and cut.text == whole.text[: whole.text.find(stop)]
     short, _ = plain_and_speculative(engine, prompt=prefix, suffix=suffix, max_tokens=5)
     assert short.finish_reason == "length"
-    assert short.stats.completion_tokens == 5 + short.stats.healed_tokens  # healed tokens are written again
+    assert short.stats.completion_tokens == 5 + short.stats.rewritten_tokens  # rewriting healed text is free
 
 
 class _WrongDrafter(Drafter):
@@ -125,6 +125,28 @@ def test_prefill_only_fills_the_sequence_the_next_keystroke_reuses(engine):
     assert warm.stats.prompt_tokens - warm.stats.cached_tokens <= 4
     engine.pool.clear()
     assert warm.token_ids == engine.generate(GenerationRequest(**typed)).token_ids
+
+
+def test_pass_costs_are_measured_again_while_idle_in_a_free_sequence_only(llama):
+    """The idle work (draft_policy.PassCosts.remeasure) borrows a free llama.cpp sequence: documents keep theirs,
+    whole, and it waits while every sequence holds one."""
+    from specd.daemon.engine.draft_policy import REMEASURE_SPACING
+
+    engine, runner = llama, llama.verifier
+    engine.pool.clear()
+    (a_prefix, a_suffix), (b_prefix, b_suffix) = json_decoder_prompts()[:2]
+    a = dict(prompt=a_prefix, suffix=a_suffix, max_tokens=12, cache_key="a")
+    cold = engine.generate(GenerationRequest(**a))
+    slot, costs = engine.pool.slots[0], engine.drafter.costs
+    held, free, measured = held_positions(engine, slot), list(runner._free), costs.remeasured
+    assert engine.run_idle_work(lambda: False) == REMEASURE_SPACING * 2 ** measured
+    assert costs.remeasured == measured + 1 and runner._free == free
+    assert held_positions(engine, slot) == held == len(slot.ids)
+    warm = engine.generate(GenerationRequest(**a))
+    assert warm.token_ids == cold.token_ids and warm.stats.cached_tokens == warm.stats.prompt_tokens - 1
+    engine.generate(GenerationRequest(prompt=b_prefix, suffix=b_suffix, max_tokens=4, cache_key="b"))
+    assert engine.run_idle_work(lambda: False) == REMEASURE_SPACING and costs.remeasured == measured + 1
+    assert held_positions(engine, slot) == len(slot.ids)
 
 
 def test_other_files_go_in_smollm2s_repository_layout_and_are_cut_first(engine):
@@ -269,17 +291,25 @@ def test_a_load_probe_that_fails_leaves_passes_on_the_step_threads(engine):
 def test_the_drafter_prices_each_pass_by_the_threads_it_will_run_on(tmp_path, monkeypatch):
     from specd.daemon.models import loading
 
+    from specd.daemon.engine.draft_policy import PassCosts
+
     monkeypatch.setenv("SPECD_HOME", str(embedded_home(tmp_path)))
     tables = {1: [1.0, 1.8, 2.5], 2: [1.0, 1.5, 1.9]}
-    monkeypatch.setattr(loading, "pass_cost_tables", lambda runner, passes, filled, progress: tables)
+
+    def measured(runner, passes, filled, progress):
+        costs = PassCosts(runner, passes)
+        costs.fastest = {threads: [0.01 * c for c in table] for threads, table in tables.items()}
+        return costs
+
+    monkeypatch.setattr(loading, "pass_cost_tables", measured)
     engine = load_engine(EngineConfig(verifier="smollm2-135m", backend="llamacpp", cache_slots=1, max_context=512,
                                       max_draft_tokens=2), progress=lambda message: None)
     runner = engine.verifier
     runner.batch_threads, runner.busy_batch_threads = 2, 1
     runner.load = _Load(0.0)
-    assert engine.drafter.costs() == tables[2]
+    assert engine.drafter.costs() == pytest.approx(tables[2])
     runner.load = _Load(1.0)
-    assert engine.drafter.costs() == tables[1]
+    assert engine.drafter.costs() == pytest.approx(tables[1])
 
 
 class _TimedRunner:
@@ -311,10 +341,17 @@ def test_idle_cores_are_dropped_only_if_passes_on_them_measured_no_cheaper_while
 
     runner = _TimedRunner((1, 2), idle_now)
     measured = {1: [1.0, 1.8, 3.9], 2: [1.0, 1.5, two_thread_cost]}
-    monkeypatch.setattr(draft_policy, "measure_pass_costs", lambda r, n, filled: measured[r.pinned[-1]])
+
+    def measure(costs, threads, filled, rounds=5, interrupted=None):
+        runner.pin_pass_threads(threads)
+        costs.fastest[threads] = [0.01 * c for c in measured[threads]]
+        runner.pin_pass_threads(None)
+        return True
+
+    monkeypatch.setattr(draft_policy.PassCosts, "measure", measure)
     messages = []
-    tables = pass_cost_tables(runner, 3, None, messages.append)
-    assert tuple(tables) == kept and runner.pinned == [1, 2, None]
+    tables = pass_cost_tables(runner, 3, None, messages.append).tables
+    assert tuple(tables) == kept and runner.pinned == [1, None, 2, None]
     assert runner.fixed == (1 if kept == (1,) else None)
     assert any("on 2 thread(s)" in m for m in messages)
 

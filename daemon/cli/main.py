@@ -274,6 +274,10 @@ def _describe(report: dict) -> str:
         backend = f" on {models['backend']}{dtype}" if models.get("backend") else ""
         lines.append(f"verifier: {models.get('verifier')}{backend}, drafter: {models.get('drafter') or 'none'} "
                      f"({models.get('draft_strategy')}), memory: {memory_text}")
+        if models.get("pass_costs"):
+            lines.append("pass costs, relative to one token: " + "; ".join(
+                f"{threads} thread(s) " + " ".join(f"{c:.2f}" for c in costs)
+                for threads, costs in models["pass_costs"].items()))
     elif report.get("load_error"):
         lines.append(f"models failed to load: {report['load_error']}")
     else:

@@ -137,7 +137,7 @@ def test_pass_costs_are_measured_again_while_idle_in_a_free_sequence_only(llama)
     (a_prefix, a_suffix), (b_prefix, b_suffix) = json_decoder_prompts()[:2]
     a = dict(prompt=a_prefix, suffix=a_suffix, max_tokens=12, cache_key="a")
     cold = engine.generate(GenerationRequest(**a))
-    slot, costs = engine.pool.slots[0], engine.drafter.costs
+    slot, costs = engine.pool.slots[0], engine.idle_work[0].__self__  # the engine's PassCosts
     held, free, measured = held_positions(engine, slot), list(runner._free), costs.remeasured
     assert engine.run_idle_work(lambda: False) == REMEASURE_SPACING * 2 ** measured
     assert costs.remeasured == measured + 1 and runner._free == free
@@ -147,6 +147,24 @@ def test_pass_costs_are_measured_again_while_idle_in_a_free_sequence_only(llama)
     engine.generate(GenerationRequest(prompt=b_prefix, suffix=b_suffix, max_tokens=4, cache_key="b"))
     assert engine.run_idle_work(lambda: False) == REMEASURE_SPACING and costs.remeasured == measured + 1
     assert held_positions(engine, slot) == len(slot.ids)
+
+
+def test_specd_status_shows_the_pass_costs_drafts_are_priced_by(llama):
+    from specd.daemon.cli.main import _describe
+    from specd.daemon.engine.drafters.cost_aware import CostAwareDrafter
+
+    costs, saved = llama.idle_work[0].__self__, llama.drafter
+    llama.drafter = CostAwareDrafter(NgramDrafter(), costs)
+    try:
+        info = llama.info()
+    finally:
+        llama.drafter = saved
+    assert set(info["pass_costs"]) == set(llama.verifier.pass_thread_choices)
+    assert all(table[0] == 1.0 and table == sorted(table) for table in info["pass_costs"].values())
+    report = {"running": True, "url": "u", "pid": 1, "responding": True, "state": "ready", "token_file": "t",
+              "log_file": "l", "models": info}
+    threads, table = next(iter(info["pass_costs"].items()))
+    assert f"pass costs, relative to one token: {threads} thread(s) 1.00 {table[1]:.2f}" in _describe(report)
 
 
 def test_other_files_go_in_smollm2s_repository_layout_and_are_cut_first(engine):

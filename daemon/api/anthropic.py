@@ -176,9 +176,11 @@ class MessageShape(Shape):
     def __init__(self, rid: str, model: str, speculative: dict | None = None, tools: bool = False,
                  forced_tool: bool = False) -> None:
         super().__init__(rid, model, speculative)
-        self.parser = tool_calls.ToolCallParser() if tools else None
-        # A forced tool call (tool_choice any/tool): the whole answer is the call's JSON, without the tags
+        self.parser = tool_calls.ToolCallParser() if tools and not forced_tool else None
+        # A forced tool call (tool_choice any/tool): the whole answer is the call's JSON, without the tags; a
+        # stream holds it back until it is whole (`forced_text`)
         self.forced_tool = forced_tool
+        self.forced_text = ""
         self.index = -1  # the current block's index
         self.text_open = False
         self.pending = ""  # whitespace not yet in a block
@@ -188,7 +190,7 @@ class MessageShape(Shape):
 
     def body(self, text: str, finish_reason: str, stats: dict) -> dict:
         if self.forced_tool:
-            pieces = _untagged(tool_calls.split(tool_calls.OPEN + text + tool_calls.CLOSE))
+            pieces = _forced_pieces(text)
         else:
             pieces = tool_calls.split(text) if self.parser is not None else [text]
         content = [self._tool_use(p) if isinstance(p, tool_calls.ToolCall) else {"type": "text", "text": p}
@@ -227,8 +229,6 @@ class MessageShape(Shape):
     done = b""
 
     def stream_start(self) -> list[dict]:
-        if self.forced_tool:
-            self.parser.feed(tool_calls.OPEN)  # nothing settles before the call's closing tag
         message = {"id": self.rid, "type": "message", "role": "assistant", "model": self.model, "content": [],
                    "stop_reason": None, "stop_sequence": None,
                    # the prompt is counted on the worker; message_delta carries the counts (cumulative)
@@ -237,11 +237,14 @@ class MessageShape(Shape):
         return [{"type": "message_start", "message": message}, {"type": "ping"}]
 
     def delta(self, text: str) -> list[dict]:
+        if self.forced_tool:  # nothing settles before the call's JSON is whole
+            self.forced_text += text
+            return []
         return self._events(self.parser.feed(text) if self.parser is not None else [text])
 
     def stream_end(self, finish_reason: str, stats: dict) -> list[dict]:
         if self.forced_tool:
-            events = self._events(_untagged(self.parser.feed(tool_calls.CLOSE) + self.parser.finish()))
+            events = self._events(_forced_pieces(self.forced_text))
         else:
             events = self._events(self.parser.finish() if self.parser is not None else [])
         if self.index < 0:  # no block yet: the answer is its whitespace (or nothing) as one text block
@@ -284,7 +287,9 @@ class MessageShape(Shape):
         return {"type": "content_block_delta", "index": self.index, "delta": {"type": "text_delta", "text": text}}
 
 
-def _untagged(pieces: list) -> list:
-    """A forced call cut short (max_tokens) does not parse: its text without the tags the door put around it."""
-    return [p[len(tool_calls.OPEN):-len(tool_calls.CLOSE)] if isinstance(p, str) and p.startswith(tool_calls.OPEN)
-            and p.endswith(tool_calls.CLOSE) else p for p in pieces]
+def _forced_pieces(text: str) -> list:
+    """A forced call's answer: the call's JSON alone (no tags), parsed whole, as one piece. It is not searched for
+    the closing tag: a string in the arguments may hold `</tool_call>` (an open input_schema allows any property
+    and any string). A call cut short (max_tokens) does not parse: its text."""
+    call = tool_calls.parse_call(text)
+    return [call if call is not None else text]

@@ -137,9 +137,10 @@ def resolve_model(spec: str, progress=print) -> str:
     return hub_model(spec, progress)
 
 
-def hub_model(spec: str, progress=print) -> str:
+def hub_model(spec: str, progress=print, marker: str = "config.json") -> str:
     """A hub id as `from_pretrained` should get it: the id itself (huggingface_hub downloads it, or checks its cached
-    copy, with its own progress bars), or its cached snapshot folder when the hub does not answer. Raises
+    copy, with its own progress bars), or its cached snapshot folder (one holding `marker`) when the hub does not
+    answer. Raises
     HubUnreachableError, after at most HUB_PROBE_TIMEOUT_S, when the hub does not answer and nothing is cached.
     With HF_HUB_OFFLINE set, the id itself: huggingface_hub then reads only its cache."""
     from huggingface_hub import constants, try_to_load_from_cache
@@ -149,7 +150,7 @@ def hub_model(spec: str, progress=print) -> str:
     reason = _unreachable(constants.ENDPOINT)
     if reason is None:
         return spec
-    cached = try_to_load_from_cache(spec, "config.json")
+    cached = try_to_load_from_cache(spec, marker)
     if isinstance(cached, str):
         progress(f"the model hub at {constants.ENDPOINT} does not answer ({reason}); loading {spec} from the cache")
         return str(Path(cached).parent)

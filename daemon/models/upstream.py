@@ -28,7 +28,7 @@ import aiohttp
 from specd.daemon.config.upstream import DEFAULT_TIMEOUT
 from specd.daemon.engine.remote import RemoteEngine
 from specd.daemon.engine.upstream_call import Piece, UpstreamCall, UpstreamError
-from .loading import gguf_file, gguf_tokenizer
+from .loading import gguf_file, gguf_tokenizer, hub_model
 from .upstream_wire import WireError, error_message, read_event, request_body, speculative_totals
 
 log = logging.getLogger("specd.upstream")
@@ -201,7 +201,7 @@ def load_tokenizer(spec: str, progress=print):
     if path.is_absolute() or spec.startswith((".", "~")) or spec.count("/") != 1:
         raise FileNotFoundError(f"upstream tokenizer not found: {spec!r} (a hub id, a folder, a tokenizer.json, a "
                                 ".gguf or an embedded name)")
-    return AutoTokenizer.from_pretrained(spec)  # a hub id
+    return AutoTokenizer.from_pretrained(hub_model(spec, progress, marker="tokenizer_config.json"))  # a hub id
 
 
 def load_upstream_engine(upstream: dict, config, progress=print) -> RemoteEngine:

@@ -105,9 +105,16 @@ def test_a_bad_response_format_is_a_400_naming_it(daemon, body, named):
 
 WEATHER = {"type": "object", "additionalProperties": False, "required": ["city", "unit"],
            "properties": {"city": {"type": "string", "maxLength": 10}, "unit": {"enum": ["celsius", "fahrenheit"]}}}
+# Both input schemas are closed (additionalProperties false) and their strings short, so every call they allow is
+# under 200 tokens (at most ~190 bytes: 10 characters of up to 12 bytes each, escaped, and the rest) and a sampled
+# answer always ends before max_tokens. An open schema allows calls of any length: a random model sampled at
+# temperature 1 wandered into extra properties of `get_time` and was cut by max_tokens 200 in about 1 of 150 calls
+# (a text block, rightly: test_anthropic_forced_tool_cut_short_is_text_without_tags), and the Anthropic door takes
+# no seed, so the forcing test below failed now and then.
 TOOLS = [{"name": "get_weather", "description": "Weather in a city", "input_schema": WEATHER},
          {"name": "get_time", "description": "Time in a zone", "input_schema": {
-             "type": "object", "properties": {"zone": {"type": "string", "maxLength": 8}}, "required": ["zone"]}}]
+             "type": "object", "additionalProperties": False, "required": ["zone"],
+             "properties": {"zone": {"type": "string", "maxLength": 8}}}}]
 
 
 def anthropic(daemon, body, stream=False):
@@ -139,7 +146,7 @@ def test_anthropic_tool_choice_forces_a_tool_use_block(daemon, choice, names):
         answer = anthropic(daemon, {**body, "temperature": temperature})
         assert answer.status == 200, answer.body
         (block,) = answer.body["content"]
-        assert block["type"] == "tool_use" and block["name"] in names
+        assert block["type"] == "tool_use" and block["name"] in names, answer.body
         schema = {t["name"]: t["input_schema"] for t in TOOLS}[block["name"]]
         jsonschema.validate(block["input"], schema)
         assert answer.body["stop_reason"] == "tool_use"
@@ -159,6 +166,31 @@ def test_anthropic_forced_tool_cut_short_is_text_without_tags(daemon):
         text = answer_text(answer)
         assert text.startswith('{"name": ') and "<tool_call>" not in text and answer.status == 200
     assert answer.events[-2]["delta"]["stop_reason"] == "max_tokens"
+
+
+@pytest.mark.parametrize("arguments", [
+    {"zone": "z", "note": "</tool_call>"}, {"zone": "z", "note": "<tool_call>{}</tool_call> and more"},
+    {"zone": "a<b>\"c\\", "note": "line\nnext \u00e9 \U0001f600"}])
+@pytest.mark.parametrize("ascii_only", [True, False])
+def test_a_forced_call_is_parsed_whole_whatever_its_strings_hold(arguments, ascii_only):
+    """A forced call's answer is the call's JSON alone; a string in it that holds the tags (an open input_schema
+    allows any string) must not end the call early. Whole and streamed, split anywhere, give one tool_use block."""
+    from specd.daemon.api.anthropic import MessageShape
+
+    text = json.dumps({"name": "get_time", "arguments": arguments}, ensure_ascii=ascii_only)
+    whole = MessageShape("msg_1", "specd", tools=True, forced_tool=True).body(text, "stop", {})
+    assert [(b["type"], b.get("input")) for b in whole["content"]] == [("tool_use", arguments)]
+    assert whole["stop_reason"] == "tool_use"
+    for step in (1, 7):
+        shape = MessageShape("msg_1", "specd", tools=True, forced_tool=True)
+        events = shape.stream_start()
+        for start in range(0, len(text), step):
+            events += shape.delta(text[start:start + step])
+        events += shape.stream_end("stop", {})
+        starts = [e["content_block"] for e in events if e["type"] == "content_block_start"]
+        (delta,) = [e["delta"] for e in events if e["type"] == "content_block_delta"]
+        assert [b["type"] for b in starts] == ["tool_use"] and json.loads(delta["partial_json"]) == arguments
+        assert events[-2]["delta"]["stop_reason"] == "tool_use"
 
 
 def test_anthropic_forcing_an_unknown_tool_is_a_400(daemon):

@@ -27,6 +27,8 @@ ROUNDS = 5  # timed passes of each length per measurement
 REMEASURES = 4  # measurements while the daemon is idle, after the one at load
 REMEASURE_SPACING = 60.0  # seconds between the first two of them; the wait doubles after each
 REPORTED_CHANGE = 0.05
+PREFILL_CHUNK = 64  # a measurement's prefill stops between chunks for a request
+MIN_THREAD_GAIN = 1.2  # llama.cpp passes on idle cores must be this much cheaper to be worth the risk of a stall
 MIN_GAIN = 1.1  # a draft must promise this many times a plain step's tokens per cost: s_i is an estimate, and
 # proposing and scoring drafts costs time a plain step does not spend (bench: 0.95x plain without the margin)
 
@@ -91,11 +93,15 @@ class PassCosts:
     passes over several tokens may run on (`pass_thread_choices`), from the fastest pass over each length seen so
     far (`time_passes`). Measured at load, and again while the daemon has nothing else to do (`remeasure`, called
     by the scheduler), so a table measured while other programs kept the cores busy (in one trial 1.00 2.76 17.85
-    ... 146.67: drafting off) is corrected once they leave them idle, without a restart. Called, it gives the table
-    of the next pass: `costs()[n - 1]` = c(n) on the threads that pass will run on."""
+    ... 146.67: drafting off) is corrected once they leave them idle, without a restart. Passes on more threads
+    than the fewest are measured only while other programs leave the cores idle (`runner.pass_threads()` gives
+    that count): on busy cores each of them stalls on thread barriers (1.4 s instead of 30 ms in a trial, a minute
+    of loading), and that is the count's table only when the cores are idle. Until then they are priced as on the
+    fewest threads, which overprices them (drafts less). Called, it gives the table of the next pass:
+    `costs()[n - 1]` = c(n) on the threads that pass will run on."""
 
     def __init__(self, runner, max_tokens: int, report: Callable[[str], None] = lambda message: None) -> None:
-        """`report`: told the tables when a measurement while idle changed one by more than REPORTED_CHANGE."""
+        """`report`: told what changed a table or the thread counts after load."""
         self.runner = runner
         self.report = report
         self.fastest = {threads: [math.inf] * max_tokens for threads in runner.pass_thread_choices}
@@ -110,36 +116,58 @@ class PassCosts:
         finally:
             self.runner.pin_pass_threads(None)
 
+    def measure_now(self, filled, interrupted: Callable[[], bool] = lambda: False) -> bool:
+        """Measure the fewest threads' table, and the others' while the cores are idle (above); then keep passes
+        on the fewest threads if, measured on idle cores, the most made the longest pass less than MIN_THREAD_GAIN
+        times cheaper (hyperthreads sharing a core's units). Returns whether every table was measured."""
+        fewest, most = min(self.fastest), max(self.fastest)
+        complete = True
+        for threads in sorted(self.fastest):
+            if threads != fewest and self.runner.pass_threads() != threads:
+                complete = False
+                continue
+            if not self.measure(threads, filled, interrupted=interrupted):
+                return False
+        if most != fewest and self.measured(most) and self.table(most)[-1] * MIN_THREAD_GAIN > self.table(fewest)[-1]:
+            self.report(f"note: passes on {most} threads ({' '.join(f'{c:.2f}' for c in self.table(most))}) were not "
+                        f"{MIN_THREAD_GAIN}x cheaper than on {fewest}: they stay on {fewest}")
+            self.runner.fix_pass_threads(fewest)
+            self.fastest = {fewest: self.fastest[fewest]}
+        return complete
+
+    def measured(self, threads: int) -> bool:
+        return math.isfinite(self.fastest[threads][0])
+
     def table(self, threads: int) -> list[float]:
-        return relative_costs(self.fastest[threads])
+        """c(1..n) on `threads`; the fewest threads' table while this count has not been measured."""
+        return relative_costs(self.fastest[threads if self.measured(threads) else min(self.fastest)])
 
     @property
     def tables(self) -> dict[int, list[float]]:
         return {threads: self.table(threads) for threads in self.fastest}
 
-    def keep_only(self, threads: int) -> None:
-        """Drop the other thread counts' tables (the runner no longer runs passes on them)."""
-        self.fastest = {threads: self.fastest[threads]}
-
     def __call__(self) -> list[float]:
         return self.table(self.runner.pass_threads())
 
     def remeasure(self, interrupted: Callable[[], bool]) -> float | None:
-        """Idle work: measure every table once more in a free sequence, stopping as soon as `interrupted()`.
-        Returns the seconds to wait before the next measurement (REMEASURE_SPACING after one that was interrupted
-        or found no free sequence, doubling after each complete one), or None after REMEASURES complete ones."""
+        """Idle work: measure every table once more in a free sequence while the cores are idle, stopping as soon
+        as `interrupted()`. Returns the seconds to wait before the next measurement (REMEASURE_SPACING after one
+        that was interrupted, found the cores busy or no free sequence, doubling after each complete one), or None
+        after REMEASURES complete ones."""
         if self.remeasured >= REMEASURES:
             return None
+        if self.runner.pass_threads() != max(self.fastest):  # other programs are busy: measuring now is wasted
+            return REMEASURE_SPACING
         try:
-            filled = filled_cache(self.runner, PROBE_CONTEXT, len(next(iter(self.fastest.values()))))
+            filled = filled_cache(self.runner, PROBE_CONTEXT, len(next(iter(self.fastest.values()))), interrupted)
         except RuntimeError:  # every sequence holds a document
             return REMEASURE_SPACING
         before = self.tables
-        if not all(self.measure(threads, filled, interrupted=interrupted) for threads in list(self.fastest)):
+        if filled is None or not self.measure_now(filled, interrupted):
             return REMEASURE_SPACING
         self.remeasured += 1
-        if any(abs(new / old - 1) > REPORTED_CHANGE for threads, table in self.tables.items()
-               for new, old in zip(table, before[threads])):
+        if any(abs(new / before[threads][n] - 1) > REPORTED_CHANGE
+               for threads, table in self.tables.items() for n, new in enumerate(table)):
             self.report(f"llama.cpp pass costs measured again while idle, relative to one token: {self.describe()}")
         return REMEASURE_SPACING * 2 ** (self.remeasured - 1) if self.remeasured < REMEASURES else None
 
@@ -165,9 +193,13 @@ def longest_consistent_pass(runner, max_tokens: int, context: int = PROBE_CONTEX
     return max_tokens
 
 
-def filled_cache(runner, context: int, max_tokens: int):
-    """A new cache holding `context` filler tokens, and the filler (ids every vocabulary has) to go on with."""
+def filled_cache(runner, context: int, max_tokens: int, interrupted: Callable[[], bool] | None = None):
+    """A new cache holding `context` filler tokens, and the filler (ids every vocabulary has) to go on with; None
+    when `interrupted()` before the prefill's next chunk of PREFILL_CHUNK tokens."""
     cache = runner.new_cache()
     filler = [(i * 31) % 200 + 10 for i in range(context + max_tokens)]
-    runner.forward(filler[:context], cache, last_only=True)
+    for start in range(0, context, PREFILL_CHUNK):
+        if interrupted is not None and interrupted():
+            return None
+        runner.forward(filler[start : min(start + PREFILL_CHUNK, context)], cache, last_only=True)
     return cache, filler

@@ -28,7 +28,6 @@ from specd.daemon.config.settings import DRAFT_STRATEGIES
 from .backend import choose_backend
 from .tokenizer_compat import check_compatible, shared_vocab_size
 
-MIN_THREAD_GAIN = 1.2  # llama.cpp passes on idle cores must be this much cheaper to be worth the risk of a stall
 # A hub that answers does so well within this; one that does not would cost huggingface_hub's five retries per
 # file (about 50 s) before the load fails.
 HUB_PROBE_TIMEOUT_S = 3.0
@@ -295,26 +294,18 @@ def quantized_drafter(config, gguf: Path, verifier: ModelRunner, progress=print)
 
 def pass_cost_tables(verifier, passes: int, filled, progress=print):
     """The PassCosts (draft_policy.py) of passes over 1..`passes` tokens for each thread count `verifier` (a
-    LlamaCppRunner) may run them on, measured now. Auto threads keep their idle-core mode unless, measured while
-    the cores were idle, it made the longest pass less than MIN_THREAD_GAIN times cheaper (hyperthreads sharing a
-    core's units)."""
+    LlamaCppRunner) may run them on, measured now as far as other programs let (PassCosts.measure_now)."""
     from specd.daemon.engine.draft_policy import PassCosts
 
     costs = PassCosts(verifier, passes, report=progress)
-    for threads in verifier.pass_thread_choices:
-        costs.measure(threads, filled)
-        progress(f"llama.cpp pass costs on {threads} thread(s), relative to one token: "
-                 + " ".join(f"{c:.2f}" for c in costs.table(threads)))
-    fewest, most = min(costs.fastest), max(costs.fastest)
-    if most != fewest and costs.table(most)[-1] * MIN_THREAD_GAIN > costs.table(fewest)[-1]:
-        if verifier.pass_threads() == most:  # measured on idle cores: a lasting property (hyperthreads)
-            progress(f"note: passes on {most} threads were not {MIN_THREAD_GAIN}x cheaper than on {fewest}: "
-                     f"they stay on {fewest}")
-            verifier.fix_pass_threads(fewest)
-            costs.keep_only(fewest)
-        else:  # other programs were busy: the table for idle cores overprices them until measured again while idle
-            progress(f"note: other programs kept the cores busy while passes on {most} threads were measured; "
-                     "they are measured again while specd is idle")
+    costs.measure_now(filled)
+    for threads in costs.fastest:
+        if costs.measured(threads):
+            progress(f"llama.cpp pass costs on {threads} thread(s), relative to one token: "
+                     + " ".join(f"{c:.2f}" for c in costs.table(threads)))
+        else:
+            progress(f"note: other programs keep the cores busy: passes on {threads} threads are priced as on "
+                     f"{min(costs.fastest)} until measured while specd is idle")
     return costs
 
 

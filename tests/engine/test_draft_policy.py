@@ -221,8 +221,8 @@ class _ClockedRunner:
         self.costs, self.step, self.clock = costs, step, 0.0
         self.burst, self.burst_passes, self.burst_sizes = 0.0, 0, None
         self.passes, self.free, self.pinned = 0, sequences, []
-        self.pass_thread_choices = (1,)
-        self.interrupt_after = None
+        self.pass_thread_choices, self.idle_threads, self.threads_costs = (1,), 1, {}
+        self.fixed = None
 
     def new_cache(self):
         if not self.free:
@@ -232,7 +232,8 @@ class _ClockedRunner:
 
     def forward(self, ids, cache, last_only=False):
         n = len(ids)
-        self.clock += self.step * self.costs[min(n, len(self.costs)) - 1]
+        costs = self.threads_costs.get(self.pinned[-1] if self.pinned else None, self.costs)
+        self.clock += self.step * costs[min(n, len(costs)) - 1]
         if self.burst_passes and (self.burst_sizes is None or n in self.burst_sizes):
             self.clock += self.burst
             self.burst_passes -= 1
@@ -244,7 +245,11 @@ class _ClockedRunner:
         self.pinned.append(threads)
 
     def pass_threads(self):
-        return 1
+        """The most threads while other programs leave the cores idle (`idle_threads`), else one."""
+        return max(self.pass_thread_choices) if self.idle_threads == max(self.pass_thread_choices) else 1
+
+    def fix_pass_threads(self, threads):
+        self.fixed, self.pass_thread_choices = threads, (threads,)
 
 
 @pytest.fixture
@@ -281,15 +286,15 @@ def test_costs_measured_while_busy_are_corrected_by_a_measurement_while_idle(clo
 
 
 def test_a_remeasure_stops_before_the_next_pass_once_a_request_waits(clocked):
-    from specd.daemon.engine.draft_policy import PROBE_CONTEXT, REMEASURE_SPACING, PassCosts, filled_cache
+    from specd.daemon.engine.draft_policy import PREFILL_CHUNK, PROBE_CONTEXT, REMEASURE_SPACING, PassCosts, filled_cache
 
     costs = PassCosts(clocked, 4)
     costs.measure(1, filled_cache(clocked, PROBE_CONTEXT, 4))
     clocked.free = 1
     before = clocked.passes
-    waiting = iter([False, False, False, True])
+    waiting = iter([False] * (PROBE_CONTEXT // PREFILL_CHUNK + 3) + [True])
     assert costs.remeasure(lambda: next(waiting)) == REMEASURE_SPACING  # not counted: measured again later
-    assert clocked.passes - before == 1 + 3  # the prefill of the probe's sequence, then three passes
+    assert clocked.passes - before == PROBE_CONTEXT // PREFILL_CHUNK + 3  # the probe's prefill, then three passes
     assert costs.remeasured == 0 and clocked.pinned[-1] is None
 
 
@@ -304,3 +309,36 @@ def test_remeasures_wait_for_a_free_sequence_and_end_after_REMEASURES(clocked):
     clocked.free = REMEASURES
     waits = [costs.remeasure(lambda: False) for _ in range(REMEASURES + 1)]
     assert waits == [REMEASURE_SPACING * 2**i for i in range(REMEASURES - 1)] + [None, None]
+
+
+@pytest.mark.parametrize("two_thread_costs, kept", [([1.0, 1.5, 1.9, 2.2], (1, 2)), ([1.0, 1.8, 2.4, 2.9], (1,))])
+def test_passes_on_more_threads_are_measured_only_while_other_programs_leave_the_cores_idle(clocked, two_thread_costs,
+                                                                                          kept):
+    """On busy cores every pass on two threads stalls on thread barriers (a minute of loading in a trial), and the
+    table would hold only until the cores are idle again: it waits for them, priced as on one thread meanwhile;
+    measured then, the hyperthread rule applies as at load."""
+    from specd.daemon.engine.draft_policy import PROBE_CONTEXT, REMEASURE_SPACING, PassCosts, filled_cache
+
+    clocked.pass_thread_choices, clocked.idle_threads, clocked.free = (1, 2), 1, 3
+    clocked.threads_costs = {2: two_thread_costs}
+    costs = PassCosts(clocked, 4)
+    assert costs.measure_now(filled_cache(clocked, PROBE_CONTEXT, 4)) is False
+    assert clocked.pinned == [1, None] and costs.tables == {1: pytest.approx([1.0, 1.8, 2.4, 3.0])} | {
+        2: pytest.approx([1.0, 1.8, 2.4, 3.0])}
+    before = clocked.passes
+    assert costs.remeasure(lambda: False) == REMEASURE_SPACING and clocked.passes == before  # still busy: no pass
+    clocked.idle_threads = 2
+    assert costs.remeasure(lambda: False) == REMEASURE_SPACING and costs.remeasured == 1
+    assert tuple(costs.tables) == kept and clocked.fixed == (1 if kept == (1,) else None)
+    assert costs.table(kept[-1]) == pytest.approx(two_thread_costs if kept == (1, 2) else [1.0, 1.8, 2.4, 3.0])
+
+
+def test_a_remeasure_stops_during_its_prefill_once_a_request_waits(clocked):
+    from specd.daemon.engine.draft_policy import PROBE_CONTEXT, REMEASURE_SPACING, PassCosts, filled_cache
+
+    costs = PassCosts(clocked, 4)
+    costs.measure(1, filled_cache(clocked, PROBE_CONTEXT, 4))
+    clocked.free, before = 1, clocked.passes
+    waiting = iter([False, True])
+    assert costs.remeasure(lambda: next(waiting)) == REMEASURE_SPACING
+    assert clocked.passes - before == 1  # one chunk of the prefill

@@ -69,6 +69,8 @@ def errors_and_metrics(metrics: Metrics):
         except (ConnectionResetError, asyncio.CancelledError):
             metrics.count_request(request.method, _route(request), 499)  # client went away
             metrics.count_door(door.name if door else "none", 499)
+            log.info("%s %s -> client went away after %.0f ms", request.method, request.path,
+                     (time.monotonic() - started) * 1000)
             raise
         except Exception:  # noqa: BLE001 - one broken request must not take the daemon down
             log.exception("internal error on %s %s", request.method, request.path)

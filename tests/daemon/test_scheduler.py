@@ -121,7 +121,8 @@ async def test_deadline_answers_the_text_so_far_as_cut_and_frees_the_worker():
             assert (await response.json())["choices"][0]["text"] == "t0 t1 "
 
 
-async def test_client_disconnect_cancels_a_streaming_request():
+async def test_client_disconnect_cancels_a_streaming_request(caplog):
+    caplog.set_level("INFO", logger="specd.server")
     async with fake_daemon(hold=True) as d, aiohttp.ClientSession(headers=d.auth) as s:
         body = {"prompt": "x", "max_tokens": 50, "stream": True}
         response = await s.post(d.url + "/v1/completions", json=body)
@@ -131,6 +132,8 @@ async def test_client_disconnect_cancels_a_streaming_request():
         assert d.engine.finished == ["cancelled"]
         await until(lambda: d.scheduler.idle)
         assert 'specd_cancelled_total{reason="disconnect"} 1' in d.scheduler.metrics.render()
+        # a line in `specd logs` (the handler logs it as the cancellation unwinds it)
+        await asyncio.wait_for(until(lambda: "POST /v1/completions -> client went away" in caplog.text), 10)
 
 
 async def test_client_disconnect_cancels_a_plain_request():

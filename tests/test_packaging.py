@@ -17,7 +17,10 @@ def test_wheel_installs_only_under_specd(tmp_path):
     assert top_level == {"specd", wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1] + ".dist-info"}
     assert "specd/__init__.py" not in names  # a namespace: nothing else may claim `specd`
     for module in ("specd/daemon/engine/loop.py", "specd/daemon/cli/main.py", "specd/daemon/api/openai.py", "specd/lsp/server.py",
-                   "specd/editor_configs/zed/settings.json", "specd/editor_configs/neovim/specd.lua"):
+                   "specd/editor_configs/zed/settings.json", "specd/editor_configs/neovim/specd.lua",
+                   # what `specd config vscode` says to copy and build (editor_config.vscode_install_note)
+                   "specd/editor_configs/vscode/README.md", "specd/editor_configs/vscode/package.json",
+                   "specd/editor_configs/vscode/package-lock.json", "specd/editor_configs/vscode/src/extension.ts"):
         assert module in names
     assert not any("node_modules" in n for n in names)
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()

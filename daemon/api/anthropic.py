@@ -8,8 +8,8 @@ message_start, content_block_start, content_block_delta…, content_block_stop, 
 .../models-get (ModelInfo: SDK `types/model_info.py`; the list page: `pagination.py` SyncPage).
 Routes match on the path alone: Claude Code posts to `/v1/messages?beta=true`. The token comes as `x-api-key`
 (SDK 0.x/1.x, ANTHROPIC_API_KEY) or `Authorization: Bearer` (SDK 2.x, ANTHROPIC_AUTH_TOKEN); security.py takes both.
-The request is translated by anthropic_schema.py onto the chat path; tool calls in the model's text are cut out
-by tool_calls.py.
+The request is translated by anthropic_schema.py onto the chat path (a final assistant message is a prefill the
+answer continues); tool calls in the model's text are cut out by tool_calls.py.
 """
 
 from __future__ import annotations
@@ -75,7 +75,9 @@ def refuse_model(ctx: Context, requested: str) -> web.Response | None:
 
 def build(ctx: Context, parsed: MessagesRequest):
     def on_worker(engine: Any) -> Any:  # the chat template needs the loaded tokenizer
-        prompt = engine.apply_chat_template(parsed.messages, tools=parsed.tools)
+        # a prefill: the answer continues the final assistant message (its turn is left open)
+        prompt = engine.apply_chat_template(parsed.messages, tools=parsed.tools,
+                                            continue_final=parsed.prefill is not None)
         return generation_request(ctx, parsed.params, prompt=prompt)
 
     return on_worker

@@ -14,6 +14,12 @@ What reaches the template:
   a plain string on the next turn render the same text (and reuse the same cached prefix).
 - `tool_use` blocks become the assistant's `tool_calls`, `tool_result` blocks `role: "tool"` messages, and `tools`
   OpenAI's function form, as Hugging Face chat templates read them; `thinking` blocks are dropped.
+- A final assistant message with text is a prefill (docs.claude.com/en/docs/prefill-claudes-response): the answer
+  continues it, and holds the continuation only. As on Anthropic's API its text may not end with whitespace (400
+  "messages: final assistant content cannot end with trailing whitespace"); an empty one (or one of thinking blocks
+  alone) is no prefill and is dropped; one with `tool_use` blocks is a finished turn, as before. A prefill cannot
+  be combined with a forced tool call or `output_config.format` (400): both constrain the answer from its first
+  token, and the prefill's text would not be part of the call or the document.
 """
 
 from __future__ import annotations
@@ -42,6 +48,9 @@ class MessagesRequest:
     # tool_choice any/tool: the answer is one call, constrained to {"name", "arguments"} with the tool's
     # input_schema (params.json_schema), turned into a tool_use block by the door
     forced_tool: bool = False
+    # a final assistant message's text, which the answer continues (the chat template leaves that turn open);
+    # None when the conversation ends with a user turn
+    prefill: str | None = None
 
 
 def parse_messages_request(body: dict, count_only: bool = False) -> MessagesRequest:
@@ -61,6 +70,7 @@ def parse_messages_request(body: dict, count_only: bool = False) -> MessagesRequ
         params.stream = _bool(body, "stream", False)
     system = _system_text(body.get("system"))
     messages = _chat_messages(system, body.get("messages"))
+    prefill = _prefill(messages)
     tools = _tools(body.get("tools"), body.get("tool_choice"))
     for name in ("metadata", "thinking", "output_config", "context_management"):
         if body.get(name) is not None and not isinstance(body[name], dict):
@@ -71,7 +81,30 @@ def parse_messages_request(body: dict, count_only: bool = False) -> MessagesRequ
     call = forced_call_schema(tools, choice.get("name") if choice["type"] == "tool" else None) if forced else None
     if call is not None:
         params.json_schema = checked_json_schema(call, "tools[].input_schema")
-    return MessagesRequest(messages, tools, params, forced_tool=call is not None)
+    if prefill is not None and not count_only:
+        if call is not None:
+            raise BadRequest(f"a prefill (a final assistant message with text) cannot be combined with tool_choice "
+                             f"{choice['type']!r}: the forced tool call must start the answer", "messages")
+        if params.json_schema is not None:
+            raise BadRequest("a prefill (a final assistant message with text) cannot be combined with "
+                             "output_config.format: the answer must be a document of the schema from its start",
+                             "messages")
+    return MessagesRequest(messages, tools, params, forced_tool=call is not None, prefill=prefill)
+
+
+def _prefill(messages: list[dict]) -> str | None:
+    """The text a final assistant message puts in the model's mouth, else None. An empty final assistant message
+    (no text, or thinking blocks alone) is removed: the answer starts a new turn, as without it."""
+    last = messages[-1] if messages else None
+    if last is None or last["role"] != "assistant" or "tool_calls" in last:
+        return None
+    if not last["content"]:
+        if len(messages) > 1:
+            messages.pop()
+        return None
+    if last["content"] != last["content"].rstrip():
+        raise BadRequest("messages: final assistant content cannot end with trailing whitespace", "messages")
+    return last["content"]
 
 
 def _output_format(config: dict) -> dict | None:

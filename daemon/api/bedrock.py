@@ -13,7 +13,11 @@ reference (docs.aws.amazon.com/bedrock/latest/APIReference); ../shared/notes/api
   `guardrailConfig`, `performanceConfig`, `requestMetadata`, `cachePoint` and reasoning blocks are accepted and
   ignored; image,
   document, video and audio blocks are refused. Tool use and results in earlier turns go into the transcript as
-  JSON text. `usage.inputTokens` is the uncached part, `cacheReadInputTokens` specd's cached tokens; specd's
+  JSON text. A final assistant message with text is a prefill, as Claude on Bedrock reads one (Bedrock user guide,
+  "Anthropic Claude Messages API": the response continues immediately from that message's content): the answer
+  is the continuation only; its text may not end with whitespace, as on Anthropic's API (ValidationException), and
+  cannot be combined with a forced tool call; an empty one is dropped, one with toolUse/toolResult blocks is a
+  finished turn. `usage.inputTokens` is the uncached part, `cacheReadInputTokens` specd's cached tokens; specd's
   accounting is in `additionalModelResponseFields.specd` and the `x-specd-*` headers.
 - `POST /model/{modelId}/invoke` and `/invoke-with-response-stream`: specd's own body, a completion prompt as on
   `/v1/completions`: `{prompt, suffix?, max_tokens, temperature, top_p, stop, seed, speculativeDecoding:
@@ -89,7 +93,7 @@ async def converse(request: web.Request) -> web.StreamResponse:
     if (refused := check_model(ctx, request.match_info["model"])) is not None:
         return refused
     body = await read_body(request)
-    messages, params = parse_converse(body)
+    messages, params, prefill = parse_converse(body)
     params.stream = request.path.endswith("/converse-stream")
     knobs = speculative.parse(_object(body, "additionalModelRequestFields"), "additionalModelRequestFields.")
     report = speculative.apply(ctx, knobs, params)
@@ -97,10 +101,11 @@ async def converse(request: web.Request) -> web.StreamResponse:
     if ctx.settings.log_prompts:
         log.info("%s messages=%r", rid, messages)
     tools, params.json_schema = forced_tool(body)
+    if prefill and tools is not None:
+        raise BadRequest("a prefill (a final assistant message with text) cannot be combined with a forced tool "
+                         "call (toolConfig.toolChoice any or tool): the call must start the answer", "messages")
     shape = ConverseShape(rid, ctx.model_names()[0], speculative=report, forced_tool=tools is not None)
-    build = chat_request(ctx, params, messages) if tools is None else lambda engine: generation_request(
-        ctx, params, prompt=engine.apply_chat_template(messages, tools=tools))
-    return await generate(request, ctx, build, params, shape)
+    return await generate(request, ctx, chat_build(ctx, params, messages, tools, prefill), params, shape)
 
 
 async def invoke(request: web.Request) -> web.StreamResponse:
@@ -124,9 +129,9 @@ async def count_tokens(request: web.Request) -> web.Response:
         return refused
     query = _object(await read_body(request), "input")
     if isinstance(query.get("converse"), dict):
-        messages, params = parse_converse(query["converse"])
+        messages, params, prefill = parse_converse(query["converse"])
         params.max_tokens = 0
-        build = chat_request(ctx, params, messages)
+        build = chat_build(ctx, params, messages, None, prefill)
     elif isinstance(query.get("invokeModel"), dict) and isinstance(query["invokeModel"].get("body"), str):
         try:  # a blob: base64 in rest-json
             raw = base64.b64decode(query["invokeModel"]["body"], validate=True)
@@ -150,7 +155,17 @@ def parse_invoke(body: dict) -> CompletionParams:
     return params
 
 
-def parse_converse(body: dict) -> tuple[list[dict], CompletionParams]:
+def chat_build(ctx, params: CompletionParams, messages: list[dict], tools: list[dict] | None, prefill: bool):
+    """The chat request, built on the worker (the template needs the loaded tokenizer); with `prefill` the prompt
+    ends with the final assistant message's text, left open for the answer to continue."""
+    if tools is None and not prefill:
+        return chat_request(ctx, params, messages)
+    return lambda engine: generation_request(ctx, params, prompt=engine.apply_chat_template(
+        messages, tools=tools, continue_final=prefill))
+
+
+def parse_converse(body: dict) -> tuple[list[dict], CompletionParams, bool]:
+    """The chat messages, the parameters, and whether the final (assistant) message is a prefill to continue."""
     messages = []
     system = body.get("system")
     if system is not None:
@@ -170,6 +185,7 @@ def parse_converse(body: dict) -> tuple[list[dict], CompletionParams]:
         if not isinstance(content, list):
             raise _wrong(f"{where}.content", "an array of content blocks", content)
         messages.append({"role": message["role"], "content": blocks_text(content, f"{where}.content", "messages", TOOL_BLOCKS, MEDIA_BLOCKS)})
+    prefill = _prefill(messages, raw[-1])
     params = CompletionParams(prompt="", max_tokens=DEFAULT_MAX_TOKENS, token_healing=False)
     config = {f"inferenceConfig.{k}": v for k, v in _object(body, "inferenceConfig").items()}
     params.max_tokens = _int(config, "inferenceConfig.maxTokens", DEFAULT_MAX_TOKENS, low=1)
@@ -178,7 +194,22 @@ def parse_converse(body: dict) -> tuple[list[dict], CompletionParams]:
     if params.top_p == 0.0:
         raise BadRequest("'inferenceConfig.topP' must be > 0", "inferenceConfig")
     params.stop = _stop(config, "inferenceConfig.stopSequences")
-    return messages, params
+    return messages, params, prefill
+
+
+def _prefill(messages: list[dict], last: dict) -> bool:
+    """Whether the final message (`last` as sent) is an assistant's text for the answer to continue. An empty one
+    is dropped (the answer starts a new turn, as without it); one with tool blocks is a finished turn."""
+    if last["role"] != "assistant" or any(isinstance(b, dict) and set(b) & set(TOOL_BLOCKS) for b in last["content"]):
+        return False
+    text = messages[-1]["content"]
+    if not text:
+        if len(messages) > 1:
+            messages.pop()
+        return False
+    if text != text.rstrip():
+        raise BadRequest("messages: final assistant content cannot end with trailing whitespace", "messages")
+    return True
 
 
 def forced_tool(body: dict) -> tuple[list[dict] | None, dict | None]:

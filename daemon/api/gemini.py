@@ -11,7 +11,9 @@ cli-clients.md):
   `/{v1,v1beta1}/projects/{p}/locations/{l}/publishers/google/models/{model}:{method}` and express mode's
   `/{v1,v1beta1}/publishers/google/models/{model}:{method}`. `model` must name the served model (or `specd`).
 - Fields arrive camelCase or snake_case (protobuf JSON accepts both). Text parts are read; `thought` parts are
-  skipped; function calls and responses in earlier turns are written into the transcript as JSON text. `tools`,
+  skipped; function calls and responses in earlier turns are written into the transcript as JSON text. A final
+  `model` content is a finished turn (the answer starts a new one): Google documents no prefill, unlike Anthropic's
+  and Bedrock's APIs, whose doors continue one (Engine.apply_chat_template's `continue_final`). `tools`,
   `toolConfig`, `safetySettings`, `cachedContent`, `labels`, and in `generationConfig` `topK`, `thinkingConfig`,
   `presencePenalty`, `frequencyPenalty` are accepted and ignored; `candidateCount` above 1 and image/file parts
   are refused (400). `responseMimeType: application/json` makes the answer JSON: a document of

@@ -420,8 +420,7 @@ def notes(editor: str, facts: Facts) -> list[str]:
     daemon = f"daemon at {facts.base_url}" + ("" if facts.running else " (not running now: `specd start`)")
     lines = [f"specd {daemon}, model {facts.model}, token in {facts.token_file}"]
     if editor in ("vscode", "cursor"):
-        lines.append(f"Install the extension: editor-configs/vscode/README.md (build it, then "
-                     f"`{'code' if editor == 'vscode' else 'cursor'} --install-extension specd.vsix`).")
+        lines.append(vscode_install_note("code" if editor == "vscode" else "cursor"))
         lines.append("The extension finds the daemon and its token by itself; no token goes into settings.json.")
         if editor == "cursor":
             lines.append("Turn Cursor Tab off (Cursor Settings > Tab), or it hides specd's suggestions.")
@@ -445,6 +444,19 @@ def notes(editor: str, facts: Facts) -> list[str]:
     if not facts.running and facts.port == 0:
         lines.append("settings.json has port 0 (a new port at each start): set a fixed port for editors.")
     return lines
+
+
+def vscode_install_note(command: str) -> str:
+    """How to build and install the extension from where this specd has its sources: a source checkout's
+    editor-configs/vscode is built in place; an installed one (site-packages/specd/editor_configs/vscode, which
+    may not be writable) is copied first."""
+    folder = EDITOR_CONFIGS / "vscode"
+    if (EDITOR_CONFIGS.parent / "pyproject.toml").is_file():  # the repository (an editable install)
+        return (f"Install the extension: build it in {folder} as its README.md says (`npm ci && npm run package`), "
+                f"then `{command} --install-extension {folder / 'specd.vsix'}`.")
+    return (f"Install the extension: its sources came with specd in {folder} (its README.md says how); build a copy "
+            f"with Node.js 20: `cp -r {shlex.quote(str(folder))} ~/specd-vscode && cd ~/specd-vscode && npm ci && "
+            f"npm run package`, then `{command} --install-extension ~/specd-vscode/specd.vsix`.")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 import time
 import urllib.error
@@ -109,12 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=int, default=64)
     p.add_argument("--temperature", type=float, default=0.0)
     p.add_argument("--draft-tokens", type=int, default=None, help="0 = plain decoding")
-    p.add_argument("--mode", choices=("line", "block"), default=None)
+    p.add_argument("--mode", choices=("auto", "line", "block", "none"), default="auto",
+                   help="line: the rest of the line; block: lines down to the end of the cursor's block; auto "
+                        "(default, as `specd lsp`): block on an empty line, else line; none: up to --max-tokens")
     p.add_argument("--language", default=None)
     p.add_argument("--prefix-chars", type=_count, default=6000,
                    help="characters before the cursor sent, from a line start (default 6000, as `specd lsp`)")
     p.add_argument("--suffix-chars", type=_count, default=2000, help="characters after the cursor sent (default 2000)")
-    p.add_argument("--json", action="store_true", help="print the daemon's whole answer")
+    p.add_argument("--json", action="store_true", help="print the daemon's whole answer (the model's text as written)")
 
     sub.add_parser("lsp", help="language server over stdio (editors run this)")
     sub.add_parser("config", help="write editor configuration")
@@ -171,10 +174,18 @@ def _log_format() -> str:
 
 def cmd_start(args: argparse.Namespace, serve_argv: list[str] | None = None) -> int:
     from specd.daemon.process.lifecycle import DaemonError, daemon_status, start_background
+    from specd.daemon.process.state import live_state
 
-    requested = _load(args)  # a malformed settings.json is reported here, not in a log file
     if serve_argv is None:
         serve_argv = _serve_argv(_setting_flags(args))
+    try:
+        _effective(serve_argv)  # a bad settings.json, SPECD_* or flag is reported here, not in a log file
+    except SettingsError as e:
+        print(f"specd: {e}", file=sys.stderr)
+        running = live_state(get_paths())
+        if running:
+            print(f"specd: {_keeps_running(running)}", file=sys.stderr)
+        return 2
     try:
         state, already = start_background(get_paths(), serve_argv, _progress)
     except DaemonError as e:
@@ -182,20 +193,76 @@ def cmd_start(args: argparse.Namespace, serve_argv: list[str] | None = None) -> 
         return 1
     if already:
         print(f"specd is already running at {state['url']} (pid {state['pid']})")
-        changes = _changes(requested, _setting_flags(args), daemon_status(get_paths()))
+        given = _serve_argv(_setting_flags(args))
+        report = daemon_status(get_paths())
+        restart = " ".join(["specd restart", *given])
+        try:  # what `specd restart` with these flags would run: the daemon's own start flags, these replacing theirs
+            flags = _argv_flags(_merged_argv(list(report.get("flags") or []), given))
+            changes = _changes(_effective_flags(flags), report, _sources(flags, set(_setting_flags(args))))
+        except SettingsError as e:
+            print(f"`{restart}` would fail: {e}")
+            return 0
         if changes:
-            given = " ".join(_serve_argv(_setting_flags(args)))
-            print(f"it runs with other settings: {', '.join(changes)}; `specd restart {given}` applies these")
+            print(f"it runs with other settings: {', '.join(changes)}; `{restart}` applies them")
     else:
         print(f"specd is running at {state['url']} (pid {state['pid']})")
     return 0
 
 
-def _changes(requested: Settings, flags: dict[str, Any], report: dict) -> list[str]:
-    """The settings given in `flags` whose `requested` value differs from the one the running daemon has in effect,
-    as "name old -> new" (`report`: daemon_status's, with the `settings` the daemon wrote at its start). What the
-    daemon resolved counts too: the device, dtype and backend its models loaded on, the port it got for `port: 0`.
-    Empty when the daemon does not tell its settings (one started by an older specd)."""
+def _keeps_running(state: dict) -> str:
+    return f"specd keeps running at {state['url']} (pid {state['pid']}) with its old settings"
+
+
+class _ArgvParser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise SettingsError(f"the daemon's start flags: {message}")
+
+
+def _argv_flags(argv: list[str]) -> dict[str, Any]:
+    """The settings that `specd serve ARGV` takes from its command line (as _setting_flags gives them)."""
+    parser = _ArgvParser(prog="specd serve", add_help=False)
+    _add_setting_flags(parser)
+    return _setting_flags(parser.parse_args(argv))
+
+
+def _effective_flags(flags: dict[str, Any]) -> Settings:
+    return load_settings(get_paths().settings_file, flags=flags)
+
+
+def _effective(serve_argv: list[str]) -> Settings:
+    """The settings a daemon started as `specd serve SERVE_ARGV` from here would run with: settings.json, this
+    process's SPECD_* environment (the daemon inherits it) and the flags, read exactly as cmd_serve reads them.
+    Raises SettingsError as the daemon would."""
+    return _effective_flags(_argv_flags(serve_argv))
+
+
+def _sources(flags: dict[str, Any], given: set[str]) -> dict[str, str]:
+    """Where each setting's value comes from for a daemon started with `flags` (`given`: those on this command line,
+    the others kept from the running daemon's start): a flag, SPECD_<NAME>, settings.json or the default."""
+    from specd.daemon.config.settings import ENV_PREFIX, read_settings_file
+
+    in_file = read_settings_file(get_paths().settings_file)
+    sources = {}
+    for name in SETTING_NAMES:
+        env_name = ENV_PREFIX + name.upper()
+        if name in flags:
+            flag = "--" + name.replace("_", "-")
+            sources[name] = flag if name in given else f"{flag} of its start"
+        elif env_name in os.environ:
+            sources[name] = env_name
+        elif name in in_file:
+            sources[name] = "settings.json"
+        else:
+            sources[name] = "default"
+    return sources
+
+
+def _changes(requested: Settings, report: dict, sources: dict[str, str] | None = None) -> list[str]:
+    """Each setting whose `requested` value differs from the one the running daemon has in effect, as
+    "name old -> new", followed by " (source)" where `sources` names it (`report`: daemon_status's, with the
+    `settings` the daemon wrote at its start). What the daemon resolved counts too: the device, dtype and backend
+    its models loaded on, the port it got for `port: 0`. Empty when the daemon does not tell its settings (one
+    started by an older specd)."""
     running = report.get("settings")
     if not isinstance(running, dict):
         return []
@@ -203,7 +270,9 @@ def _changes(requested: Settings, flags: dict[str, Any], report: dict) -> list[s
     resolved = {"device": models.get("device"), "dtype": models.get("dtype"), "backend": models.get("backend"),
                 "port": report.get("port")}
     wanted = settings_record(requested)
-    return [f"{name} {_shown(running.get(name))} -> {_shown(wanted[name])}" for name in flags
+    return [f"{name} {_shown(running.get(name))} -> {_shown(wanted[name])}"
+            + (f" ({sources[name]})" if sources and name in sources else "")
+            for name in SETTING_NAMES
             if wanted[name] != running.get(name) and (name not in resolved or wanted[name] != resolved[name])]
 
 
@@ -220,11 +289,19 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_restart(args: argparse.Namespace) -> int:
-    """The daemon comes back with the flags it was started with, those given here replacing theirs."""
+    """The daemon comes back with the flags it was started with, those given here replacing theirs. The settings
+    the new daemon would run with are read first: when they are bad, the running daemon is left running."""
     from specd.daemon.process.state import live_state
 
     previous = live_state(get_paths()) or {}
     serve_argv = _merged_argv(list(previous.get("flags") or []), _serve_argv(_setting_flags(args)))
+    try:
+        _effective(serve_argv)
+    except SettingsError as e:
+        print(f"specd: {e}", file=sys.stderr)
+        if previous:
+            print(f"specd: not restarted: {_keeps_running(previous)}", file=sys.stderr)
+        return 2
     cmd_stop(args)
     return cmd_start(args, serve_argv)
 
@@ -259,11 +336,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def _describe(report: dict) -> str:
     if not report["running"]:
-        return "specd is not running (start it with `specd start`)"
+        return "\n".join(["specd is not running (start it with `specd start`)", *_settings_line(report)])
     lines = [f"specd {report.get('version')} running at {report['url']} (pid {report['pid']})"]
     if not report.get("responding"):
         lines.append(f"not answering: {report.get('error')}")
-        return "\n".join(lines)
+        return "\n".join(lines + _settings_line(report))
     lines.append(f"state: {report['state']}, device: {report.get('device') or '-'}, "
                  f"uptime: {_duration(report.get('uptime_s') or 0)}")
     models = report.get("models")
@@ -291,9 +368,17 @@ def _describe(report: dict) -> str:
     rate = report.get("acceptance_rate")
     lines.append(f"requests served: {report.get('requests_served')}, acceptance rate: "
                  + ("-" if rate is None else f"{rate:.0%}"))
+    lines += _settings_line(report)
     lines.append(f"token file: {report['token_file']}")
     lines.append(f"log: {report['log_file']}")
     return "\n".join(lines)
+
+
+def _settings_line(report: dict) -> list[str]:
+    path = report.get("settings_file")
+    if not path:
+        return []
+    return [f"settings: {path}" + ("" if Path(path).exists() else " (not created: defaults)")]
 
 
 def _duration(seconds: float) -> str:
@@ -334,7 +419,10 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_complete(args: argparse.Namespace) -> int:
+    """One completion at a cursor, printed as an editor would insert it (the language server's cleaning: see
+    _as_inserted); --json prints the daemon's answer as it came."""
     from specd.daemon.discovery import find_daemon
+    from specd.lsp.completer import choose_mode
 
     try:
         text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
@@ -357,9 +445,12 @@ def cmd_complete(args: argparse.Namespace) -> int:
     start = max(0, cursor - args.prefix_chars)
     if start > 0 and text[start - 1] != "\n":
         start = text.find("\n", start, cursor) + 1 or cursor  # whole lines
-    payload = {"prefix": text[start:cursor], "suffix": text[cursor : cursor + args.suffix_chars],
+    suffix = text[cursor : cursor + args.suffix_chars]
+    line_before, line_after = text[text.rfind("\n", 0, cursor) + 1 : cursor], text[cursor:].split("\n", 1)[0]
+    mode = None if args.mode == "none" else choose_mode(args.mode, line_before, line_after)
+    payload = {"prefix": text[start:cursor], "suffix": suffix,
                "language": args.language,
-               "path": None if args.file == "-" else args.file, "mode": args.mode,
+               "path": None if args.file == "-" else args.file, "mode": mode,
                "max_tokens": args.max_tokens, "temperature": args.temperature,
                "draft_tokens": args.draft_tokens}
     request = urllib.request.Request(daemon.url + "/specd/v1/complete", data=json.dumps(payload).encode(),
@@ -377,14 +468,39 @@ def cmd_complete(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(answer, indent=2))
         return 0
-    sys.stdout.write(answer["text"])
-    if not answer["text"].endswith("\n"):
-        sys.stdout.write("\n")
+    shown, note = _as_inserted(answer["text"], text[:cursor], suffix, mode, answer["finish_reason"] == "length")
+    if shown:
+        sys.stdout.write(shown if shown.endswith("\n") else shown + "\n")
     stats = answer.get("specd", {})
     print(f"[{answer['finish_reason']}; {stats.get('completion_tokens')} tokens in {stats.get('total_s', 0):.3f}s; "
           f"drafted {stats.get('drafted_tokens')}, accepted {stats.get('accepted_tokens')}, "
-          f"verifier passes {stats.get('verifier_passes')}]", file=sys.stderr)
+          f"verifier passes {stats.get('verifier_passes')}{'; ' + note if note else ''}]", file=sys.stderr)
     return 0
+
+
+def _as_inserted(raw: str, before: str, suffix: str, mode: str | None, cut_short: bool) -> tuple[str, str | None]:
+    """What an editor inserts at the cursor for the daemon's text `raw` (the native route returns the model's text
+    as written and leaves this to its client), and a note for the user or None. The language server's cleaning
+    (lsp/postprocess.py): line mode keeps the first line; lines that repeat the text below the cursor are cut, and
+    closers the line already has after the cursor are not typed again. Where the text retypes the auto-closed rest
+    of the cursor's line (`def read_lines(path|):` + `):`), the ghost text replaces that rest: when that is the same
+    as inserting less before it, the less is printed (here nothing), else the text and what it replaces."""
+    from specd.lsp import postprocess
+    from specd.lsp.inline import CONTEXT_CHARS
+
+    text = postprocess.clean(raw, suffix, mode or "none", cut_short)
+    if not text:
+        return "", ("nothing to insert: the text repeats what follows the cursor" if raw.strip()
+                    else "nothing to insert: the model wrote no text")
+    rest = re.split(r"\r\n|\r|\n", suffix, maxsplit=1)[0]
+    replaced = rest.strip() and postprocess.rest_to_replace(before[-CONTEXT_CHARS:], text, rest)
+    if not replaced:
+        return text, None
+    part, after = rest[:replaced], rest[replaced:]
+    kept = postprocess.cut_before_rest(text, part)
+    if text == kept + part or (text == kept + part.rstrip() and not after.strip()):
+        return kept, None if kept else f"nothing to insert: the text retypes {part.strip()}, which follows the cursor"
+    return text, f"replaces {part.strip()} after the cursor"
 
 
 def _error_message(error: urllib.error.HTTPError) -> str:

@@ -362,13 +362,38 @@ class Engine:
             "pass_costs": getattr(getattr(self.drafter, "costs", None), "tables", None),
         }
 
-    def apply_chat_template(self, messages: list[dict], tools: list[dict] | None = None) -> str:
-        """`tools` (OpenAI's function form) reach templates that render them; others ignore them."""
+    def apply_chat_template(self, messages: list[dict], tools: list[dict] | None = None,
+                            continue_final: bool = False) -> str:
+        """`tools` (OpenAI's function form) reach templates that render them; others ignore them.
+
+        `continue_final`: the last message (an assistant's partial answer, a "prefill") is left open for the model
+        to continue: the prompt ends with its text, with neither the end of turn a finished message gets nor a new
+        turn's header (transformers' `continue_final_message`). A template that cannot render it so (it drops or
+        rewrites the message's text) is a RequestError (a 400), never a prompt that silently closes the turn."""
+        final = str(messages[-1].get("content") or "") if continue_final and messages else ""
         if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(messages, tools=tools or None, tokenize=False,
-                                                      add_generation_prompt=True)
+            if not continue_final:
+                return self.tokenizer.apply_chat_template(messages, tools=tools or None, tokenize=False,
+                                                          add_generation_prompt=True)
+            from jinja2 import TemplateError
+
+            try:
+                prompt = self.tokenizer.apply_chat_template(messages, tools=tools or None, tokenize=False,
+                                                            add_generation_prompt=False, continue_final_message=True)
+            except (ValueError, TemplateError) as e:  # transformers' message ends with the whole rendered chat
+                why = str(e).split("\nRendered chat:")[0]
+                raise RequestError(f"the model's chat template cannot continue the final assistant message: {why}") \
+                    from None
+            # Templates that trim a message's text (Llama 3's `| trim`) render a prefill without its outer
+            # whitespace: the prompt then ends with the trimmed text, which is the model's view of that message.
+            if not prompt.endswith(final) and not prompt.endswith(final.strip()):
+                raise RequestError("the model's chat template does not end the prompt with the final assistant "
+                                   "message's text, so that message cannot be continued")
+            return prompt
         # Models without a chat template get a plain transcript to continue.
         lines = [f"{m.get('role', 'user')}: {m.get('content', '')}" for m in messages]
+        if continue_final:
+            return "\n".join(lines)
         return "\n".join(lines) + "\nassistant:"
 
     def close(self) -> None:

@@ -300,12 +300,13 @@ def stop_daemon(paths: Paths, progress: Progress, timeout: float = STOP_TIMEOUT_
 
 
 def daemon_status(paths: Paths) -> dict:
-    """What `specd status` shows: the state file plus, when it answers, the daemon's own report."""
+    """What `specd status` shows: the state file plus, when it answers, the daemon's own report; and where
+    settings.json is (`settings_file`, whether or not it exists)."""
     state = live_state(paths)
     if state is None:
         return {"running": False, "token_file": str(paths.token_file), "aws_keys_file": str(paths.aws_keys_file),
-                "log_file": str(paths.log_file)}
-    report = dict(state, running=True, log_file=str(paths.log_file))
+                "log_file": str(paths.log_file), "settings_file": str(paths.settings_file)}
+    report = dict(state, running=True, log_file=str(paths.log_file), settings_file=str(paths.settings_file))
     report.pop("status", None)
     report["state"] = state.get("status")
     token = read_token(paths.token_file)

@@ -41,6 +41,44 @@ local function watch_cursor(client, bufnr)
   })
 end
 
+-- The menu puts in an item's `word`, which is not always all of specd's completion: Neovim 0.11 makes it the
+-- text up to the first blank (`count_words("Hello,` for `count_words("Hello, World!")`), and 0.7 puts a
+-- completion of several lines in as one line with ^@ for its line breaks. So once the menu closes on specd's
+-- item (<C-y>, or typing on; not <C-e>), its whole text (textEdit.newText) goes in place of that word. specd's
+-- items are those with detail "specd"; other servers' items are left as Neovim puts them in.
+local function split_lines(text)
+  return vim.split(text:gsub("\r\n?", "\n"), "\n", { plain = true })
+end
+
+local function complete_done(bufnr)
+  local done = vim.v.completed_item
+  local item = type(done) == "table" and vim.tbl_get(done, "user_data", "nvim", "lsp", "completion_item")
+  if type(item) ~= "table" or item.detail ~= "specd" or type(item.textEdit) ~= "table"
+      or type(done.word) ~= "string" or (vim.v.event or {}).reason == "cancel" then
+    return
+  end
+  local text = item.textEdit.newText
+  if done.word == text and not text:find("[\r\n]") then
+    return -- all of it is in already
+  end
+  -- Where the word is: it ends at the cursor, on this line (0.7: line breaks as ^@) or over several lines.
+  local row, col = unpack(vim.api.nvim_win_get_cursor(0))
+  local line = vim.api.nvim_buf_get_lines(bufnr, row - 1, row, true)[1]
+  local start_row, start_col = row, col - #done.word
+  if start_col < 0 or line:sub(start_col + 1, col) ~= done.word:gsub("\n", "\0") then
+    local parts = split_lines(done.word)
+    start_row = row - #parts + 1
+    local first = #parts > 1 and start_row >= 1 and vim.api.nvim_buf_get_lines(bufnr, start_row - 1, start_row, true)[1]
+    if not first or first:sub(-#parts[1]) ~= parts[1] or vim.trim(line:sub(1, col)) ~= vim.trim(parts[#parts]) then
+      return -- not the word: leave the text alone
+    end
+    start_col = #first - #parts[1]
+  end
+  local lines = split_lines(text)
+  vim.api.nvim_buf_set_text(bufnr, start_row - 1, start_col, row - 1, col, lines)
+  vim.api.nvim_win_set_cursor(0, { start_row + #lines - 1, (#lines == 1 and start_col or 0) + #lines[#lines] })
+end
+
 local function project_root(bufnr)
   local file = vim.api.nvim_buf_get_name(bufnr)
   local dir = file ~= "" and vim.fn.fnamemodify(file, ":p:h") or vim.fn.getcwd()
@@ -69,6 +107,13 @@ local function attach(bufnr)
       end,
       on_attach = function(client, attached)
         vim.bo[attached].omnifunc = "v:lua.vim.lsp.omnifunc"
+        vim.api.nvim_create_autocmd("CompleteDone", {
+          group = vim.api.nvim_create_augroup("specd_complete_" .. attached, { clear = true }),
+          buffer = attached,
+          callback = function()
+            complete_done(attached)
+          end,
+        })
         watch_cursor(client, attached)
       end,
     })

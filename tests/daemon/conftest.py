@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -94,7 +95,28 @@ def tiny_pair(tmp_path_factory) -> tuple[Path, Path]:
     return write_tiny_pair(tmp_path_factory.mktemp("tiny-models"))
 
 
+_HOMES: list[Path] = []  # every SPECD_HOME handed out (specd_env), for _no_daemon_left_behind
+
+
+@pytest.fixture(autouse=True)
+def _no_daemon_left_behind():
+    """Stop a daemon that a test started (specd_env in the test itself, not in a wider fixture, which runs first)
+    and left running because it failed halfway: two such daemons were found hours after a run."""
+    from specd.daemon.config.paths import Paths
+    from specd.daemon.discovery import find_daemon
+
+    first = len(_HOMES)
+    yield
+    for home in _HOMES[first:]:
+        found = find_daemon(Paths(home / "config", home / "cache", home / "state"))
+        if found is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(found.pid, signal.SIGTERM)
+    del _HOMES[first:]
+
+
 def specd_env(home: Path, **extra: str) -> dict:
+    _HOMES.append(Path(home))
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPECD_")}
     # One torch thread: on a 2-core test machine shared with the test process, two threads make each
     # tiny forward pass about ten times slower (thread hand-off costs more than the matmuls).

@@ -56,9 +56,11 @@ class FakeEngine:
         return {"verifier": "fake-model", "drafter": None, "draft_strategy": "none", "device": "cpu",
                 "dtype": "float32", "memory_bytes": 0, "max_context": 64}
 
-    def apply_chat_template(self, messages: list[dict], tools: list[dict] | None = None) -> str:
+    def apply_chat_template(self, messages: list[dict], tools: list[dict] | None = None,
+                            continue_final: bool = False) -> str:
         self.templated.append((messages, tools))
-        return "\n".join(f"{m['role']}: {m['content']}" for m in messages) + "\nassistant:"
+        transcript = "\n".join(f"{m['role']}: {m['content']}" for m in messages)
+        return transcript if continue_final else transcript + "\nassistant:"
 
     def close(self) -> None:
         FakeEngine.alive -= 1

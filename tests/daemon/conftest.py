@@ -95,28 +95,34 @@ def tiny_pair(tmp_path_factory) -> tuple[Path, Path]:
     return write_tiny_pair(tmp_path_factory.mktemp("tiny-models"))
 
 
-_HOMES: list[Path] = []  # every SPECD_HOME handed out (specd_env), for _no_daemon_left_behind
+_HOMES: list[tuple[Path, int | None]] = []  # each SPECD_HOME handed out (specd_env), and its daemon's pid then
+
+
+def _daemon_pid(home: Path) -> int | None:
+    from specd.daemon.config.paths import Paths
+    from specd.daemon.process.state import live_state
+
+    state = live_state(Paths(home / "config", home / "cache", home / "state"))
+    return state.get("pid") if state else None
 
 
 @pytest.fixture(autouse=True)
 def _no_daemon_left_behind():
-    """Stop a daemon that a test started (specd_env in the test itself, not in a wider fixture, which runs first)
-    and left running because it failed halfway: two such daemons were found hours after a run."""
-    from specd.daemon.config.paths import Paths
-    from specd.daemon.discovery import find_daemon
-
+    """Stop a daemon that a test started in a home it asked specd_env for, and left running because it failed
+    halfway (two such daemons were found hours after a run). A daemon that ran there before (a wider fixture's,
+    which a test may ask specd_env about again) is left alone."""
     first = len(_HOMES)
     yield
-    for home in _HOMES[first:]:
-        found = find_daemon(Paths(home / "config", home / "cache", home / "state"))
-        if found is not None:
+    for home, before in _HOMES[first:]:
+        pid = _daemon_pid(home)
+        if pid is not None and pid != before and all(pid != earlier for _, earlier in _HOMES[:first]):
             with contextlib.suppress(ProcessLookupError):
-                os.kill(found.pid, signal.SIGTERM)
+                os.kill(pid, signal.SIGTERM)
     del _HOMES[first:]
 
 
 def specd_env(home: Path, **extra: str) -> dict:
-    _HOMES.append(Path(home))
+    _HOMES.append((Path(home), _daemon_pid(Path(home))))
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPECD_")}
     # One torch thread: on a 2-core test machine shared with the test process, two threads make each
     # tiny forward pass about ten times slower (thread hand-off costs more than the matmuls).

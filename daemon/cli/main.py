@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_setting_flags(p)
     p = sub.add_parser("serve", help="run the daemon in the foreground")
     _add_setting_flags(p)
-    p = sub.add_parser("restart", help="stop the daemon, then start it again")
+    p = sub.add_parser("restart", help="stop the daemon, then start it again with the flags it was started with "
+                                       "(those given here replacing theirs); settings are checked first")
     _add_setting_flags(p)
     sub.add_parser("stop", help="stop the daemon (running requests finish or are cancelled)")
     p = sub.add_parser("status", help="is it running, where, with which models")
@@ -232,8 +233,27 @@ def _effective_flags(flags: dict[str, Any]) -> Settings:
 def _effective(serve_argv: list[str]) -> Settings:
     """The settings a daemon started as `specd serve SERVE_ARGV` from here would run with: settings.json, this
     process's SPECD_* environment (the daemon inherits it) and the flags, read exactly as cmd_serve reads them.
-    Raises SettingsError as the daemon would."""
-    return _effective_flags(_argv_flags(serve_argv))
+    Raises SettingsError as the daemon would, and for a model file or folder that is not there (which the daemon
+    would find only after `specd restart` had stopped the running one)."""
+    settings = _effective_flags(_argv_flags(serve_argv))
+    for name in ("verifier", "drafter"):
+        missing = _missing_model(getattr(settings, name, None))
+        if missing:
+            raise SettingsError(f"{name}: {missing}")
+    return settings
+
+
+def _missing_model(spec: str | None) -> str | None:
+    """What is wrong with a model setting that names a local file or folder (as models/loading.py reads it: a
+    `.gguf` path, an absolute or ./ ~ path) that does not exist; None for anything else (an embedded name, a hub id,
+    checked when the daemon loads it)."""
+    from specd.daemon.models.embedded import EMBEDDED
+
+    if not spec or spec in EMBEDDED:
+        return None
+    path = Path(spec).expanduser()
+    local = path.suffix == ".gguf" or path.is_absolute() or spec.startswith((".", "~"))
+    return f"{path} does not exist" if local and not path.exists() else None
 
 
 def _sources(flags: dict[str, Any], given: set[str]) -> dict[str, str]:
@@ -352,8 +372,10 @@ def _describe(report: dict) -> str:
         lines.append(f"verifier: {models.get('verifier')}{backend}, drafter: {models.get('drafter') or 'none'} "
                      f"({models.get('draft_strategy')}), memory: {memory_text}")
         if models.get("pass_costs"):
-            lines.append("pass costs, relative to one token: " + "; ".join(
-                f"{threads} thread(s) " + " ".join(f"{c:.2f}" for c in costs)
+            lines.append("pass costs, relative to one token on the same threads: " + "; ".join(
+                f"{threads} thread(s) " + (" ".join(f"{c:.2f}" for c in costs) if costs else
+                                           "not measured yet (other programs kept the cores busy; measured while "
+                                           "specd is idle, priced as on fewer threads meanwhile)")
                 for threads, costs in models["pass_costs"].items()))
     elif report.get("load_error"):
         lines.append(f"models failed to load: {report['load_error']}")
@@ -375,10 +397,14 @@ def _describe(report: dict) -> str:
 
 
 def _settings_line(report: dict) -> list[str]:
+    """Where the settings come from: settings.json's path, and the flags the daemon was started with, which win
+    over it and which `specd restart` keeps."""
     path = report.get("settings_file")
-    if not path:
-        return []
-    return [f"settings: {path}" + ("" if Path(path).exists() else " (not created: defaults)")]
+    lines = [f"settings: {path}" + ("" if Path(path).exists() else " (not created: defaults)")] if path else []
+    if report.get("running") and report.get("flags"):
+        lines.append(f"start flags: {' '.join(report['flags'])} (over settings.json; `specd restart` keeps them, "
+                     "`specd stop` and `specd start` drop them)")
+    return lines
 
 
 def _duration(seconds: float) -> str:

@@ -146,6 +146,11 @@ class PassCosts:
     def tables(self) -> dict[int, list[float]]:
         return {threads: self.table(threads) for threads in self.fastest}
 
+    @property
+    def measured_tables(self) -> dict[int, list[float] | None]:
+        """As `tables`, None for a thread count not measured yet (priced as on the fewest meanwhile)."""
+        return {threads: self.table(threads) if self.measured(threads) else None for threads in self.fastest}
+
     def __call__(self) -> list[float]:
         return self.table(self.runner.pass_threads())
 
@@ -172,8 +177,8 @@ class PassCosts:
         return REMEASURE_SPACING * 2 ** (self.remeasured - 1) if self.remeasured < REMEASURES else None
 
     def describe(self) -> str:
-        return "; ".join(f"{threads} thread(s): " + " ".join(f"{c:.2f}" for c in table)
-                         for threads, table in self.tables.items())
+        return "; ".join(f"{threads} thread(s): " + (" ".join(f"{c:.2f}" for c in table) if table else "not measured")
+                         for threads, table in self.measured_tables.items())
 
 
 def longest_consistent_pass(runner, max_tokens: int, context: int = PROBE_CONTEXT, filled=None) -> int:

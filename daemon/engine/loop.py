@@ -358,8 +358,9 @@ class Engine:
             "memory_bytes": self.verifier.parameter_bytes() + drafter_bytes + self.pool.nbytes(),
             "max_context": self.max_context,
             "fim_template": self.fim_template.family if self.fim_template else None,
-            # {threads: c(1..n)}, what the cost-aware drafter prices drafts by (draft_policy.PassCosts), or None
-            "pass_costs": getattr(getattr(self.drafter, "costs", None), "tables", None),
+            # {threads: c(1..n) or None while not measured}, what the cost-aware drafter prices drafts by
+            # (draft_policy.PassCosts), or None
+            "pass_costs": getattr(getattr(self.drafter, "costs", None), "measured_tables", None),
         }
 
     def apply_chat_template(self, messages: list[dict], tools: list[dict] | None = None,

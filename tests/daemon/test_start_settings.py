@@ -57,7 +57,7 @@ def write_settings(home, text: str) -> None:
     (home / "config" / "settings.json").write_text(text)
 
 
-@pytest.mark.parametrize("where", ["settings.json", "environment", "flag"])
+@pytest.mark.parametrize("where", ["settings.json", "environment", "flag", "model file", "model folder"])
 def test_restart_with_bad_settings_keeps_the_running_daemon(tmp_path, running, where):
     daemon = running()
     env, argv = specd_env(tmp_path), ["restart"]
@@ -65,13 +65,19 @@ def test_restart_with_bad_settings_keeps_the_running_daemon(tmp_path, running, w
         write_settings(tmp_path, BROKEN)
     elif where == "environment":
         env["SPECD_THREADS"] = "many"
-    else:
+    elif where == "flag":
         argv += ["--threads", "many"]
+    elif where == "model file":  # loading would fail only after the running daemon was stopped (a user's trial)
+        argv += ["--verifier", str(tmp_path / "gone.gguf")]
+    else:
+        write_settings(tmp_path, json.dumps({"drafter": str(tmp_path / "no-such-folder")}))
     done = run_cli(env, *argv, timeout=120)
     assert done.returncode == 2, done.stderr
     expected = {"settings.json": "settings.json: line 3 column 3: expected ',' or '}' after a value",
                 "environment": "SPECD_THREADS: expected an integer, got 'many'",
-                "flag": "--threads: expected an integer, got 'many'"}[where]
+                "flag": "--threads: expected an integer, got 'many'",
+                "model file": f"verifier: {tmp_path / 'gone.gguf'} does not exist",
+                "model folder": f"drafter: {tmp_path / 'no-such-folder'} does not exist"}[where]
     assert expected in done.stderr, done.stderr
     assert (f"not restarted: specd keeps running at http://127.0.0.1:9 (pid {daemon.pid}) with its old settings"
             in done.stderr), done.stderr
@@ -133,3 +139,13 @@ def test_status_tells_where_settings_json_is(tmp_path, running):
     report = json.loads(run_cli(specd_env(tmp_path), "status", "--json").stdout)
     assert report["settings_file"] == path
     assert f"settings: {path}\n" in run_cli(specd_env(tmp_path), "status").stdout + "\n"
+
+
+def test_status_shows_the_start_flags_that_win_over_settings_json(tmp_path, running):
+    """A trial set request_timeout in settings.json after `specd restart --request-timeout 0.5`, and nothing said
+    why the daemon kept 0.5: `specd restart` keeps the flags of the last start."""
+    running(flags=["--port", "0", "--request-timeout", "0.5"])
+    write_settings(tmp_path, '{"request_timeout": 10}')
+    shown = run_cli(specd_env(tmp_path), "status").stdout
+    assert ("start flags: --port 0 --request-timeout 0.5 (over settings.json; `specd restart` keeps them, "
+            "`specd stop` and `specd start` drop them)") in shown, shown

@@ -325,6 +325,7 @@ def test_passes_on_more_threads_are_measured_only_while_other_programs_leave_the
     assert costs.measure_now(filled_cache(clocked, PROBE_CONTEXT, 4)) is False
     assert clocked.pinned == [1, None] and costs.tables == {1: pytest.approx([1.0, 1.8, 2.4, 3.0])} | {
         2: pytest.approx([1.0, 1.8, 2.4, 3.0])}
+    assert costs.measured_tables[2] is None and "2 thread(s): not measured" in costs.describe()
     before = clocked.passes
     assert costs.remeasure(lambda: False) == REMEASURE_SPACING and clocked.passes == before  # still busy: no pass
     clocked.idle_threads = 2

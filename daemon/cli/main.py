@@ -230,13 +230,13 @@ def _effective_flags(flags: dict[str, Any]) -> Settings:
     return load_settings(get_paths().settings_file, flags=flags)
 
 
-def _effective(serve_argv: list[str]) -> Settings:
+def _effective(serve_argv: list[str], models_there: bool = False) -> Settings:
     """The settings a daemon started as `specd serve SERVE_ARGV` from here would run with: settings.json, this
     process's SPECD_* environment (the daemon inherits it) and the flags, read exactly as cmd_serve reads them.
-    Raises SettingsError as the daemon would, and for a model file or folder that is not there (which the daemon
-    would find only after `specd restart` had stopped the running one)."""
+    Raises SettingsError as the daemon would; with `models_there`, also for a model file or folder that is not
+    there (which the daemon would find only after `specd restart` had stopped the running one)."""
     settings = _effective_flags(_argv_flags(serve_argv))
-    for name in ("verifier", "drafter"):
+    for name in ("verifier", "drafter") if models_there else ():
         missing = _missing_model(getattr(settings, name, None))
         if missing:
             raise SettingsError(f"{name}: {missing}")
@@ -316,7 +316,7 @@ def cmd_restart(args: argparse.Namespace) -> int:
     previous = live_state(get_paths()) or {}
     serve_argv = _merged_argv(list(previous.get("flags") or []), _serve_argv(_setting_flags(args)))
     try:
-        _effective(serve_argv)
+        _effective(serve_argv, models_there=bool(previous))
     except SettingsError as e:
         print(f"specd: {e}", file=sys.stderr)
         if previous:

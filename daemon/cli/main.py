@@ -372,7 +372,7 @@ def _describe(report: dict) -> str:
         lines.append(f"verifier: {models.get('verifier')}{backend}, drafter: {models.get('drafter') or 'none'} "
                      f"({models.get('draft_strategy')}), memory: {memory_text}")
         if models.get("pass_costs"):
-            lines.append("pass costs, relative to one token on the same threads: " + "; ".join(
+            lines.append("pass costs, relative to a one-token step: " + "; ".join(
                 f"{threads} thread(s) " + (" ".join(f"{c:.2f}" for c in costs) if costs else
                                            "not measured yet (other programs kept the cores busy; measured while "
                                            "specd is idle, priced as on fewer threads meanwhile)")

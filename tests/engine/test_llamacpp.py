@@ -169,7 +169,7 @@ def test_specd_status_shows_the_pass_costs_drafts_are_priced_by(llama):
     report = {"running": True, "url": "u", "pid": 1, "responding": True, "state": "ready", "token_file": "t",
               "log_file": "l", "models": info}
     threads, table = min(info["pass_costs"].items())  # the fewest threads' table is always measured
-    assert f"pass costs, relative to one token on the same threads: {threads} thread(s) 1.00 {table[1]:.2f}" \
+    assert f"pass costs, relative to a one-token step: {threads} thread(s) 1.00 {table[1]:.2f}" \
         in _describe(report)
     models = {**info, "pass_costs": {"1": table, "2": None}}
     assert "2 thread(s) not measured yet (other programs kept the cores busy" in _describe({**report, "models": models})

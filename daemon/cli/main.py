@@ -347,6 +347,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     from specd.daemon.process.lifecycle import daemon_status
 
     report = daemon_status(get_paths())
+    try:
+        load_settings(get_paths().settings_file)
+    except SettingsError as e:  # the running daemon read them at its start; the next start would fail
+        report["settings_error"] = str(e)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -401,6 +405,9 @@ def _settings_line(report: dict) -> list[str]:
     over it and which `specd restart` keeps."""
     path = report.get("settings_file")
     lines = [f"settings: {path}" + ("" if Path(path).exists() else " (not created: defaults)")] if path else []
+    if report.get("settings_error"):
+        lines.append(f"settings are not valid now: {report['settings_error']} (a start or restart would fail; "
+                     "a running daemon keeps the settings it started with)")
     if report.get("running") and report.get("flags"):
         lines.append(f"start flags: {' '.join(report['flags'])} (over settings.json; `specd restart` keeps them, "
                      "`specd stop` and `specd start` drop them)")

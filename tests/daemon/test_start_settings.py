@@ -149,3 +149,14 @@ def test_status_shows_the_start_flags_that_win_over_settings_json(tmp_path, runn
     shown = run_cli(specd_env(tmp_path), "status").stdout
     assert ("start flags: --port 0 --request-timeout 0.5 (over settings.json; `specd restart` keeps them, "
             "`specd stop` and `specd start` drop them)") in shown, shown
+
+
+def test_status_warns_about_settings_a_start_would_refuse(tmp_path, running):
+    running()
+    write_settings(tmp_path, BROKEN)
+    done = run_cli(specd_env(tmp_path), "status")
+    path = tmp_path / "config" / "settings.json"
+    assert (f"settings are not valid now: {path}: line 3 column 3: expected ',' or '}}' after a value (a start or "
+            "restart would fail") in done.stdout, done.stdout
+    report = json.loads(run_cli(specd_env(tmp_path), "status", "--json").stdout)
+    assert report["settings_error"].startswith(f"{path}: line 3 column 3")

@@ -408,8 +408,10 @@ def _rewrite_is_free(healer: Constraint, token: int, rules: StopRules, stats: St
     byte of the answer) is counted in `stats.rewritten_tokens` and is free of max_tokens (`rules.max_tokens` grows
     by one, up to `after_prompt`, the tokens the context holds after the prompt). The token that ends the
     backed-up text and goes on with the answer counts against max_tokens like any other."""
+    if not healer.remaining:  # every token after the backed-up text: nothing to look up
+        return
     piece = healer.vocab.piece(token)
-    if healer.remaining and piece is not None and len(piece) <= len(healer.remaining):
+    if piece is not None and len(piece) <= len(healer.remaining):
         stats.rewritten_tokens += 1
         rules.max_tokens = min(rules.max_tokens + 1, after_prompt)
 

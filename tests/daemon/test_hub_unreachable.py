@@ -31,11 +31,12 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
-def load(tmp_path, spec: str) -> dict:
+def load(tmp_path, spec: str, script: str = LOAD) -> dict:
+    """`script` run on `spec` with the hub at a closed port and huggingface_hub's cache in tmp_path; its report."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "SPECD_", "TRANSFORMERS_"))}
     env.update(HF_ENDPOINT=f"http://127.0.0.1:{closed_port()}", HF_HOME=str(tmp_path / "hf"),
                SPECD_HOME=str(tmp_path / "specd"), OMP_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, "-c", LOAD, spec], env=env, capture_output=True, text=True, timeout=180)
+    done = subprocess.run([sys.executable, "-c", script, spec], env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.splitlines()[-1])
 

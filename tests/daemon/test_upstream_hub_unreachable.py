@@ -4,13 +4,9 @@ seconds (huggingface_hub alone retries each file for about 50 s), or the cached 
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import subprocess
-import sys
 
-from .test_hub_unreachable import closed_port
+from .test_hub_unreachable import load as load_with
 
 LOAD = """
 import json, sys, time
@@ -26,12 +22,7 @@ print(json.dumps({"seconds": time.perf_counter() - started, "error": error, "sai
 
 
 def load(tmp_path, spec: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "SPECD_", "TRANSFORMERS_"))}
-    env.update(HF_ENDPOINT=f"http://127.0.0.1:{closed_port()}", HF_HOME=str(tmp_path / "hf"),
-               SPECD_HOME=str(tmp_path / "specd"), OMP_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, "-c", LOAD, spec], env=env, capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.splitlines()[-1])
+    return load_with(tmp_path, spec, LOAD)
 
 
 def cache(tmp_path, repo_id: str, files) -> None:

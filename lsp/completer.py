@@ -27,12 +27,6 @@ from .documents import Document, DocumentStore
 from .typed_ahead import Point, TypedAhead
 
 
-def choose_mode(setting: str, line_before: str, line_after: str) -> str:
-    if setting != "auto":
-        return setting
-    return "block" if not (line_before + line_after).strip() else "line"
-
-
 @dataclass
 class Counters:
     """What `specd.status` reports; numbers only, never text."""
@@ -174,7 +168,7 @@ class Completer:
             return ""
         line, column = cursor
         text = doc.line_text(line)
-        mode = choose_mode(settings.mode, text[:column], text[column:])
+        mode = postprocess.choose_mode(settings.mode, text[:column], text[column:])
         prefix = doc.prefix(line, column, settings.prefix_chars)
         suffix = doc.suffix(line, column, settings.suffix_chars)
         payload = {

@@ -13,7 +13,6 @@ from .typed_ahead import Point
 
 log = logging.getLogger(__name__)
 
-CONTEXT_CHARS = 2000  # text before the cursor whose open brackets the suggestion may close
 
 
 async def suggest(ls: Any, found: tuple[Document, Point] | None) -> str:
@@ -38,6 +37,6 @@ async def inline_completion(ls: Any, params: types.InlineCompletionParams) -> ty
     here = doc.client_position(line, column, ls.encoding)
     # Where the suggestion retypes the auto-closed brackets and quotes after the cursor, it replaces them.
     rest = doc.line_text(line)[column:]
-    replaced = rest.strip() and postprocess.rest_to_replace(doc.prefix(line, column, CONTEXT_CHARS), text, rest)
+    replaced = rest.strip() and postprocess.rest_to_replace(doc.prefix(line, column, postprocess.CONTEXT_CHARS), text, rest)
     end = doc.client_position(line, column + replaced, ls.encoding) if replaced else here
     return types.InlineCompletionList(items=[types.InlineCompletionItem(insert_text=text, range=types.Range(here, end))])

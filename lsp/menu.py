@@ -9,7 +9,7 @@ from typing import Any
 from lsprotocol import types
 
 from . import postprocess
-from .inline import CONTEXT_CHARS, suggest
+from .inline import suggest
 
 _WORD_BEFORE = re.compile(r"\w*$")
 _LABEL_CHARS = 80
@@ -22,7 +22,7 @@ async def completion(ls: Any, params: types.CompletionParams) -> types.Completio
         return types.CompletionList(is_incomplete=True, items=[])
     doc, (line, column) = found
     rest = doc.line_text(line)[column:]
-    replaced = rest.strip() and postprocess.rest_to_replace(doc.prefix(line, column, CONTEXT_CHARS), text, rest)
+    replaced = rest.strip() and postprocess.rest_to_replace(doc.prefix(line, column, postprocess.CONTEXT_CHARS), text, rest)
     if replaced:
         # Menu clients insert the item's text and keep the rest of the line (Neovim's omnifunc ignores an edit
         # range past the cursor): the item stops where it would retype the auto-closed rest.

@@ -7,6 +7,15 @@ import re
 _PAIRS = {")": "(", "]": "[", "}": "{"}
 _OPENERS = set(_PAIRS.values())
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")  # the LSP's line terminators
+CONTEXT_CHARS = 2000  # text before the cursor whose open brackets the suggestion may close
+
+
+def choose_mode(setting: str, line_before: str, line_after: str) -> str:
+    """The completion mode for a cursor: `auto` is `block` on an empty line, else `line` (the rest of the line);
+    any other setting as it is."""
+    if setting != "auto":
+        return setting
+    return "block" if not (line_before + line_after).strip() else "line"
 
 
 def clean(text: str, suffix: str, mode: str, cut_short: bool = False) -> str:

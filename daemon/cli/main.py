@@ -1,8 +1,9 @@
 """The `specd` command line.
 
-Only `serve` (and `start`'s child) imports torch; status/stop/logs/lsp stay fast to start.
-Exit codes: 0 ok, 1 failure, 2 bad usage or settings, 3 `status`: not running, 141 the reader of stdout
-went away (`| head`).
+Only `serve` (and `start`'s child) imports torch; status/stop/logs/complete/lsp stay fast to start (`complete`:
+complete.py).
+Exit codes: 0 ok, 1 failure, 2 bad usage or settings (`complete`: also a text with nothing to complete),
+3 `status`: not running, 141 the reader of stdout went away (`| head`).
 """
 
 from __future__ import annotations
@@ -11,11 +12,8 @@ import argparse
 import json
 import logging
 import os
-import re
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ from specd.daemon import __version__
 from specd.daemon.config.paths import get_paths
 from specd.daemon.config.settings import (SETTING_NAMES, Settings, SettingsError, load_settings, setting_kind,
                                           settings_record)
+from .complete import cmd_complete
 
 EXIT_NOT_RUNNING = 3
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as `git log | head` and coreutils end
@@ -102,8 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--lines", type=_count, default=50, help="how many of the last lines (default 50)")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
 
-    p = sub.add_parser("complete", help="one completion from a file position or stdin (checks a setup)")
-    p.add_argument("file", nargs="?", default="-", help="source file, or - for stdin (the default)")
+    p = sub.add_parser("complete", help="one completion from a file position or stdin (checks a setup)",
+                       description="One completion at a cursor, printed as an editor would insert it.",
+                       epilog="Exit codes: 0 printed (or nothing to insert: stderr says why); 1 the daemon is not "
+                              "running or failed; 2 the text cannot be read or completed: an unreadable file, a "
+                              "cursor outside the text, or an empty text (nothing to complete).")
+    p.add_argument("file", nargs="?", default="-",
+                   help="source file, or - for stdin (the default); an empty text exits with code 2")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--line", type=int, help="1-based line of the cursor (with --column)")
     where.add_argument("--offset", type=int, help="character offset of the cursor")
@@ -113,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--draft-tokens", type=int, default=None, help="0 = plain decoding")
     p.add_argument("--mode", choices=("auto", "line", "block", "none"), default="auto",
                    help="line: the rest of the line; block: lines down to the end of the cursor's block; auto "
-                        "(default, as `specd lsp`): block on an empty line, else line; none: up to --max-tokens")
+                        "(default, as `specd lsp`): block on an empty line, else line; none: up to --max-tokens, "
+                        "cut where the text starts re-typing the lines below the cursor")
     p.add_argument("--language", default=None)
     p.add_argument("--prefix-chars", type=_count, default=6000,
                    help="characters before the cursor sent, from a line start (default 6000, as `specd lsp`)")
@@ -175,7 +180,7 @@ def _log_format() -> str:
 
 def cmd_start(args: argparse.Namespace, serve_argv: list[str] | None = None) -> int:
     from specd.daemon.process.lifecycle import DaemonError, daemon_status, start_background
-    from specd.daemon.process.state import live_state
+    from specd.daemon.process.state import live_state, write_start_flags
 
     if serve_argv is None:
         serve_argv = _serve_argv(_setting_flags(args))
@@ -187,6 +192,8 @@ def cmd_start(args: argparse.Namespace, serve_argv: list[str] | None = None) -> 
         if running:
             print(f"specd: {_keeps_running(running)}", file=sys.stderr)
         return 2
+    if live_state(get_paths()) is None:  # a daemon starts: its flags outlive it, should it fail to start or die
+        write_start_flags(get_paths(), serve_argv)
     try:
         state, already = start_background(get_paths(), serve_argv, _progress)
     except DaemonError as e:
@@ -301,20 +308,32 @@ def _shown(value: Any) -> str:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
+    """Stop the daemon and drop the flags of its start: the next start or restart reads settings.json alone."""
+    from specd.daemon.process.state import forget_start_flags
+
+    _stop()
+    forget_start_flags(get_paths())
+    return 0
+
+
+def _stop() -> None:
     from specd.daemon.process.lifecycle import stop_daemon
 
     state = stop_daemon(get_paths(), _progress)
     print("specd was not running" if state is None else f"specd stopped (pid {state['pid']})")
-    return 0
 
 
 def cmd_restart(args: argparse.Namespace) -> int:
-    """The daemon comes back with the flags it was started with, those given here replacing theirs. The settings
-    the new daemon would run with are read first: when they are bad, the running daemon is left running."""
-    from specd.daemon.process.state import live_state
+    """The daemon comes back with the flags it was started with, those given here replacing theirs: the running
+    daemon's, or when none runs (its start failed, it died) those its start remembered (state.write_start_flags).
+    The settings the new daemon would run with are read first: when they are bad, the running daemon is left
+    running."""
+    from specd.daemon.process.state import live_state, read_start_flags
 
     previous = live_state(get_paths()) or {}
-    serve_argv = _merged_argv(list(previous.get("flags") or []), _serve_argv(_setting_flags(args)))
+    kept = previous.get("flags") if previous else read_start_flags(get_paths())
+    given = _serve_argv(_setting_flags(args))
+    serve_argv = _merged_argv(list(kept or []), given)
     try:
         _effective(serve_argv, models_there=bool(previous))
     except SettingsError as e:
@@ -322,7 +341,11 @@ def cmd_restart(args: argparse.Namespace) -> int:
         if previous:
             print(f"specd: not restarted: {_keeps_running(previous)}", file=sys.stderr)
         return 2
-    cmd_stop(args)
+    if not previous and kept:
+        replacing = ", those given here replacing theirs" if given else ""
+        _progress(f"specd is not running; starting it with the flags of its last start{replacing}: "
+                  f"{' '.join(serve_argv)}")
+    _stop()
     return cmd_start(args, serve_argv)
 
 
@@ -345,8 +368,12 @@ def _merged_argv(previous: list[str], given: list[str]) -> list[str]:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from specd.daemon.process.lifecycle import daemon_status
+    from specd.daemon.process.state import read_start_flags
 
     report = daemon_status(get_paths())
+    remembered = None if report["running"] else read_start_flags(get_paths())
+    if remembered:
+        report["start_flags"] = remembered  # what `specd restart` would give again
     try:
         load_settings(get_paths().settings_file)
     except SettingsError as e:  # the running daemon read them at its start; the next start would fail
@@ -411,6 +438,9 @@ def _settings_line(report: dict) -> list[str]:
     if report.get("running") and report.get("flags"):
         lines.append(f"start flags: {' '.join(report['flags'])} (over settings.json; `specd restart` keeps them, "
                      "`specd stop` and `specd start` drop them)")
+    if not report.get("running") and report.get("start_flags"):
+        lines.append(f"last start's flags: {' '.join(report['start_flags'])} (`specd restart` gives them again, "
+                     "`specd stop` and `specd start` drop them)")
     return lines
 
 
@@ -449,116 +479,6 @@ def cmd_logs(args: argparse.Namespace) -> int:
                 sys.stdout.flush()
             else:
                 time.sleep(0.2)
-
-
-def cmd_complete(args: argparse.Namespace) -> int:
-    """One completion at a cursor, printed as an editor would insert it (the language server's cleaning: see
-    _as_inserted); --json prints the daemon's answer as it came."""
-    from specd.daemon.discovery import find_daemon
-    from specd.lsp.completer import choose_mode
-
-    try:
-        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        print(f"specd: {args.file} is not UTF-8 text (byte {e.start}: {e.reason})", file=sys.stderr)
-        return 2
-    except OSError as e:
-        print(f"specd: cannot read {args.file}: {e.strerror or e}", file=sys.stderr)
-        return 2
-    try:
-        cursor = _cursor_offset(text, args)
-    except ValueError as e:
-        print(f"specd: {e}", file=sys.stderr)
-        return 2
-    daemon = find_daemon()
-    if daemon is None:
-        print("specd: the daemon is not running; start it with `specd start`", file=sys.stderr)
-        return 1
-    # The editor's windows, not the whole file: a cursor deep in a long file filled the context (seconds of prefill).
-    start = max(0, cursor - args.prefix_chars)
-    if start > 0 and text[start - 1] != "\n":
-        start = text.find("\n", start, cursor) + 1 or cursor  # whole lines
-    suffix = text[cursor : cursor + args.suffix_chars]
-    line_before, line_after = text[text.rfind("\n", 0, cursor) + 1 : cursor], text[cursor:].split("\n", 1)[0]
-    mode = None if args.mode == "none" else choose_mode(args.mode, line_before, line_after)
-    payload = {"prefix": text[start:cursor], "suffix": suffix,
-               "language": args.language,
-               "path": None if args.file == "-" else args.file, "mode": mode,
-               "max_tokens": args.max_tokens, "temperature": args.temperature,
-               "draft_tokens": args.draft_tokens}
-    request = urllib.request.Request(daemon.url + "/specd/v1/complete", data=json.dumps(payload).encode(),
-                                     headers={"Authorization": f"Bearer {daemon.token}",
-                                              "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=600) as response:
-            answer = json.load(response)
-    except urllib.error.HTTPError as e:
-        print(f"specd: {e.code}: {_error_message(e)}", file=sys.stderr)
-        return 1
-    except OSError as e:
-        print(f"specd: cannot reach the daemon at {daemon.url}: {e}", file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps(answer, indent=2))
-        return 0
-    shown, note = _as_inserted(answer["text"], text[:cursor], suffix, mode, answer["finish_reason"] == "length")
-    if shown:
-        sys.stdout.write(shown if shown.endswith("\n") else shown + "\n")
-    stats = answer.get("specd", {})
-    print(f"[{answer['finish_reason']}; {stats.get('completion_tokens')} tokens in {stats.get('total_s', 0):.3f}s; "
-          f"drafted {stats.get('drafted_tokens')}, accepted {stats.get('accepted_tokens')}, "
-          f"verifier passes {stats.get('verifier_passes')}{'; ' + note if note else ''}]", file=sys.stderr)
-    return 0
-
-
-def _as_inserted(raw: str, before: str, suffix: str, mode: str | None, cut_short: bool) -> tuple[str, str | None]:
-    """What an editor inserts at the cursor for the daemon's text `raw` (the native route returns the model's text
-    as written and leaves this to its client), and a note for the user or None. The language server's cleaning
-    (lsp/postprocess.py): line mode keeps the first line; lines that repeat the text below the cursor are cut, and
-    closers the line already has after the cursor are not typed again. Where the text retypes the auto-closed rest
-    of the cursor's line (`def read_lines(path|):` + `):`), the ghost text replaces that rest: when that is the same
-    as inserting less before it, the less is printed (here nothing), else the text and what it replaces."""
-    from specd.lsp import postprocess
-    from specd.lsp.inline import CONTEXT_CHARS
-
-    text = postprocess.clean(raw, suffix, mode or "none", cut_short)
-    if not text:
-        return "", ("nothing to insert: the text repeats what follows the cursor" if raw.strip()
-                    else "nothing to insert: the model wrote no text")
-    rest = re.split(r"\r\n|\r|\n", suffix, maxsplit=1)[0]
-    replaced = rest.strip() and postprocess.rest_to_replace(before[-CONTEXT_CHARS:], text, rest)
-    if not replaced:
-        return text, None
-    part, after = rest[:replaced], rest[replaced:]
-    kept = postprocess.cut_before_rest(text, part)
-    if text == kept + part or (text == kept + part.rstrip() and not after.strip()):
-        return kept, None if kept else f"nothing to insert: the text retypes {part.strip()}, which follows the cursor"
-    return text, f"replaces {part.strip()} after the cursor"
-
-
-def _error_message(error: urllib.error.HTTPError) -> str:
-    try:
-        return json.load(error)["error"]["message"]
-    except (ValueError, KeyError, TypeError):
-        return error.reason
-
-
-def _cursor_offset(text: str, args: argparse.Namespace) -> int:
-    if args.column is not None and args.line is None:
-        raise ValueError("--column goes with --line")
-    if args.offset is not None:
-        if not 0 <= args.offset <= len(text):
-            raise ValueError(f"--offset {args.offset} is outside the text (0..{len(text)})")
-        return args.offset
-    if args.line is None:
-        return len(text)
-    lines = text.split("\n")
-    if not 1 <= args.line <= len(lines):
-        raise ValueError(f"--line {args.line} is outside the text (1..{len(lines)})")
-    line, column = lines[args.line - 1], 1 if args.column is None else args.column
-    if not 1 <= column <= len(line) + 1:
-        raise ValueError(f"--column {column} is outside line {args.line} (1..{len(line) + 1})")
-    return sum(len(l) + 1 for l in lines[: args.line - 1]) + column - 1
 
 
 def cmd_lsp(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""The running daemon's footprint on disk: the state file (daemon.json) and the lock.
+"""The running daemon's footprint on disk: the state file (daemon.json) and the lock; and the flags of the last
+start (start_flags.json), which outlive a daemon that failed to start.
 
 The daemon holds an exclusive flock on the lock file for its whole life. The kernel drops the lock
 when the process dies, even by SIGKILL, so "state file present but lock free" reliably means stale
@@ -108,6 +109,40 @@ def write_state(paths: Paths, state: dict) -> None:
 def remove_state(paths: Paths) -> None:
     try:
         paths.state_file.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def _start_flags_file(paths: Paths) -> Path:
+    return paths.state_dir / "start_flags.json"
+
+
+def write_start_flags(paths: Paths, flags: list[str]) -> None:
+    """Remember the flags a start gives `specd serve`, for `specd restart` when no daemon runs to tell them (its
+    start failed, or it died). Atomic, as write_state."""
+    ensure_dir(paths.state_dir, private=True)
+    target = _start_flags_file(paths)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump({"flags": list(flags)}, f)
+        f.write("\n")
+    os.replace(tmp, target)
+
+
+def read_start_flags(paths: Paths) -> list[str] | None:
+    """The flags write_start_flags remembered, or None (none remembered, or the file is not such a record)."""
+    try:
+        flags = json.loads(_start_flags_file(paths).read_text(encoding="utf-8")).get("flags")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return flags if isinstance(flags, list) and all(isinstance(flag, str) for flag in flags) else None
+
+
+def forget_start_flags(paths: Paths) -> None:
+    """`specd stop` drops the remembered flags: the next start or restart starts from settings.json alone."""
+    try:
+        _start_flags_file(paths).unlink()
     except FileNotFoundError:
         pass
 

@@ -7,27 +7,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import pytest
 
 from specd.daemon.config.settings import Settings, settings_record
 
 from .conftest import process_gone, run_cli, specd_env
-
-STAND_IN = """
-import json, os, sys, time
-from specd.daemon.config.paths import get_paths
-from specd.daemon.process.state import DaemonLock, write_state
-paths = get_paths()
-lock = DaemonLock(paths.lock_file)
-assert lock.acquire()
-write_state(paths, {"pid": os.getpid(), "url": "http://127.0.0.1:9", "host": "127.0.0.1", "port": 9,
-                    "token_file": str(paths.token_file), "version": "test", "started_at": 0, "status": "ready",
-                    **json.loads(sys.argv[1])})
-print("ready", flush=True)
-time.sleep(600)
-"""
+from .stand_in import start_stand_in
 
 BROKEN = '{\n  "max_draft_tokens": 6\n  "threads": 1\n}\n'  # a comma missing
 
@@ -38,11 +24,8 @@ def running(tmp_path):
     started: list[subprocess.Popen] = []
 
     def start(settings: Settings = Settings(), flags: list[str] = ()) -> subprocess.Popen:
-        state = {"flags": list(flags), "settings": settings_record(settings)}
-        child = subprocess.Popen([sys.executable, "-c", STAND_IN, json.dumps(state)], env=specd_env(tmp_path),
-                                 stdout=subprocess.PIPE, text=True)
+        child = start_stand_in(tmp_path, {"flags": list(flags), "settings": settings_record(settings)})
         started.append(child)
-        assert child.stdout.readline().strip() == "ready"
         return child
 
     yield start

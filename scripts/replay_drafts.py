@@ -9,7 +9,9 @@ cost of a k-token verification pass. One decode per prompt, then any number of s
 pays by the cost table, learning in hindsight how often each class of proposal is right) with the table of each
 thread count the backend's passes may run on (`--backend llamacpp`; draft_policy.measure_pass_costs, as at
 load). Tune it on one set of prompts and check it on another (`--seed`, `--code-dir`): the per-prompt estimates
-are printed.
+are printed. `n-gram ceiling` is what a length policy over the n-gram drafter's proposals could reach at best (each
+round verifies the length that knowing the outcome would pick): the distance to it is what better estimates of
+s_i could still gain, the rest only cheaper passes or better proposals.
 
     SPECD_HOME=/tmp/sh python scripts/replay_drafts.py --verifier smollm2-135m --limit 40 --threads 2
     SPECD_HOME=/tmp/sh python scripts/replay_drafts.py --backend llamacpp --threads 1 --stdlib \
@@ -74,7 +76,7 @@ def pass_costs(engine: Engine, context: int, max_k: int, repeats: int, log=print
         seconds = cost_curve(engine, context, list(range(1, max_k + 1)), repeats)
         return {runner_threads(engine): [0.0] + [seconds[k] / seconds[1] for k in range(1, max_k + 1)]}
     tables = pass_cost_tables(runner, max_k, filled_cache(runner, PROBE_CONTEXT, max_k), log)
-    return {threads: [0.0] + costs for threads, costs in tables.items()}
+    return {threads: [0.0] + costs for threads, costs in tables.tables.items()}
 
 
 def runner_threads(engine: Engine) -> int:
@@ -109,6 +111,37 @@ def replay(cases: list[Case], drafter, max_draft: int, costs: list[float]) -> di
             tokens += new
             passes += 1
             case_cost += costs[min(1 + len(draft), len(costs) - 1)]
+        cost += case_cost
+        per_case.append((len(case.output) - 1) / case_cost if case_cost else None)
+    return {"tokens_per_pass": tokens / passes, "estimated_speedup": tokens / cost if cost else None,
+            "per_prompt": per_case}
+
+
+def replay_oracle(cases: list[Case], drafter: NgramDrafter, max_draft: int, costs: list[float]) -> dict:
+    """The ceiling of a length policy over `drafter`'s proposals: each round verifies the length of the proposal
+    that knows the outcome would pick (its first L tokens, all right, maximizing (L + 1) / cost(L + 1); 0 when no
+    length beats a plain step). No policy that decides before the pass can do better in a round; returned as
+    `replay` returns it."""
+    greedy = SamplingParams(0.0, 1.0)
+    tokens = passes = 0
+    cost = 0.0
+    per_case = []
+    for case in cases:
+        sequence, done = case.prompt_ids + case.output[:1], 1
+        case_cost = 0.0
+        while done < len(case.output):
+            budget = min(max_draft, len(case.output) - done, len(costs) - 2)
+            draft = drafter.propose(DraftContext(sequence, budget, greedy, None, None, case.sources),
+                                    drafter.new_state()).tokens[:budget]
+            expected = case.output[done:]
+            right = next((i for i, t in enumerate(draft) if t != expected[i]), len(draft))
+            keep = max(range(right + 1), key=lambda n: (n + 1) / costs[n + 1])
+            new = min(keep + 1, len(expected))
+            sequence += expected[:new]
+            done += new
+            tokens += new
+            passes += 1
+            case_cost += costs[keep + 1]
         cost += case_cost
         per_case.append((len(case.output) - 1) / case_cost if case_cost else None)
     return {"tokens_per_pass": tokens / passes, "estimated_speedup": tokens / cost if cost else None,
@@ -151,8 +184,9 @@ def main(argv=None) -> dict:
               + "  ".join(f"{k}:{c:.2f}" for k, c in report["pass_cost"][threads].items()))
         settings = {**{name: (NgramDrafter(**options), max_draft) for name, (options, max_draft) in SETTINGS.items()},
                     "cost-aware": (CostAwareDrafter(NgramDrafter(), lambda costs=costs: costs[1:]), 8)}
-        for name, (drafter, max_draft) in settings.items():
-            row = replay(cases, drafter, max_draft, costs)
+        rows = {name: replay(cases, drafter, max_draft, costs) for name, (drafter, max_draft) in settings.items()}
+        rows["n-gram ceiling"] = replay_oracle(cases, NgramDrafter(), 8, costs)
+        for name, row in rows.items():
             report["settings"][f"{name} ({threads} thread(s))"] = row
             print(f"{name:20s} {threads} thread(s)  tokens/pass {row['tokens_per_pass']:.2f}  estimated speedup "
                   f"{row['estimated_speedup']:.2f}  per prompt "

@@ -1,4 +1,5 @@
-"""What the n-gram drafter proposes: the latest continuation of the longest match, short after weak matches."""
+"""What the n-gram drafter proposes: the continuation of the longest match whose context matches the most (the latest
+among equals), short after weak matches."""
 
 from specd.daemon.engine.drafters.base import DraftContext
 from specd.daemon.engine.drafters.ngram import NgramDrafter
@@ -15,6 +16,19 @@ def test_longest_match_wins_and_the_latest_occurrence_of_it():
     ids = [0, 1, 2, 3, 4, 5, 7, 1, 2, 9, 9, 8, 0, 1, 2]
     assert propose(ids) == [3, 4, 5, 7, 1, 2, 9, 9]
     assert propose([5, 1, 2, 6, 6, 1, 2, 7, 7, 7, 1, 2], max_tokens=3) == [7, 7, 7]
+
+
+def test_among_occurrences_the_one_whose_context_matches_more_wins():
+    # "5 6 7 8" occurs twice: after "1 2 3 4" (like the end of ids) and, later, after "0 0 0 0".
+    ids = [1, 2, 3, 4, 5, 6, 7, 8, 40, 41, 9, 0, 0, 0, 0, 5, 6, 7, 8, 50, 51, 9, 1, 2, 3, 4, 5, 6, 7, 8]
+    assert propose(ids, max_tokens=2) == [40, 41]
+    assert evidence(ids) == (8, 2)  # 8 tokens matched (the 4-gram and 4 before it); the occurrences disagree
+    # Equal contexts: the latest occurrence.
+    ids = [0, 5, 6, 7, 8, 40, 41, 0, 5, 6, 7, 8, 50, 51, 0, 5, 6, 7, 8]
+    assert propose(ids, max_tokens=2) == [50, 51]
+    # A match longer than SELECTION_MATCH counts as equal to another that long: the latest wins.
+    run = list(range(100, 140))
+    assert propose(run + [1] + run + [2] + run, max_tokens=1) == [2]
 
 
 def test_a_single_token_match_proposes_one_token_unless_told_otherwise():

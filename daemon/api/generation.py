@@ -230,6 +230,11 @@ def failure_response(ctx: Context, error: Exception, shape: "Shape") -> web.Resp
             return web.json_response(shape.body(partial.text if partial else "", "cancelled", stats),
                                      headers=speculative.headers(shape.speculative, stats))
         if error.reason == "deadline":  # and no text yet (cut_by_deadline)
+            stats = error.result.stats if error.result is not None else None
+            log.warning("request_timeout (%gs) ran out before any text: answered 504 (%s)",
+                        ctx.settings.request_timeout, "still queued" if stats is None else
+                        f"queued {stats.queue_s:.1f}s, prefill {stats.prefill_s:.1f}s of {stats.prompt_tokens} "
+                        "prompt tokens")
             return json_error(504, f"the request did not finish within request_timeout "
                                    f"({ctx.settings.request_timeout:g}s) and had generated no text yet; raise "
                                    "request_timeout (settings.json, SPECD_REQUEST_TIMEOUT or `specd restart "

@@ -112,8 +112,9 @@ def test_anthropic_gemini_and_bedrock_answer_their_max_tokens_reason(daemon):
     still_serving(daemon)
 
 
-def test_a_deadline_before_any_text_is_a_504_naming_request_timeout(daemon, pace):
-    """The first prefill pass (a prompt of two 512-token chunks) outlasts the deadline: nothing was generated."""
+def test_a_deadline_before_any_text_is_a_504_naming_request_timeout(daemon, pace, caplog):
+    """The first prefill pass (a prompt of two 512-token chunks) outlasts the deadline: nothing was generated. The
+    daemon's log says where the time went, without the prompt's text."""
     pace["seconds"] = 1.5 * TIMEOUT_S
     client = openai.OpenAI(base_url=daemon.url + "/v1", api_key=TOKEN, max_retries=0)
     with pytest.raises(openai.APIStatusError) as raised:
@@ -122,5 +123,8 @@ def test_a_deadline_before_any_text_is_a_504_naming_request_timeout(daemon, pace
     message = raised.value.body["message"]
     assert "request_timeout (1s)" in message and "generated no text" in message
     assert "--request-timeout" in message and "SPECD_REQUEST_TIMEOUT" in message
+    logged = [r.getMessage() for r in caplog.records if "ran out before any text" in r.getMessage()]
+    assert len(logged) == 1 and "request_timeout (1s)" in logged[0], logged
+    assert "prefill" in logged[0] and "prompt tokens" in logged[0] and "parse_args" not in logged[0], logged
     pace["seconds"] = 0.01
     still_serving(daemon)

@@ -1,7 +1,8 @@
 """When a completion ends, and how much of its text is safe to stream.
 
 A completion ends at the end-of-sequence token, at max tokens, at a stop string (cut before it), at the end of
-the line (`line` mode), or when a line's indentation falls below the cursor's block (`block` mode). Tokens are
+the line (`line` mode), or when a line's indentation falls below the cursor's block (`block` mode; at top level,
+see StopState._block_end). Tokens are
 fed one at a time, also those a speculative round accepted together, so speculative output stops exactly where
 plain decoding would.
 
@@ -12,6 +13,7 @@ leaves half of one behind.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from .token_bytes import ByteReader, byte_reader, whole_characters
@@ -20,6 +22,31 @@ from .token_bytes import ByteReader, byte_reader, whole_characters
 def indent_width(line: str) -> int:
     stripped = line.lstrip(" \t")
     return len(line[: len(line) - len(stripped)].expandtabs(4))
+
+
+# Block mode at top level: a column-0 line that goes on with the statement above rather than starting a new one: a
+# closer (`}`, `)`, `]`, `</div>`) or a word that opens the next branch or ends the statement (Python, JS/C, Ruby,
+# Lua, shell, the C preprocessor). A word counts as a word only (`elsewhere` does not) and not as a name being
+# assigned (`end = time()`, `done = True`); Ruby's `rescue => e` does count.
+_CONTINUATION_WORDS = ("else", "elif", "elsif", "elseif", "except", "finally", "catch", "rescue", "ensure", "when",
+                       "then", "do", "until", "end", "fi", "done", "esac", "#else", "#elif", "#elifdef",
+                       "#elifndef", "#endif")
+_CONTINUES = re.compile(r"[)\]}]|</|(?:%s)(?![\w$])(?!\s*(?:[-+*/%%&|^:]|//|\*\*|<<|>>)?=(?![=>]))"
+                        % "|".join(_CONTINUATION_WORDS))
+_FENCES = ("```", "~~~")
+_OPERATOR_TAIL = " \t-+*/%&|^:<>="  # what may follow a continuation word before the line shows an assignment
+
+
+def _undecided(line: str) -> bool:
+    """Whether more characters could still change what a column-0 last line is to a top-level block: a fence
+    (`` ` ``), a continuation (`els`, `end`, which `endpoint` would undo, `end =`) or neither."""
+    if not line:
+        return False
+    if any(marker.startswith(line) and marker != line for marker in (*_FENCES, "</")):
+        return True
+    if any(word.startswith(line) for word in _CONTINUATION_WORDS):
+        return True
+    return line.rstrip(_OPERATOR_TAIL) in _CONTINUATION_WORDS
 
 
 @dataclass
@@ -124,19 +151,41 @@ class StopState:
         return cut
 
     def _block_end(self) -> int | None:
-        # A line ends the block once its first visible character shows an indentation below the cursor's
-        # (or, at top level, a new top-level statement after a blank line). Until that character arrives the
-        # line could still be deeper, so an all-blank last line decides nothing yet.
+        # A line ends the block once its first visible character shows an indentation below the cursor's. Until
+        # that character arrives the line could still be deeper, so an all-blank last line decides nothing yet.
+        # At top level (cursor_indent 0) no indentation is below the cursor's, so a column-0 line ends the block
+        # when it follows a blank line, when it is a Markdown fence (``` or ~~~) the completion did not open (a
+        # model trained on chat answers closes a fence the code never opened), or when it follows an indented
+        # body (or a closer ending one) and does not go on with that statement (_CONTINUES: `}`, `else:`, `end`,
+        # `fi`): a top-level completion is a run of one-line statements, or a statement with its body down to
+        # its closing line, and not the example usage a model writes after a definition. A last line that could
+        # still become a fence or a continuation (`els`) waits for more characters; stable_delta holds it back.
         lines = self.text.split("\n")
         offset = len(lines[0]) + 1
+        top = self.rules.cursor_indent == 0
+        fence_open = top and lines[0].startswith(_FENCES)  # a fence the completion opens keeps its closing fence
+        after_body = top and (indent_width(lines[0]) > 0 or bool(_CONTINUES.match(lines[0])))
         previous_blank = False
-        for line in lines[1:]:
+        for i, line in enumerate(lines[1:], 1):
             if line.strip():
                 width = indent_width(line)
-                if width < self.rules.cursor_indent or (
-                    self.rules.cursor_indent == 0 and width == 0 and previous_blank
-                ):
+                if width < self.rules.cursor_indent:
                     return offset - 1
+                if top and width == 0:
+                    if previous_blank:
+                        return offset - 1
+                    if i == len(lines) - 1 and _undecided(line):
+                        return None
+                    if line.startswith(_FENCES):
+                        if not fence_open:
+                            return offset - 1
+                        fence_open, after_body = False, True
+                    elif _CONTINUES.match(line):
+                        after_body = True
+                    elif after_body:
+                        return offset - 1
+                elif top and not line.lstrip(" \t").startswith("*"):  # ` * ` lines of a /** */ comment: no body
+                    after_body = True
                 previous_blank = False
             else:
                 previous_blank = True
@@ -160,6 +209,12 @@ class StopState:
                 newline = self.text.rfind("\n", 0, end)
                 if newline >= 0 and self.rules.mode == "block" and not self.text[newline + 1 : end].strip():
                     end = newline
+            if self.rules.mode == "block" and self.rules.cursor_indent == 0:
+                # At top level a last line that could still become a fence or a continuation (_block_end) may
+                # still end the block: hold it back from the line break before it.
+                newline = self.text.rfind("\n")
+                if newline >= 0 and _undecided(self.text[newline + 1 :]):
+                    end = min(end, newline)
         delta = self.text[self._emitted : max(end, self._emitted)]
         self._emitted = max(end, self._emitted)
         return delta

@@ -51,6 +51,83 @@ def test_block_mode_stops_when_indentation_leaves_the_block(indent, text, expect
     assert streamed == expected
 
 
+# At top level (cursor_indent 0) every line is in the cursor's block; each case gives the model's text and what
+# the block keeps. Fed one character at a time, `streamed` (what stable_delta handed out) must equal the kept text:
+# a line that could still become `else`, `end` or a fence is held back, never streamed and then cut.
+TOP_LEVEL_ENDS = [
+    # A Markdown fence the completion did not open (the embedded model's real answer, then a bare one).
+    ("# Example usage:\nadd_2_to_top_five = lambda x: x + 2\nprint(add_2_to_top_five(5))  # Output: 7\n```\n",
+     "# Example usage:\nadd_2_to_top_five = lambda x: x + 2\nprint(add_2_to_top_five(5))  # Output: 7"),
+    ("x = add(1, 2)\nprint(x)\n~~~python", "x = add(1, 2)\nprint(x)"),
+    ("x = 1\n```", "x = 1"),  # decided at its third character, with or without a line break after it
+    # A new statement after an indented body: the definition the cursor started is the completion.
+    ("def f():\n    return 1\nprint(f())", "def f():\n    return 1"),
+    ("def f():\n    return 1\n@cache\ndef g():\n    return 2\n", "def f():\n    return 1"),
+    ("def f():\n    pass\nelsewhere = 1", "def f():\n    pass"),  # `else` starts it, but only as a word
+    ("def f():\n    pass\nend = time()", "def f():\n    pass"),  # `end` as a name being assigned
+    ("total = add(\n    1,\n    2,\n)\nprint(total)", "total = add(\n    1,\n    2,\n)"),
+    # A closer at column 0 is kept and the block ends after it.
+    ("function f() {\n  return 1;\n}\nconsole.log(f());\n", "function f() {\n  return 1;\n}"),
+    ("int main(void) {\n    return 0;\n}\nint g", "int main(void) {\n    return 0;\n}"),
+    ("def greet\n  puts 'hi'\nend\ngreet\n", "def greet\n  puts 'hi'\nend"),
+    ("if [ -f x ]; then\n  rm x\nfi\necho done", "if [ -f x ]; then\n  rm x\nfi"),
+    ("for f in *; do\n  echo $f\ndone\nexit 0", "for f in *; do\n  echo $f\ndone"),
+    ("<div>\n  <p>hi</p>\n</div>\n<footer>", "<div>\n  <p>hi</p>\n</div>"),
+]
+
+TOP_LEVEL_KEEPS = [
+    "if a:\n    b()\nelse:\n    c()\n",
+    "try:\n    x()\nexcept ValueError:\n    y()\nfinally:\n    z()\n",
+    "if (a) {\n  b();\n}\nelse {\n  c();\n}\n",
+    "if (a) {\n  b();\n} else {\n  c();\n}\n",
+    "try {\n  f();\n}\ncatch (e) {\n  g(e);\n}\n",
+    "begin\n  x\nrescue => e\n  y\nensure\n  z\nend\n",
+    "case $1 in\n  a) echo a ;;\nesac\n",
+    "#ifdef DEBUG\nvoid log(void) {\n    puts(\"x\");\n}\n#endif\n",
+    "/**\n * Adds one.\n */\nfunction inc(x) {\n  return x + 1;\n}\n",  # a doc comment's ` * ` is no body
+    "@dataclass\nclass Point:\n    x: int\n",
+    "import os\nimport sys\n",  # one-line statements run on until a blank line, as before
+    "```python\nprint(1)\n```\n",  # a fence the completion opened keeps its closing fence (Markdown)
+]
+
+
+@pytest.mark.parametrize("text, expected", TOP_LEVEL_ENDS)
+def test_top_level_block_ends_at_a_fence_or_after_a_statement_with_a_body(text, expected):
+    state, streamed = run(text, mode="block", cursor_indent=0)
+    assert state.text == expected and state.finish_reason == "stop"
+    assert streamed == expected
+
+
+@pytest.mark.parametrize("text", TOP_LEVEL_KEEPS)
+def test_top_level_block_keeps_lines_that_go_on_with_the_statement(text):
+    state, streamed = run(text, mode="block", cursor_indent=0)
+    assert state.text == text and state.finish_reason == "length"
+    assert streamed == text
+
+
+def test_top_level_block_holds_back_a_line_that_may_become_a_continuation():
+    state = StopState(StopRules(eos_ids=frozenset({EOS}), mode="block", max_tokens=200), CharTokenizer())
+    streamed = ""
+    for ch in "if a:\n    b()\nels":
+        state.add(ord(ch))
+        streamed += state.stable_delta()
+    assert streamed == "if a:\n    b()"  # `els` may be `else:` (kept) or `elsewhere` (the end)
+    for ch in "e:\n    c()":
+        state.add(ord(ch))
+        streamed += state.stable_delta()
+    assert streamed == "if a:\n    b()\nelse:\n    c()"
+
+
+@pytest.mark.parametrize("pieces", [
+    ["def f():\n    return 1\nprint(f())\n```\n"],
+    ["def f():\n    return 1\n", "pr"],
+])
+def test_top_level_block_ends_in_text_from_an_upstream_server(pieces):
+    state = StopState(StopRules(eos_ids=frozenset(), mode="block"), CharTokenizer())
+    assert [state.add_text(piece) for piece in pieces] == [False] * (len(pieces) - 1) + [True]
+    assert state.text == "def f():\n    return 1" and state.finish_reason == "stop"
+
+
 def test_max_tokens_and_eos():
     state, _ = run("abcdef", max_tokens=3)
     assert (state.text, state.finish_reason) == ("abc", "length")

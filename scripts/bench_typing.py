@@ -31,7 +31,7 @@ from lsprotocol import types
 
 from specd.daemon.engine.loop import EngineConfig, GenerationRequest
 from specd.daemon.models.loading import load_engine
-from specd.lsp.completer import choose_mode
+from specd.lsp.postprocess import choose_mode
 from specd.lsp.config import Settings
 from specd.lsp.documents import Document, split_lines
 

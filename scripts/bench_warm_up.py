@@ -37,7 +37,7 @@ from pathlib import Path
 
 from specd.daemon.engine.loop import CancelToken, EngineConfig, GenerationRequest
 from specd.daemon.models.loading import load_engine
-from specd.lsp.completer import choose_mode
+from specd.lsp.postprocess import choose_mode
 from specd.lsp.config import Settings
 from specd.lsp.documents import Document, split_lines
 

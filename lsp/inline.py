@@ -14,7 +14,6 @@ from .typed_ahead import Point
 log = logging.getLogger(__name__)
 
 
-
 async def suggest(ls: Any, found: tuple[Document, Point] | None) -> str:
     """The completer's text for a cursor, or "" (never an error: vscode-languageclient shows a pop-up for
     a failed request; the reason goes to the log instead)."""

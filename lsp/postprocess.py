@@ -75,6 +75,29 @@ def trim_repeated_lines(text: str, suffix: str, cut_short: bool = False) -> str:
     return text
 
 
+def cut_at_repeat(text: str, suffix: str, cut_short: bool) -> str:
+    """`text` up to where it starts re-typing the text after the cursor, for a completion that no mode ended.
+
+    The language server's cut (trim_repeated_lines) takes off a repeat at the end of a completion,
+    which is where a line or block mode completion that re-types the lines below ends. Without a mode the text
+    runs on past such a repeat, so the cut is looked for at the end of each of its lines in turn, and the first
+    one found applies: the lines after a copy of the text below continue that text, not the cursor's spot."""
+    below = {_key(line) for line in _LINE_BREAK.split(suffix)} - {""}
+    spans, start = [], 0
+    for line_break in _LINE_BREAK.finditer(text):
+        spans.append((start, line_break.start()))
+        start = line_break.end()
+    spans.append((start, len(text)))
+    for start, end in spans:
+        last = end == len(text)
+        if not last and _key(text[start:end]) not in below:
+            continue  # a repeat ends with a line the text below has; only the last line may be cut short
+        kept = trim_repeated_lines(text[:end], suffix, cut_short and last)
+        if kept != text[:end]:
+            return kept
+    return text
+
+
 def _repeats(keys: list[str], below: list[str], last_may_be_cut: bool) -> bool:
     """True when `keys` are the first lines of `below` (the last one possibly cut short)."""
     if len(keys) > len(below):

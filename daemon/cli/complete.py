@@ -15,7 +15,6 @@ from pathlib import Path
 
 EXIT_NOTHING_TO_COMPLETE = 2  # as for any other input that cannot be completed (an unreadable file, a bad cursor)
 
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 def cmd_complete(args: argparse.Namespace) -> int:
@@ -108,18 +107,18 @@ def as_inserted(raw: str, before: str, suffix: str, mode: str | None, cut_short:
     closers the line already has after the cursor are not typed again. Where the text retypes the auto-closed rest
     of the cursor's line (`def read_lines(path|):` + `):`), the ghost text replaces that rest: when that is the same
     as inserting less before it, the less is printed (here nothing), else the text and what it replaces. Without a
-    mode (`--mode none`) the text ends where it starts re-typing the text below the cursor (before_repeat)."""
+    mode (`--mode none`) the text ends where it starts re-typing the text below the cursor (postprocess.cut_at_repeat)."""
     from specd.lsp import postprocess
 
     whole = raw
     if mode is None:
-        whole = before_repeat(raw, suffix, cut_short)
+        whole = postprocess.cut_at_repeat(raw, suffix, cut_short)
         cut_short = cut_short and whole == raw  # a text cut before a repeat ends with a whole line
     text = postprocess.clean(whole, suffix, mode or "none", cut_short)
     if not text:
         return "", ("nothing to insert: the text repeats what follows the cursor" if raw.strip()
                     else "nothing to insert: the model wrote no text")
-    rest = _LINE_BREAK.split(suffix, maxsplit=1)[0]
+    rest = re.split(r"\r\n|\r|\n", suffix, maxsplit=1)[0]
     replaced = rest.strip() and postprocess.rest_to_replace(before[-postprocess.CONTEXT_CHARS:], text, rest)
     if not replaced:
         return text, None
@@ -128,35 +127,6 @@ def as_inserted(raw: str, before: str, suffix: str, mode: str | None, cut_short:
     if text == kept + part or (text == kept + part.rstrip() and not after.strip()):
         return kept, None if kept else f"nothing to insert: the text retypes {part.strip()}, which follows the cursor"
     return text, f"replaces {part.strip()} after the cursor"
-
-
-def _key(line: str) -> str:
-    return " ".join(line.split())  # as postprocess compares lines: indentation and runs of blanks aside
-
-
-def before_repeat(text: str, suffix: str, cut_short: bool) -> str:
-    """`text` up to where it starts re-typing the text after the cursor, for a completion that no mode ended.
-
-    The language server's cut (postprocess.trim_repeated_lines) takes off a repeat at the end of a completion,
-    which is where a line or block mode completion that re-types the lines below ends. Without a mode the text
-    runs on past such a repeat, so the cut is looked for at the end of each of its lines in turn, and the first
-    one found applies: the lines after a copy of the text below continue that text, not the cursor's spot."""
-    from specd.lsp.postprocess import trim_repeated_lines
-
-    below = {_key(line) for line in _LINE_BREAK.split(suffix)} - {""}
-    spans, start = [], 0
-    for line_break in _LINE_BREAK.finditer(text):
-        spans.append((start, line_break.start()))
-        start = line_break.end()
-    spans.append((start, len(text)))
-    for start, end in spans:
-        last = end == len(text)
-        if not last and _key(text[start:end]) not in below:
-            continue  # a repeat ends with a line the text below has; only the last line may be cut short
-        kept = trim_repeated_lines(text[:end], suffix, cut_short and last)
-        if kept != text[:end]:
-            return kept
-    return text
 
 
 def _error_message(error) -> str:

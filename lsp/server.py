@@ -22,7 +22,7 @@ from . import arguments, commands, configuration, cursor_hint, inline, menu
 from .client import DaemonClient
 from .completer import Completer
 from .documents import Document, DocumentStore
-from .sync import SpecdProtocol
+from .sync import DESYNCING, SpecdProtocol
 from .typed_ahead import Point
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,19 @@ class SpecdServer(LanguageServer):
         # pygls would show a pop-up; the type name is enough to debug and cannot leak document text.
         log.error("internal error: %s", type(error).__name__)
         self.log(f"specd: internal error ({type(error).__name__})", types.MessageType.Error)
+
+    def malformed_notification(self, method: str, uri: str | None, problems: str) -> None:
+        """A notification whose params do not fit `method` (`problems`: the fields, sync.invalid_fields). After a
+        lost `didChange` or `didOpen` specd no longer knows the document's text: it is dropped, so that no
+        completion is made from a stale copy, until the editor opens it again."""
+        dropped = uri is not None and method in DESYNCING and self.docs.get(uri) is not None
+        if dropped:
+            self.docs.close(uri)
+            self.completer.closed(uri)
+        log.warning("ignored %s: %s%s", method, problems, "; its document is dropped until reopened" if dropped else "")
+        self.log(f"specd: ignored {method}, its params do not fit: {problems}"
+                 + ("; no completions in this document until it is opened again" if dropped else ""),
+                 types.MessageType.Warning)
 
     def changed(self, params: types.DidChangeTextDocumentParams) -> None:
         doc = self.docs.get(params.text_document.uri)

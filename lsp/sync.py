@@ -6,14 +6,20 @@ Like pygls's own built-ins these run in message order, so a request always sees 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException
+from cattrs.errors import ClassValidationError
+from cattrs.v import transform_error
+from pygls.exceptions import JsonRpcInvalidParams
 from pygls.protocol import JsonRPCNotification, LanguageServerProtocol
 from pygls.protocol.language_server import lsp_method
 
-_ANSWERED = object()  # a request that could not be read and was answered with an error already
+_HANDLED = object()  # a message that could not be read: a request answered with an error, a notification logged
+# Notifications whose loss leaves specd's copy of a document unknown: the document is dropped, not guessed at.
+_SNAKE = re.compile(r"_([a-z])")  # lsprotocol's attribute names, camelCase on the wire
+DESYNCING = {types.TEXT_DOCUMENT_DID_CHANGE, types.TEXT_DOCUMENT_DID_OPEN}
 
 
 def offers_inline_completion(capabilities: types.ClientCapabilities | None) -> bool:
@@ -23,29 +29,55 @@ def offers_inline_completion(capabilities: types.ClientCapabilities | None) -> b
     return bool(document and document.inline_completion is not None)
 
 
+def invalid_fields(error: ClassValidationError) -> str:
+    """The fields of a message that did not fit its lsprotocol type, by their LSP names and without their values
+    ("required field missing @ params.textDocument.version; ..."), from cattrs's `transform_error`."""
+    problems = (problem.partition(" @ ") for problem in transform_error(error, path="$"))
+    return "; ".join(what + at + _SNAKE.sub(lambda m: m[1].upper(), where.removeprefix("$."))
+                     for what, at, where in problems)
+
+
+def document_uri(params: Any) -> str | None:
+    """`params.textDocument.uri` of a raw message, if it has one."""
+    document = params.get("textDocument") if isinstance(params, dict) else None
+    uri = document.get("uri") if isinstance(document, dict) else None
+    return uri if isinstance(uri, str) else None
+
+
 class SpecdProtocol(LanguageServerProtocol):
     _server: Any  # SpecdServer
 
     def structure_message(self, data: Any) -> Any:
         """pygls's reading of one message (called for every JSON object in it, innermost first), except that a
         request whose params do not fit its method (a negative `character`, no `context`) is answered with the
-        error, as JSON-RPC 2.0 requires of every request, instead of dropped, which left the editor waiting; and
-        that specd's own notifications (no lsprotocol type) keep their params as plain JSON, for their handler to
-        check: pygls would make named tuples of them and log a traceback on a missing `params` or a field named
-        `type_name`, before the handler could ignore the hint."""
-        method = data.get("method") if isinstance(data, dict) and "jsonrpc" in data and "id" not in data else None
-        if isinstance(method, str) and self.get_message_type(method) is None:
+        error, as JSON-RPC 2.0 requires of every request, instead of dropped, which left the editor waiting; a
+        notification whose params do not fit is logged in one line instead of a traceback (a `didChange` or
+        `didOpen` drops the document: its text is unknown until the editor opens it again); and specd's own
+        notifications (no lsprotocol type) keep their params as plain JSON, for their handler to check: pygls
+        would make named tuples of them and log a traceback on a missing `params` or a field named `type_name`,
+        before the handler could ignore the hint. Errors name the fields that did not fit, never their values."""
+        if not (isinstance(data, dict) and "jsonrpc" in data and isinstance(data.get("method"), str)):
+            return super().structure_message(data)  # an inner object, or a response to a request of ours
+        method, message_type = data["method"], self.get_message_type(data["method"])
+        if message_type is None and "id" not in data:
             return JsonRPCNotification(method=method, jsonrpc=data["jsonrpc"], params=data.get("params"))
-        try:
+        if message_type is None:
             return super().structure_message(data)
-        except JsonRpcException as error:
-            if isinstance(data, dict) and "id" in data and "method" in data:
-                self._send_response(data["id"], error=error.to_response_error())
-                return _ANSWERED
-            raise
+        try:
+            return self._converter.structure(data, message_type)  # as pygls, which would log a traceback
+        except ClassValidationError as error:
+            problems = invalid_fields(error)
+        except Exception as error:  # noqa: BLE001 - cattrs failing otherwise: answered all the same
+            problems = f"unreadable ({type(error).__name__})"
+        if "id" in data:
+            self._send_response(data["id"], error=JsonRpcInvalidParams(
+                f"Invalid params for {method}: {problems}").to_response_error())
+        else:
+            self._server.malformed_notification(method, document_uri(data.get("params")), problems)
+        return _HANDLED
 
     def handle_message(self, message: Any) -> None:
-        if message is not _ANSWERED:
+        if message is not _HANDLED:
             super().handle_message(message)
 
     @lsp_method(types.INITIALIZE)

@@ -133,3 +133,33 @@ def test_requests_the_server_cannot_read_are_answered_with_an_error(specd_home):
     assert answers[4]["error"]["code"] == -32601
     assert "result" in answers[5] and done.returncode == 0
     assert b"internal error" not in done.stdout + done.stderr
+
+
+def notify_raw(client, method: str, params: dict) -> None:
+    """A notification as written, past the client's lsprotocol types (which would refuse malformed params)."""
+    client.protocol._send_data({"jsonrpc": "2.0", "method": method, "params": params})
+
+
+async def test_a_notification_the_server_cannot_read_is_logged_and_a_lost_edit_drops_the_document(fake_daemon,
+                                                                                                   start_lsp):
+    """A malformed `didOpen` is a one-line warning naming the fields (not a traceback, never the text); after a
+    malformed `didChange` specd no longer knows the text, so it completes nothing there until the editor opens the
+    document again, instead of completing from a stale copy."""
+    client = await start_lsp(init_options=FAST, inline_client=True)
+    notify_raw(client, types.TEXT_DOCUMENT_DID_OPEN, {"textDocument": {"uri": URI, "text": "secret = 1"}})
+    open_doc(client, URI, "x = 1\n")
+    assert inline_text(await inline(client, URI, (1, 0))) == "x"
+    asked = len(fake_daemon.requests)
+    notify_raw(client, types.TEXT_DOCUMENT_DID_CHANGE, {"textDocument": {"uri": URI, "version": "two"},
+                                                         "contentChanges": [{"text": "secret = 2"}]})
+    assert inline_text(await inline(client, URI, (1, 0))) == ""
+    assert len(fake_daemon.requests) == asked
+    open_doc(client, URI, "x = 2\n", version=3)
+    assert inline_text(await inline(client, URI, (1, 0))) == "x"
+    warnings = [m.message for m in client.log_messages if m.type == types.MessageType.Warning]
+    assert warnings == [
+        "specd: ignored textDocument/didOpen, its params do not fit: required field missing @ "
+        "params.textDocument.languageId; required field missing @ params.textDocument.version",
+        "specd: ignored textDocument/didChange, its params do not fit: invalid value for type, expected int @ "
+        "params.textDocument.version; no completions in this document until it is opened again"]
+    assert not any("secret" in m.message or "internal error" in m.message for m in client.log_messages)

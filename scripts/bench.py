@@ -824,7 +824,7 @@ def parse_args(argv):
                    help="the Python standard library as a source too (the default when no other is named)")
     p.add_argument("--limit", type=int, default=20, help="prompts per source")
     p.add_argument("--max-tokens", type=int, default=48)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=0, help="specd's `threads` setting (0: its default, auto)")
     p.add_argument("--batch-threads", type=int, default=0,
                    help="llama.cpp: threads for passes over several tokens (specd's runner and both llama.cpp "
                         "peers); 0: the engine's default")
@@ -876,9 +876,13 @@ def main(argv=None) -> dict:
         # the prompt-lookup peer's context: the longest prompt, the output, one draft and a margin
         context = -(-(max(lengths) + args.max_tokens + 64) // 256) * 256
         llama_engine, others = llamacpp_others(args, log, context)
+        from bench_llamacpp import llama_server_threads
+
         runner = llama_engine.verifier
         env["llamacpp_threads"] = {"threads": runner.threads, "batch_threads": runner.batch_threads,
-                                   "busy_batch_threads": runner.busy_batch_threads}
+                                   "busy_batch_threads": runner.busy_batch_threads,
+                                   "steps_follow_passes": runner.steps_follow_passes,
+                                   "peers": llama_server_threads()}
     origins = list(dict.fromkeys(p.origin for p in prompts))
     log(f"{len(prompts)} prompts from {', '.join(origins)}, {min(lengths)}..{max(lengths)} tokens; runners: "
         f"{', '.join([PLAIN, *drafters, *variants, *others])}")
@@ -887,7 +891,8 @@ def main(argv=None) -> dict:
     bench_prompt(engine, drafters, variants, prompts[0], 0, min(8, args.max_tokens), others, args.warm)  # not counted
     warmup_s = time.perf_counter() - started
     if others:
-        llama_engine.verifier.passes_on.clear()  # from here on: the timed runs' passes
+        llama_engine.verifier.passes_on.clear()  # from here on: the timed runs' passes and steps
+        llama_engine.verifier.steps_on.clear()
 
     runs: list[Run] = []
     for index, prompt in enumerate(prompts):
@@ -907,6 +912,7 @@ def main(argv=None) -> dict:
         # specd's passes over several tokens in the timed runs (prompts, verifications) by thread count: how often
         # batch_threads auto found the other cores idle
         env["llamacpp_threads"]["passes_on"] = {str(k): v for k, v in sorted(runner.passes_on.items())}
+        env["llamacpp_threads"]["steps_on"] = {str(k): v for k, v in sorted(runner.steps_on.items())}
         add_llamacpp_report(report, runs, others, default)
         report["keystroke_llamacpp"] = keystroke_cost(llama_engine, prompts, texts)
         env["llama_cpp_python"] = _version("llama_cpp_python")

@@ -1,5 +1,8 @@
 """llama.cpp's own decoding as peers for scripts/bench.py, in the same process as specd.
 
+Both peers run on llama-server's default thread count (`llama_server_threads`: every physical core, for steps and
+batches alike), whatever specd's own settings.
+
 `LlamaCppPlain` (`llama.cpp:plain`) decodes the way llama-server does for a completion: the prompt in batches of
 `n_batch` tokens with logits for the last one only (the server's prompt processing), then one token per
 `llama_decode`, each picked in C by a sampler chain holding llama.cpp's greedy sampler (`common_sampler` with
@@ -10,7 +13,7 @@ llama.cpp runner.
 `LlamaCppPromptLookup` (`llama.cpp:prompt-lookup`) is llama-cpp-python's own speculative decoding, configured as
 its README shows: `Llama(model_path=<the same GGUF>, draft_model=LlamaPromptLookupDecoding(num_pred_tokens=10))`
 (`max_ngram_size` 2, the class's default), everything else the binding's defaults (flash attention off) but the
-thread counts and batch size of specd's runner, and `logits_all=True`. With a draft model the binding computes
+thread counts above and specd's runner's batch size, and `logits_all=True`. With a draft model the binding computes
 logits for every row of every batch (the prompt's too) and copies them into a numpy array, but sizes that array by
 the `logits_all` argument: left False it has `n_batch` rows and a sequence longer than `n_batch` fails ("could not
 broadcast"), so the peer asks for `n_ctx` rows. `Llama.generate` then, after each sampled token, asks the draft
@@ -32,21 +35,36 @@ Not a module of specd: only the benchmark uses it.
 from __future__ import annotations
 
 import ctypes
+import glob
+import os
 import time
+
+
+def llama_server_threads() -> int:
+    """The threads llama-server runs on when not told (`-t`/`-tb` -1): llama.cpp's `cpu_get_num_math`, on Linux
+    without hybrid cores `cpu_get_num_physical_cores` (common/common.cpp): the number of distinct
+    `/sys/devices/system/cpu/cpu*/topology/thread_siblings` masks, else all logical CPUs up to 4, half above."""
+    masks = set()
+    for path in glob.glob("/sys/devices/system/cpu/cpu[0-9]*/topology/thread_siblings"):
+        with open(path, encoding="ascii") as f:
+            masks.add(f.read().strip())
+    if masks:
+        return len(masks)
+    cpus = os.cpu_count() or 4
+    return cpus if cpus <= 4 else cpus // 2
 
 
 class LlamaCppPlain:
     name = "llama.cpp:plain"
 
     def __init__(self, runner, max_context: int = 4096) -> None:
-        """`runner`: specd's LlamaCppRunner, whose loaded model (and thread count) this peer uses."""
+        """`runner`: specd's LlamaCppRunner, whose loaded model this peer uses (on llama_server_threads)."""
         lc = self.lc = runner.lc
         params = lc.llama_context_default_params()
         params.n_ctx = max_context
         params.n_batch = params.n_ubatch = self.batch = runner.batch_size
         params.n_seq_max = 1
-        params.n_threads = runner.threads
-        params.n_threads_batch = getattr(runner, "batch_threads", runner.threads)
+        params.n_threads = params.n_threads_batch = self.threads = llama_server_threads()
         self.ctx = lc.llama_init_from_model(runner.model, params)
         if not self.ctx:
             raise RuntimeError("llama.cpp could not make the peer's context")
@@ -97,7 +115,8 @@ class LlamaCppPromptLookup:
     name = "llama.cpp:prompt-lookup"
 
     def __init__(self, runner, max_context: int = 4096, num_pred_tokens: int = 10, max_ngram_size: int = 2) -> None:
-        """`runner`: specd's LlamaCppRunner, whose GGUF (`.path`), thread counts and batch size this peer uses.
+        """`runner`: specd's LlamaCppRunner, whose GGUF (`.path`) and batch size this peer uses (on
+        llama_server_threads).
         `max_context` bounds prompt + output + one draft (the binding allocates its logits for all of it)."""
         from llama_cpp import Llama, llama_cpp as lc
         from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
@@ -114,8 +133,8 @@ class LlamaCppPromptLookup:
         self.draft_model = RecordingLookup(max_ngram_size=max_ngram_size, num_pred_tokens=num_pred_tokens)
         self.draft_model.calls = []
         self.llm = Llama(model_path=str(runner.path), n_ctx=max_context, n_batch=runner.batch_size,
-                         n_ubatch=runner.batch_size, n_threads=runner.threads,
-                         n_threads_batch=getattr(runner, "batch_threads", runner.threads),
+                         n_ubatch=runner.batch_size, n_threads=llama_server_threads(),
+                         n_threads_batch=llama_server_threads(),
                          draft_model=self.draft_model, logits_all=True, verbose=False)
         self.vocab = self.llm._model.vocab
 

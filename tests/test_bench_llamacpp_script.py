@@ -159,3 +159,24 @@ def test_the_plain_peer_reuses_its_cache_as_llama_server_does_when_warm():
     assert fed[0] == prompt[-2:]  # only what the cached prompt lacks, then one token per pass
     assert all(len(tokens) == 1 for tokens in fed[1:])
     peer.close()
+
+
+def test_the_thread_ab_runs_both_step_policies_losslessly(monkeypatch):
+    """scripts/bench_threads.py: steps on idle cores and on half the cores, plain and drafted, all write the half-cores
+    plain decode's tokens (a step's count changes no result on this build), and the peers run on llama-server's
+    default threads and on half the cores."""
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
+    if not GGUF.exists():
+        pytest.skip(f"the embedded GGUF is not cached at {GGUF}")
+    monkeypatch.setenv("SPECD_HOME", str(CACHE_HOME))
+    _bench()
+    import bench_threads
+    from bench_llamacpp import llama_server_threads
+
+    report = bench_threads.main(["--verifier", "smollm2-135m", "--stdlib", "--limit", "2", "--max-tokens", "10",
+                                 "--prefix-tokens", "200", "--suffix-tokens", "20"])
+    assert report["prompts"] == 2 and report["threads"]["llama_server"] == llama_server_threads()
+    specd_runners = {name: count for name, count in report["identical"].items() if name.startswith("specd")}
+    assert specd_runners == {f"specd {policy} {kind}": 2
+                             for policy in ("half", "idle") for kind in ("plain", "default")}
+    assert all(value["all"] > 0 for value in report["ratios"].values())

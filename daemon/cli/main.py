@@ -36,7 +36,8 @@ _SETTING_HELP = {
     "dtype": "auto, float32, float16 or bfloat16",
     "max_context": "context window in tokens",
     "cache_slots": "documents whose KV cache is kept",
-    "threads": "CPU threads for torch or llama.cpp (0 = half the cores)",
+    "threads": "CPU threads for torch or llama.cpp steps (0 = half the cores; on llama.cpp with --batch-threads 0 every "
+               "core while other programs leave them idle)",
     "batch_threads": "llama.cpp: CPU threads for the prompt and verification passes (0 = auto: every core while other "
                      "programs leave them idle, else --threads)",
     "backend": "auto, torch or llamacpp: what runs the verifier (auto: a GGUF on CPU runs on llama.cpp when "
@@ -402,8 +403,10 @@ def _describe(report: dict) -> str:
         backend = f" on {models['backend']}{dtype}" if models.get("backend") else ""
         lines.append(f"verifier: {models.get('verifier')}{backend}, drafter: {models.get('drafter') or 'none'} "
                      f"({models.get('draft_strategy')}), memory: {memory_text}")
+        if models.get("threads"):
+            lines.append(f"threads: {models['threads']}")
         if models.get("pass_costs"):
-            lines.append("pass costs, relative to a one-token step: " + "; ".join(
+            lines.append("pass costs, relative to a one-token step on as many threads: " + "; ".join(
                 f"{threads} thread(s) " + (" ".join(f"{c:.2f}" for c in costs) if costs else
                                            "not measured yet (other programs kept the cores busy; measured while "
                                            "specd is idle, priced as on fewer threads meanwhile)")

@@ -36,7 +36,7 @@ class Settings:
     dtype: str = "auto"
     max_context: int = 4096
     cache_slots: int = 4
-    threads: int = 0  # CPU threads for torch or llama.cpp; 0 = half the cores
+    threads: int = 0  # CPU threads for torch or llama.cpp steps; 0 = half the cores (llama.cpp: auto, as batch_threads)
     batch_threads: int = 0  # llama.cpp: CPU threads for passes over several tokens; 0 = auto (idle cores, else threads)
     backend: str = "auto"  # auto | torch | llamacpp: what runs the verifier
     host: str = "127.0.0.1"

@@ -29,6 +29,7 @@ REMEASURE_SPACING = 60.0  # seconds between the first two of them; the wait doub
 REPORTED_CHANGE = 0.05
 PREFILL_CHUNK = 64  # a measurement's prefill stops between chunks for a request
 MIN_THREAD_GAIN = 1.2  # llama.cpp passes on idle cores must be this much cheaper to be worth the risk of a stall
+MIN_STEP_GAIN = 1.05  # ... and steps this much faster to follow them there (2 cores here: 1.10)
 MIN_GAIN = 1.1  # a draft must promise this many times a plain step's tokens per cost: s_i is an estimate, and
 # proposing and scoring drafts costs time a plain step does not spend (bench: 0.95x plain without the margin)
 
@@ -118,8 +119,9 @@ class PassCosts:
 
     def measure_now(self, filled, interrupted: Callable[[], bool] = lambda: False) -> bool:
         """Measure the fewest threads' table, and the others' while the cores are idle (above); then keep passes
-        on the fewest threads if, measured on idle cores, the most made the longest pass less than MIN_THREAD_GAIN
-        times cheaper (hyperthreads sharing a core's units). Returns whether every table was measured."""
+        (and steps) on the fewest threads if, measured on idle cores, the most made the longest pass less than
+        MIN_THREAD_GAIN times faster (hyperthreads sharing a core's units), and steps alone if they made a step
+        less than MIN_STEP_GAIN times faster. Returns whether every table was measured."""
         fewest, most = min(self.fastest), max(self.fastest)
         complete = True
         for threads in sorted(self.fastest):
@@ -128,11 +130,19 @@ class PassCosts:
                 continue
             if not self.measure(threads, filled, interrupted=interrupted):
                 return False
-        if most != fewest and self.measured(most) and self.table(most)[-1] * MIN_THREAD_GAIN > self.table(fewest)[-1]:
+        if most == fewest or not self.measured(most):
+            return complete
+        seconds = {threads: self.fastest[threads] for threads in (fewest, most)}
+        if seconds[most][-1] * MIN_THREAD_GAIN > seconds[fewest][-1]:
             self.report(f"note: passes on {most} threads ({' '.join(f'{c:.2f}' for c in self.table(most))}) were not "
-                        f"{MIN_THREAD_GAIN}x cheaper than on {fewest}: they stay on {fewest}")
+                        f"{MIN_THREAD_GAIN}x faster than on {fewest}: they stay on {fewest}")
             self.runner.fix_pass_threads(fewest)
             self.fastest = {fewest: self.fastest[fewest]}
+        elif self.runner.steps_follow_passes and seconds[most][0] * MIN_STEP_GAIN > seconds[fewest][0]:
+            self.report(f"note: a step on {most} threads ({seconds[most][0] * 1000:.1f} ms) was not {MIN_STEP_GAIN}x "
+                        f"faster than on {fewest} ({seconds[fewest][0] * 1000:.1f} ms): steps stay on {fewest}")
+            self.runner.fix_step_threads()
+            seconds[most][0] = seconds[fewest][0]  # the step a draft on `most` threads is weighed against now
         return complete
 
     def measured(self, threads: int) -> bool:

@@ -47,7 +47,7 @@ class EngineConfig:
     max_context: int = 4096
     cache_slots: int = 4
     layer_skip_layers: int | None = None
-    threads: int = 0  # CPU threads for torch or llama.cpp; 0 = half the cores
+    threads: int = 0  # CPU threads for torch or llama.cpp steps; 0 = half the cores (llama.cpp: auto, as batch_threads)
     batch_threads: int = 0  # llama.cpp: threads for passes over several tokens (prompt, verification); 0 = auto
     backend: str = "auto"  # auto | torch | llamacpp (daemon/models/loading.py: choose_backend)
 
@@ -361,6 +361,7 @@ class Engine:
             # {threads: c(1..n) or None while not measured}, what the cost-aware drafter prices drafts by
             # (draft_policy.PassCosts), or None
             "pass_costs": getattr(getattr(self.drafter, "costs", None), "measured_tables", None),
+            "threads": self.verifier.describe_threads() if hasattr(self.verifier, "describe_threads") else None,
         }
 
     def apply_chat_template(self, messages: list[dict], tools: list[dict] | None = None,

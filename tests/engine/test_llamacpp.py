@@ -169,8 +169,11 @@ def test_specd_status_shows_the_pass_costs_drafts_are_priced_by(llama):
     report = {"running": True, "url": "u", "pid": 1, "responding": True, "state": "ready", "token_file": "t",
               "log_file": "l", "models": info}
     threads, table = min(info["pass_costs"].items())  # the fewest threads' table is always measured
-    assert f"pass costs, relative to a one-token step: {threads} thread(s) 1.00 {table[1]:.2f}" \
-        in _describe(report)
+    said = _describe(report)
+    assert (f"pass costs, relative to a one-token step on as many threads: {threads} thread(s) 1.00 {table[1]:.2f}"
+            in said)
+    assert f"threads: {llama.verifier.describe_threads()}" in said
+    assert info["threads"].startswith("steps")
     models = {**info, "pass_costs": {"1": table, "2": None}}
     assert "2 thread(s) not measured yet (other programs kept the cores busy" in _describe({**report, "models": models})
 
@@ -276,18 +279,47 @@ def test_passes_take_the_idle_cores_and_leave_them_when_other_programs_need_them
         runner.load, runner.batch_threads, runner.busy_batch_threads = saved
 
 
+def test_with_both_counts_auto_steps_take_the_idle_cores_too(engine):
+    runner = engine.verifier
+    saved = runner.load, runner.batch_threads, runner.busy_batch_threads, runner.steps_follow_passes
+    runner.batch_threads, runner.busy_batch_threads, runner.load = 2, 1, _Load(0.0)
+    runner.steps_follow_passes = True
+    steps_before = dict(runner.steps_on)
+    try:
+        ids = engine.tokenizer(json_decoder_prompts()[0][0])["input_ids"][:20]
+        cache = runner.new_cache()
+        runner.forward(ids[:8], cache)
+        runner.forward(ids[8:9], cache)
+        assert (runner.lc.llama_n_threads(runner.ctx), runner.lc.llama_n_threads_batch(runner.ctx)) == (2, 2)
+        runner.load.busy = 0.6
+        runner.forward(ids[9:10], cache)
+        assert runner.lc.llama_n_threads(runner.ctx) == 1
+        runner.fix_step_threads()
+        runner.load.busy = 0.0
+        runner.forward(ids[10:11], cache)
+        assert runner.lc.llama_n_threads(runner.ctx) == runner.threads == 1
+        assert {n: runner.steps_on[n] - steps_before.get(n, 0) for n in (1, 2)} == {1: 2, 2: 1}
+    finally:
+        runner.load, runner.batch_threads, runner.busy_batch_threads, runner.steps_follow_passes = saved
+
+
 def test_auto_threads_use_every_usable_core_and_a_fixed_count_stays(tmp_path):
     from specd.daemon.engine.runners.cpu_load import OtherProgramsLoad, usable_cpu_count
 
     gguf = embedded_home(tmp_path) / "cache" / "embedded" / "SmolLM2-135M-Instruct.Q4_1.gguf"
     auto = LlamaCppRunner(gguf, max_context=64, sequences=1, threads=1)
+    both_auto = LlamaCppRunner(gguf, max_context=64, sequences=1)
     cores = usable_cpu_count()
+    assert not auto.steps_follow_passes
     if cores > 1 and OtherProgramsLoad.available():
         assert (auto.busy_batch_threads, auto.batch_threads, auto.pass_thread_choices) == (1, cores, (1, cores))
-    fixed = LlamaCppRunner(gguf, max_context=64, sequences=1, threads=1, batch_threads=3)
+        assert both_auto.steps_follow_passes and both_auto.step_threads() in (both_auto.threads, cores)
+    fixed = LlamaCppRunner(gguf, max_context=64, sequences=1, batch_threads=3)
     assert (fixed.load, fixed.pass_threads(), fixed.pass_thread_choices) == (None, 3, (3,))
-    auto.fix_pass_threads(1)
-    assert (auto.load, auto.pass_threads(), auto.pass_thread_choices) == (None, 1, (1,))
+    assert not fixed.steps_follow_passes
+    both_auto.fix_pass_threads(1)
+    assert (both_auto.load, both_auto.pass_threads(), both_auto.pass_thread_choices) == (None, 1, (1,))
+    assert (both_auto.steps_follow_passes, both_auto.step_threads()) == (False, both_auto.threads)
 
 
 class _BrokenLoad:
@@ -342,8 +374,9 @@ class _TimedRunner:
     """What pass_cost_tables needs of a LlamaCppRunner, with a measurement per thread count; `now`: the count
     pass_threads gives (2 while the cores are idle)."""
 
-    def __init__(self, choices, now):
+    def __init__(self, choices, now, steps_follow_passes=False):
         self.pass_thread_choices, self.now, self.pinned, self.fixed = choices, now, [], None
+        self.steps_follow_passes = steps_follow_passes
 
     def pin_pass_threads(self, threads):
         self.pinned.append(threads)
@@ -353,6 +386,35 @@ class _TimedRunner:
 
     def fix_pass_threads(self, threads):
         self.fixed = threads
+
+    def fix_step_threads(self):
+        self.steps_follow_passes = False
+
+
+@pytest.mark.parametrize("two_thread_step_ms, steps_follow, two_thread_table", [
+    (6.6, True, [1.0, 1.5, 2.0]),  # a step 1.1x faster on both cores: steps go there too, priced against it
+    (7.2, False, [1.0, 9.9 / 7.3, 13.2 / 7.3]),  # not 1.05x faster: steps stay on one, drafts priced against it
+])
+def test_steps_follow_passes_onto_idle_cores_only_where_they_are_faster_there(monkeypatch, two_thread_step_ms,
+                                                                            steps_follow, two_thread_table):
+    """A step on 2 quiet cores took 6.6 ms against 7.3 on one (llama-server steps on every physical core); with
+    hyperthreads a step may gain nothing."""
+    from specd.daemon.engine import draft_policy
+    from specd.daemon.models.loading import pass_cost_tables
+
+    runner = _TimedRunner((1, 2), 2, steps_follow_passes=True)
+    seconds = {1: [0.0073, 0.0146, 0.0220], 2: [two_thread_step_ms / 1000, 0.0099, 0.0132]}
+
+    def measure(costs, threads, filled, rounds=5, interrupted=None):
+        costs.fastest[threads] = list(seconds[threads])
+        return True
+
+    monkeypatch.setattr(draft_policy.PassCosts, "measure", measure)
+    messages = []
+    tables = pass_cost_tables(runner, 3, None, messages.append).tables
+    assert runner.steps_follow_passes is steps_follow and runner.fixed is None
+    assert tables[2] == pytest.approx(two_thread_table)
+    assert any("steps stay on 1" in m for m in messages) is not steps_follow
 
 
 @pytest.mark.parametrize("two_thread_cost, idle_now, kept, two_threads_priced", [

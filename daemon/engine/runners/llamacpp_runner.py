@@ -21,15 +21,18 @@ reproduce single steps bit for bit (`draft_policy.longest_consistent_pass`) and 
 prompt still gets the fast many-row kernels (a plain decode prefills with them too).
 
 Threads: llama.cpp runs a single-token step on `n_threads` and any pass over more tokens on `n_threads_batch`
-(llama-context.cpp); specd sets the second before each pass. A step barely gains from more threads (SmolLM2
-Q4_1, 2 cores, quiet: 8.1 ms on two against 9.3 on one), a pass over several tokens gains much (a 9-token pass
-34 ms against 60), and both lose while another program keeps a core busy (the same pass 80 ms on two threads
-against 59 on one; each of a pass's hundreds of thread barriers waits for the thread that lost its core). So
-steps run on `threads` (half the cores), and `batch_threads` 0 (auto) runs passes on every usable core while other
-programs leave those idle (`cpu_load.OtherProgramsLoad`: other programs' CPU time over the last 0.1-0.25 s, kept
-fresh by a sampling thread) and on `threads` while they do not; a positive `batch_threads` fixes the count. The drafter prices a draft by
-the count `pass_threads` gives and the pass asks again, so a new sample in between may change the count: the
-engine caps drafts by the longest consistent pass over all counts (loading.py), which keeps that harmless.
+(llama-context.cpp); specd sets both before each call. On 2 quiet cores (SmolLM2 Q4_1, ~700 cached tokens) a step
+on both takes 6.6 ms against 7.3 on one (8.1 against 9.3 on an earlier machine), a pass over several tokens gains
+more (a 9-token pass 34 ms against 60), and both lose while another program keeps a core busy (the same pass 80 ms
+on two threads against 59 on one; each of a pass's hundreds of thread barriers waits for the thread that lost its
+core). llama-server itself runs both on every physical core (`cpu_get_num_math`). So with `threads` and
+`batch_threads` both 0 (auto, the defaults) every call runs on every usable core while other programs leave those
+idle (`cpu_load.OtherProgramsLoad`: other programs' CPU time over the last 0.1-0.25 s, kept fresh by a sampling
+thread) and on half the cores while they do not; a positive `threads` fixes the steps' count and a positive
+`batch_threads` the passes'. The pass costs (draft_policy.PassCosts) keep steps on the fewest threads where more
+made them no faster (hyperthreads). The drafter prices a draft by the count `pass_threads` gives and the call asks
+again, so a new sample in between may change the count: the engine caps drafts by the longest consistent pass
+over all counts (loading.py), which keeps that harmless.
 
 Every cache slot is one llama.cpp sequence of one context, as llama-server's slots are: the context holds
 `sequences` sequences with separate (non-unified) KV streams of `max_context` cells each, so a pass over one
@@ -107,10 +110,10 @@ class LlamaCppRunner:
                  batch_threads: int = 0, batch: int = 512, flash_attention: bool = False) -> None:
         """Load `gguf` and make one context of `sequences` sequences of `max_context` positions each.
 
-        threads: CPU threads for a single-token step (0 = half the cores, as the torch runner); batch_threads: for
-        passes over several tokens (0 = auto: every usable core while other programs leave them idle, else
-        `threads`; see `pass_threads`). flash_attention: off by default (batch consistency and
-        decoding speed, above). Raises RuntimeError naming the file when llama.cpp
+        threads: CPU threads for a single-token step (0 = auto: as passes while `batch_threads` is auto too, else
+        half the cores, as the torch runner); batch_threads: for passes over several tokens (0 = auto: every usable
+        core while other programs leave them idle, else `threads`; see `pass_threads`). flash_attention: off by
+        default (batch consistency and decoding speed, above). Raises RuntimeError naming the file when llama.cpp
         cannot load it or make the context, and `INSTALL_HINT` when the binding is missing."""
         lc = self.lc = _binding()
         lc.llama_backend_init()
@@ -130,8 +133,11 @@ class LlamaCppRunner:
             self.batch_threads = self.busy_batch_threads
         else:
             self.load.keep_fresh()
+        # steps run on the passes' count (auto) only while both counts are auto and may differ
+        self.steps_follow_passes = not threads and self.load is not None
         self._pinned: int | None = None
         self.passes_on = Counter()  # passes over several tokens run, by thread count (benchmarks report it)
+        self.steps_on = Counter()  # single-token steps run, by thread count
         self.flash_attention = flash_attention
         self.batch_size = batch
         self.sequences = sequences
@@ -142,7 +148,7 @@ class LlamaCppRunner:
         params.n_seq_max = sequences
         params.kv_unified = False
         params.n_threads, params.n_threads_batch = self.threads, self.busy_batch_threads
-        self._threads_set = self.busy_batch_threads
+        self._threads_set = (self.threads, self.busy_batch_threads)
         params.flash_attn_type = 1 if flash_attention else 0
         self.ctx = lc.llama_init_from_model(self.model, params)
         if not self.ctx:
@@ -228,26 +234,49 @@ class LlamaCppRunner:
         return tuple(sorted({self.busy_batch_threads, self.batch_threads}))
 
     def pin_pass_threads(self, threads: int | None) -> None:
-        """Run every pass over several tokens on `threads` (measurements at load); None: choose again per pass."""
+        """Run every pass over several tokens, and every step while steps follow passes, on `threads`
+        (measurements); None: choose again per call."""
         self._pinned = threads
 
+    def step_threads(self) -> int:
+        """The threads the next single-token step runs on: `pass_threads()` while steps follow passes (auto),
+        else `threads`."""
+        return self.pass_threads() if self.steps_follow_passes else self.threads
+
+    def describe_threads(self) -> str:
+        """What runs on how many threads, for `specd status` ("steps and passes on 2 threads while other programs
+        leave the cores idle, else 1")."""
+        passes = f"{self.batch_threads} thread(s)"
+        if self.batch_threads != self.busy_batch_threads:
+            passes = (f"{self.batch_threads} threads while other programs leave the cores idle, "
+                      f"else {self.busy_batch_threads}")
+        if self.steps_follow_passes:
+            return f"steps and passes on {passes}"
+        return f"steps on {self.threads} thread(s), passes over several tokens on {passes}"
+
     def fix_pass_threads(self, threads: int) -> None:
-        """From now on run every pass over several tokens on `threads` (auto found no gain in more)."""
+        """From now on run every pass over several tokens on `threads`, and every step on `threads` (the
+        constructor's) (auto found no gain in more)."""
         self.batch_threads = self.busy_batch_threads = threads
+        self.steps_follow_passes = False
         if self.load is not None:
             self.load.stop()
         self.load = None
+
+    def fix_step_threads(self) -> None:
+        """From now on run every single-token step on `threads` (auto found steps no faster on more)."""
+        self.steps_follow_passes = False
 
     # -- llama.cpp ------------------------------------------------------------------------------------------------
 
     def _decode(self, tokens: list[int], cache: LlamaSequence, want_all: bool, want_last: bool):
         batch, n, start = self._batch, len(tokens), cache.length
-        if n > 1:
-            threads = self.pass_threads()
-            if threads != self._threads_set:
-                self.lc.llama_set_n_threads(self.ctx, self.threads, threads)
-                self._threads_set = threads
-            self.passes_on[threads] += 1
+        threads = self.pass_threads() if n > 1 else self.step_threads()
+        wanted = (self._threads_set[0], threads) if n > 1 else (threads, self._threads_set[1])
+        if wanted != self._threads_set:
+            self.lc.llama_set_n_threads(self.ctx, *wanted)
+            self._threads_set = wanted
+        (self.passes_on if n > 1 else self.steps_on)[threads] += 1
         batch.n_tokens = n
         for i, token in enumerate(tokens):
             batch.token[i] = token

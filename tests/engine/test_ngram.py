@@ -1,8 +1,13 @@
 """What the n-gram drafter proposes: the continuation of the longest match whose context matches the most (the latest
 among equals), short after weak matches."""
 
+import random
+
+import numpy as np
+
 from specd.daemon.engine.drafters.base import DraftContext
-from specd.daemon.engine.drafters.ngram import NgramDrafter
+from specd.daemon.engine.drafters.ngram import (CANDIDATES, MATCH_CLASSES, SELECTION_MATCH, NgramDrafter,
+                                                _best_continuation)
 from specd.daemon.engine.sampling import SamplingParams
 
 
@@ -58,3 +63,36 @@ def test_a_draft_tells_how_long_its_match_is_and_whether_earlier_occurrences_agr
     assert evidence([2, 3, 8, 2, 3, 5, 9, 2, 3]) == (2, 2)  # one by 8, one by 5
     assert evidence([1, 2, 3], sources=[[7, 2, 3, 8, 9]]) == (2, 0)  # counted against the sequence
     assert evidence([1, 2, 3]) is None  # no match, no draft
+
+
+def _continuation_by_hand(tokens, pattern, limit, context):
+    """_best_continuation's documented choice, written out one occurrence at a time."""
+    n, tokens, context = len(pattern), list(tokens), list(context)
+    starts = [i for i in range(len(tokens) - n) if tokens[i : i + n] == list(pattern)]
+    if not starts:
+        return [], None
+
+    def matched_before(i):
+        count = 0
+        while (count < min(SELECTION_MATCH, len(context)) - n and i - 1 - count >= 0
+               and tokens[i - 1 - count] == context[-n - 1 - count]):
+            count += 1
+        return count
+
+    best = max(starts[-CANDIDATES:], key=lambda i: (matched_before(i), i))
+    followers = {tokens[i + n] for i in starts}
+    agreement = 0 if len(starts) == 1 else 1 if len(followers) == 1 else 2
+    length_class = max(c for c in MATCH_CLASSES if c <= n + matched_before(best))
+    return tokens[best + n : best + n + limit], (length_class, agreement)
+
+
+def test_the_vectorized_lookup_makes_the_choice_written_out_by_hand():
+    rng = random.Random(3)
+    for _ in range(1500):
+        vocabulary = rng.choice([2, 3, 6, 40])
+        sequence = np.array([rng.randrange(vocabulary) for _ in range(rng.choice([1, 2, 4, 9, 60, 400]))])
+        other = np.array([rng.randrange(vocabulary) for _ in range(rng.choice([0, 1, 7, 80]))])
+        for n in range(1, min(4, len(sequence)) + 1):
+            for source in (sequence, other):
+                by_hand = _continuation_by_hand(source, sequence[-n:], 6, sequence)
+                assert _best_continuation(source, sequence[-n:], 6, sequence) == by_hand

@@ -15,7 +15,6 @@ prompts, a draft's first token was right 39 % of the time after a 1-token match,
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from .base import Draft, DraftContext, Drafter
 
@@ -38,20 +37,19 @@ def _best_continuation(tokens: np.ndarray, pattern: np.ndarray, limit: int, cont
     n = len(pattern)
     if len(tokens) <= n:
         return [], None
-    windows = sliding_window_view(tokens[:-1], n)  # a window starting at i is followed by tokens[i + n]
-    starts = np.flatnonzero((windows == pattern).all(axis=1))
-    if not len(starts):
+    # ends of the occurrences that something follows: the last token's matches, narrowed token by token backwards
+    ends = np.flatnonzero(tokens[n - 1 : -1] == pattern[-1]) + (n - 1)
+    for back in range(1, n):
+        ends = ends[tokens[ends - back] == pattern[-1 - back]]
+    if not len(ends):
         return [], None
+    starts = ends - (n - 1)
     candidates = starts[-CANDIDATES:]
-    extra = np.zeros(len(candidates), dtype=np.int64)  # tokens matched before the n-gram
-    alive = np.ones(len(candidates), dtype=bool)
-    for back in range(1, min(SELECTION_MATCH, len(context)) - n + 1):
-        before = candidates - back
-        alive &= before >= 0
-        alive[alive] = tokens[before[alive]] == context[-n - back]
-        if not alive.any():
-            break
-        extra += alive
+    # tokens matched before the n-gram: the run of `context`'s tokens before its tail that each candidate repeats
+    backs = np.arange(1, min(SELECTION_MATCH, len(context)) - n + 1)
+    before = candidates[:, None] - backs[None, :]
+    same = (tokens[np.maximum(before, 0)] == context[-n - backs][None, :]) & (before >= 0)
+    extra = np.cumprod(same, axis=1).sum(axis=1)
     best = int(np.flatnonzero(extra == extra.max())[-1])
     start, matched = int(candidates[best]), n + int(extra[best])
     followers = tokens[starts + n]

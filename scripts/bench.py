@@ -826,8 +826,8 @@ def parse_args(argv):
     p.add_argument("--max-tokens", type=int, default=48)
     p.add_argument("--threads", type=int, default=0, help="specd's `threads` setting (0: its default, auto)")
     p.add_argument("--batch-threads", type=int, default=0,
-                   help="llama.cpp: threads for passes over several tokens (specd's runner and both llama.cpp "
-                        "peers); 0: the engine's default")
+                   help="llama.cpp: specd's threads for passes over several tokens; 0: the engine's default "
+                        "(llama.cpp's own peers run on llama-server's default threads)")
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
     p.add_argument("--seed", type=int, default=0)

@@ -180,3 +180,15 @@ def test_the_thread_ab_runs_both_step_policies_losslessly(monkeypatch):
     assert specd_runners == {f"specd {policy} {kind}": 2
                              for policy in ("half", "idle") for kind in ("plain", "default")}
     assert all(value["all"] > 0 for value in report["ratios"].values())
+
+
+def test_repeats_keep_each_runners_fastest_decode():
+    bench = _bench()
+    Run = bench.Run
+    first = [Run(0, "plain", [1] * 8, 0.5, 1.5), Run(0, "ngram", [1] * 8, 0.5, 1.0),
+             Run(0, "peer", [], 0.0, 0.0, error="boom")]
+    second = [Run(0, "peer", [1] * 8, 0.1, 0.9), Run(0, "ngram", [1] * 8, 0.1, 0.8),  # decode 0.8 s, not 0.5 s
+              Run(0, "plain", [1] * 8, 0.9, 1.6)]  # decode 0.7 s: faster, though its total is longer
+    kept = bench.fastest_runs([first, second])
+    assert [run.runner for run in kept] == ["plain", "ngram", "peer"]  # the first repeat's order
+    assert kept[0] is second[2] and kept[1] is first[1] and kept[2] is second[0]

@@ -17,8 +17,8 @@ from pygls.protocol import JsonRPCNotification, LanguageServerProtocol
 from pygls.protocol.language_server import lsp_method
 
 _HANDLED = object()  # a message that could not be read: a request answered with an error, a notification logged
-# Notifications whose loss leaves specd's copy of a document unknown: the document is dropped, not guessed at.
 _SNAKE = re.compile(r"_([a-z])")  # lsprotocol's attribute names, camelCase on the wire
+# Notifications whose loss leaves specd's copy of a document unknown: the document is dropped, not guessed at.
 DESYNCING = {types.TEXT_DOCUMENT_DID_CHANGE, types.TEXT_DOCUMENT_DID_OPEN}
 
 

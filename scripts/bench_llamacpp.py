@@ -64,7 +64,7 @@ class LlamaCppPlain:
         params.n_ctx = max_context
         params.n_batch = params.n_ubatch = self.batch = runner.batch_size
         params.n_seq_max = 1
-        params.n_threads = params.n_threads_batch = self.threads = llama_server_threads()
+        params.n_threads = params.n_threads_batch = llama_server_threads()
         self.ctx = lc.llama_init_from_model(runner.model, params)
         if not self.ctx:
             raise RuntimeError("llama.cpp could not make the peer's context")

@@ -132,9 +132,9 @@ class LlamaCppPromptLookup:
         self.lc = lc
         self.draft_model = RecordingLookup(max_ngram_size=max_ngram_size, num_pred_tokens=num_pred_tokens)
         self.draft_model.calls = []
+        threads = llama_server_threads()
         self.llm = Llama(model_path=str(runner.path), n_ctx=max_context, n_batch=runner.batch_size,
-                         n_ubatch=runner.batch_size, n_threads=llama_server_threads(),
-                         n_threads_batch=llama_server_threads(),
+                         n_ubatch=runner.batch_size, n_threads=threads, n_threads_batch=threads,
                          draft_model=self.draft_model, logits_all=True, verbose=False)
         self.vocab = self.llm._model.vocab
 

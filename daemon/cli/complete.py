@@ -16,7 +16,6 @@ from pathlib import Path
 EXIT_NOTHING_TO_COMPLETE = 2  # as for any other input that cannot be completed (an unreadable file, a bad cursor)
 
 
-
 def cmd_complete(args: argparse.Namespace) -> int:
     """One completion at a cursor, printed as an editor would insert it (the language server's cleaning: see
     as_inserted); --json prints the daemon's answer as it came. An empty text is refused (exit code 2)."""

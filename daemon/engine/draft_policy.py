@@ -132,7 +132,7 @@ class PassCosts:
                 return False
         if most == fewest or not self.measured(most):
             return complete
-        seconds = {threads: self.fastest[threads] for threads in (fewest, most)}
+        seconds = self.fastest  # per thread count, the fastest pass over 1..n tokens
         if seconds[most][-1] * MIN_THREAD_GAIN > seconds[fewest][-1]:
             self.report(f"note: passes on {most} threads ({' '.join(f'{c:.2f}' for c in self.table(most))}) were not "
                         f"{MIN_THREAD_GAIN}x faster than on {fewest}: they stay on {fewest}")
@@ -142,7 +142,7 @@ class PassCosts:
             self.report(f"note: a step on {most} threads ({seconds[most][0] * 1000:.1f} ms) was not {MIN_STEP_GAIN}x "
                         f"faster than on {fewest} ({seconds[fewest][0] * 1000:.1f} ms): steps stay on {fewest}")
             self.runner.fix_step_threads()
-            seconds[most][0] = seconds[fewest][0]  # the step a draft on `most` threads is weighed against now
+            self.fastest[most][0] = self.fastest[fewest][0]  # the step a draft on `most` threads is weighed against now
         return complete
 
     def measured(self, threads: int) -> bool:

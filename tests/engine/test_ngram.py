@@ -96,3 +96,29 @@ def test_the_vectorized_lookup_makes_the_choice_written_out_by_hand():
             for source in (sequence, other):
                 by_hand = _continuation_by_hand(source, sequence[-n:], 6, sequence)
                 assert _best_continuation(source, sequence[-n:], 6, sequence) == by_hand
+
+
+def test_a_proposal_is_the_longest_n_gram_of_the_first_source_that_has_it_as_written_out_by_hand():
+    """The drafter scans each source once for every n-gram length; the choice stays the one tried length by length,
+    longest first, the sequence before the other sources."""
+    rng = random.Random(5)
+    for _ in range(1500):
+        vocabulary = rng.choice([2, 3, 6, 40])
+        ids = [rng.randrange(vocabulary) for _ in range(rng.choice([1, 2, 3, 5, 9, 60, 300]))]
+        sources = [[rng.randrange(vocabulary) for _ in range(rng.choice([0, 1, 4, 30]))]
+                   for _ in range(rng.choice([0, 1, 3]))]
+        options = rng.choice([{}, {"min_ngram": 2}, {"max_ngram": 6, "unigram_tokens": 4}])
+        max_tokens = rng.choice([1, 5, 8])
+        expected = [], None
+        for n in range(options.get("max_ngram", 4), options.get("min_ngram", 1) - 1, -1):
+            limit = max_tokens if n > 1 else min(max_tokens, options.get("unigram_tokens", 1))
+            for source in [ids] + sources if len(ids) > n else []:
+                expected = _continuation_by_hand(source, ids[-n:], limit, ids)
+                if expected[0]:
+                    break
+            if expected[0]:
+                break
+        context = DraftContext(list(ids), max_tokens, SamplingParams(0.0, 1.0), None, None, sources)
+        draft = NgramDrafter(**options).propose(context, None)
+        assert (draft.tokens, draft.evidence if draft.tokens else None) == (expected[0], expected[1] if expected[0]
+                                                                           else None)

@@ -1,16 +1,13 @@
-"""A/B of the llama.cpp backend's drafting policy against the variants it replaced, each with the n-gram drafter,
-beside specd's plain decoding and llama.cpp's own (on llama-server's default threads):
-
-- `default`: the engine's drafter as loaded;
-- `every round`: no rounds skipped while proposals do not pay (cost_aware.MAX_SKIPPED = 0);
-- `taking turns`: passes priced by the table of passes taking turns alone (`relative_costs`), not charged the
-  compute-graph builds that a pass and the step after it cost (`draft_policy.step_after_step_costs`).
+"""The llama.cpp backend's decode speed with its default drafter against its plain decoding and llama.cpp's own (on
+llama-server's default threads), fast enough to A/B a change to the drafting policy: add the variant's drafter to
+`drafters` (commit 614761d compared two this way).
 
 One process, one engine: each prompt is read once into a warm cache that every runner then continues from (decode
-speed only; the drafter's per-document state starts afresh for every run and its completions are not offered to
-the next), every runner `--repeats` times per prompt in an order reversed each time, the fastest decode of each
-kept. Prints medians of paired per-prompt ratios of decode time per token, over all prompts and over those where
-the default's drafts wrote >= 25 % of the output, and how many outputs equal specd's plain decode.
+speed only: scripts/bench.py times cold prompts, end-to-end latency and keystrokes too, in five times as long; the
+drafter's per-document state starts afresh for every run and its completions are not offered to the next), every
+runner `--repeats` times per prompt in an order reversed each time, the fastest decode of each kept. Prints medians
+of paired per-prompt ratios of decode time per token, over all prompts and over those where the default's drafts
+wrote >= 25 % of the output, and how many outputs equal specd's plain decode.
 
     SPECD_HOME=/tmp/sh python scripts/bench_drafting.py --verifier smollm2-135m --stdlib \\
         --code-dir .../site-packages/aiohttp --code-dir editor-configs/vscode/node_modules --limit 8 --repeats 2
@@ -24,9 +21,6 @@ import sys
 from bench import HIT_SHARE, gather_prompts, parse_args
 from bench_llamacpp import LlamaCppPlain
 
-from specd.daemon.engine.draft_policy import relative_costs
-from specd.daemon.engine.drafters.cost_aware import CostAwareDrafter
-from specd.daemon.engine.drafters.ngram import NgramDrafter
 from specd.daemon.engine.loop import EngineConfig
 from specd.daemon.engine.requests import GenerationRequest
 from specd.daemon.models.loading import load_engine
@@ -40,11 +34,8 @@ def main(argv=None) -> dict:
     engine = load_engine(EngineConfig(verifier=args.verifier, backend="llamacpp", cache_slots=2), progress=log)
     if engine.drafter is None or not hasattr(engine.drafter, "costs"):
         raise SystemExit("the llama.cpp engine loaded without its cost-aware drafter: nothing to compare")
-    runner, costs = engine.verifier, engine.drafter.costs
-    drafters = {"plain": None, "default": engine.drafter,
-                "every round": CostAwareDrafter(NgramDrafter(), costs, max_skipped=0),
-                "taking turns": CostAwareDrafter(NgramDrafter(), lambda: relative_costs(
-                    costs.fastest[runner.pass_threads()]))}
+    runner = engine.verifier
+    drafters = {"plain": None, "default": engine.drafter}
     peer = LlamaCppPlain(runner)
     prompts = gather_prompts(engine.tokenizer, args)
 
@@ -97,24 +88,23 @@ def main(argv=None) -> dict:
         return statistics.median(per_token[slower][i] / per_token[faster][i] for i in range(len(prompts))
                                  if only is None or i in only)
 
-    pairs = [("default", "every round"), ("default", "taking turns"), ("default", "plain"), ("every round", "plain"),
-             ("taking turns", "plain"), ("default", PEER), ("plain", PEER)]
+    pairs = [(name, other) for name in drafters if name != "plain" for other in ("plain", PEER)] + [("plain", PEER)]
     report = {"prompts": len(prompts), "hit_prompts": len(hits), "identical": identical,
               # specd's steps and passes by thread count: fewer while other programs kept the cores busy
               "steps_on": dict(runner.steps_on), "passes_on": dict(runner.passes_on),
-              "tables": {"default": costs.tables,
-                         "taking turns": {threads: relative_costs(seconds) for threads, seconds in costs.fastest.items()}},
+              "pass_costs": drafters["default"].costs.tables,
               "ratios": {f"{a} / {b}": {"all": ratio(a, b), "hits": ratio(a, b, hits) if hits else None}
                          for a, b in pairs}}
     print(f"{len(prompts)} prompts, {len(hits)} where drafts hit; specd's steps by thread count "
           f"{report['steps_on']}, passes {report['passes_on']}")
-    for name, tables in report["tables"].items():
-        print(f"{name:15s} " + "; ".join(f"{threads} thread(s): " + " ".join(f"{c:.2f}" for c in table)
-                                         for threads, table in tables.items()))
+    tables = report["pass_costs"].items()
+    print("pass costs, relative to a step: "
+          + "; ".join(f"{threads} thread(s): " + " ".join(f"{c:.2f}" for c in table) for threads, table in tables))
     for pair, value in report["ratios"].items():
         hit = "-" if value["hits"] is None else f"{value['hits']:.3f}"
         print(f"{pair:35s} all {value['all']:.3f}  hits {hit}")
-    print("identical to specd plain: " + ", ".join(f"{name} {count}/{len(prompts)}" for name, count in identical.items()))
+    print("identical to specd plain: "
+          + ", ".join(f"{name} {count}/{len(prompts)}" for name, count in identical.items()))
     return report
 
 

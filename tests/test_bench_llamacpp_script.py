@@ -182,6 +182,24 @@ def test_the_thread_ab_runs_both_step_policies_losslessly(monkeypatch):
     assert all(value["all"] > 0 for value in report["ratios"].values())
 
 
+def test_the_warm_drafting_benchmark_writes_the_plain_decode_and_compares_with_llamacpp(monkeypatch):
+    """scripts/bench_drafting.py: from a warm cache the default drafter writes specd's plain tokens (lossless), and
+    every ratio pairs it with plain decoding or llama.cpp's own."""
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
+    if not GGUF.exists():
+        pytest.skip(f"the embedded GGUF is not cached at {GGUF}")
+    monkeypatch.setenv("SPECD_HOME", str(CACHE_HOME))
+    _bench()
+    import bench_drafting
+
+    report = bench_drafting.main(["--verifier", "smollm2-135m", "--stdlib", "--limit", "2", "--max-tokens", "10",
+                                  "--prefix-tokens", "200", "--suffix-tokens", "20"])
+    assert report["prompts"] == 2 and report["identical"]["plain"] == report["identical"]["default"] == 2
+    assert set(report["ratios"]) == {"default / plain", "default / llama.cpp plain", "plain / llama.cpp plain"}
+    assert all(value["all"] > 0 for value in report["ratios"].values())
+    assert sum(report["steps_on"].values()) > 0 and report["pass_costs"]
+
+
 def test_repeats_keep_each_runners_fastest_decode():
     bench = _bench()
     Run = bench.Run

@@ -60,33 +60,23 @@ def measure_pass_costs(runner, max_tokens: int, context: int = PROBE_CONTEXT, ro
 
 
 def time_passes(runner, filled, context: int, fastest: list[float], rounds: int = ROUNDS,
-                interrupted: Callable[[], bool] = lambda: False, repeated_step: list[float] | None = None) -> bool:
+                interrupted: Callable[[], bool] = lambda: False) -> bool:
     """Time `rounds` passes over n = 1..len(fastest) tokens after `context` cached tokens of `filled` (a
     filled_cache), lowering `fastest[n - 1]` (seconds) to the fastest pass over n seen. The fastest time is the
     least disturbed one: other programs only ever add time (the advice of Python's timeit), so a burst of their
     work on the 1-token passes cannot make longer passes look cheap, nor one on the long passes turn drafting off,
-    unless it lasts through every round. The sizes take turns within each round, so each pass follows one of
-    another size. `repeated_step`: its one element lowered to the fastest 1-token pass right after a 1-token pass
-    (on llama.cpp one that reuses the previous compute graph, `step_after_step_costs`). Stops before the next pass
-    once `interrupted()` (a request waits); returns False then, the passes timed so far counted."""
+    unless it lasts through every round. The sizes take turns within each round. Stops before the next pass once
+    `interrupted()` (a request waits); returns False then, the passes timed so far counted."""
     cache, filler = filled
     cache.truncate(context)
-
-    def timed(n: int) -> float:
-        started = time.perf_counter()
-        runner.forward(filler[context : context + n], cache)
-        seconds = time.perf_counter() - started
-        cache.truncate(context)
-        return seconds
-
-    timings = [(n, fastest, n - 1) for n in range(1, len(fastest) + 1)]  # tokens, list, index
-    if repeated_step is not None:
-        timings.insert(1, (1, repeated_step, 0))  # a step again, right after the first
     for _ in range(rounds):
-        for n, times, index in timings:
+        for n in range(1, len(fastest) + 1):
             if interrupted():
                 return False
-            times[index] = min(times[index], timed(n))
+            started = time.perf_counter()
+            runner.forward(filler[context : context + n], cache)
+            fastest[n - 1] = min(fastest[n - 1], time.perf_counter() - started)
+            cache.truncate(context)
     return True
 
 
@@ -99,26 +89,10 @@ def relative_costs(seconds: list[float]) -> list[float]:
     return [s / seconds[0] for s in seconds]
 
 
-def step_after_step_costs(seconds: list[float], repeated_step: float) -> list[float]:
-    """c(n) relative to a step that follows a step, for a pass among such steps: `seconds[n - 1]` a pass over n
-    tokens after one of another size (time_passes), `repeated_step` a 1-token pass after a 1-token pass. llama.cpp
-    builds a compute graph for a batch unless the previous batch had the same shape (tokens, outputs, sequences:
-    graph reuse in llama-context.cpp, off with LLAMA_GRAPH_REUSE_DISABLE=1), so a step after a step skips the build
-    (0.4 ms of a 6.9 ms step here, SmolLM2 Q4_1 on 2 threads) while a pass builds one and so does the step after it:
-    the pass is charged both, seconds[n - 1] + (seconds[0] - repeated_step). Measured: a 3-token pass among steps
-    in the decoding loop (~900 cached tokens) cost 2.33 steps; the table of passes taking turns (256 cached tokens)
-    gave 2.20, this one 2.42 (2 to 9 tokens: 1.95-5.29 in the loop, 1.82-4.60 taking turns, 2.02-5.00 charged).
-    Relative as in `relative_costs`; plain `relative_costs(seconds)` where no repeated step was timed (inf)."""
-    if not math.isfinite(repeated_step) or repeated_step >= seconds[0]:
-        return relative_costs(seconds)
-    rebuild = seconds[0] - repeated_step
-    return relative_costs([repeated_step] + [s + rebuild for s in seconds[1:]])
-
-
 class PassCosts:
     """The cost tables of a llama.cpp runner's passes (llamacpp_runner.LlamaCppRunner), one per thread count its
     passes over several tokens may run on (`pass_thread_choices`), from the fastest pass over each length seen so
-    far and the fastest step after a step (`time_passes`, priced by `step_after_step_costs`). Measured at load, and again while the daemon has nothing else to do (`remeasure`, called
+    far (`time_passes`). Measured at load, and again while the daemon has nothing else to do (`remeasure`, called
     by the scheduler), so a table measured while other programs kept the cores busy (in one trial 1.00 2.76 17.85
     ... 146.67: drafting off) is corrected once they leave them idle, without a restart. Passes on more threads
     than the fewest are measured only while other programs leave the cores idle (`runner.pass_threads()` gives
@@ -132,7 +106,6 @@ class PassCosts:
         self.runner = runner
         self.report = report
         self.fastest = {threads: [math.inf] * max_tokens for threads in runner.pass_thread_choices}
-        self.repeated_step = {threads: [math.inf] for threads in runner.pass_thread_choices}  # time_passes'
         self.remeasured = 0  # complete measurements while idle
 
     def measure(self, threads: int, filled, rounds: int = ROUNDS,
@@ -140,8 +113,7 @@ class PassCosts:
         """Time passes pinned to `threads` (time_passes); False when interrupted."""
         self.runner.pin_pass_threads(threads)
         try:
-            return time_passes(self.runner, filled, PROBE_CONTEXT, self.fastest[threads], rounds, interrupted,
-                               self.repeated_step.setdefault(threads, [math.inf]))
+            return time_passes(self.runner, filled, PROBE_CONTEXT, self.fastest[threads], rounds, interrupted)
         finally:
             self.runner.pin_pass_threads(None)
 
@@ -161,34 +133,24 @@ class PassCosts:
         if most == fewest or not self.measured(most):
             return complete
         seconds = self.fastest  # per thread count, the fastest pass over 1..n tokens
-        steps = {threads: self.step_seconds(threads) for threads in (fewest, most)}
         if seconds[most][-1] * MIN_THREAD_GAIN > seconds[fewest][-1]:
             self.report(f"note: passes on {most} threads ({' '.join(f'{c:.2f}' for c in self.table(most))}) were not "
                         f"{MIN_THREAD_GAIN}x faster than on {fewest}: they stay on {fewest}")
             self.runner.fix_pass_threads(fewest)
             self.fastest = {fewest: self.fastest[fewest]}
-            self.repeated_step = {fewest: self.repeated_step[fewest]}
-        elif self.runner.steps_follow_passes and steps[most] * MIN_STEP_GAIN > steps[fewest]:
-            self.report(f"note: a step on {most} threads ({steps[most] * 1000:.1f} ms) was not {MIN_STEP_GAIN}x "
-                        f"faster than on {fewest} ({steps[fewest] * 1000:.1f} ms): steps stay on {fewest}")
+        elif self.runner.steps_follow_passes and seconds[most][0] * MIN_STEP_GAIN > seconds[fewest][0]:
+            self.report(f"note: a step on {most} threads ({seconds[most][0] * 1000:.1f} ms) was not {MIN_STEP_GAIN}x "
+                        f"faster than on {fewest} ({seconds[fewest][0] * 1000:.1f} ms): steps stay on {fewest}")
             self.runner.fix_step_threads()
-            # the steps a draft on `most` threads is weighed against now, and whose graph it makes them build again
-            self.fastest[most][0] = self.fastest[fewest][0]
-            self.repeated_step[most] = list(self.repeated_step[fewest])
+            self.fastest[most][0] = self.fastest[fewest][0]  # the step a draft on `most` threads is weighed against now
         return complete
 
     def measured(self, threads: int) -> bool:
         return math.isfinite(self.fastest[threads][0])
 
-    def step_seconds(self, threads: int) -> float:
-        """The fastest step on `threads` that followed a step (graph reused), else the fastest step timed."""
-        return min(self.fastest[threads][0], self.repeated_step.get(threads, [math.inf])[0])
-
     def table(self, threads: int) -> list[float]:
-        """c(1..n) on `threads` (step_after_step_costs); the fewest threads' table while this count has not been
-        measured."""
-        threads = threads if self.measured(threads) else min(self.fastest)
-        return step_after_step_costs(self.fastest[threads], self.repeated_step.get(threads, [math.inf])[0])
+        """c(1..n) on `threads`; the fewest threads' table while this count has not been measured."""
+        return relative_costs(self.fastest[threads if self.measured(threads) else min(self.fastest)])
 
     @property
     def tables(self) -> dict[int, list[float]]:

@@ -146,7 +146,7 @@ def test_each_class_of_evidence_keeps_its_own_rate_and_a_new_document_starts_fro
     for _ in range(6):  # the long match's proposals are right, the short match's wrong
         for inner, outcome in ((strong, [1, 2, 3, 7, 8, 9, 10]), (weak, [1, 2, 3, 0])):
             drafter.inner = inner
-            state.previous_right, state.skip = None, 0  # one class each; every round proposes
+            state.previous_right = None  # one class each
             drafter.propose(_context([1, 2, 3]), state)
             drafter.learn(outcome, state)
     fresh = drafter.new_state()
@@ -154,36 +154,6 @@ def test_each_class_of_evidence_keeps_its_own_rate_and_a_new_document_starts_fro
     assert drafter.propose(_context([1, 2, 3]), fresh).tokens == [7, 8, 9, 10]
     drafter.inner = weak
     assert drafter.propose(_context([1, 2, 3]), fresh).tokens == []
-
-
-class _Counting(_Fixed):
-    def __init__(self, tokens):
-        super().__init__(tokens)
-        self.calls = 0
-
-    def propose(self, ctx, state):
-        self.calls += 1
-        return super().propose(ctx, state)
-
-
-def test_proposals_that_stop_paying_are_made_less_often_until_one_is_verified():
-    """Drafting after a llama.cpp step costs ~0.2 ms (cold caches), ~3 % of a completion where no draft pays."""
-    from specd.daemon.engine.drafters.cost_aware import BACKOFF_AFTER, MAX_SKIPPED
-
-    inner = _Counting([7, 8, 9, 10])
-    drafter = CostAwareDrafter(inner, lambda: LLAMACPP_LIKE)
-    state = drafter.new_state()
-    ids = [1, 2, 3]
-    for _ in range(60):  # every proposal wrong at its first token: none is verified
-        drafter.propose(_context(ids), state)
-        ids = ids + [5]
-    # BACKOFF_AFTER proposals, then one round skipped per BACKOFF_AFTER proposals more, up to MAX_SKIPPED in a row
-    assert BACKOFF_AFTER * 2 < inner.calls < 60 and state.skip <= MAX_SKIPPED
-    assert 60 / inner.calls == pytest.approx(MAX_SKIPPED + 1, rel=0.25)
-    state.note_kept(3)  # a proposal verified: every round proposes again
-    before = inner.calls
-    drafter.propose(_context(ids), state)
-    assert inner.calls == before + 1 and state.skip == 0
 
 
 def test_the_draft_length_follows_the_table_of_the_next_pass():
@@ -243,14 +213,12 @@ def test_longest_consistent_pass_stops_before_the_first_differing_length(thresho
 
 
 class _ClockedRunner:
-    """A runner on a fake clock: a pass over n tokens takes `step * costs[n - 1]` seconds of it, plus `rebuild`
-    seconds when the pass before it had another length (llama.cpp builds the compute graph again), plus `burst`
+    """A runner on a fake clock: a pass over n tokens takes `step * costs[n - 1]` seconds of it, plus `burst`
     seconds while a burst lasts (other programs' work: `burst_passes` more passes, or only passes over
     `burst_sizes` tokens). `sequences` free caches at most; pass threads as a LlamaCppRunner's."""
 
-    def __init__(self, costs, step=0.01, sequences=1, rebuild=0.0):
+    def __init__(self, costs, step=0.01, sequences=1):
         self.costs, self.step, self.clock = costs, step, 0.0
-        self.rebuild, self.previous_length = rebuild, None
         self.burst, self.burst_passes, self.burst_sizes = 0.0, 0, None
         self.passes, self.free, self.pinned = 0, sequences, []
         self.pass_thread_choices, self.idle_threads, self.threads_costs = (1,), 1, {}
@@ -265,8 +233,7 @@ class _ClockedRunner:
     def forward(self, ids, cache, last_only=False):
         n = len(ids)
         costs = self.threads_costs.get(self.pinned[-1] if self.pinned else None, self.costs)
-        self.clock += self.step * costs[min(n, len(costs)) - 1] + (self.rebuild if n != self.previous_length else 0.0)
-        self.previous_length = n
+        self.clock += self.step * costs[min(n, len(costs)) - 1]
         if self.burst_passes and (self.burst_sizes is None or n in self.burst_sizes):
             self.clock += self.burst
             self.burst_passes -= 1
@@ -299,36 +266,6 @@ def test_a_burst_on_the_one_token_passes_does_not_make_longer_passes_look_cheap(
     passes of most rounds, and the median kept it. The fastest pass of each length is kept instead."""
     clocked.burst, clocked.burst_passes, clocked.burst_sizes = 0.02, 4, {1}  # 4 of the 5 rounds' 1-token passes
     assert measure_pass_costs(clocked, 4, context=8) == pytest.approx([1.0, 1.8, 2.4, 3.0])
-
-
-def test_a_pass_among_steps_is_charged_the_graph_builds_that_it_and_the_step_after_it_cost(monkeypatch):
-    """llama.cpp reuses the previous compute graph for a batch of the same shape: steps in a row skip the build, a
-    pass and the step after it pay it. Measured in the decoding loop (SmolLM2 Q4_1, 2 threads, ~900 cached tokens):
-    a 3-token pass cost 2.33 steps where the table of passes that take turns gave 2.20."""
-    from specd.daemon.engine import draft_policy
-    from specd.daemon.engine.draft_policy import PROBE_CONTEXT, PassCosts, filled_cache
-
-    runner = _ClockedRunner([1.0, 1.8, 2.4, 3.0], step=0.01, sequences=3, rebuild=0.001)
-    monkeypatch.setattr(draft_policy.time, "perf_counter", lambda: runner.clock)
-    costs = PassCosts(runner, 4)
-    costs.measure(1, filled_cache(runner, PROBE_CONTEXT, 4))
-    assert costs() == pytest.approx([1.0, 2.0, 2.6, 3.2])  # c(n) + 2 builds of a tenth of a step each
-    # what the loop pays: steps, a pass, steps again, against steps alone
-    cache, started = filled_cache(runner, PROBE_CONTEXT, 4)[0], None
-    for n in (1, 1, 3, 1, 1):
-        if n == 3:
-            started = runner.clock
-        runner.forward([0] * n, cache)
-    assert (runner.clock - started - 2 * 0.01) / 0.01 == pytest.approx(costs()[2])
-    assert measure_pass_costs(runner, 4, context=8) == pytest.approx([1.0, 1.9 / 1.1, 2.5 / 1.1, 3.1 / 1.1])
-
-
-def test_step_after_step_costs_fall_back_to_the_taking_turns_table_without_a_repeated_step():
-    from specd.daemon.engine.draft_policy import relative_costs, step_after_step_costs
-
-    seconds = [0.0073, 0.0131, 0.0150]
-    assert step_after_step_costs(seconds, float("inf")) == relative_costs(seconds)
-    assert step_after_step_costs(seconds, 0.0069) == pytest.approx([1.0, 0.0135 / 0.0069, 0.0154 / 0.0069])
 
 
 def test_costs_measured_while_busy_are_corrected_by_a_measurement_while_idle(clocked):

@@ -36,13 +36,6 @@ SHARED_WEIGHT = 2.0  # pseudo-proposals of the previous position's rate (0.5 for
 # drafts on two cores), and on two it raised the estimate from 1.19x to 1.21x.
 CAUTION = 0.25
 PENDING_LIMIT = 16  # proposals waiting for hindsight; older ones are dropped
-# Rounds without a proposal once proposals stopped paying: after every BACKOFF_AFTER proposals in a row of which
-# none was verified, one more round in BACKOFF_AFTER is skipped, up to MAX_SKIPPED in a row. A round's drafting
-# costs ~0.2 ms on 2 cores right after a llama.cpp step (the step leaves the caches cold: 18 us when warm), ~3 % of
-# the decode time of a completion where no draft pays; skipping finds a repeated passage at most MAX_SKIPPED
-# tokens late.
-BACKOFF_AFTER = 4
-MAX_SKIPPED = 2
 TAIL = 8  # ids before a proposal that later ids must repeat to be its sequence
 
 
@@ -101,29 +94,19 @@ class _State:
     pending: list = field(default_factory=list)  # _Proposal, oldest first
     latest: _Proposal | None = None
     previous_right: bool | None = None  # whether the latest proposal's first token was right, once known
-    unpaid: int = 0  # proposals in a row of which nothing was verified
-    skip: int = 0  # rounds to go without a proposal
 
     def forget_document(self, document: object) -> None:
         self.document, self.counts = document, defaultdict(_Survival)
         self.pending, self.latest, self.previous_right = [], None, None
-        self.unpaid = self.skip = 0
-
-    def note_kept(self, kept: int, max_skipped: int = MAX_SKIPPED) -> None:
-        """After a proposal of which `kept` tokens go to verification: the rounds to skip before the next."""
-        self.unpaid = 0 if kept else self.unpaid + 1
-        self.skip = min(max_skipped, self.unpaid // BACKOFF_AFTER)
 
 
 class CostAwareDrafter(Drafter):
-    def __init__(self, inner: Drafter, costs: Callable[[], list[float]], max_skipped: int = MAX_SKIPPED) -> None:
+    def __init__(self, inner: Drafter, costs: Callable[[], list[float]]) -> None:
         """`costs()`: the cost table of the next verification pass, `costs()[n - 1]` a pass over n tokens relative
         to a 1-token step (measure_pass_costs); a function, since the pass's thread count may change
-        (llamacpp_runner.LlamaCppRunner.pass_threads). `max_skipped`: rounds skipped in a row at most while
-        proposals do not pay (0: every round proposes)."""
+        (llamacpp_runner.LlamaCppRunner.pass_threads)."""
         self.inner = inner
         self.costs = costs
-        self.max_skipped = max_skipped
         self.name = inner.name
         self.drafts_after_any_ids = getattr(inner, "drafts_after_any_ids", True)
         self.shared: dict = defaultdict(_Survival)  # per class, over every document this drafter has served
@@ -170,22 +153,17 @@ class CostAwareDrafter(Drafter):
         document = getattr(ctx.slot, "key", None)
         if document != state.document:
             state.forget_document(document)
-        if state.skip:
-            state.skip -= 1
-            return Draft()
         # Tokens a grammar forces are drafted ahead of the cache (loop.py) and not verified yet: not learned from.
         verified = ctx.ids[: len(ctx.slot.ids) + 1] if ctx.slot is not None else ctx.ids
         self.learn(verified, state)
         draft = self.inner.propose(ctx, state.inner)
         if not draft.tokens:
-            state.note_kept(0, self.max_skipped)
             return Draft()
         evidence = (draft.evidence, state.previous_right)
         state.latest = _Proposal(len(ctx.ids), tuple(ctx.ids[-TAIL:]), tuple(draft.tokens), evidence)
         state.pending.append(state.latest)
         costs = self.costs()
         keep = best_length(costs, self.survival(evidence, state, min(len(draft.tokens), len(costs) - 1)))
-        state.note_kept(keep, self.max_skipped)
         probs = draft.probs[:keep] if draft.probs is not None else None
         return Draft(list(draft.tokens[:keep]), probs, draft.evidence)
 

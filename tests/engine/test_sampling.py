@@ -329,3 +329,15 @@ def test_biased_speculative_sampling_under_a_json_schema_is_caught(make_engine, 
     expected = exact_first_two_tokens_under_the_schema(engine, PROMPT, temperature, STRING_OR_INTEGER)
     observed = sample_first_two_schema_tokens(engine, PROMPT, temperature, seeds, STRING_OR_INTEGER)
     assert chi_square_p_value(observed, expected, seeds) < 1e-6
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_greedy_picks_take_the_first_largest_value_nan_first_as_torch_argmax_does(dtype):
+    """CPU float32 logits take numpy's argmax (faster); every case must pick what torch.argmax picks."""
+    nan, inf = float("nan"), float("inf")
+    rows = torch.tensor([[1.0, 3.0, 3.0, 2.0], [1.0, nan, 5.0, nan], [-inf, -inf, -inf, -inf], [0.5, inf, inf, 1.0]],
+                        dtype=dtype)
+    assert sampling.argmax_rows(rows).tolist() == rows.argmax(dim=-1).tolist() == [1, 1, 0, 1]
+    greedy = SamplingParams(0.0, 1.0)
+    assert [sampling.pick_token(row, greedy, None, 0) for row in rows] == [1, 1, 0, 1]
+    assert sampling.verify_greedy(rows[:2], [1]) == (1, 1) and sampling.verify_greedy(rows[:2], [2]) == (0, 1)

@@ -80,7 +80,7 @@ class NgramDrafter(Drafter):
     def propose(self, ctx: DraftContext, state) -> Draft:
         """The continuation of the longest n-gram (max_ngram down to min_ngram) that ends the sequence and occurs
         earlier in it, else in the other sources in order. Each source is scanned once for all n: 18 us a proposal
-        on the benchmark's prompts against 25 when scanned per n, with warm caches; ~70 us either way right after a
+        on three benchmark prompts against 25 when scanned per n, with warm caches; ~70 us either way right after a
         llama.cpp step, which leaves them cold (2 cores here)."""
         sequence = np.asarray(ctx.ids, dtype=np.int64)
         longest = min(self.max_ngram, len(sequence) - 1)

@@ -824,13 +824,9 @@ def _git(*args) -> str | None:
 # -- main --------------------------------------------------------------------------------------------------------
 
 
-def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--verifier", default=EngineConfig.verifier)
-    p.add_argument("--drafter", default=None)
-    p.add_argument("--draft-strategy", default=EngineConfig.draft_strategy,
-                   help="the engine's own strategy, which is the default drafter compared (default: auto)")
-    p.add_argument("--strategies", default=None, help="comma list; default: the default's plus all that apply")
+def add_prompt_arguments(p: argparse.ArgumentParser) -> None:
+    """The options that choose the prompts (`gather_prompts`), how long each completion is and how often each runner
+    runs; scripts/bench_drafting.py shares them."""
     p.add_argument("--prompts", default=None, help="JSON lines with prefix, suffix, language")
     p.add_argument("--code-dir", dest="code_dirs", action="append", default=[], metavar="DIR",
                    help="cut prompts from the source files of DIR (.py .js .ts .go .rs .java .c; repeatable); "
@@ -842,15 +838,25 @@ def parse_args(argv):
     p.add_argument("--repeats", type=int, default=1, help="run every runner this many times per prompt (the order "
                    "reversed each time) and keep each one's fastest decode: per-prompt ratios of one run move by "
                    "about 10 %% on a shared machine")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--prefix-tokens", type=int, default=1000)
+    p.add_argument("--suffix-tokens", type=int, default=200)
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--verifier", default=EngineConfig.verifier)
+    p.add_argument("--drafter", default=None)
+    p.add_argument("--draft-strategy", default=EngineConfig.draft_strategy,
+                   help="the engine's own strategy, which is the default drafter compared (default: auto)")
+    p.add_argument("--strategies", default=None, help="comma list; default: the default's plus all that apply")
+    add_prompt_arguments(p)
     p.add_argument("--threads", type=int, default=0, help="specd's `threads` setting (0: its default, auto)")
     p.add_argument("--batch-threads", type=int, default=0,
                    help="llama.cpp: specd's threads for passes over several tokens; 0: the engine's default "
                         "(llama.cpp's own peers run on llama-server's default threads)")
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--prefix-tokens", type=int, default=1000)
-    p.add_argument("--suffix-tokens", type=int, default=200)
     p.add_argument("--json", dest="json_out", default=None)
     p.add_argument("--skip-hf", action="store_true", help="leave HF generate out (its rows and ratios are empty)")
     p.add_argument("--warm", action="store_true",

@@ -3,11 +3,14 @@ llama-server's default threads), fast enough to A/B a change to the drafting pol
 `drafters` (commit 614761d compared two this way).
 
 One process, one engine: each prompt is read once into a warm cache that every runner then continues from (decode
-speed only: scripts/bench.py times cold prompts, end-to-end latency and keystrokes too, in five times as long; the
-drafter's per-document state starts afresh for every run and its completions are not offered to the next), every
-runner `--repeats` times per prompt in an order reversed each time, the fastest decode of each kept. Prints medians
-of paired per-prompt ratios of decode time per token, over all prompts and over those where the default's drafts
-wrote >= 25 % of the output, and how many outputs equal specd's plain decode.
+speed only: scripts/bench.py also times cold prompts, end-to-end latency and keystrokes, and takes ~20 minutes where
+this takes ~3 on 24 prompts; the drafter's per-document state starts afresh for every run and its completions are
+not offered to the next), every runner `--repeats` times per prompt in an order reversed each time, the fastest
+decode of each kept. Prints how many times one runner's decode speed (tokens/s) is another's, the median of
+paired per-prompt ratios (> 1: the first is faster), over all prompts and over the hit prompts, where the
+default's accepted drafts wrote >= 25 % of the output ("-" when there is none); how many outputs equal specd's plain
+decode; the threads specd's steps and passes ran on after load (the prompts' reads included: fewer while other
+programs kept the cores busy); and the pass costs the drafter priced drafts by (c(1..n), relative to a step).
 
     SPECD_HOME=/tmp/sh python scripts/bench_drafting.py --verifier smollm2-135m --stdlib \\
         --code-dir .../site-packages/aiohttp --code-dir editor-configs/vscode/node_modules --limit 8 --repeats 2
@@ -18,7 +21,10 @@ from __future__ import annotations
 import statistics
 import sys
 
-from bench import HIT_SHARE, gather_prompts, parse_args
+import argparse
+import json
+
+from bench import HIT_SHARE, add_prompt_arguments, gather_prompts
 from bench_llamacpp import LlamaCppPlain
 
 from specd.daemon.engine.loop import EngineConfig
@@ -28,13 +34,26 @@ from specd.daemon.models.loading import load_engine
 PEER = "llama.cpp plain"
 
 
+def parse_args(argv) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--verifier", default=EngineConfig.verifier, help="a GGUF model (default: the embedded one)")
+    add_prompt_arguments(p)
+    p.add_argument("--threads", type=int, default=0, help="specd's `threads` setting (0: its default, auto)")
+    p.add_argument("--batch-threads", type=int, default=0, help="specd's `batch_threads` setting (0: auto)")
+    p.add_argument("--json", dest="json_out", default=None, help="also write the report to this file")
+    return p.parse_args(argv)
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
-    engine = load_engine(EngineConfig(verifier=args.verifier, backend="llamacpp", cache_slots=2), progress=log)
+    engine = load_engine(EngineConfig(verifier=args.verifier, backend="llamacpp", cache_slots=2, threads=args.threads,
+                                      batch_threads=args.batch_threads), progress=log)
     if engine.drafter is None or not hasattr(engine.drafter, "costs"):
         raise SystemExit("the llama.cpp engine loaded without its cost-aware drafter: nothing to compare")
     runner = engine.verifier
+    runner.steps_on.clear()  # the load's measurements are not the runs'
+    runner.passes_on.clear()
     drafters = {"plain": None, "default": engine.drafter}
     peer = LlamaCppPlain(runner)
     prompts = gather_prompts(engine.tokenizer, args)
@@ -84,13 +103,12 @@ def main(argv=None) -> dict:
             f"{name} {1000 * seconds:.2f}" for name, (seconds, _, _) in fastest.items()) + " ms/token")
 
     def ratio(faster: str, slower: str, only=None) -> float:
-        """How many times `faster`'s decode rate `slower`'s is: median of per-prompt ratios."""
+        """How many times `faster`'s decode speed `slower`'s is: median of per-prompt ratios."""
         return statistics.median(per_token[slower][i] / per_token[faster][i] for i in range(len(prompts))
                                  if only is None or i in only)
 
     pairs = [(name, other) for name in drafters if name != "plain" for other in ("plain", PEER)] + [("plain", PEER)]
     report = {"prompts": len(prompts), "hit_prompts": len(hits), "identical": identical,
-              # specd's steps and passes by thread count: fewer while other programs kept the cores busy
               "steps_on": dict(runner.steps_on), "passes_on": dict(runner.passes_on),
               "pass_costs": drafters["default"].costs.tables,
               "ratios": {f"{a} / {b}": {"all": ratio(a, b), "hits": ratio(a, b, hits) if hits else None}
@@ -98,13 +116,17 @@ def main(argv=None) -> dict:
     print(f"{len(prompts)} prompts, {len(hits)} where drafts hit; specd's steps by thread count "
           f"{report['steps_on']}, passes {report['passes_on']}")
     tables = report["pass_costs"].items()
-    print("pass costs, relative to a step: "
+    print("pass costs c(1..n), relative to a step: "
           + "; ".join(f"{threads} thread(s): " + " ".join(f"{c:.2f}" for c in table) for threads, table in tables))
+    print("decode speed ratio (> 1: the first is faster), median of per-prompt ratios:")
     for pair, value in report["ratios"].items():
         hit = "-" if value["hits"] is None else f"{value['hits']:.3f}"
-        print(f"{pair:35s} all {value['all']:.3f}  hits {hit}")
+        print(f"  {pair:35s} all {value['all']:.3f}  hit prompts {hit}")
     print("identical to specd plain: "
-          + ", ".join(f"{name} {count}/{len(prompts)}" for name, count in identical.items()))
+          + ", ".join(f"{name} {count}/{len(prompts)}" for name, count in identical.items() if name != "plain"))
+    if args.json_out:
+        with open(args.json_out, "w", encoding="utf-8") as out:
+            json.dump(report, out, indent=1)
     return report
 
 

@@ -90,7 +90,7 @@ def _splitmix64(x: int) -> int:
 def pick_token(logits: torch.Tensor, params: SamplingParams, noise: PositionNoise | None, position: int) -> int:
     """The token at sequence `position` from its logits (V,): the argmax when greedy, else PositionNoise.pick."""
     if params.greedy:
-        return int(argmax_rows(logits))
+        return int(argmax_rows(logits.reshape(-1)))
     return noise.pick(params.probs(logits), position)
 
 

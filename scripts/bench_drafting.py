@@ -18,11 +18,10 @@ programs kept the cores busy); and the pass costs the drafter priced drafts by (
 
 from __future__ import annotations
 
-import statistics
-import sys
-
 import argparse
 import json
+import statistics
+import sys
 
 from bench import HIT_SHARE, add_prompt_arguments, gather_prompts
 from bench_llamacpp import LlamaCppPlain

@@ -62,12 +62,8 @@ async def retrieve_model(request: web.Request) -> web.Response:
     if door is not None and door.models is not None:  # Google's SDK: the Gemini door answers it
         return await door.models(request)
     ctx, requested = request.app[CTX], request.match_info["model"]
-    if check_model(ctx, requested) is None:
-        return web.json_response(model_object(ctx, requested))
-    message = (f"The model '{requested}' does not exist; this daemon serves {ctx.model_names()[0]!r} (also accepted: "
-               "'specd')")
-    return web.json_response({"error": {"message": message, "type": "invalid_request_error", "param": "model",
-                                         "code": "model_not_found"}}, status=404)
+    refused = check_model(ctx, requested)
+    return refused if refused is not None else web.json_response(model_object(ctx, requested))
 
 
 def check_model(ctx: Context, requested: str | None) -> web.Response | None:
@@ -76,8 +72,9 @@ def check_model(ctx: Context, requested: str | None) -> web.Response | None:
     name, aliases = ctx.model_names()
     if requested.lower() in aliases:
         return None
-    return json_error(404, f"model {requested!r} is not served here; this daemon serves {name!r} "
-                           "(also accepted: 'specd')", "model_not_found")
+    # OpenAI's body for a model it does not have, on every route that names one: clients check `code`
+    return json_error(404, f"The model {requested!r} does not exist; this daemon serves {name!r} (also accepted: "
+                           "'specd')", "invalid_request_error", param="model", code="model_not_found")
 
 
 async def completions(request: web.Request) -> web.StreamResponse:

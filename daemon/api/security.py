@@ -30,17 +30,21 @@ PUBLIC_ROUTES = frozenset({"/health"})
 
 
 class ErrorResponse(web.Response):
-    """An error in specd's generic body `{"error": {message, type, code}}`; the app rewords it for a door that
-    has its own error body (generation.Door), so a check made here answers in every door's shape."""
+    """An error in specd's generic body, OpenAI's layout `{"error": {message, type, param, code}}` with `code` the
+    HTTP status (as llama-server and vLLM answer) unless the error has a code of OpenAI's own (`model_not_found`);
+    the app rewords it for a door that has its own error body (generation.Door), so a check made here answers in
+    every door's shape."""
 
-    def __init__(self, status: int, message: str, kind: str, headers: dict | None = None) -> None:
-        body = {"error": {"message": message, "type": kind, "code": status}}
+    def __init__(self, status: int, message: str, kind: str, headers: dict | None = None, param: str | None = None,
+                 code: str | None = None) -> None:
+        body = {"error": {"message": message, "type": kind, "param": param, "code": code or status}}
         super().__init__(text=json.dumps(body), status=status, content_type="application/json", headers=headers)
         self.message, self.kind, self.extra_headers = message, kind, dict(headers or {})
 
 
-def json_error(status: int, message: str, kind: str, headers: dict | None = None) -> web.Response:
-    return ErrorResponse(status, message, kind, headers)
+def json_error(status: int, message: str, kind: str, headers: dict | None = None, param: str | None = None,
+               code: str | None = None) -> web.Response:
+    return ErrorResponse(status, message, kind, headers, param, code)
 
 
 def load_or_create_token(token_file: Path) -> str:

@@ -62,6 +62,22 @@ def test_openai_retrieve_of_an_unknown_model_is_not_found(sdk):
     assert "'gpt-4o' does not exist" in body["message"] and SERVED in body["message"]
 
 
+@pytest.mark.parametrize("call", ["completions", "chat"])
+def test_a_generation_for_an_unknown_model_fails_as_retrieving_it_does(sdk, call):
+    """OpenAI's error for a model it does not have (type, param and code), on the generation routes as on GET."""
+    with pytest.raises(openai.NotFoundError) as raised:
+        if call == "completions":
+            sdk.completions.create(model="gpt-4o", prompt="def f():", max_tokens=2)
+        else:
+            sdk.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+    error = raised.value
+    assert (error.code, error.param, error.type) == ("model_not_found", "model", "invalid_request_error")
+    assert "'gpt-4o' does not exist" in error.message and SERVED in error.message
+    with pytest.raises(openai.BadRequestError) as raised:  # other errors: the HTTP status as the code, no param
+        sdk.completions.create(model=SERVED, prompt="x", max_tokens=-1)
+    assert (raised.value.code, raised.value.param) == ("400", None)  # the SDK reads every code as a string
+
+
 @pytest.mark.parametrize("version", ["v1", "v1beta"])
 def test_google_genai_lists_and_gets_the_served_model(daemon, caplog, version):
     client = google(daemon, http={"api_version": version})

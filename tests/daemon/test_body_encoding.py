@@ -50,7 +50,7 @@ def door_error(door: str, status: int, message: str) -> tuple[int, dict, dict]:
         return status, {"error": {"code": status, "message": message, "status": "INVALID_ARGUMENT"}}, {}
     if door == "bedrock":
         return status, {"message": message}, {"x-amzn-ErrorType": "ValidationException"}
-    return status, {"error": {"message": message, "type": "invalid_request_error", "code": status}}, {}
+    return status, {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": status}}, {}
 
 
 async def post(d, path: str, data: bytes, encoding: str | None) -> tuple[int, dict, dict]:

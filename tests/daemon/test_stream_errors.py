@@ -76,7 +76,7 @@ def door_error(route: str, status: int, message: str, kind: str) -> tuple[int, d
         aws = {400: (400, "ValidationException"), 503: (503, "ServiceUnavailableException"),
                504: (408, "ModelTimeoutException")}
         return aws[status][0], {"message": message}, aws[status][1]
-    return status, {"error": {"message": message, "type": kind, "code": status}}, None
+    return status, {"error": {"message": message, "type": kind, "param": None, "code": status}}, None
 
 
 async def post(url: str, path: str, body: dict, token: str) -> tuple[int, str, bytes, dict]:
@@ -160,7 +160,8 @@ async def test_the_openai_and_anthropic_sdks_raise_bad_request_for_a_streamed_pr
                                                   stream=True)
         for raised in (completion, chat):
             assert raised.value.status_code == 400
-            assert raised.value.body == {"message": TOO_LONG, "type": "invalid_request_error", "code": 400}
+            assert raised.value.body == {"message": TOO_LONG, "type": "invalid_request_error", "param": None,
+                                         "code": 400}
         async with anthropic.AsyncAnthropic(base_url=d.url, api_key=d.token, max_retries=0) as sdk:
             with pytest.raises(anthropic.BadRequestError) as created:
                 await sdk.messages.create(model="specd", max_tokens=4, stream=True,

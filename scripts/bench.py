@@ -622,6 +622,18 @@ def paired_ratios(runs: list[Run], numerator: str, denominator) -> list[float]:
     return ratios
 
 
+def speed_ratios(per_token: dict[str, list[float]], pairs: list[tuple[str, str]], hits: set[int]) -> dict:
+    """{"a / b": {"all": r, "hits": r or None}} for each pair: how many times runner a's decode speed is b's (> 1: a
+    is faster), the median of paired per-prompt ratios of `per_token` (seconds per token, by runner, one per prompt
+    in order), over all prompts and over the prompt indices in `hits` (None when there are none)."""
+    def median_ratio(faster: str, slower: str, only=None) -> float:
+        return statistics.median(slower_s / faster_s for i, (faster_s, slower_s)
+                                 in enumerate(zip(per_token[faster], per_token[slower])) if only is None or i in only)
+
+    return {f"{a} / {b}": {"all": median_ratio(a, b), "hits": median_ratio(a, b, hits) if hits else None}
+            for a, b in pairs}
+
+
 def bootstrap_median_ci(values: list[float], seed: int = 0, resamples: int = 2000) -> list[float] | None:
     if len(values) < 2:
         return None

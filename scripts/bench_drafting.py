@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
+from pathlib import Path
 
-from bench import HIT_SHARE, add_prompt_arguments, gather_prompts
+from bench import HIT_SHARE, add_prompt_arguments, gather_prompts, speed_ratios
 from bench_llamacpp import LlamaCppPlain
 
 from specd.daemon.engine.loop import EngineConfig
@@ -101,17 +101,11 @@ def main(argv=None) -> dict:
         log(f"prompt {index + 1}/{len(prompts)}: " + ", ".join(
             f"{name} {1000 * seconds:.2f}" for name, (seconds, _, _) in fastest.items()) + " ms/token")
 
-    def ratio(faster: str, slower: str, only=None) -> float:
-        """How many times `faster`'s decode speed `slower`'s is: median of per-prompt ratios."""
-        return statistics.median(per_token[slower][i] / per_token[faster][i] for i in range(len(prompts))
-                                 if only is None or i in only)
-
     pairs = [(name, other) for name in drafters if name != "plain" for other in ("plain", PEER)] + [("plain", PEER)]
     report = {"prompts": len(prompts), "hit_prompts": len(hits), "identical": identical,
               "steps_on": dict(runner.steps_on), "passes_on": dict(runner.passes_on),
               "pass_costs": drafters["default"].costs.tables,
-              "ratios": {f"{a} / {b}": {"all": ratio(a, b), "hits": ratio(a, b, hits) if hits else None}
-                         for a, b in pairs}}
+              "ratios": speed_ratios(per_token, pairs, hits)}
     print(f"{len(prompts)} prompts, {len(hits)} where drafts hit; specd's steps by thread count "
           f"{report['steps_on']}, passes {report['passes_on']}")
     tables = report["pass_costs"].items()
@@ -124,8 +118,7 @@ def main(argv=None) -> dict:
     print("identical to specd plain: "
           + ", ".join(f"{name} {count}/{len(prompts)}" for name, count in identical.items() if name != "plain"))
     if args.json_out:
-        with open(args.json_out, "w", encoding="utf-8") as out:
-            json.dump(report, out, indent=1)
+        Path(args.json_out).write_text(json.dumps(report, indent=1))
     return report
 
 

@@ -12,10 +12,9 @@ the output, and how many outputs equal the half-cores plain decode.
 
 from __future__ import annotations
 
-import statistics
 import sys
 
-from bench import HIT_SHARE, gather_prompts, parse_args, run_specd
+from bench import HIT_SHARE, gather_prompts, parse_args, run_specd, speed_ratios
 from bench_llamacpp import LlamaCppPlain, llama_server_threads
 
 from specd.daemon.engine.loop import EngineConfig
@@ -68,11 +67,6 @@ def main(argv=None) -> dict:
             f"{name} {1000 * seconds / max(1, len(tokens)):.2f}" for name, (seconds, tokens, _) in got.items())
             + " ms/token")
 
-    def ratio(faster: str, slower: str, only=None) -> float:
-        """How many times `faster`'s decode rate `slower`'s is: median of per-prompt ratios."""
-        return statistics.median(per_token[slower][i] / per_token[faster][i] for i in range(len(prompts))
-                                 if only is None or i in only)
-
     pairs = [("specd idle plain", "specd half plain"), ("specd idle default", "specd half default"),
              ("specd half default", "specd half plain"), ("specd idle default", "specd idle plain"),
              ("specd idle default", "llama.cpp server threads"), ("specd half default", "llama.cpp half"),
@@ -80,8 +74,7 @@ def main(argv=None) -> dict:
     report = {"threads": {"half": half, "llama_server": llama_server_threads(),
                           "idle_steps_on": dict(engines["idle"].verifier.steps_on)},
               "hit_prompts": len(hits), "prompts": len(prompts), "identical": identical,
-              "ratios": {f"{a} / {b}": {"all": ratio(a, b), "hits": ratio(a, b, hits) if hits else None}
-                         for a, b in pairs}}
+              "ratios": speed_ratios(per_token, pairs, hits)}
     print(f"{len(prompts)} prompts, {len(hits)} where drafts hit; half the cores = {half}, llama-server's default "
           f"= {llama_server_threads()} threads; steps of 'idle' by thread count: {report['threads']['idle_steps_on']}")
     for pair, value in report["ratios"].items():

@@ -20,6 +20,14 @@ def _bench():
     return importlib.import_module("bench")
 
 
+def _embedded_gguf():
+    """llama-cpp-python, after skipping the test where it or the embedded GGUF is missing."""
+    llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
+    if not GGUF.exists():
+        pytest.skip(f"the embedded GGUF is not cached at {GGUF}")
+    return llama_cpp
+
+
 def test_backend_summary_pairs_each_prompt_with_llamacpp_plain():
     bench = _bench()
     Run = bench.Run
@@ -104,9 +112,7 @@ def test_latency_ratios_use_whole_latencies_only():
 
 
 def test_the_prompt_lookup_peer_writes_llamacpp_greedy_tokens_and_counts_its_drafts():
-    llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
-    if not GGUF.exists():
-        pytest.skip(f"the embedded GGUF is not cached at {GGUF}")
+    llama_cpp = _embedded_gguf()
     features = llama_cpp.llama_print_system_info().decode(errors="replace").replace(" ", "")
     if "LLAMAFILE=1" in features:
         pytest.skip("a build with llamafile's sgemm: a verified batch is not bitwise single steps")
@@ -138,9 +144,7 @@ def test_the_prompt_lookup_peer_writes_llamacpp_greedy_tokens_and_counts_its_dra
 
 
 def test_the_plain_peer_reuses_its_cache_as_llama_server_does_when_warm():
-    llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
-    if not GGUF.exists():
-        pytest.skip(f"the embedded GGUF is not cached at {GGUF}")
+    _embedded_gguf()
     _bench()
     from bench_llamacpp import LlamaCppPlain
     from specd.daemon.engine.runners.llamacpp_runner import LlamaCppRunner
@@ -165,9 +169,7 @@ def test_the_thread_ab_runs_both_step_policies_losslessly(monkeypatch):
     """scripts/bench_threads.py: steps on idle cores and on half the cores, plain and drafted, all write the half-cores
     plain decode's tokens (a step's count changes no result on this build), and the peers run on llama-server's
     default threads and on half the cores."""
-    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
-    if not GGUF.exists():
-        pytest.skip(f"the embedded GGUF is not cached at {GGUF}")
+    _embedded_gguf()
     monkeypatch.setenv("SPECD_HOME", str(CACHE_HOME))
     _bench()
     import bench_threads
@@ -185,9 +187,7 @@ def test_the_thread_ab_runs_both_step_policies_losslessly(monkeypatch):
 def test_the_warm_drafting_benchmark_writes_the_plain_decode_and_compares_with_llamacpp(monkeypatch):
     """scripts/bench_drafting.py: from a warm cache the default drafter writes specd's plain tokens (lossless), and
     every ratio pairs it with plain decoding or llama.cpp's own."""
-    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
-    if not GGUF.exists():
-        pytest.skip(f"the embedded GGUF is not cached at {GGUF}")
+    _embedded_gguf()
     monkeypatch.setenv("SPECD_HOME", str(CACHE_HOME))
     _bench()
     import bench_drafting

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .schema import (BadRequest, CompletionParams, _bool, _float, _int, _str, _wrong, checked_json_schema,
-                     forced_call_schema)
+                     forced_call_schema, object_schema)
 
 BILLING_HEADER = "x-anthropic-billing-header:"
 MAX_STOP_SEQUENCES = 16
@@ -71,16 +71,17 @@ def parse_messages_request(body: dict, count_only: bool = False) -> MessagesRequ
     system = _system_text(body.get("system"))
     messages = _chat_messages(system, body.get("messages"))
     prefill = _prefill(messages)
-    tools = _tools(body.get("tools"), body.get("tool_choice"))
+    tools, tool_paths = _tools(body.get("tools"), body.get("tool_choice"))
     for name in ("metadata", "thinking", "output_config", "context_management"):
         if body.get(name) is not None and not isinstance(body[name], dict):
             raise _wrong(name, "an object", body[name])
     params.json_schema = _output_format(body.get("output_config") or {})
     choice = body.get("tool_choice")
     forced = isinstance(choice, dict) and choice.get("type") in ("any", "tool")
-    call = forced_call_schema(tools, choice.get("name") if choice["type"] == "tool" else None) if forced else None
+    call = forced_call_schema(tools, choice.get("name") if choice["type"] == "tool" else None,
+                              tool_paths) if forced else None
     if call is not None:
-        params.json_schema = checked_json_schema(call, "tools[].input_schema")
+        params.json_schema = call
     if prefill is not None and not count_only:
         if call is not None:
             raise BadRequest(f"a prefill (a final assistant message with text) cannot be combined with tool_choice "
@@ -233,32 +234,34 @@ def _tool_call(block: dict, where: str) -> dict:
     return {"id": block.get("id"), "type": "function", "function": {"name": name, "arguments": arguments}}
 
 
-def _tools(tools: Any, choice: Any) -> list[dict] | None:
+def _tools(tools: Any, choice: Any) -> tuple[list[dict] | None, list[str]]:
+    """The custom tools in OpenAI's function form (None when there are none or tool_choice is none) and where
+    each one's input schema is in the request ("tools[2].input_schema")."""
     if choice is not None:
         if not isinstance(choice, dict) or choice.get("type") not in ("auto", "any", "tool", "none"):
             raise BadRequest("'tool_choice' must be an object with 'type' auto, any, tool or none", "tool_choice")
         if choice["type"] == "tool" and not isinstance(choice.get("name"), str):
             raise _wrong("tool_choice.name", "a string", choice.get("name"))
     if tools is None:
-        return None
+        return None, []
     if not isinstance(tools, list):
         raise _wrong("tools", "an array of tool definitions", tools)
-    functions = []
+    functions, paths = [], []
     for i, tool in enumerate(tools):
         if not isinstance(tool, dict):
             raise _wrong(f"tools[{i}]", "an object", tool)
         if tool.get("type") not in (None, "custom"):
             continue  # a server tool (web search, code execution): Anthropic runs those, specd cannot
-        name, schema = tool.get("name"), tool.get("input_schema", {})
+        name = tool.get("name")
         if not isinstance(name, str):
             raise _wrong(f"tools[{i}].name", "a string", name)
-        if not isinstance(schema, dict):
-            raise _wrong(f"tools[{i}].input_schema", "an object", schema)
+        schema = object_schema(tool.get("input_schema", {}), f"tools[{i}].input_schema", "tools")
         description = tool.get("description")
         if description is not None and not isinstance(description, str):
             raise _wrong(f"tools[{i}].description", "a string", description)
         functions.append({"type": "function", "function": {"name": name, "description": description or "",
                                                             "parameters": schema}})
+        paths.append(f"tools[{i}].input_schema")
     if choice is not None and choice["type"] == "none":
-        return None
-    return functions or None
+        return None, []
+    return functions or None, paths

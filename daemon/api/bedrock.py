@@ -9,7 +9,8 @@ reference (docs.aws.amazon.com/bedrock/latest/APIReference); ../shared/notes/api
   `inferenceConfig{maxTokens, temperature, topP, stopSequences}`; `additionalModelRequestFields` carries the
   speculative knobs (`speculativeDecoding`, `maxDraftTokens`, `draftingModel`); `toolConfig.toolChoice` `any` or
   `tool` forces a call (structured output: the answer is `{"name", "arguments"}` with the tool's
-  `inputSchema.json`, returned as one `toolUse` block, `stopReason: tool_use`); otherwise `toolConfig`,
+  `inputSchema.json`, returned as one `toolUse` block, `stopReason: tool_use`); `outputConfig.textFormat`
+  (`json_schema`) makes the answer's text a document of its schema; otherwise `toolConfig`,
   `guardrailConfig`, `performanceConfig`, `requestMetadata`, `cachePoint` and reasoning blocks are accepted and
   ignored; image,
   document, video and audio blocks are refused. Tool use and results in earlier turns go into the transcript as
@@ -47,7 +48,7 @@ from .generation import (CTX, Door, Shape, add_door, chat_request, generate, gen
 from .native import NativeShape
 from .openai import check_model
 from .schema import (BadRequest, CompletionParams, _float, _int, _object, _stop, _wrong, blocks_text,
-                     checked_json_schema, forced_call_schema, parse_completion, parse_json_body)
+                     checked_json_schema, forced_call_schema, object_schema, parse_completion, parse_json_body)
 from .security import ErrorResponse
 
 DEFAULT_MAX_TOKENS = 4096  # Converse and InvokeModel without a limit; the engine also stops at the context's end
@@ -100,10 +101,16 @@ async def converse(request: web.Request) -> web.StreamResponse:
     rid = secrets.token_hex(12)
     if ctx.settings.log_prompts:
         log.info("%s messages=%r", rid, messages)
-    tools, params.json_schema = forced_tool(body)
+    params.json_schema = output_format(body)
+    tools, call = forced_tool(body)
     if prefill and tools is not None:
         raise BadRequest("a prefill (a final assistant message with text) cannot be combined with a forced tool "
                          "call (toolConfig.toolChoice any or tool): the call must start the answer", "messages")
+    if prefill and params.json_schema is not None:
+        raise BadRequest("a prefill (a final assistant message with text) cannot be combined with "
+                         "outputConfig.textFormat: the answer must be a document of the schema from its start",
+                         "messages")
+    params.json_schema = call or params.json_schema
     shape = ConverseShape(rid, ctx.model_names()[0], speculative=report, forced_tool=tools is not None)
     return await generate(request, ctx, chat_build(ctx, params, messages, tools, prefill), params, shape)
 
@@ -212,6 +219,26 @@ def _prefill(messages: list[dict], last: dict) -> bool:
     return True
 
 
+def output_format(body: dict) -> dict | bool | None:
+    """`outputConfig.textFormat` (botocore's OutputFormat): {"type": "json_schema", "structure": {"jsonSchema":
+    {"schema": "<a JSON Schema as a string>", "name", "description"}}}, the answer's text is a document of the
+    schema (checked as every door's); None without one."""
+    fmt = _object(_object(body, "outputConfig"), "textFormat")
+    if not fmt:
+        return None
+    if fmt.get("type") != "json_schema":
+        raise BadRequest(f"'outputConfig.textFormat.type' must be json_schema, got {fmt.get('type')!r}", "outputConfig")
+    text = _object(_object(fmt, "structure"), "jsonSchema").get("schema")
+    where = "outputConfig.textFormat.structure.jsonSchema.schema"
+    if not isinstance(text, str):
+        raise _wrong(where, "a string (a JSON Schema as JSON text)", text)
+    try:
+        schema = json.loads(text)
+    except ValueError as error:
+        raise BadRequest(f"'{where}' is not JSON: {error}", "outputConfig") from None
+    return checked_json_schema(schema, where)
+
+
 def forced_tool(body: dict) -> tuple[list[dict] | None, dict | None]:
     """`toolConfig` with `toolChoice` `any` or `tool`: the tools in OpenAI's function form (for the chat template)
     and the forced call's checked schema; (None, None) when no call is forced."""
@@ -222,21 +249,23 @@ def forced_tool(body: dict) -> tuple[list[dict] | None, dict | None]:
     raw = config.get("tools")
     if not isinstance(raw, list):
         raise _wrong("toolConfig.tools", "an array of {toolSpec} objects", raw)
-    functions = []
+    functions, paths = [], []
     for i, tool in enumerate(raw):
         spec = tool.get("toolSpec") if isinstance(tool, dict) else None
         if not isinstance(spec, dict):
             continue  # a cachePoint
-        name, schema = spec.get("name"), _object(_object(spec, "inputSchema"), "json")
+        name, path = spec.get("name"), f"toolConfig.tools[{i}].toolSpec.inputSchema.json"
+        schema = object_schema(_object(_object(spec, "inputSchema"), "json"), path, "toolConfig")
         if not isinstance(name, str):
             raise _wrong(f"toolConfig.tools[{i}].toolSpec.name", "a string", name)
         functions.append({"type": "function", "function": {"name": name, "description": spec.get("description") or "",
                                                             "parameters": schema}})
+        paths.append(path)
     name = _object(choice, "tool").get("name") if "tool" in choice else None
-    call = forced_call_schema(functions, name)
+    call = forced_call_schema(functions, name, paths)
     if call is None:
         raise BadRequest("'toolConfig.toolChoice' forces a tool call but 'toolConfig.tools' has none", "toolConfig")
-    return functions, checked_json_schema(call, "toolConfig.tools[].toolSpec.inputSchema.json")
+    return functions, call
 
 
 # ---- answers -------------------------------------------------------------------------------------------

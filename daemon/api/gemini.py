@@ -221,6 +221,9 @@ def _generation_config(body: dict, params: CompletionParams) -> None:
     params.stop = _stop(named, "generationConfig.stopSequences")
     if config.get("responseLogprobs"):
         raise BadRequest("'generationConfig.responseLogprobs' is not supported", "generationConfig")
+    if config.get("responseJsonSchema") is not None and config.get("responseSchema") is not None:
+        raise BadRequest("'generationConfig.responseSchema' and 'generationConfig.responseJsonSchema' cannot both be "
+                         "set: send one", "generationConfig")
     if config.get("responseMimeType") == "application/json":
         if config.get("responseJsonSchema") is not None:
             name, schema = "generationConfig.responseJsonSchema", config["responseJsonSchema"]
@@ -234,17 +237,24 @@ def _generation_config(body: dict, params: CompletionParams) -> None:
 def _json_schema(schema: Any) -> Any:
     """Google's Schema (an OpenAPI 3.0 subset: `type: "OBJECT"`, `nullable`, `propertyOrdering`, camelCase or
     snake_case keywords) as JSON Schema; property names are kept as written. An object has the properties it
-    lists and no others (Gemini answers hold only the declared properties)."""
+    lists and no others (Gemini answers hold only the declared properties), written in `propertyOrdering`'s order
+    (those it leaves out after them, as listed); `format: "enum"` (a STRING with `enum`) is the enum alone."""
     if not isinstance(schema, dict):
         return schema
     out = {}
-    for key, value in _camel(schema).items():
+    schema = _camel(schema)
+    for key, value in schema.items():
         if key == "type" and isinstance(value, str):
             out[key] = value.lower()
         elif key == "properties" and isinstance(value, dict):
-            out[key] = {name: _json_schema(sub) for name, sub in value.items()}
+            order = schema.get("propertyOrdering")
+            order = [name for name in order if name in value] if isinstance(order, list) else []
+            names = order + [name for name in value if name not in order]
+            out[key] = {name: _json_schema(value[name]) for name in names}
         elif key in ("items", "anyOf"):
             out[key] = [_json_schema(sub) for sub in value] if isinstance(value, list) else _json_schema(value)
+        elif key == "format" and value == "enum":
+            continue
         elif key not in ("nullable", "propertyOrdering"):
             out[key] = value
     if "properties" in out:

@@ -237,6 +237,9 @@ def _response_format(body: dict, params: CompletionParams) -> None:
     if kind == "json_object":
         params.json_schema = ANY_OBJECT
     elif kind == "json_schema":
+        if fmt.get("json_schema") is None:  # as OpenAI answers
+            raise BadRequest("'response_format.json_schema' is required when 'response_format.type' is json_schema",
+                             "response_format")
         spec = _object(fmt, "json_schema")
         schema = spec.get("schema", True)
         if not isinstance(schema, (dict, bool)):
@@ -247,21 +250,57 @@ def _response_format(body: dict, params: CompletionParams) -> None:
                          "response_format")
 
 
-def forced_call_schema(functions: list[dict] | None, name: str | None) -> dict | None:
-    """A forced tool call (Anthropic tool_choice any/tool, Bedrock toolChoice any/tool): the JSON a chat
-    template's tool call holds, {"name": ..., "arguments": <the tool's input schema>}, as one schema (anyOf over
-    the tools; only the one called `name` when given). `functions`: OpenAI's function form; None when empty."""
+def forced_call_schema(functions: list[dict] | None, name: str | None, paths: list[str]) -> dict | None:
+    """A forced tool call (OpenAI tool_choice required/function, Anthropic tool_choice any/tool, Bedrock
+    toolChoice any/tool): the JSON a chat template's tool call holds, {"name": ..., "arguments": <the tool's input
+    schema>}, as one schema (anyOf over the tools; only the one called `name` when given), each input schema
+    checked first (`checked_json_schema`, `paths[i]` naming the i-th tool's in the request). The input schemas'
+    local `$ref`s ("#", "#/$defs/...") are rebased onto where each sits in the call's schema. `functions`:
+    OpenAI's function form; None when empty."""
     if not functions:
         return None
-    functions = [t["function"] for t in functions]
     if name is not None:
-        functions = [f for f in functions if f["name"] == name]
+        paths = [path for t, path in zip(functions, paths) if t["function"]["name"] == name]
+        functions = [t for t in functions if t["function"]["name"] == name]
         if not functions:
             raise BadRequest(f"the forced tool {name!r} is not one of the tools", "tool_choice")
+    functions = [t["function"] for t in functions]
+    for function, path in zip(functions, paths):
+        checked_json_schema(function["parameters"] or {"type": "object"}, path)
+    where = ["#/properties/arguments"] if len(functions) == 1 else \
+        [f"#/anyOf/{i}/properties/arguments" for i in range(len(functions))]
     calls = [{"type": "object", "additionalProperties": False, "required": ["name", "arguments"],
-              "properties": {"name": {"const": f["name"]}, "arguments": f["parameters"] or {"type": "object"}}}
-             for f in functions]
+              "properties": {"name": {"const": f["name"]},
+                             "arguments": rebased_refs(f["parameters"] or {"type": "object"}, base)}}
+             for f, base in zip(functions, where)]
     return calls[0] if len(calls) == 1 else {"anyOf": calls}
+
+
+def rebased_refs(schema: Any, base: str) -> Any:
+    """`schema` (a JSON Schema) with every `$ref` that is a JSON pointer into its own document ("#", "#/...")
+    pointing to the same place once the schema sits at `base` (a pointer, "#/properties/arguments") inside
+    another; anchors, URLs and data (`enum`, `const`, `default`, `examples`) are kept as they are."""
+    if isinstance(schema, list):
+        return [rebased_refs(item, base) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    rebased = {}
+    for key, value in schema.items():
+        if key == "$ref" and isinstance(value, str) and (value == "#" or value.startswith("#/")):
+            rebased[key] = base + value[1:]
+        elif key in ("enum", "const", "default", "examples"):
+            rebased[key] = value
+        else:
+            rebased[key] = rebased_refs(value, base)
+    return rebased
+
+
+def object_schema(schema: Any, where: str, param: str) -> dict:
+    """A tool's input schema, which must be a JSON Schema of type object (a missing `type` is taken as object, as
+    OpenAI does): the schema with `"type": "object"`, else BadRequest naming `where`."""
+    if not isinstance(schema, dict) or schema.get("type", "object") != "object":
+        raise BadRequest(f"'{where}' must be a JSON Schema of type 'object', got {json.dumps(schema)[:80]}", param)
+    return {"type": "object", **schema}
 
 
 def _specd_options(body: dict, params: CompletionParams) -> None:
@@ -423,10 +462,7 @@ def parse_chat_tools(body: dict) -> tuple[list[dict] | None, dict | None]:
         raise BadRequest("'tool_choice' forces a tool call but 'tools' has none", "tool_choice")
     if name is not None and name not in {t["function"]["name"] for t in tools}:
         raise BadRequest(f"'tool_choice.function.name' is {name!r}, which is not one of 'tools'", "tool_choice")
-    for i, tool in enumerate(tools):
-        if name in (None, tool["function"]["name"]):
-            checked_json_schema(tool["function"]["parameters"], f"tools[{i}].function.parameters")
-    return tools, forced_call_schema(tools, name)
+    return tools, forced_call_schema(tools, name, [f"tools[{i}].function.parameters" for i in range(len(tools))])
 
 
 def _chat_tools(value: Any) -> list[dict] | None:
@@ -452,12 +488,10 @@ def _chat_tools(value: Any) -> list[dict] | None:
             raise _wrong(f"{where}.function.description", "a string", description)
         if name in {t["function"]["name"] for t in tools}:
             raise BadRequest(f"'{where}.function.name': {name!r} names two tools", "tools")
-        parameters = {} if function.get("parameters") is None else function["parameters"]
-        if not isinstance(parameters, dict) or parameters.get("type", "object") != "object":
-            raise BadRequest(f"'{where}.function.parameters' must be a JSON Schema of type 'object', got "
-                             f"{json.dumps(parameters)[:80]}", "tools")
+        parameters = object_schema({} if function.get("parameters") is None else function["parameters"],
+                                   f"{where}.function.parameters", "tools")
         tools.append({"type": "function", "function": {"name": name, "description": description,
-                                                       "parameters": {"type": "object", **parameters}}})
+                                                       "parameters": parameters}})
     return tools or None
 
 

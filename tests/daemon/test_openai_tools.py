@@ -74,6 +74,30 @@ def test_a_forced_call_is_a_tool_call_whose_arguments_fit_the_schema(sdk, choice
         assert answer.usage.completion_tokens > 0 and answer.model_extra["specd"]["json_complete"] is True
 
 
+def test_a_pydantic_function_tool_with_a_nested_model_is_forced_whole(sdk):
+    """`openai.pydantic_function_tool` writes a nested model as `$defs` + `$ref`, which must resolve inside the
+    forced call's schema."""
+    class Place(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(extra="forbid")
+        city: str = pydantic.Field(max_length=8)
+
+    class Forecast(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(extra="forbid")
+        place: Place
+        days: int = pydantic.Field(ge=1, le=7)
+
+    tool = openai.pydantic_function_tool(Forecast)
+    assert "$defs" in tool["function"]["parameters"]
+    for choice in ("required", {"type": "function", "function": {"name": "Forecast"}}):
+        answer = create(sdk, tools=[tool, *TOOLS], tool_choice=choice, temperature=0)
+        (call,) = answer.choices[0].message.tool_calls
+        if call.function.name == "Forecast":
+            Forecast.model_validate_json(call.function.arguments)
+    parsed = sdk.chat.completions.parse(model="specd", messages=MESSAGES, max_tokens=200, tools=[tool],
+                                        tool_choice="required", temperature=0)
+    assert isinstance(parsed.choices[0].message.tool_calls[0].function.parsed_arguments, Forecast)
+
+
 def test_a_streamed_forced_call_comes_as_delta_tool_calls_with_the_same_arguments(sdk):
     whole = create(sdk, tools=TOOLS, tool_choice=FORCED, temperature=0).choices[0].message.tool_calls[0]
     chunks = list(create(sdk, tools=TOOLS, tool_choice=FORCED, temperature=0, stream=True))

@@ -94,11 +94,32 @@ def test_an_unsupported_schema_is_a_400_naming_the_problem(daemon, route, stream
 @pytest.mark.parametrize("body, named", [
     ({"response_format": {"type": "yaml"}}, "response_format.type"),
     ({"response_format": openai_format([1])}, "response_format.json_schema.schema"),
+    ({"response_format": {"type": "json_schema"}}, "'response_format.json_schema' is required"),
     ({"response_format": openai_format({"type": "string", "minLength": 5, "maxLength": 2})}, "Unsatisfiable"),
 ])
 def test_a_bad_response_format_is_a_400_naming_it(daemon, body, named):
     answer = daemon.post("/v1/chat/completions", {"messages": MESSAGES, **body})
     assert answer.status == 400 and named in answer.body["error"]["message"]
+
+
+@pytest.mark.parametrize("schema, named", [
+    # two bounds at or below -2^63 crashed llguidance 1.9.1's validate_grammar, and the daemon with it
+    ({"type": "integer", "minimum": -1e20, "maximum": -1e19}, "/minimum is -1e+20"),
+    ({"type": "integer", "minimum": -2**63, "maximum": -2**63}, "/minimum"),
+    ({"allOf": [{"type": "integer"}, {"exclusiveMinimum": -1e30, "exclusiveMaximum": -1e29}]},
+     "/allOf/1/exclusiveMinimum"),
+    # beyond 64 bits llguidance clamped them and wrote 9223372036854775807, a number below the minimum
+    ({"type": "integer", "minimum": 1e30, "maximum": 1e30 + 5}, "/minimum"),
+    ({"type": "object", "properties": {"n": {"type": "integer", "maximum": 2**53}}}, "/properties/n/maximum"),
+])
+def test_a_bound_beyond_exact_json_integers_is_a_400_and_the_daemon_serves_on(daemon, schema, named):
+    answer = daemon.post("/v1/chat/completions", {"messages": MESSAGES, "response_format": openai_format(schema)})
+    assert answer.status == 400 and named in answer.body["error"]["message"], answer.body
+    assert "9007199254740991" in answer.body["error"]["message"]
+    within = {"type": "integer", "minimum": -(2**53 - 1), "maximum": -(2**53 - 10)}
+    answer = daemon.post("/v1/chat/completions", {"messages": MESSAGES, "max_tokens": 40,
+                                                  "response_format": openai_format(within)})
+    assert answer.status == 200 and within["minimum"] <= json.loads(answer_text(answer)) <= within["maximum"]
 
 
 # -- Anthropic: output_config.format and forced tools ---------------------------------------------------------
@@ -198,6 +219,35 @@ def test_anthropic_forcing_an_unknown_tool_is_a_400(daemon):
     assert answer.status == 400 and "nope" in answer.body["error"]["message"]
 
 
+def test_anthropic_forced_tool_with_defs_and_a_recursive_ref(daemon):
+    """Pydantic writes nested models as `$defs` and `#/$defs/...` pointers, recursive ones point at "#": they must
+    resolve inside the tool's schema once it sits in the call's {"name", "arguments"} schema."""
+    nested = {"type": "object", "additionalProperties": False, "required": ["place"],
+              "$defs": {"Place": {"type": "object", "additionalProperties": False, "required": ["city"],
+                                  "properties": {"city": {"type": "string", "maxLength": 8}}}},
+              "properties": {"place": {"$ref": "#/$defs/Place"}}}
+    tree = {"type": "object", "additionalProperties": False, "required": ["label"],
+            "properties": {"label": {"type": "string", "maxLength": 4},
+                           "children": {"type": "array", "maxItems": 1, "items": {"$ref": "#"}}}}
+    tools = [{"name": "locate", "input_schema": nested}, {"name": "grow", "input_schema": tree}] + TOOLS
+    for name, schema in (("locate", nested), ("grow", tree)):
+        answer = anthropic(daemon, {"tools": tools, "tool_choice": {"type": "tool", "name": name}, "max_tokens": 300})
+        assert answer.status == 200, answer.body
+        (block,) = answer.body["content"]
+        assert block["type"] == "tool_use" and block["name"] == name
+        jsonschema.validate(block["input"], schema)
+    answer = anthropic(daemon, {"tools": tools, "tool_choice": {"type": "any"}, "max_tokens": 300})
+    assert answer.status == 200 and answer.body["content"][0]["type"] == "tool_use", answer.body
+
+
+def test_anthropic_a_tool_schema_that_is_not_an_object_is_a_400(daemon):
+    tools = [{"name": "f", "input_schema": {"type": "string"}}]
+    for choice in ({"type": "any"}, {"type": "auto"}):
+        answer = anthropic(daemon, {"tools": tools, "tool_choice": choice})
+        assert answer.status == 400 and "tools[0].input_schema" in answer.body["error"]["message"]
+        assert "of type 'object'" in answer.body["error"]["message"]
+
+
 # -- Gemini: responseMimeType application/json with responseSchema / responseJsonSchema ---------------------
 
 GOOGLE_PRODUCT = {"type": "OBJECT", "propertyOrdering": ["name", "price", "kind", "note"],
@@ -235,6 +285,21 @@ def test_gemini_json_answers(daemon, config, schema):
     jsonschema.validate(json.loads(gemini_text(answer)), schema)
     assert answer.body["candidates"][0]["finishReason"] == "STOP"
     assert gemini_text(gemini(daemon, config, stream=True)) == gemini_text(answer)
+
+
+def test_gemini_property_ordering_and_format_enum(daemon):
+    schema = {"type": "OBJECT", "propertyOrdering": ["kind", "price"],
+              "properties": {"name": {"type": "STRING", "maxLength": 6},
+                             "price": {"type": "INTEGER", "minimum": 1, "maximum": 9},
+                             "kind": {"type": "STRING", "format": "enum", "enum": ["book", "pen"]}},
+              "required": ["name", "price", "kind"]}
+    answer = gemini(daemon, {"responseMimeType": "application/json", "responseSchema": schema})
+    assert answer.status == 200, answer.body
+    document = json.loads(gemini_text(answer))
+    assert list(document) == ["kind", "price", "name"] and document["kind"] in ("book", "pen")
+    both = gemini(daemon, {"responseMimeType": "application/json", "responseSchema": schema,
+                           "responseJsonSchema": PRODUCT})
+    assert both.status == 400 and "cannot both be set" in both.body["error"]["message"]
 
 
 def test_gemini_cut_and_bad_schemas(daemon):

@@ -208,6 +208,8 @@ def test_json_object_and_any_json(engine_for):
     ({"type": "strang"}, "strang"),
     ({"type": "string", "format": "weird-format"}, "weird-format"),
     ({"type": "object", "properties": {"a": {"$ref": "#/$defs/missing"}}, "required": ["a"]}, "missing"),
+    ({"type": "integer", "minimum": -1e20, "maximum": -1e19}, "/minimum is -1e+20, beyond"),
+    ({"anyOf": [{"type": "string"}, {"type": "integer", "maximum": 2**60}]}, "/anyOf/1/maximum"),
     ([1, 2], "must be a JSON object"),
     ("{}", "must be a JSON object"),
 ])

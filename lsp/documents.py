@@ -15,15 +15,19 @@ from dataclasses import dataclass, field
 
 from lsprotocol import types
 
-_TERMINATED_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)")
+# LSP's line ends (the specification's "Text Documents": \n, \r\n, \r), not str.splitlines' (\x0b, \u2028, ...).
+_LINE_TERMINATOR = re.compile(r"\r\n|\r|\n")
 _LINE_END = "\r\n"
 
 
 def split_lines(text: str) -> list[str]:
-    """Lines with their terminators; the last item is the unterminated rest (maybe "")."""
-    lines = _TERMINATED_LINE.findall(text)
-    rest_start = max(text.rfind("\n"), text.rfind("\r")) + 1
-    lines.append(text[rest_start:])
+    """Lines with their terminators; the last item is the unterminated rest (maybe ""). Linear in len(text): a
+    pattern matching whole lines rescanned a long unterminated last line from each of its characters."""
+    lines, start = [], 0
+    for end in _LINE_TERMINATOR.finditer(text):
+        lines.append(text[start : end.end()])
+        start = end.end()
+    lines.append(text[start:])
     return lines
 
 

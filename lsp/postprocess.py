@@ -8,6 +8,7 @@ _PAIRS = {")": "(", "]": "[", "}": "{"}
 _OPENERS = set(_PAIRS.values())
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")  # the LSP's line terminators
 CONTEXT_CHARS = 2000  # text before the cursor whose open brackets the suggestion may close
+_WORD_CHAR = re.compile(r"\w")
 
 
 def choose_mode(setting: str, line_before: str, line_after: str) -> str:
@@ -22,13 +23,23 @@ def clean(text: str, suffix: str, mode: str, cut_short: bool = False) -> str:
     """The completion as it should be inserted at the cursor, or "" when it adds nothing.
 
     `suffix` is the document's text after the cursor; `cut_short` says the completion ended at its token limit,
-    so its last line may be a truncated copy of a line below the cursor (see trim_repeated_lines)."""
+    so its last line may be a truncated copy of a line below the cursor (see trim_repeated_lines). Right before a
+    word (`return |total`) a completion that ends in a word character would be glued to it (`a + btotal`): none;
+    one that ends in a blank keeps one (`await ` before `foo()`)."""
     if mode == "line":
         text = _LINE_BREAK.split(text)[0] if text.strip() else ""
-    text = trim_repeated_lines(text, suffix, cut_short).rstrip()
+    trimmed = trim_repeated_lines(text, suffix, cut_short)
+    text = trimmed.rstrip()
+    blank_after = trimmed[len(text) : len(text) + 1] in (" ", "\t")
     if not text.strip():
         return ""
-    return drop_closers_in_suffix(text, suffix)
+    text = drop_closers_in_suffix(text, suffix)
+    if _WORD_CHAR.match(suffix[:1]) and text:  # the cursor stands right before a word (`return |total`)
+        if blank_after:
+            return text + " "  # `await ` before `foo()`: the blank that parts them stays
+        if _WORD_CHAR.match(text[-1]):
+            return ""  # it would be glued to that word: `a + btotal`
+    return text
 
 
 def _key(line: str) -> str:

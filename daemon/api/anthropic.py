@@ -105,7 +105,7 @@ async def count_tokens(request: web.Request) -> web.Response:
     refused = refuse_model(ctx, parsed.params.model)
     if refused is not None:
         return refused
-    parsed.params.max_tokens, parsed.params.stream = 0, False
+    parsed.params.max_tokens, parsed.params.stream, parsed.params.count_only = 0, False, True
     return await generate(request, ctx, build(ctx, parsed), parsed.params, CountShape("count"))
 
 

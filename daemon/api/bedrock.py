@@ -137,7 +137,7 @@ async def count_tokens(request: web.Request) -> web.Response:
     query = _object(await read_body(request), "input")
     if isinstance(query.get("converse"), dict):
         messages, params, prefill = parse_converse(query["converse"])
-        params.max_tokens = 0
+        params.max_tokens, params.count_only = 0, True
         build = chat_build(ctx, params, messages, None, prefill)
     elif isinstance(query.get("invokeModel"), dict) and isinstance(query["invokeModel"].get("body"), str):
         try:  # a blob: base64 in rest-json
@@ -145,7 +145,7 @@ async def count_tokens(request: web.Request) -> web.Response:
         except ValueError:
             raise BadRequest("'input.invokeModel.body' must be base64 (a blob)", "input") from None
         params = parse_invoke(parse_json_body(raw))
-        params.max_tokens = 0
+        params.max_tokens, params.count_only = 0, True
         build = generation_request(ctx, params)
     else:
         raise BadRequest("'input' must be {converse: {messages, system}} or {invokeModel: {body}}", "input")

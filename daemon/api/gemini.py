@@ -130,7 +130,7 @@ async def count_tokens(request: web.Request, ctx: Context, body: dict) -> web.Re
     `generateContentRequest` in it."""
     inner = _camel(body).get("generateContentRequest")
     messages, params = parse_generate(inner if isinstance(inner, dict) else body, counting=True)
-    params.max_tokens = 0
+    params.max_tokens, params.count_only = 0, True
     return await generate(request, ctx, chat_request(ctx, params, messages), params, CountShape("count"))
 
 

@@ -145,6 +145,9 @@ def security_middlewares(settings: Settings, token: str, aws_keys: sigv4.KeyPair
         given = request.headers.get("Authorization", "").strip().encode()
         if given.startswith(sigv4.ALGORITHM.encode()):  # AWS SDKs sign with the key pair specd issued
             return await check_signature(request, handler)
+        scheme, _, credentials = given.partition(b" ")
+        if scheme.lower() == b"bearer":  # an auth scheme's name is case-insensitive (RFC 9110, section 11.1)
+            given = b"Bearer " + credentials.strip()
         # Anthropic's header (its SDK 0.x/1.x, ANTHROPIC_API_KEY); Google's header and query parameter
         api_key = next((k for k in (request.headers.get("x-api-key"), request.headers.get("x-goog-api-key"),
                                     request.query.get("key")) if k is not None), None)

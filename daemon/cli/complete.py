@@ -45,8 +45,8 @@ def cmd_complete(args: argparse.Namespace) -> int:
         return 1
     # The editor's windows, not the whole file: a cursor deep in a long file filled the context (seconds of prefill).
     start = max(0, cursor - args.prefix_chars)
-    if start > 0 and text[start - 1] != "\n":
-        start = text.find("\n", start, cursor) + 1 or cursor  # whole lines
+    if start > 0 and text[start - 1] != "\n" and "\n" in text[start:cursor]:
+        start = text.index("\n", start, cursor) + 1  # whole lines, unless the cursor's line alone is longer
     suffix = text[cursor : cursor + args.suffix_chars]
     line_before, line_after = text[text.rfind("\n", 0, cursor) + 1 : cursor], text[cursor:].split("\n", 1)[0]
     mode = None if args.mode == "none" else choose_mode(args.mode, line_before, line_after)
@@ -91,9 +91,11 @@ def _read_text(file: str) -> str | None:
         if sys.stdin.isatty():
             print("specd: reading the text to complete from the terminal; end it with Ctrl-D (or give a FILE, or "
                   "pipe code in)", file=sys.stderr, flush=True)
-        return sys.stdin.read()
+        stdin = getattr(sys.stdin, "buffer", None)  # bytes: the text stream would escape bad bytes as surrogates
+        return stdin.read().decode("utf-8") if stdin is not None else sys.stdin.read()
     except UnicodeDecodeError as e:
-        print(f"specd: {file} is not UTF-8 text (byte {e.start}: {e.reason})", file=sys.stderr)
+        where = "the text from stdin" if file == "-" else file
+        print(f"specd: {where} is not UTF-8 text (byte {e.start}: {e.reason})", file=sys.stderr)
     except OSError as e:
         print(f"specd: cannot read {file}: {e.strerror or e}", file=sys.stderr)
     return None

@@ -19,8 +19,8 @@ from typing import Any
 
 from specd.daemon import __version__
 from specd.daemon.config.paths import get_paths
-from specd.daemon.config.settings import (SETTING_NAMES, Settings, SettingsError, load_settings, setting_kind,
-                                          settings_record)
+from specd.daemon.config.settings import (MODEL_SETTINGS, SETTING_NAMES, Settings, SettingsError, load_settings,
+                                          local_model_path, setting_kind, settings_record)
 from .complete import cmd_complete
 
 EXIT_NOT_RUNNING = 3
@@ -68,7 +68,13 @@ def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _setting_flags(args: argparse.Namespace) -> dict[str, Any]:
-    return {name: getattr(args, name) for name in SETTING_NAMES if getattr(args, name, None) is not None}
+    """The setting flags given, a model's relative path made absolute against the working directory (a later
+    `specd restart` from elsewhere, which gives the daemon these flags again, must find the same file)."""
+    flags = {name: getattr(args, name) for name in SETTING_NAMES if getattr(args, name, None) is not None}
+    for name in MODEL_SETTINGS:
+        if isinstance(flags.get(name), str):
+            flags[name] = local_model_path(flags[name], Path.cwd())
+    return flags
 
 
 def _serve_argv(flags: dict[str, Any]) -> list[str]:
@@ -113,9 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--line", type=int, help="1-based line of the cursor (with --column)")
     where.add_argument("--offset", type=int, help="character offset of the cursor")
     p.add_argument("--column", type=int, help="1-based column of the cursor (with --line; default 1)")
-    p.add_argument("--max-tokens", type=int, default=64)
+    p.add_argument("--max-tokens", type=_count, default=64)
     p.add_argument("--temperature", type=float, default=0.0)
-    p.add_argument("--draft-tokens", type=int, default=None, help="0 = plain decoding")
+    p.add_argument("--draft-tokens", type=_count, default=None, help="0 = plain decoding")
     p.add_argument("--mode", choices=("auto", "line", "block", "none"), default="auto",
                    help="line: the rest of the line; block: lines down to the end of the cursor's block; auto "
                         "(default, as `specd lsp`): block on an empty line, else line; none: up to --max-tokens, "
@@ -185,8 +191,8 @@ def cmd_start(args: argparse.Namespace, serve_argv: list[str] | None = None) -> 
 
     if serve_argv is None:
         serve_argv = _serve_argv(_setting_flags(args))
-    try:
-        _effective(serve_argv)  # a bad settings.json, SPECD_* or flag is reported here, not in a log file
+    try:  # a bad settings.json, SPECD_* or flag is reported here, not in a log file
+        _effective(serve_argv, models_there=live_state(get_paths()) is None)
     except SettingsError as e:
         print(f"specd: {e}", file=sys.stderr)
         running = live_state(get_paths())
@@ -241,27 +247,32 @@ def _effective_flags(flags: dict[str, Any]) -> Settings:
 def _effective(serve_argv: list[str], models_there: bool = False) -> Settings:
     """The settings a daemon started as `specd serve SERVE_ARGV` from here would run with: settings.json, this
     process's SPECD_* environment (the daemon inherits it) and the flags, read exactly as cmd_serve reads them.
-    Raises SettingsError as the daemon would; with `models_there`, also for a model file or folder that is not
-    there (which the daemon would find only after `specd restart` had stopped the running one)."""
+    Raises SettingsError as the daemon would; with `models_there`, also for a model it could not find (which the
+    daemon would find only after loading torch, or after `specd restart` had stopped the running one)."""
     settings = _effective_flags(_argv_flags(serve_argv))
     for name in ("verifier", "drafter") if models_there else ():
-        missing = _missing_model(getattr(settings, name, None))
-        if missing:
-            raise SettingsError(f"{name}: {missing}")
+        problem = _model_problem(getattr(settings, name, None))
+        if problem:
+            raise SettingsError(f"{name}: {problem}")
     return settings
 
 
-def _missing_model(spec: str | None) -> str | None:
-    """What is wrong with a model setting that names a local file or folder (as models/loading.py reads it: a
-    `.gguf` path, an absolute or ./ ~ path) that does not exist; None for anything else (an embedded name, a hub id,
-    checked when the daemon loads it)."""
+def _model_problem(spec: str | None) -> str | None:
+    """What models/loading.py (resolve_model) would refuse in a model setting before loading anything: a local
+    file or folder (a `.gguf` path, an absolute or ./ ~ path) that does not exist, or a name that is neither an
+    embedded model, a folder nor a hub id ("org/name"); None otherwise (a hub id is checked when the daemon
+    loads it)."""
     from specd.daemon.models.embedded import EMBEDDED
 
     if not spec or spec in EMBEDDED:
         return None
     path = Path(spec).expanduser()
-    local = path.suffix == ".gguf" or path.is_absolute() or spec.startswith((".", "~"))
-    return f"{path} does not exist" if local and not path.exists() else None
+    if path.suffix == ".gguf" or path.is_absolute() or spec.startswith((".", "~")):
+        return None if path.exists() else f"{path} does not exist"
+    if not path.is_dir() and spec.count("/") != 1:
+        return (f"unknown model {spec!r}: use an embedded name ({', '.join(EMBEDDED)}), a folder, a .gguf file or a "
+                "hub id (org/name)")
+    return None
 
 
 def _sources(flags: dict[str, Any], given: set[str]) -> dict[str, str]:
@@ -329,6 +340,7 @@ def cmd_restart(args: argparse.Namespace) -> int:
     daemon's, or when none runs (its start failed, it died) those its start remembered (state.write_start_flags).
     The settings the new daemon would run with are read first: when they are bad, the running daemon is left
     running."""
+    from specd.daemon.process.lifecycle import port_problem
     from specd.daemon.process.state import live_state, read_start_flags
 
     previous = live_state(get_paths()) or {}
@@ -336,7 +348,11 @@ def cmd_restart(args: argparse.Namespace) -> int:
     given = _serve_argv(_setting_flags(args))
     serve_argv = _merged_argv(list(kept or []), given)
     try:
-        _effective(serve_argv, models_there=bool(previous))
+        settings = _effective(serve_argv, models_there=True)
+        moved = (settings.host, settings.port) != (previous.get("host"), previous.get("port"))
+        problem = port_problem(settings.host, settings.port) if previous and moved else None
+        if problem:
+            raise SettingsError(problem)
     except SettingsError as e:
         print(f"specd: {e}", file=sys.stderr)
         if previous:
@@ -413,6 +429,8 @@ def _describe(report: dict) -> str:
                 for threads, costs in models["pass_costs"].items()))
     elif report.get("load_error"):
         lines.append(f"models failed to load: {report['load_error']}")
+    elif report.get("state") == "loading":
+        lines.append("models: loading (`specd logs` shows how far; requests wait for them)")
     else:
         lines.append("models: not loaded (they load on the next request)")
     upstream = report.get("upstream")

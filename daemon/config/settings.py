@@ -12,6 +12,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -58,6 +59,9 @@ class Settings:
 
 DRAFT_STRATEGIES = ("auto", "ngram", "model", "layer_skip", "assistant", "quantized", "none")
 BACKENDS = ("auto", "torch", "llamacpp")
+DTYPES = ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16")  # models/loading.py: resolve_dtype
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")  # what the runners run on (torch's device names)
+HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")  # a host name's label (RFC 1123, section 2.1)
 
 # name -> (kind, extra check or None). Kinds drive both JSON validation and parsing of env/flag strings.
 _SCHEMA: dict[str, tuple[str, Any]] = {
@@ -65,14 +69,14 @@ _SCHEMA: dict[str, tuple[str, Any]] = {
     "drafter": ("optional_str", None),
     "draft_strategy": ("choice", DRAFT_STRATEGIES),
     "max_draft_tokens": ("int", (0, 64)),
-    "device": ("str", None),
-    "dtype": ("str", None),
+    "device": ("device", None),
+    "dtype": ("choice", DTYPES),
     "max_context": ("int", (16, 1 << 20)),
     "cache_slots": ("int", (1, 1024)),
     "threads": ("int", (0, 1024)),
     "batch_threads": ("int", (0, 1024)),
     "backend": ("choice", BACKENDS),
-    "host": ("str", None),
+    "host": ("host", None),
     "port": ("int", (0, 65535)),
     "keep_alive": ("number", (-1, None)),
     "allowed_origins": ("str_list", None),
@@ -152,7 +156,24 @@ def read_settings_file(path: Path) -> dict[str, Any]:
                 f"known settings: {', '.join(SETTING_NAMES)}"
             )
         out[name] = check_value(name, value, f"{path}: line {_key_line(text, name)}: {name!r}")
+        if name in MODEL_SETTINGS:
+            out[name] = local_model_path(out[name], path.parent)
     return out
+
+
+MODEL_SETTINGS = ("verifier", "drafter")
+
+
+def local_model_path(spec: str | None, base: Path) -> str | None:
+    """A model setting with a relative file or folder path ("./m.gguf", "../models/x", "models/m.gguf") made
+    absolute against `base` (settings.json's folder for the file, the working directory for a flag), so that it
+    names the same model whichever directory the daemon is started from; anything else (an embedded name, a hub
+    id, an absolute or ~ path) as it is."""
+    if not spec or Path(spec).is_absolute() or spec.startswith("~"):
+        return spec
+    if spec.startswith(("./", "../")) or spec in (".", "..") or Path(spec).suffix == ".gguf":
+        return str((base / spec).resolve())
+    return spec
 
 
 def _key_line(text: str, key: str) -> int:
@@ -190,6 +211,12 @@ def check_value(name: str, value: Any, where: str) -> Any:
     elif kind == "choice":
         if value not in extra:
             raise bad("one of " + ", ".join(extra))
+    elif kind == "device":
+        if not isinstance(value, str) or not DEVICE_PATTERN.fullmatch(value):
+            raise bad("auto, cpu, cuda, cuda:N or mps")
+    elif kind == "host":
+        if not isinstance(value, str) or not is_host_name(value):
+            raise bad("an IP address or a host name (such as 127.0.0.1, ::1, 0.0.0.0 or localhost)")
     elif kind == "bool":
         if not isinstance(value, bool):
             raise bad("true or false")
@@ -252,6 +279,18 @@ def parse_text_value(name: str, raw: str, where: str) -> Any:
         else:
             value = [part.strip() for part in text.split(",") if part.strip()]
     return check_value(name, value, where)
+
+
+def is_host_name(host: str) -> bool:
+    """Whether `host` is an IP address or a syntactically valid host name (RFC 1123 labels, a final dot
+    allowed): what a socket can be bound to, before any name lookup."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
+    return 0 < len(host) <= 253 and all(HOST_LABEL.fullmatch(label) for label in labels)
 
 
 def is_loopback_host(host: str) -> bool:

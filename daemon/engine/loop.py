@@ -181,7 +181,7 @@ class Engine:
             prompt_ids = list(self.start_ids)
         if not prompt_ids:
             raise RequestError("the prompt is empty and the model has no start token (BOS or EOS) to begin from")
-        if len(prompt_ids) >= self.max_context:
+        if len(prompt_ids) >= self.max_context and not request.count_only:
             raise RequestError(
                 f"the prompt is {len(prompt_ids)} tokens; the context window is {self.max_context} tokens "
                 "(shorten the prompt, or raise max_context if the model allows)"
@@ -207,6 +207,8 @@ class Engine:
         )
         output = StopState(rules, self.tokenizer, self.decode_anchor, skip=len(healing.removed))
         cancel = cancel or CancelToken()
+        if request.count_only:
+            return self._finish(output, "length", stats, started, on_text, grammar=grammar)
         if request.prefill_only:
             slot = self.pool.acquire(request.cache_key, prompt_ids)
             read = self._prefill(slot, prompt_ids, stats, cancel, WARM_UP_CHUNK) is not None

@@ -52,7 +52,7 @@ class RemoteEngine(Engine):
         prompt_ids = self.prompt_ids(request) or list(self.start_ids)
         if not prompt_ids:
             raise RequestError("the prompt is empty and the tokenizer has no start token (BOS or EOS) to begin from")
-        if len(prompt_ids) >= self.max_context:
+        if len(prompt_ids) >= self.max_context and not request.count_only:
             raise RequestError(
                 f"the prompt is {len(prompt_ids)} tokens; the context window is {self.max_context} tokens "
                 "(shorten the prompt, or raise max_context if the upstream's model allows)")
@@ -60,9 +60,9 @@ class RemoteEngine(Engine):
         cursor_line = request.prompt[request.prompt.rfind("\n") + 1:]
         rules = StopRules(eos_ids=frozenset(), stop=tuple(request.stop), mode=request.mode,
                           cursor_indent=indent_width(cursor_line),
-                          max_tokens=min(request.max_tokens, self.max_context - len(prompt_ids)))
+                          max_tokens=max(0, min(request.max_tokens, self.max_context - len(prompt_ids))))
         output = StopState(rules, self.tokenizer, self.decode_anchor)
-        if rules.max_tokens == 0 or request.prefill_only:  # count_tokens, or no cache here to warm
+        if rules.max_tokens == 0 or request.prefill_only or request.count_only:  # no cache here to warm
             return self._done(output, "length", stats, started, on_text)
         cancel = cancel or CancelToken()
         call = UpstreamCall(self.wire_prompt(request, prompt_ids), rules.max_tokens, float(request.temperature),

@@ -60,6 +60,9 @@ class GenerationRequest:
     # with `cache_prompt`): an editor warms the document's cache where the cursor rests, so the first completion
     # there only feeds what was typed since. `max_tokens` still sizes the prompt's layout, as for the completion.
     prefill_only: bool = False
+    # Count the prompt's tokens and generate nothing (the doors' count_tokens routes): a prompt beyond the context
+    # window is counted too, not refused, so that a client can ask whether it fits.
+    count_only: bool = False
     # Other files of the project, put before the prompt in the model's repository layout (repo_context.py); `path`
     # and `language` name the current file (its path heads it there; the language picks the comment token).
     context_files: tuple[ContextFile, ...] = ()

@@ -7,10 +7,12 @@ the CLI and the language server start fast.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,8 +22,8 @@ from pathlib import Path
 from typing import Callable
 
 from specd.daemon import __version__
-from .state import (LOCK_FD_ENV, DaemonLock, live_state, lock_is_held, pid_alive, read_token, remove_state,
-                    write_state)
+from .state import (LOCK_FD_ENV, DaemonLock, live_state, lock_is_held, process_start, read_state, read_token,
+                    remove_state, same_process_alive, write_state)
 from specd.daemon.config.paths import Paths, ensure_dir
 from specd.daemon.config.settings import Settings, is_loopback_host, settings_record
 
@@ -32,6 +34,8 @@ PROGRESS_MARK = " specd.progress: "  # how `start` picks progress lines out of t
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 MAX_LOG_BYTES = 5 * 1024 * 1024
 STOP_TIMEOUT_S = 30.0
+KILL_WAIT_S = 10.0  # for the kernel to end a SIGKILLed process
+STATE_CHECK_S = 2.0  # how often the daemon checks that its state file is still there
 
 Progress = Callable[[str], None]
 
@@ -87,13 +91,14 @@ async def _serve(settings: Settings, paths: Paths, flags: list[str]) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     failure: list[str] = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
 
     def load_failed(message: str) -> None:
         failure.append(message)
         loop.call_soon_threadsafe(stop.set)
 
+    logging.getLogger("aiohttp.server").addFilter(_malformed_request_in_one_line)
     token = load_or_create_token(paths.token_file)
     progress_log.info("importing the engine (torch and transformers; the backend is chosen with the models)")
     engine_module, load = await loop.run_in_executor(None, _engine_hooks, settings)
@@ -110,8 +115,7 @@ async def _serve(settings: Settings, paths: Paths, flags: list[str]) -> int:
         await site.start()
     except OSError as e:
         await runner.cleanup()
-        log.error("cannot listen on %s:%s: %s (is another program using the port? set `port` in "
-                  "settings.json or pass --port)", settings.host, settings.port, e.strerror or e)
+        log.error("cannot listen on %s:%s: %s", settings.host, settings.port, listen_problem(e))
         return 1
     port = site._server.sockets[0].getsockname()[1]  # the real port when settings.port is 0
     if not is_loopback_host(settings.host):
@@ -129,9 +133,10 @@ async def _serve(settings: Settings, paths: Paths, flags: list[str]) -> int:
     waiter = asyncio.ensure_future(stop.wait())
     await asyncio.wait({loaded, waiter}, return_when=asyncio.FIRST_COMPLETED)
     if loaded.done() and not failure:
-        write_state(paths, {**state, "status": "ready"})
+        state = {**state, "status": "ready"}
+        write_state(paths, state)
         progress_log.info("ready at %s", state["url"])
-    await waiter
+    await _keep_state_file(paths, state, stop)
     log.info("stopping: cancelling queued and running requests")
     remove_state(paths)
     await loop.run_in_executor(None, scheduler.stop)
@@ -141,6 +146,56 @@ async def _serve(settings: Settings, paths: Paths, flags: list[str]) -> int:
         return 1
     log.info("stopped")
     return 0
+
+
+def _malformed_request_in_one_line(record: logging.LogRecord) -> bool:
+    """aiohttp logs a request it cannot parse (no Host header in HTTP/1.1, a bad request line) with the
+    parser's traceback, which a client could fill the log with; it has answered 400 already. One line instead."""
+    from aiohttp.http_exceptions import HttpProcessingError
+
+    error = record.exc_info[1] if record.exc_info else None
+    if isinstance(error, HttpProcessingError):
+        record.msg, record.args = "refused a malformed HTTP request (400): %s", (str(error.message).strip(),)
+        record.exc_info = record.exc_text = None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+    return True
+
+
+async def _keep_state_file(paths: Paths, state: dict, stop: asyncio.Event) -> None:
+    """Until `stop`, write the state file again whenever it is gone or changed (a /tmp cleaner, a user's rm):
+    start, status and stop find the daemon by it, and without it a start would wait for a daemon that never
+    says it is ready, and a stop would find nothing to stop."""
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=STATE_CHECK_S)
+        except asyncio.TimeoutError:
+            if read_state(paths) != state:
+                log.warning("the state file %s was gone or changed; writing it again", paths.state_file)
+                write_state(paths, state)
+
+
+def listen_problem(error: OSError) -> str:
+    """Why a listening socket could not be opened, and what to change."""
+    if error.errno == errno.EADDRINUSE:
+        return f"{error.strerror}: another program uses the port; set `port` in settings.json or pass --port"
+    if isinstance(error, socket.gaierror) or error.errno == errno.EADDRNOTAVAIL:
+        return f"{error.strerror}: `host` names no address of this machine; fix `host` in settings.json or --host"
+    return f"{error.strerror or error}: check `host` and `port` in settings.json"
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why the daemon could not listen on host:port now (another program holds the port, the host is not this
+    machine's), else None; port 0 (any free port) always works."""
+    if port == 0:
+        return None
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp's listening socket
+            probe.bind((host, port))
+    except OSError as error:
+        return f"cannot listen on {host}:{port}: {listen_problem(error)}"
+    return None
 
 
 def _url_host(host: str) -> str:
@@ -270,33 +325,39 @@ def tail_log(log_file: Path, lines: int, start: int = 0) -> str:
 
 
 def stop_daemon(paths: Paths, progress: Progress, timeout: float = STOP_TIMEOUT_S) -> dict | None:
-    """SIGTERM the daemon and wait for it to release its lock. Returns its state, or None if none ran."""
+    """SIGTERM the daemon and wait until that process has exited (SIGKILL after `timeout` seconds). Returns its
+    state, or None if none ran. A daemon that another start brings up meanwhile (an editor's language server) is
+    left running."""
     state = live_state(paths)
     if state is None:
         return None
     pid = state["pid"]
+    started = process_start(pid)
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         pass
     progress(f"stopping specd (pid {pid})")
-    deadline = time.monotonic() + timeout
-
-    def running() -> bool:
-        return lock_is_held(paths.lock_file) or pid_alive(pid)
-
-    while running() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if running():
+    if not _exited(pid, started, timeout):
         progress(f"specd did not stop within {timeout:g}s; killing it")
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        while lock_is_held(paths.lock_file):
-            time.sleep(0.05)
+        if not _exited(pid, started, KILL_WAIT_S):
+            raise DaemonError(f"specd (pid {pid}) did not exit {KILL_WAIT_S:g}s after SIGKILL (a process stuck in "
+                              "the kernel, e.g. on a hung disk); check it with `ps`")
     live_state(paths)  # removes the state file if the daemon could not
     return state
+
+
+def _exited(pid: int, started: str | None, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while same_process_alive(pid, started):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def daemon_status(paths: Paths) -> dict:

@@ -169,6 +169,21 @@ def pid_alive(pid: int) -> bool:
     return stat_line.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def process_start(pid: int) -> str | None:
+    """When process `pid` started, in clock ticks since boot (/proc/PID/stat, field 22), to tell it from a later
+    process given the same pid; None where there is no /proc (macOS) or no such process."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def same_process_alive(pid: int, started: str | None) -> bool:
+    """Whether `pid` is still the live process that `process_start` found started at `started` (on systems
+    without /proc, whether any process has that pid)."""
+    return pid_alive(pid) and (started is None or process_start(pid) == started)
+
+
 def live_state(paths: Paths) -> dict | None:
     """The running daemon's state, or None. A state file left by a dead daemon is removed here."""
     state = read_state(paths)

@@ -87,7 +87,9 @@ local function project_root(bufnr)
 end
 
 local function attach(bufnr)
-  if vim.bo[bufnr].buftype ~= "" then
+  -- Not special buffers, nor unnamed ones: every unnamed buffer has the URI "file://", so the server would take
+  -- two of them for one document.
+  if vim.bo[bufnr].buftype ~= "" or vim.api.nvim_buf_get_name(bufnr) == "" then
     return
   end
   local root = project_root(bufnr)
@@ -107,6 +109,16 @@ local function attach(bufnr)
       end,
       on_attach = function(client, attached)
         vim.bo[attached].omnifunc = "v:lua.vim.lsp.omnifunc"
+        -- 0.11 puts in an item's text only up to its first blank (nothing for one that starts with a blank) and,
+        -- by default, opens no menu for a single item: specd's one item would show nothing until taken. So
+        -- the menu opens for one item too, where 'completeopt' does not say so already (this buffer only).
+        if vim.fn.has("nvim-0.11") == 1 then
+          local completeopt = vim.bo[attached].completeopt -- "" where the buffer has no value of its own
+          completeopt = completeopt ~= "" and completeopt or vim.go.completeopt
+          if not completeopt:find("menuone") then
+            vim.bo[attached].completeopt = completeopt == "" and "menuone" or completeopt .. ",menuone"
+          end
+        end
         vim.api.nvim_create_autocmd("CompleteDone", {
           group = vim.api.nvim_create_augroup("specd_complete_" .. attached, { clear = true }),
           buffer = attached,

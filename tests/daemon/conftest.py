@@ -130,6 +130,14 @@ def specd_env(home: Path, **extra: str) -> dict:
     return env
 
 
+def unloadable_model(folder: Path, name: str = "no-such-model") -> str:
+    """A `.gguf` file that is no GGUF: the CLI, which checks only that a model file exists, lets a start go on,
+    and the daemon fails within a second of loading it, naming the file."""
+    path = folder / f"{name}.gguf"
+    path.write_text("not a model")
+    return str(path)
+
+
 def run_cli(env: dict, *args: str, timeout: float = READY_WAIT_S) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "specd.daemon.cli", *args], env=env, capture_output=True,
                           text=True, timeout=timeout)

@@ -248,6 +248,8 @@ def test_max_tokens_beyond_the_context_is_clamped_and_a_prompt_beyond_it_is_a_40
         message = stream.get_final_message()
     total = message.usage.input_tokens + message.usage.cache_read_input_tokens + message.usage.output_tokens
     assert message.stop_reason == "max_tokens" and total == MAX_CONTEXT
+    counted = sdk.messages.count_tokens(model="specd", messages=[{"role": "user", "content": long_text}])
+    assert counted.input_tokens > MAX_CONTEXT  # counted all the same: a client asks whether it fits
     with pytest.raises(anthropic.BadRequestError) as too_long:
         sdk.messages.create(model="specd", max_tokens=10, messages=[{"role": "user", "content": long_text}])
     assert too_long.value.body["type"] == "error"

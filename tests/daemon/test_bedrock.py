@@ -124,6 +124,9 @@ def test_count_tokens_counts_what_converse_reads(sdk, model):
     answer = json.loads(sdk.invoke_model(modelId=model, body=json.dumps({"prompt": PROMPT, "max_tokens": 1,
                                                                         "specd": {"token_healing": False}}))["body"].read())
     assert invoked["inputTokens"] == answer["usage"]["prompt_tokens"]
+    beyond = sdk.count_tokens(modelId=model, input={"converse": {"messages": [
+        {"role": "user", "content": [{"text": "value = compute(value)\n" * 2000}]}]}})
+    assert beyond["inputTokens"] > 8192  # beyond any test context window, counted all the same
 
 
 def test_a_final_assistant_message_is_a_prefill_converse_continues(daemon, sdk, model):

@@ -7,6 +7,7 @@ does); the restarted ones fail fast and before any model loads: the port they ar
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 
@@ -24,6 +25,17 @@ def busy_port(stack: list[socket.socket]) -> int:
     return taken.getsockname()[1]
 
 
+@contextlib.contextmanager
+def running_stand_in(home, state: dict):
+    """start_stand_in's stand-in for the length of the block, killed after it."""
+    stand_in = start_stand_in(home, state)
+    try:
+        yield stand_in
+    finally:
+        stand_in.kill()
+        stand_in.wait()
+
+
 def test_a_failed_restart_keeps_the_flags_of_the_last_start(tmp_path):
     env, sockets = specd_env(tmp_path), []
     try:
@@ -31,12 +43,8 @@ def test_a_failed_restart_keeps_the_flags_of_the_last_start(tmp_path):
         # settings.json names another taken port: a restart that forgot the flags fails on that one instead.
         (tmp_path / "config").mkdir()
         (tmp_path / "config" / "settings.json").write_text(json.dumps({"port": in_settings}))
-        stand_in = start_stand_in(tmp_path, {"flags": ["--port", str(flagged)]})
-        try:
+        with running_stand_in(tmp_path, {"flags": ["--port", str(flagged)], "port": flagged}):
             failed = run_cli(env, "restart", "--cache-slots", "1")
-        finally:
-            stand_in.kill()
-            stand_in.wait()
         assert failed.returncode == 1 and f"cannot listen on 127.0.0.1:{flagged}" in failed.stderr, failed.stderr
 
         # Nothing runs now; the next restart still gives the flags of the last start, these replacing theirs.
@@ -79,15 +87,31 @@ def test_a_start_remembers_its_flags_and_a_running_daemons_own_win(tmp_path):
     write_start_flags(paths, ["--threads", "many"])  # an earlier start's, but another daemon runs now
     try:
         taken = busy_port(sockets)
-        stand_in = start_stand_in(tmp_path, {"flags": ["--port", str(taken)]})
-        try:
+        with running_stand_in(tmp_path, {"flags": ["--port", str(taken)], "port": taken}):
             restarted = run_cli(env, "restart")  # the remembered flags would be refused: `--threads many`
-        finally:
-            stand_in.kill()
-            stand_in.wait()
     finally:
         for taken_socket in sockets:
             taken_socket.close()
     assert restarted.returncode == 1 and f"cannot listen on 127.0.0.1:{taken}" in restarted.stderr, restarted.stderr
     assert "not running" not in restarted.stderr
     assert read_start_flags(paths) == ["--port", str(taken)]
+
+
+def test_a_restart_onto_a_taken_port_or_an_unknown_model_leaves_the_daemon_running(tmp_path):
+    env, sockets = specd_env(tmp_path), []
+    try:
+        taken = busy_port(sockets)
+        with running_stand_in(tmp_path, {"flags": []}) as stand_in:  # listening on port 9
+            for flags, message in [(["--port", str(taken)], f"cannot listen on 127.0.0.1:{taken}: Address already "
+                                                            "in use: another program uses the port"),
+                                   (["--verifier", "smollm2-135"], "unknown model 'smollm2-135'"),
+                                   (["--device", "tpu"], "expected auto, cpu, cuda, cuda:N or mps"),
+                                   (["--host", "not a host!!"], "expected an IP address or a host name")]:
+                refused = run_cli(env, "restart", *flags)
+                assert refused.returncode == 2 and message in refused.stderr, refused.stderr
+                assert f"not restarted: specd keeps running at http://127.0.0.1:9 (pid {stand_in.pid})" in \
+                    refused.stderr
+                assert stand_in.poll() is None
+    finally:
+        for taken_socket in sockets:
+            taken_socket.close()

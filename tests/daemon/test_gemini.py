@@ -118,6 +118,8 @@ def test_count_tokens_counts_what_generation_reads(daemon, gemini):
     generated = gemini.models.generate_content(
         model=model, contents=contents, config=types.GenerateContentConfig(max_output_tokens=1))
     assert counted.total_tokens == generated.usage_metadata.prompt_token_count > 10
+    beyond = gemini.models.count_tokens(model=model, contents="value = compute(value)\n" * 2000)
+    assert beyond.total_tokens > 8192  # beyond any test context window, counted all the same
 
 
 def test_every_door_writes_the_same_text_at_temperature_0(daemon, gemini):

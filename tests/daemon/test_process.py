@@ -18,7 +18,7 @@ from specd.daemon.process.state import lock_is_held
 from specd.daemon.discovery import ensure_daemon_running, find_daemon
 from specd.daemon.config.paths import Paths
 
-from .conftest import process_gone, run_cli, specd_env
+from .conftest import process_gone, run_cli, specd_env, unloadable_model
 
 RUNNING = re.compile(r"specd is running at (http://127\.0\.0\.1:\d+) \(pid (\d+)\)")
 
@@ -79,6 +79,18 @@ def test_start_status_complete_restart_stop_leaves_no_process_and_no_state(tmp_p
 
     found = find_daemon(paths_for(tmp_path))
     assert (found.url, found.pid, found.token) == (url, pid, token_file.read_text().strip())
+    with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1]))) as raw:  # HTTP/1.1 without Host
+        raw.sendall(b"GET /v1/models HTTP/1.1\r\nConnection: close\r\n\r\n")
+        assert raw.recv(100).split(b"\r\n")[0].endswith(b" 400 Bad Request")
+    logged = run_cli(env, "logs", "-n", "30").stdout
+    assert "refused a malformed HTTP request (400): Missing 'Host' header in request." in logged
+    assert "Traceback" not in logged
+    state_text = (tmp_path / "state" / "daemon.json").read_text()
+    (tmp_path / "state" / "daemon.json").unlink()  # a /tmp cleaner: the daemon writes it again within seconds
+    deadline = time.monotonic() + 10
+    while not (tmp_path / "state" / "daemon.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert (tmp_path / "state" / "daemon.json").read_text() == state_text
 
     source = tmp_path / "example.py"
     source.write_text("def double(x):\n    return \n\nprint(double(2))\n")
@@ -93,6 +105,10 @@ def test_start_status_complete_restart_stop_leaves_no_process_and_no_state(tmp_p
                                   "2", "--json", "--prefix-chars", chars).stdout)["usage"]["prompt_tokens"]
                for chars in ("6000", "60")]
     assert 60 < windows[0] < 4000 and windows[1] < 60
+    source.write_text("values = [" + "'abc', " * 2000)  # one line longer than the window: its end is the prefix
+    one_line = json.loads(run_cli(env, "complete", str(source), "--line", "1", "--column", "14011", "--max-tokens",
+                                  "2", "--json", "--prefix-chars", "60").stdout)["usage"]["prompt_tokens"]
+    assert 10 < one_line < 60
     from_stdin = subprocess.run([sys.executable, "-m", "specd.daemon.cli", "complete", "--max-tokens", "3"],
                                 input="import os\n", env=env, capture_output=True, text=True)
     assert from_stdin.returncode == 0, from_stdin.stderr
@@ -155,9 +171,21 @@ def test_malformed_settings_json_stops_start_with_line_and_column_and_stays_unto
     assert not (tmp_path / "state" / "daemon.json").exists()
 
 
+def test_start_refuses_a_model_it_cannot_find_before_spawning_a_daemon(tmp_path):
+    env = specd_env(tmp_path)
+    cases = {str(tmp_path / "no-such-model.gguf"): "no-such-model.gguf does not exist",
+             "./models/nothing": "models/nothing does not exist",
+             "smollm2-135": "unknown model 'smollm2-135': use an embedded name (smollm2-135m, gemma3-270m)"}
+    for verifier, message in cases.items():
+        done = run_cli(env, "start", "--port", "0", "--verifier", verifier)
+        assert done.returncode == 2 and f"specd: verifier: " in done.stderr and message in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+    assert not (tmp_path / "state" / "daemon.log").exists()  # no daemon was spawned
+
+
 def test_start_reports_a_model_that_cannot_load_and_leaves_no_state(tmp_path):
     env = specd_env(tmp_path)
-    done = run_cli(env, "start", "--port", "0", "--verifier", str(tmp_path / "no-such-model"), "--device", "cpu")
+    done = run_cli(env, "start", "--port", "0", "--verifier", unloadable_model(tmp_path), "--device", "cpu")
     assert done.returncode == 1
     assert "exited during start" in done.stderr and "no-such-model" in done.stderr
     assert not (tmp_path / "state" / "daemon.json").exists()
@@ -165,9 +193,9 @@ def test_start_reports_a_model_that_cannot_load_and_leaves_no_state(tmp_path):
     with socket.socket() as busy:  # a start that fails fast, in a few lines of the log
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        again = run_cli(env, "start", "--port", str(busy.getsockname()[1]), "--verifier", str(tmp_path / "other"),
-                        "--device", "cpu")
-    assert again.returncode == 1 and "address already in use" in again.stderr
+        again = run_cli(env, "start", "--port", str(busy.getsockname()[1]),
+                        "--verifier", unloadable_model(tmp_path, "other"), "--device", "cpu")
+    assert again.returncode == 1 and "address already in use: another program uses the port" in again.stderr.lower()
     assert "no-such-model" not in again.stderr  # the log's lines of the earlier start are not this one's
 
 
@@ -203,6 +231,13 @@ def test_complete_says_what_is_wrong_with_its_file_or_cursor(tmp_path):
     for arguments, message in cases.items():
         done = run_cli(specd_env(tmp_path), "complete", *arguments)
         assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_complete_refuses_stdin_that_is_not_utf8(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "specd.daemon.cli", "complete"], input=b"def f(x):\n    return \xc3\x28",
+                          env=specd_env(tmp_path), capture_output=True)
+    assert done.returncode == 2
+    assert "the text from stdin is not UTF-8 text (byte 21: invalid continuation byte)" in done.stderr.decode()
 
 
 @pytest.mark.parametrize("command", [["status"], ["status", "--json"], ["logs", "-n", "500"]])

@@ -29,3 +29,11 @@ async def test_browser_requests_are_refused_even_with_the_token(headers):
         async with s.post(d.url + "/v1/completions", json={"prompt": "x"}, headers=headers) as response:
             assert response.status == 403
             assert "allowed_origins" in (await response.json())["error"]["message"]
+
+
+@pytest.mark.parametrize("scheme, status", [("Bearer", 200), ("bearer", 200), ("BEARER", 200), ("Basic", 401)])
+async def test_the_auth_schemes_name_is_case_insensitive(scheme, status):
+    async with fake_daemon() as d, aiohttp.ClientSession() as s:
+        token = d.auth["Authorization"].split(" ", 1)[1]
+        async with s.get(d.url + "/v1/models", headers={"Authorization": f"{scheme}  {token}"}) as response:
+            assert response.status == status

@@ -47,6 +47,10 @@ def test_malformed_file_names_line_and_column_and_is_not_rewritten(tmp_path):
     ('{"draft_strategy": "magic"}', r"one of auto, ngram"),
     ('{\n"prot": 1}', r"line 2: unknown setting 'prot'"),
     ('[1, 2]', r"expected a JSON object at the top level"),
+    ('{"device": "tpu"}', r"'device': expected auto, cpu, cuda, cuda:N or mps, got a string \"tpu\""),
+    ('{"dtype": "float8"}', r"'dtype': expected one of auto, float32, fp32, bfloat16, bf16, float16, fp16"),
+    ('{"host": "not a host!!"}', r"'host': expected an IP address or a host name"),
+    ('{"host": "-x.example"}', r"'host': expected an IP address or a host name"),
 ])
 def test_wrong_values_in_file_are_refused_with_a_message(tmp_path, text, message):
     with pytest.raises(SettingsError, match=message):
@@ -70,3 +74,22 @@ def test_invalid_utf8_file(tmp_path):
     path.write_bytes(b'{"host": "\xff"}')
     with pytest.raises(SettingsError, match="not valid UTF-8"):
         load_settings(path, env={})
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:1", "mps"])
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "0.0.0.0", "::", "localhost", "my-box.lan", "box."])
+def test_devices_and_hosts_that_are_accepted(tmp_path, device, host):
+    settings = load_settings(write(tmp_path, f'{{"device": "{device}", "host": "{host}"}}'), env={})
+    assert (settings.device, settings.host) == (device, host)
+
+
+def test_a_relative_model_path_in_the_file_is_the_files_neighbour_wherever_specd_runs(tmp_path, monkeypatch):
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    path = write(tmp_path, '{"verifier": "./models/m.gguf", "drafter": "../d"}')
+    settings = load_settings(path, env={})
+    assert settings.verifier == str(tmp_path / "models" / "m.gguf")
+    assert settings.drafter == str(tmp_path.parent / "d")
+    for kept in ("smollm2-135m", "Qwen/Qwen2.5-Coder-1.5B", "/abs/m.gguf", "~/m.gguf"):
+        assert load_settings(write(tmp_path, f'{{"verifier": "{kept}"}}'), env={}).verifier == kept
+    assert load_settings(write(tmp_path, '{"verifier": "m.gguf"}'), env={}).verifier == str(tmp_path / "m.gguf")

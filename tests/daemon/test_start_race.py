@@ -10,7 +10,7 @@ import time
 
 from specd.daemon.process.state import DaemonLock, lock_is_held
 
-from .conftest import READY_WAIT_S, run_cli, specd_env
+from .conftest import READY_WAIT_S, run_cli, specd_env, unloadable_model
 
 STARTED = re.compile(r"^specd is running at (\S+) \(pid (\d+)\)$", re.M)
 ALREADY = re.compile(r"^specd is already running at (\S+) \(pid (\d+)\)$", re.M)
@@ -53,7 +53,7 @@ def test_two_starts_at_once_start_one_daemon_and_both_report_it(tmp_path, tiny_p
 def test_two_starts_at_once_of_a_model_that_cannot_load_both_report_why(tmp_path):
     env = specd_env(tmp_path)
     try:
-        results = start_both(env, "--verifier", str(tmp_path / "no-such-model"))
+        results = start_both(env, "--verifier", unloadable_model(tmp_path))
         for code, out, err in results:
             assert code == 1, (out, err)
             assert "no-such-model" in err and "already running" not in err, err
@@ -69,7 +69,7 @@ def test_a_start_waits_while_another_holds_the_lock_and_reports_when_that_one_en
     assert lock.acquire()  # as a start that has not written its state yet
     try:
         waiting = subprocess.Popen([sys.executable, "-m", "specd.daemon.cli", "start", "--port", "0",
-                                    "--verifier", str(tmp_path / "no-such-model")],
+                                    "--verifier", unloadable_model(tmp_path)],
                                    env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         give_up = time.monotonic() + 5  # the old start spawned a daemon that gave up on the lock after 1 s
         while time.monotonic() < give_up and waiting.poll() is None:

@@ -205,6 +205,10 @@ MENU_CASES = [
     pytest.param("        total = count_w", 'ords("Hello, World!")', "line", "  # n",
                  ['        total = count_words("Hello, World!")  # n'], 'count_words("Hello, World!")',
                  id="blanks-typing-on"),
+    # An answer that starts with a blank: 0.11 makes its word "", which showed nothing until the snippet had
+    # the menu open for a single item.
+    pytest.param("        total = max(a,", " b)", "line", "<C-y>", ["        total = max(a, b)"], " b)",
+                 id="starts-with-a-blank"),
     # mode = "block": two lines, blanks in both.
     pytest.param("        for line in f", ':\n            print(line, end="")', "block", "<C-y>",
                  ["        for line in f:", '            print(line, end="")'], "f:…", id="two-lines"),
@@ -261,3 +265,36 @@ async def test_neovim_07_snippet_completes_the_line_with_ctrl_x_ctrl_o(nvim, fak
     assert warm_up["suffix"].startswith("pass\n")
     assert "prefill_only" not in asked and asked["prefix"].endswith(typed)
     assert (asked["mode"], asked["max_tokens"]) == (mode, 64)
+
+
+UNNAMED_DRIVE = r"""
+-- Two unnamed buffers have one URI ("file://"): the snippet leaves them alone; a file's buffer gets specd.
+local result = {}
+local function specd_clients(bufnr)
+  local clients = vim.lsp.get_clients and vim.lsp.get_clients({ bufnr = bufnr }) or vim.lsp.buf_get_clients(bufnr)
+  local names = {}
+  for _, c in pairs(clients) do table.insert(names, c.name) end
+  return names
+end
+dofile(SNIPPET)
+vim.cmd("edit " .. vim.fn.fnameescape(FILE))
+vim.bo.filetype = "python"
+local file = vim.api.nvim_get_current_buf()
+vim.wait(60000, function() return #specd_clients(file) > 0 end, 50)
+vim.cmd("enew")
+vim.bo.filetype = "python"  -- where the snippet attaches a buffer (FileType)
+local scratch = vim.api.nvim_get_current_buf()
+vim.wait(500)
+result.scratch, result.file, result.buffers = specd_clients(scratch), specd_clients(file), { file, scratch }
+local f = io.open(OUT, "w"); f:write(vim.fn.json_encode(result)); f:close()
+vim.cmd("qa!")
+"""
+
+
+async def test_neovim_07_snippet_leaves_unnamed_buffers_alone(nvim, fake_daemon, tmp_path):
+    _, env = fake_daemon
+    source = python_project(tmp_path)
+    command, extra = nvim_command(nvim, tmp_path, UNNAMED_DRIVE, source)
+    code, output = await run_editor(command, {**specd_on_path(tmp_path, env), **extra}, source.parent)
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["file"] == ["specd"] and result["scratch"] in ([], {}), (result, output)

@@ -177,7 +177,7 @@ vim.lsp.start_client = function(cfg)
   captured.cfg = { cmd = cfg.cmd, name = cfg.name, settings = cfg.settings, root_dir = cfg.root_dir }
 end
 dofile(SNIPPET)
-vim.cmd("enew")
+vim.cmd("edit " .. vim.fn.fnameescape(vim.fn.tempname() .. ".py"))  -- a file's buffer: unnamed ones get no client
 vim.bo.filetype = "python"
 """
 WRITE_OUT = """

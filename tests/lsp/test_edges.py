@@ -97,3 +97,17 @@ async def test_ghost_text_never_shows_half_a_character(start_lsp, max_tokens):
         open_doc(client, uri, line)
         shown.append(inline_text(await inline(client, uri, (0, len(line.encode("utf-16-le")) // 2))))
     assert not any("\ufffd" in text for text in shown), shown
+
+
+@pytest.mark.parametrize("line, column, reply, shown", [
+    ("    return a", 11, "a + b", ""),  # `return |a`: glued to `a` (`a + ba`)
+    ("    result = compute(x)", 13, "a + b", ""),
+    ("    result = compute(x)", 13, "await ", "await "),  # a blank parts them
+    ("    result = compute(x)", 13, "self.", "self."),
+    ("    x = f(a, b)", 14, "a + b", "a + b"),  # before a closer
+    ("    return a", 12, "a + b", "a + b"),  # the end of the line
+])
+def test_a_suggestion_is_never_glued_to_the_word_after_the_cursor(line, column, reply, shown):
+    editor = Editor(lambda payload: (reply, "stop"))
+    editor.open(URI, f"def f(a, b):\n{line}\n")
+    assert inline_text(editor.inline(URI, types.Position(1, column))) == shown

@@ -21,6 +21,21 @@ def _offset(text: str, line: int, column: int) -> int:
     return sum(len(l) for l in lines[:line]) + column
 
 
+def test_split_lines_ends_lines_as_lsp_does():
+    rng = random.Random(3)
+    for _ in range(500):
+        text = "".join(rng.choice(["a", "\r", "\n", "\r\n", "\x0b", "\u2028", "é"]) for _ in range(rng.randrange(12)))
+        lines = split_lines(text)
+        assert "".join(lines) == text
+        for line in lines[:-1]:
+            body = line[:-2] if line.endswith("\r\n") else line[:-1]
+            assert line.endswith(("\r", "\n")) and "\r" not in body and "\n" not in body
+        assert "\r" not in lines[-1] and "\n" not in lines[-1]
+        assert len(lines) == text.count("\n") + text.count("\r") - text.count("\r\n") + 1
+    # a long unterminated last line (a minified file) is split in one pass, not rescanned from each character
+    assert split_lines("x" * 1_000_000) == ["x" * 1_000_000]
+
+
 @pytest.mark.parametrize("encoding", ENCODINGS)
 def test_random_incremental_edits_match_whole_text_edits(encoding):
     rng = random.Random(7)

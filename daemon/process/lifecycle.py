@@ -23,7 +23,7 @@ from typing import Callable
 
 from specd.daemon import __version__
 from .state import (LOCK_FD_ENV, DaemonLock, live_state, lock_is_held, process_start, read_state, read_token,
-                    remove_state, same_process_alive, write_state)
+                    remove_state, same_process_alive, write_private, write_state)
 from specd.daemon.config.paths import Paths, ensure_dir
 from specd.daemon.config.settings import Settings, is_loopback_host, settings_record
 
@@ -35,7 +35,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 MAX_LOG_BYTES = 5 * 1024 * 1024
 STOP_TIMEOUT_S = 30.0
 KILL_WAIT_S = 10.0  # for the kernel to end a SIGKILLed process
-STATE_CHECK_S = 2.0  # how often the daemon checks that its state file is still there
+STATE_CHECK_S = 2.0  # how often the daemon checks that its state and token files are still there
 
 Progress = Callable[[str], None]
 
@@ -136,7 +136,7 @@ async def _serve(settings: Settings, paths: Paths, flags: list[str]) -> int:
         state = {**state, "status": "ready"}
         write_state(paths, state)
         progress_log.info("ready at %s", state["url"])
-    await _keep_state_file(paths, state, stop)
+    await _keep_files(paths, state, token, stop)
     log.info("stopping: cancelling queued and running requests")
     remove_state(paths)
     await loop.run_in_executor(None, scheduler.stop)
@@ -161,10 +161,11 @@ def _malformed_request_in_one_line(record: logging.LogRecord) -> bool:
     return True
 
 
-async def _keep_state_file(paths: Paths, state: dict, stop: asyncio.Event) -> None:
-    """Until `stop`, write the state file again whenever it is gone or changed (a /tmp cleaner, a user's rm):
-    start, status and stop find the daemon by it, and without it a start would wait for a daemon that never
-    says it is ready, and a stop would find nothing to stop."""
+async def _keep_files(paths: Paths, state: dict, token: str, stop: asyncio.Event) -> None:
+    """Until `stop`, write the state file and the token file again whenever one is gone or changed (a /tmp
+    cleaner, a user's rm): start, status and stop find the daemon by the state file (without it a start would
+    wait for a daemon that never says it is ready, and a stop would find nothing to stop), and every client
+    reads the token it still checks from the token file."""
     while not stop.is_set():
         try:
             await asyncio.wait_for(stop.wait(), timeout=STATE_CHECK_S)
@@ -172,6 +173,9 @@ async def _keep_state_file(paths: Paths, state: dict, stop: asyncio.Event) -> No
             if read_state(paths) != state:
                 log.warning("the state file %s was gone or changed; writing it again", paths.state_file)
                 write_state(paths, state)
+            if read_token(paths.token_file) != token:
+                log.warning("the token file %s was gone or changed; writing it again", paths.token_file)
+                write_private(paths.token_file, token + "\n")
 
 
 def listen_problem(error: OSError) -> str:

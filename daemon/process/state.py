@@ -95,15 +95,19 @@ def read_state(paths: Paths) -> dict | None:
     return data if isinstance(data, dict) else {}
 
 
-def write_state(paths: Paths, state: dict) -> None:
-    """Atomic: readers see the old file or the new one, never half of one."""
-    ensure_dir(paths.state_dir, private=True)
-    tmp = paths.state_file.with_name(f".{paths.state_file.name}.{os.getpid()}.tmp")
+def write_private(target: Path, text: str) -> None:
+    """Write `text` to `target` (mode 0600, in a private folder) atomically: readers see the old file or the new
+    one, never half of one."""
+    ensure_dir(target.parent, private=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(state, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, paths.state_file)
+        f.write(text)
+    os.replace(tmp, target)
+
+
+def write_state(paths: Paths, state: dict) -> None:
+    write_private(paths.state_file, json.dumps(state, indent=2) + "\n")
 
 
 def remove_state(paths: Paths) -> None:
@@ -120,14 +124,7 @@ def _start_flags_file(paths: Paths) -> Path:
 def write_start_flags(paths: Paths, flags: list[str]) -> None:
     """Remember the flags a start gives `specd serve`, for `specd restart` when no daemon runs to tell them (its
     start failed, or it died). Atomic, as write_state."""
-    ensure_dir(paths.state_dir, private=True)
-    target = _start_flags_file(paths)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump({"flags": list(flags)}, f)
-        f.write("\n")
-    os.replace(tmp, target)
+    write_private(_start_flags_file(paths), json.dumps({"flags": list(flags)}) + "\n")
 
 
 def read_start_flags(paths: Paths) -> list[str] | None:

@@ -85,12 +85,14 @@ def test_start_status_complete_restart_stop_leaves_no_process_and_no_state(tmp_p
     logged = run_cli(env, "logs", "-n", "30").stdout
     assert "refused a malformed HTTP request (400): Missing 'Host' header in request." in logged
     assert "Traceback" not in logged
-    state_text = (tmp_path / "state" / "daemon.json").read_text()
-    (tmp_path / "state" / "daemon.json").unlink()  # a /tmp cleaner: the daemon writes it again within seconds
-    deadline = time.monotonic() + 10
-    while not (tmp_path / "state" / "daemon.json").exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert (tmp_path / "state" / "daemon.json").read_text() == state_text
+    for name in ("daemon.json", "token"):  # a /tmp cleaner: the daemon writes them again within seconds
+        kept = (tmp_path / "state" / name).read_text()
+        (tmp_path / "state" / name).unlink()
+        deadline = time.monotonic() + 10
+        while not (tmp_path / "state" / name).exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert (tmp_path / "state" / name).read_text() == kept
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
 
     source = tmp_path / "example.py"
     source.write_text("def double(x):\n    return \n\nprint(double(2))\n")

@@ -7,7 +7,8 @@ rejected draft tokens, as llama.cpp's own speculative example (`examples/specula
 Batch consistency: a token's logits must not depend on how many tokens share its batch, or a verification pass
 (k tokens) could pick another token than a plain step (1 token) does. Measured on llama.cpp as llama-cpp-python
 0.3.36 vendors it, three things break it. (1) Flash attention on the CPU splits a single query's keys across
-threads and merges the partial softmaxes, but gives a batch's queries one thread each (other summation orders:
+threads and merges the partial softmaxes (from 512 attended cells: `use_split_kv_path` in ggml-cpu/ops.cpp), but gives
+a batch's queries one thread each (other summation orders:
 logits differed by up to 2.2, 2 of 40 argmaxes changed). On one thread it is consistent, and there it reads a
 900-token prompt 15 % faster but makes each decoding step 10 % slower (4.0 s and 10.8 ms against 4.6 s and 9.8
 ms, SmolLM2 Q4_1): decoding is what an editor's requests, which mostly extend a cached document, wait for, so

@@ -30,13 +30,14 @@ def clean(text: str, suffix: str, mode: str, cut_short: bool = False) -> str:
         text = _LINE_BREAK.split(text)[0] if text.strip() else ""
     trimmed = trim_repeated_lines(text, suffix, cut_short)
     text = trimmed.rstrip()
-    blank_after = trimmed[len(text) : len(text) + 1] in (" ", "\t")
+    blank_after = trimmed[len(text) : len(text) + 1]
+    blank_after = blank_after if blank_after in (" ", "\t") else ""
     if not text.strip():
         return ""
     text = drop_closers_in_suffix(text, suffix)
     if _WORD_CHAR.match(suffix[:1]) and text:  # the cursor stands right before a word (`return |total`)
         if blank_after:
-            return text + " "  # `await ` before `foo()`: the blank that parts them stays
+            return text + blank_after  # `await ` before `foo()`: the blank that parts them stays
         if _WORD_CHAR.match(text[-1]):
             return ""  # it would be glued to that word: `a + btotal`
     return text

@@ -135,7 +135,7 @@ def test_any_document_any_cursor(encoding, data):
     assert not retypes_lines_below(shown, doc.suffix(line, column, editor.completer.settings.suffix_chars))
     # No trailing blanks, but one before a word right after the cursor; never glued to that word.
     word_follows = bool(re.match(r"\w", line_text[column : column + 1]))
-    assert shown.strip() and shown.rstrip() == (shown[:-1] if word_follows and shown[-1] == " " else shown)
+    assert shown.strip() and shown.rstrip() == (shown[:-1] if word_follows and shown[-1] in " \t" else shown)
     assert not (word_follows and re.match(r"\w", shown[-1]))
 
     menu = editor.menu(URI, position)

@@ -248,7 +248,8 @@ def _json_schema(schema: Any) -> Any:
             out[key] = value.lower()
         elif key == "properties" and isinstance(value, dict):
             order = schema.get("propertyOrdering")
-            order = [name for name in order if name in value] if isinstance(order, list) else []
+            order = [name for name in order if isinstance(name, str) and name in value] \
+                if isinstance(order, list) else []
             names = order + [name for name in value if name not in order]
             out[key] = {name: _json_schema(value[name]) for name in names}
         elif key in ("items", "anyOf"):

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from specd.daemon.engine.json_schema import map_schema
 from specd.daemon.engine.requests import ContextFile
 
 MAX_STOP_STRINGS = 16
@@ -274,26 +275,20 @@ def forced_call_schema(functions: list[dict] | None, name: str | None, paths: li
               "properties": {"name": {"const": f["name"]},
                              "arguments": rebased_refs(f["parameters"] or {"type": "object"}, base)}}
              for f, base in zip(functions, where)]
-    return calls[0] if len(calls) == 1 else {"anyOf": calls}
+    return checked_json_schema(calls[0] if len(calls) == 1 else {"anyOf": calls}, paths[0])
 
 
 def rebased_refs(schema: Any, base: str) -> Any:
     """`schema` (a JSON Schema) with every `$ref` that is a JSON pointer into its own document ("#", "#/...")
     pointing to the same place once the schema sits at `base` (a pointer, "#/properties/arguments") inside
-    another; anchors, URLs and data (`enum`, `const`, `default`, `examples`) are kept as they are."""
-    if isinstance(schema, list):
-        return [rebased_refs(item, base) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    rebased = {}
-    for key, value in schema.items():
-        if key == "$ref" and isinstance(value, str) and (value == "#" or value.startswith("#/")):
-            rebased[key] = base + value[1:]
-        elif key in ("enum", "const", "default", "examples"):
-            rebased[key] = value
-        else:
-            rebased[key] = rebased_refs(value, base)
-    return rebased
+    another; anchors and URLs are kept as they are."""
+    def rebase(node: dict, path: str) -> dict:
+        ref = node.get("$ref")
+        if isinstance(ref, str) and (ref == "#" or ref.startswith("#/")):
+            return {**node, "$ref": base + ref[1:]}
+        return node
+
+    return map_schema(schema, rebase)
 
 
 def object_schema(schema: Any, where: str, param: str) -> dict:

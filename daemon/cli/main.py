@@ -323,16 +323,23 @@ def cmd_stop(args: argparse.Namespace) -> int:
     """Stop the daemon and drop the flags of its start: the next start or restart reads settings.json alone."""
     from specd.daemon.process.state import forget_start_flags
 
-    _stop()
+    if not _stop():
+        return 1
     forget_start_flags(get_paths())
     return 0
 
 
-def _stop() -> None:
-    from specd.daemon.process.lifecycle import stop_daemon
+def _stop() -> bool:
+    """Stop the daemon, saying so; False (after saying why) when it would not exit."""
+    from specd.daemon.process.lifecycle import DaemonError, stop_daemon
 
-    state = stop_daemon(get_paths(), _progress)
+    try:
+        state = stop_daemon(get_paths(), _progress)
+    except DaemonError as e:
+        print(f"specd: {e}", file=sys.stderr)
+        return False
     print("specd was not running" if state is None else f"specd stopped (pid {state['pid']})")
+    return True
 
 
 def cmd_restart(args: argparse.Namespace) -> int:
@@ -349,8 +356,9 @@ def cmd_restart(args: argparse.Namespace) -> int:
     serve_argv = _merged_argv(list(kept or []), given)
     try:
         settings = _effective(serve_argv, models_there=True)
-        moved = (settings.host, settings.port) != (previous.get("host"), previous.get("port"))
-        problem = port_problem(settings.host, settings.port) if previous and moved else None
+        # the running daemon holds its own port until it stops, so only another port can be probed now
+        moved = previous and settings.port != previous.get("port")
+        problem = port_problem(settings.host, settings.port) if moved else None
         if problem:
             raise SettingsError(problem)
     except SettingsError as e:
@@ -362,7 +370,8 @@ def cmd_restart(args: argparse.Namespace) -> int:
         replacing = ", those given here replacing theirs" if given else ""
         _progress(f"specd is not running; starting it with the flags of its last start{replacing}: "
                   f"{' '.join(serve_argv)}")
-    _stop()
+    if not _stop():
+        return 1
     return cmd_start(args, serve_argv)
 
 

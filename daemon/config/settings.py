@@ -60,7 +60,7 @@ class Settings:
 DRAFT_STRATEGIES = ("auto", "ngram", "model", "layer_skip", "assistant", "quantized", "none")
 BACKENDS = ("auto", "torch", "llamacpp")
 DTYPES = ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16")  # models/loading.py: resolve_dtype
-DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d+)?")  # what the runners run on (torch's device names)
+DEVICE_PATTERN = re.compile(r"auto|(cpu|cuda|mps|xpu)(:\d+)?")  # torch's device names of the runners' devices
 HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")  # a host name's label (RFC 1123, section 2.1)
 
 # name -> (kind, extra check or None). Kinds drive both JSON validation and parsing of env/flag strings.
@@ -165,13 +165,14 @@ MODEL_SETTINGS = ("verifier", "drafter")
 
 
 def local_model_path(spec: str | None, base: Path) -> str | None:
-    """A model setting with a relative file or folder path ("./m.gguf", "../models/x", "models/m.gguf") made
-    absolute against `base` (settings.json's folder for the file, the working directory for a flag), so that it
+    """A model setting with a relative file or folder path ("./m.gguf", "../models/x", "models/m.gguf", or
+    "models/qwen" where `base` has it) made absolute against `base` (settings.json's folder for the file, the working directory for a flag), so that it
     names the same model whichever directory the daemon is started from; anything else (an embedded name, a hub
     id, an absolute or ~ path) as it is."""
     if not spec or Path(spec).is_absolute() or spec.startswith("~"):
         return spec
-    if spec.startswith(("./", "../")) or spec in (".", "..") or Path(spec).suffix == ".gguf":
+    if spec.startswith(("./", "../")) or spec in (".", "..") or Path(spec).suffix == ".gguf" \
+            or (base / spec).exists():  # a folder there wins over a hub id, as models/loading.py reads it
         return str((base / spec).resolve())
     return spec
 
@@ -213,7 +214,7 @@ def check_value(name: str, value: Any, where: str) -> Any:
             raise bad("one of " + ", ".join(extra))
     elif kind == "device":
         if not isinstance(value, str) or not DEVICE_PATTERN.fullmatch(value):
-            raise bad("auto, cpu, cuda, cuda:N or mps")
+            raise bad("auto, cpu, cuda, cuda:N, mps or xpu")
     elif kind == "host":
         if not isinstance(value, str) or not is_host_name(value):
             raise bad("an IP address or a host name (such as 127.0.0.1, ::1, 0.0.0.0 or localhost)")
@@ -282,8 +283,10 @@ def parse_text_value(name: str, raw: str, where: str) -> Any:
 
 
 def is_host_name(host: str) -> bool:
-    """Whether `host` is an IP address or a syntactically valid host name (RFC 1123 labels, a final dot
-    allowed): what a socket can be bound to, before any name lookup."""
+    """Whether `host` is an IP address, a syntactically valid host name (RFC 1123 labels, a final dot allowed) or
+    "" (every interface, as asyncio binds it): what a socket can be bound to, before any name lookup."""
+    if host == "":
+        return True
     try:
         ipaddress.ip_address(host)
         return True

@@ -21,6 +21,7 @@ import weakref
 import torch
 
 from .constraints import LogitsConstraint
+from .json_schema import map_schema
 from .requests import RequestError
 
 # Separators as most JSON in training text writes them; no free whitespace (see the module docstring).
@@ -31,7 +32,6 @@ BOUND_KEYWORDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 # to 64 bits (an answer then breaks the schema), and two bounds at or below -2^63 crash it (llguidance 1.9.1:
 # the process dies, no Python exception). Bounds within JSON's exact integers (RFC 8259, section 6) are safe.
 LARGEST_BOUND = 2**53 - 1
-DATA_KEYWORDS = ("enum", "const", "default", "examples")  # JSON values, not schemas
 
 _TOKENIZERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -69,7 +69,7 @@ def schema_grammar(schema) -> str:
         schema = {}
     if not isinstance(schema, dict):
         raise RequestError(f"json_schema must be a JSON object (a JSON Schema), got {type(schema).__name__}")
-    _refuse_large_bounds(schema, "")
+    map_schema(schema, _refuse_large_bounds)
     try:
         grammar = llg.LLMatcher.grammar_from_json_schema(json.dumps(schema), overrides=JSON_OPTIONS)
     except (ValueError, TypeError) as error:
@@ -80,23 +80,17 @@ def schema_grammar(schema) -> str:
     return grammar
 
 
-def _refuse_large_bounds(schema, path: str) -> None:
-    """RequestError naming the first numeric bound (`minimum` ...) in `schema`, at any depth, beyond
-    +-LARGEST_BOUND; `path`: a JSON pointer to `schema` in the request's schema."""
-    if isinstance(schema, list):
-        for i, item in enumerate(schema):
-            _refuse_large_bounds(item, f"{path}/{i}")
-        return
-    if not isinstance(schema, dict):
-        return
-    for key, value in schema.items():
-        if key in BOUND_KEYWORDS and isinstance(value, (int, float)) and not isinstance(value, bool) \
+def _refuse_large_bounds(node: dict, path: str) -> dict:
+    """A json_schema.map_schema visitor: RequestError naming a numeric bound (`minimum` ...) of the schema object
+    `node` (at JSON pointer `path`) beyond +-LARGEST_BOUND; else `node`."""
+    for key in BOUND_KEYWORDS:
+        value = node.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) \
                 and not -LARGEST_BOUND <= value <= LARGEST_BOUND:
             raise RequestError(f"json_schema's {path}/{key} is {value}, beyond the bounds structured output takes: "
                                f"-{LARGEST_BOUND} to {LARGEST_BOUND} (2^53 - 1, the largest integer a JSON number "
                                "holds exactly)")
-        if key not in DATA_KEYWORDS:
-            _refuse_large_bounds(value, f"{path}/{key}")
+    return node
 
 
 def compile_schema(schema, tokenizer) -> "GrammarConstraint":

@@ -162,10 +162,11 @@ def _malformed_request_in_one_line(record: logging.LogRecord) -> bool:
 
 
 async def _keep_files(paths: Paths, state: dict, token: str, stop: asyncio.Event) -> None:
-    """Until `stop`, write the state file and the token file again whenever one is gone or changed (a /tmp
-    cleaner, a user's rm): start, status and stop find the daemon by the state file (without it a start would
-    wait for a daemon that never says it is ready, and a stop would find nothing to stop), and every client
-    reads the token it still checks from the token file."""
+    """Until `stop`, write the state file again whenever it is gone or changed, and the token file whenever it is
+    gone (a /tmp cleaner, a user's rm): start, status and stop find the daemon by the state file (without it a
+    start would wait for a daemon that never says it is ready, and a stop would find nothing to stop), and every
+    client reads the token it still checks from the token file. A token file the user changed is left alone
+    (`specd restart` then takes the new token)."""
     while not stop.is_set():
         try:
             await asyncio.wait_for(stop.wait(), timeout=STATE_CHECK_S)
@@ -173,8 +174,8 @@ async def _keep_files(paths: Paths, state: dict, token: str, stop: asyncio.Event
             if read_state(paths) != state:
                 log.warning("the state file %s was gone or changed; writing it again", paths.state_file)
                 write_state(paths, state)
-            if read_token(paths.token_file) != token:
-                log.warning("the token file %s was gone or changed; writing it again", paths.token_file)
+            if not paths.token_file.exists():
+                log.warning("the token file %s was gone; writing it again", paths.token_file)
                 write_private(paths.token_file, token + "\n")
 
 

@@ -105,7 +105,7 @@ def test_a_restart_onto_a_taken_port_or_an_unknown_model_leaves_the_daemon_runni
             for flags, message in [(["--port", str(taken)], f"cannot listen on 127.0.0.1:{taken}: Address already "
                                                             "in use: another program uses the port"),
                                    (["--verifier", "smollm2-135"], "unknown model 'smollm2-135'"),
-                                   (["--device", "tpu"], "expected auto, cpu, cuda, cuda:N or mps"),
+                                   (["--device", "tpu"], "expected auto, cpu, cuda, cuda:N, mps or xpu"),
                                    (["--host", "not a host!!"], "expected an IP address or a host name")]:
                 refused = run_cli(env, "restart", *flags)
                 assert refused.returncode == 2 and message in refused.stderr, refused.stderr

@@ -93,6 +93,11 @@ def test_start_status_complete_restart_stop_leaves_no_process_and_no_state(tmp_p
             time.sleep(0.1)
         assert (tmp_path / "state" / name).read_text() == kept
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    token = token_file.read_text()
+    token_file.write_text("a token the user chose\n")  # changed, not gone: left alone
+    time.sleep(3)
+    assert token_file.read_text() == "a token the user chose\n"
+    token_file.write_text(token)
 
     source = tmp_path / "example.py"
     source.write_text("def double(x):\n    return \n\nprint(double(2))\n")

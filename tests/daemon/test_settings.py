@@ -47,7 +47,7 @@ def test_malformed_file_names_line_and_column_and_is_not_rewritten(tmp_path):
     ('{"draft_strategy": "magic"}', r"one of auto, ngram"),
     ('{\n"prot": 1}', r"line 2: unknown setting 'prot'"),
     ('[1, 2]', r"expected a JSON object at the top level"),
-    ('{"device": "tpu"}', r"'device': expected auto, cpu, cuda, cuda:N or mps, got a string \"tpu\""),
+    ('{"device": "tpu"}', r"'device': expected auto, cpu, cuda, cuda:N, mps or xpu, got a string \"tpu\""),
     ('{"dtype": "float8"}', r"'dtype': expected one of auto, float32, fp32, bfloat16, bf16, float16, fp16"),
     ('{"host": "not a host!!"}', r"'host': expected an IP address or a host name"),
     ('{"host": "-x.example"}', r"'host': expected an IP address or a host name"),
@@ -76,8 +76,8 @@ def test_invalid_utf8_file(tmp_path):
         load_settings(path, env={})
 
 
-@pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:1", "mps"])
-@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "0.0.0.0", "::", "localhost", "my-box.lan", "box."])
+@pytest.mark.parametrize("device", ["auto", "cpu", "cpu:0", "cuda", "cuda:1", "mps", "xpu"])
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "0.0.0.0", "::", "", "localhost", "my-box.lan", "box."])
 def test_devices_and_hosts_that_are_accepted(tmp_path, device, host):
     settings = load_settings(write(tmp_path, f'{{"device": "{device}", "host": "{host}"}}'), env={})
     assert (settings.device, settings.host) == (device, host)
@@ -93,3 +93,7 @@ def test_a_relative_model_path_in_the_file_is_the_files_neighbour_wherever_specd
     for kept in ("smollm2-135m", "Qwen/Qwen2.5-Coder-1.5B", "/abs/m.gguf", "~/m.gguf"):
         assert load_settings(write(tmp_path, f'{{"verifier": "{kept}"}}'), env={}).verifier == kept
     assert load_settings(write(tmp_path, '{"verifier": "m.gguf"}'), env={}).verifier == str(tmp_path / "m.gguf")
+    (tmp_path / "models" / "coder").mkdir(parents=True)  # a folder beside settings.json wins over a hub id
+    assert load_settings(write(tmp_path, '{"verifier": "models/coder"}'), env={}).verifier == \
+        str(tmp_path / "models" / "coder")
+    assert load_settings(write(tmp_path, '{"verifier": "org/coder"}'), env={}).verifier == "org/coder"

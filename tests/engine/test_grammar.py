@@ -210,6 +210,9 @@ def test_json_object_and_any_json(engine_for):
     ({"type": "object", "properties": {"a": {"$ref": "#/$defs/missing"}}, "required": ["a"]}, "missing"),
     ({"type": "integer", "minimum": -1e20, "maximum": -1e19}, "/minimum is -1e+20, beyond"),
     ({"anyOf": [{"type": "string"}, {"type": "integer", "maximum": 2**60}]}, "/anyOf/1/maximum"),
+    # a property named like a data keyword is a schema all the same
+    ({"type": "object", "properties": {"default": {"type": "integer", "minimum": -1e20, "maximum": -1e19}}},
+     "/properties/default/minimum"),
     ([1, 2], "must be a JSON object"),
     ("{}", "must be a JSON object"),
 ])

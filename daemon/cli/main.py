@@ -356,9 +356,10 @@ def cmd_restart(args: argparse.Namespace) -> int:
     serve_argv = _merged_argv(list(kept or []), given)
     try:
         settings = _effective(serve_argv, models_there=True)
-        # the running daemon holds its own port until it stops, so only another port can be probed now
-        moved = previous and settings.port != previous.get("port")
-        problem = port_problem(settings.host, settings.port) if moved else None
+        # The running daemon holds its own port until it stops: on that port only the host can be tried now.
+        port = settings.port if settings.port != previous.get("port") else 0
+        moved = previous and (settings.host, settings.port) != (previous.get("host"), previous.get("port"))
+        problem = port_problem(settings.host, port) if moved else None
         if problem:
             raise SettingsError(problem)
     except SettingsError as e:

@@ -190,9 +190,7 @@ def listen_problem(error: OSError) -> str:
 
 def port_problem(host: str, port: int) -> str | None:
     """Why the daemon could not listen on host:port now (another program holds the port, the host is not this
-    machine's), else None; port 0 (any free port) always works."""
-    if port == 0:
-        return None
+    machine's), else None; with port 0 (any free port) only the host is tried."""
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
         with socket.socket(family, socket.SOCK_STREAM) as probe:

@@ -106,7 +106,8 @@ def test_a_restart_onto_a_taken_port_or_an_unknown_model_leaves_the_daemon_runni
                                                             "in use: another program uses the port"),
                                    (["--verifier", "smollm2-135"], "unknown model 'smollm2-135'"),
                                    (["--device", "tpu"], "expected auto, cpu, cuda, cuda:N, mps or xpu"),
-                                   (["--host", "not a host!!"], "expected an IP address or a host name")]:
+                                   (["--host", "not a host!!"], "expected an IP address or a host name"),
+                                   (["--host", "my-box.invalid"], "`host` names no address of this machine")]:
                 refused = run_cli(env, "restart", *flags)
                 assert refused.returncode == 2 and message in refused.stderr, refused.stderr
                 assert f"not restarted: specd keeps running at http://127.0.0.1:9 (pid {stand_in.pid})" in \

@@ -30,8 +30,8 @@ def clean(text: str, suffix: str, mode: str, cut_short: bool = False) -> str:
         text = _LINE_BREAK.split(text)[0] if text.strip() else ""
     trimmed = trim_repeated_lines(text, suffix, cut_short)
     text = trimmed.rstrip()
-    blank_after = trimmed[len(text) : len(text) + 1]
-    blank_after = blank_after if blank_after in (" ", "\t") else ""
+    after = trimmed[len(text) : len(text) + 1]
+    blank_after = after if after in (" ", "\t") else ""
     if not text.strip():
         return ""
     text = drop_closers_in_suffix(text, suffix)

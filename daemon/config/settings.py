@@ -166,9 +166,9 @@ MODEL_SETTINGS = ("verifier", "drafter")
 
 def local_model_path(spec: str | None, base: Path) -> str | None:
     """A model setting with a relative file or folder path ("./m.gguf", "../models/x", "models/m.gguf", or
-    "models/qwen" where `base` has it) made absolute against `base` (settings.json's folder for the file, the working directory for a flag), so that it
-    names the same model whichever directory the daemon is started from; anything else (an embedded name, a hub
-    id, an absolute or ~ path) as it is."""
+    "models/qwen" where `base` has it) made absolute against `base` (settings.json's folder for the file, the
+    working directory for a flag), so that it names the same model whichever directory the daemon is started
+    from; anything else (an embedded name, a hub id, an absolute or ~ path) as it is."""
     if not spec or Path(spec).is_absolute() or spec.startswith("~"):
         return spec
     if spec.startswith(("./", "../")) or spec in (".", "..") or Path(spec).suffix == ".gguf" \

@@ -241,8 +241,8 @@ def test_complete_says_what_is_wrong_with_its_file_or_cursor(tmp_path):
 
 
 def test_complete_refuses_stdin_that_is_not_utf8(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "specd.daemon.cli", "complete"], input=b"def f(x):\n    return \xc3\x28",
-                          env=specd_env(tmp_path), capture_output=True)
+    done = subprocess.run([sys.executable, "-m", "specd.daemon.cli", "complete"],
+                          input=b"def f(x):\n    return \xc3\x28", env=specd_env(tmp_path), capture_output=True)
     assert done.returncode == 2
     assert "the text from stdin is not UTF-8 text (byte 21: invalid continuation byte)" in done.stderr.decode()
 

@@ -80,8 +80,7 @@ local function complete_done(bufnr)
 end
 
 local function project_root(bufnr)
-  local file = vim.api.nvim_buf_get_name(bufnr)
-  local dir = file ~= "" and vim.fn.fnamemodify(file, ":p:h") or vim.fn.getcwd()
+  local dir = vim.fn.fnamemodify(vim.api.nvim_buf_get_name(bufnr), ":p:h") -- attach() takes named buffers only
   local git = vim.fn.finddir(".git", dir .. ";")
   return git ~= "" and vim.fn.fnamemodify(git, ":p:h:h") or dir
 end

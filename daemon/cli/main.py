@@ -250,7 +250,7 @@ def _effective(serve_argv: list[str], models_there: bool = False) -> Settings:
     Raises SettingsError as the daemon would; with `models_there`, also for a model it could not find (which the
     daemon would find only after loading torch, or after `specd restart` had stopped the running one)."""
     settings = _effective_flags(_argv_flags(serve_argv))
-    for name in ("verifier", "drafter") if models_there else ():
+    for name in MODEL_SETTINGS if models_there and not settings.upstream else ():  # an upstream loads neither
         problem = _model_problem(getattr(settings, name, None))
         if problem:
             raise SettingsError(f"{name}: {problem}")

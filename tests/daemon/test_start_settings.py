@@ -40,6 +40,16 @@ def write_settings(home, text: str) -> None:
     (home / "config" / "settings.json").write_text(text)
 
 
+def test_an_upstream_loads_no_verifier_so_its_path_is_not_checked(tmp_path, running):
+    running()
+    tokenizer = tmp_path / "no-tokenizer.json"  # the daemon started then fails on it, fast and offline
+    write_settings(tmp_path, json.dumps({"upstream": {"url": "http://127.0.0.1:9", "tokenizer": str(tokenizer)},
+                                         "verifier": str(tmp_path / "gone.gguf")}))
+    done = run_cli(specd_env(tmp_path), "restart", "--port", "0", timeout=120)
+    assert "gone.gguf" not in done.stderr and "stopping specd" in done.stderr, done.stderr
+    assert done.returncode == 1 and "no-tokenizer.json" in done.stderr, done.stderr
+
+
 @pytest.mark.parametrize("where", ["settings.json", "environment", "flag", "model file", "model folder"])
 def test_restart_with_bad_settings_keeps_the_running_daemon(tmp_path, running, where):
     daemon = running()

@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 
 EXIT_NOTHING_TO_COMPLETE = 2  # as for any other input that cannot be completed (an unreadable file, a bad cursor)
+ANSWER_MARGIN_S = 5.0  # past the daemon's request_timeout, by which it has answered (a 504 or a cut answer)
+NO_DEADLINE_WAIT_S = 600.0  # for a daemon that does not tell its request_timeout
 
 
 def cmd_complete(args: argparse.Namespace) -> int:
@@ -58,11 +60,16 @@ def cmd_complete(args: argparse.Namespace) -> int:
     request = urllib.request.Request(daemon.url + "/specd/v1/complete", data=json.dumps(payload).encode(),
                                      headers={"Authorization": f"Bearer {daemon.token}",
                                               "Content-Type": "application/json"})
+    wait = answer_wait()
     try:
-        with urllib.request.urlopen(request, timeout=600) as response:
+        with urllib.request.urlopen(request, timeout=wait) as response:
             answer = json.load(response)
     except urllib.error.HTTPError as e:
         print(f"specd: {e.code}: {_error_message(e)}", file=sys.stderr)
+        return 1
+    except TimeoutError:
+        print(f"specd: the daemon at {daemon.url} did not answer within {wait:g}s, past its request_timeout: it is "
+              "stopped or stuck (`specd status` tells; `specd restart` restarts it)", file=sys.stderr)
         return 1
     except OSError as e:
         print(f"specd: cannot reach the daemon at {daemon.url}: {e}", file=sys.stderr)
@@ -78,6 +85,19 @@ def cmd_complete(args: argparse.Namespace) -> int:
           f"drafted {stats.get('drafted_tokens')}, accepted {stats.get('accepted_tokens')}, "
           f"verifier passes {stats.get('verifier_passes')}{'; ' + note if note else ''}]", file=sys.stderr)
     return 0
+
+
+def answer_wait() -> float:
+    """Seconds to wait for the daemon's answer: its `request_timeout` (by then it has answered, a 504 when it had
+    no text) and ANSWER_MARGIN_S, else NO_DEADLINE_WAIT_S. A frozen daemon (SIGSTOP, a hung disk) accepts the
+    connection and never answers."""
+    from specd.daemon.config.paths import get_paths
+    from specd.daemon.process.state import live_state
+
+    limit = ((live_state(get_paths()) or {}).get("settings") or {}).get("request_timeout")
+    if isinstance(limit, (int, float)) and not isinstance(limit, bool) and limit > 0:
+        return float(limit) + ANSWER_MARGIN_S
+    return NO_DEADLINE_WAIT_S
 
 
 def _read_text(file: str) -> str | None:

@@ -19,6 +19,7 @@ from specd.daemon.discovery import ensure_daemon_running, find_daemon
 from specd.daemon.config.paths import Paths
 
 from .conftest import process_gone, run_cli, specd_env, unloadable_model
+from .stand_in import start_stand_in
 
 RUNNING = re.compile(r"specd is running at (http://127\.0\.0\.1:\d+) \(pid (\d+)\)")
 
@@ -238,6 +239,23 @@ def test_complete_says_what_is_wrong_with_its_file_or_cursor(tmp_path):
     for arguments, message in cases.items():
         done = run_cli(specd_env(tmp_path), "complete", *arguments)
         assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_complete_gives_up_on_a_frozen_daemon_after_its_request_timeout(tmp_path):
+    with socket.socket() as frozen:  # connections are accepted by the kernel and never answered (SIGSTOP)
+        frozen.bind(("127.0.0.1", 0))
+        frozen.listen()
+        url = f"http://127.0.0.1:{frozen.getsockname()[1]}"
+        stand_in = start_stand_in(tmp_path, {"url": url, "settings": {"request_timeout": 0.5}})
+        try:
+            (tmp_path / "state" / "token").write_text("t\n")
+            done = subprocess.run([sys.executable, "-m", "specd.daemon.cli", "complete"], input="x = ",
+                                  env=specd_env(tmp_path), capture_output=True, text=True, timeout=60)
+        finally:
+            stand_in.kill()
+            stand_in.wait()
+    assert done.returncode == 1, done.stderr
+    assert f"the daemon at {url} did not answer within 5.5s, past its request_timeout" in done.stderr
 
 
 def test_complete_refuses_stdin_that_is_not_utf8(tmp_path):

@@ -10,13 +10,12 @@ they are converted per line, never by `len(str)` on the client's behalf.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from lsprotocol import types
 
-# LSP's line ends (the specification's "Text Documents": \n, \r\n, \r), not str.splitlines' (\x0b, \u2028, ...).
-_LINE_TERMINATOR = re.compile(r"\r\n|\r|\n")
+from .postprocess import LINE_BREAK  # LSP's line ends (\n, \r\n, \r), not str.splitlines' (\x0b, \u2028, ...)
+
 _LINE_END = "\r\n"
 
 
@@ -24,7 +23,7 @@ def split_lines(text: str) -> list[str]:
     """Lines with their terminators; the last item is the unterminated rest (maybe ""). Linear in len(text): a
     pattern matching whole lines rescanned a long unterminated last line from each of its characters."""
     lines, start = [], 0
-    for end in _LINE_TERMINATOR.finditer(text):
+    for end in LINE_BREAK.finditer(text):
         lines.append(text[start : end.end()])
         start = end.end()
     lines.append(text[start:])

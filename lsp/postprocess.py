@@ -6,7 +6,7 @@ import re
 
 _PAIRS = {")": "(", "]": "[", "}": "{"}
 _OPENERS = set(_PAIRS.values())
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")  # the LSP's line terminators
+LINE_BREAK = re.compile(r"\r\n|\r|\n")  # the LSP's line terminators
 CONTEXT_CHARS = 2000  # text before the cursor whose open brackets the suggestion may close
 _WORD_CHAR = re.compile(r"\w")
 
@@ -27,7 +27,7 @@ def clean(text: str, suffix: str, mode: str, cut_short: bool = False) -> str:
     word (`return |total`) a completion that ends in a word character would be glued to it (`a + btotal`): none;
     one that ends in a blank keeps one (`await ` before `foo()`)."""
     if mode == "line":
-        text = _LINE_BREAK.split(text)[0] if text.strip() else ""
+        text = LINE_BREAK.split(text)[0] if text.strip() else ""
     trimmed = trim_repeated_lines(text, suffix, cut_short)
     text = trimmed.rstrip()
     after = trimmed[len(text) : len(text) + 1]
@@ -68,9 +68,9 @@ def trim_repeated_lines(text: str, suffix: str, cut_short: bool = False) -> str:
     only close something (`}`, `end`) do not make a repeat on their own: they may close the completion's own block.
     Returns `text` cut before the repeat ("" when all of it repeats), or `text` itself.
     """
-    lines = _LINE_BREAK.split(text)
-    starts = [0] + [m.end() for m in _LINE_BREAK.finditer(text)]
-    after = [_key(line) for line in _LINE_BREAK.split(suffix)]
+    lines = LINE_BREAK.split(text)
+    starts = [0] + [m.end() for m in LINE_BREAK.finditer(text)]
+    after = [_key(line) for line in LINE_BREAK.split(suffix)]
     rest_of_line, below = after[0], [key for key in after[1:] if key]
     for i in range(len(lines)):
         keys = [_key(line) for line in lines[i:]]
@@ -94,9 +94,9 @@ def cut_at_repeat(text: str, suffix: str, cut_short: bool) -> str:
     which is where a line or block mode completion that re-types the lines below ends. Without a mode the text
     runs on past such a repeat, so the cut is looked for at the end of each of its lines in turn, and the first
     one found applies: the lines after a copy of the text below continue that text, not the cursor's spot."""
-    below = {_key(line) for line in _LINE_BREAK.split(suffix)} - {""}
+    below = {_key(line) for line in LINE_BREAK.split(suffix)} - {""}
     spans, start = [], 0
-    for line_break in _LINE_BREAK.finditer(text):
+    for line_break in LINE_BREAK.finditer(text):
         spans.append((start, line_break.start()))
         start = line_break.end()
     spans.append((start, len(text)))
@@ -159,7 +159,7 @@ def rest_to_replace(before: str, text: str, rest: str) -> int | None:
     the completion's `)` closes its own `(`. When more follows on the line (`end="|")  # note`), only the run of
     closers, quotes and `;:,` right after the cursor is considered for replacing, the longest part of it that works.
     """
-    first = _LINE_BREAK.split(text)[0]
+    first = LINE_BREAK.split(text)[0]
     line_start = before[before.rfind("\n") + 1:]
     run = len(rest) - len(rest.lstrip(_CLOSING_RUN))
     inserted = None  # the line with the rest kept, scored once a candidate needs it
@@ -178,7 +178,7 @@ def cut_before_rest(text: str, rest: str) -> str:
     """The completion's first line up to where it starts retyping `rest` (for clients that can only insert at
     the cursor), matching `rest` as late in the line as it goes: `n}!")` before `}")` becomes `n`, `a(b), c)`
     before `)` becomes `a(b), c`. `rest` (the part rest_to_replace chose) must appear in the line in order."""
-    first = _LINE_BREAK.split(text)[0]
+    first = LINE_BREAK.split(text)[0]
     end = len(first)
     for ch in reversed([ch for ch in rest if not ch.isspace()]):
         end = first.rindex(ch, 0, end)
@@ -201,7 +201,7 @@ def _imbalance(before: str, line_start: str, line_end: str) -> tuple[int, int, i
 def drop_closers_in_suffix(text: str, suffix: str) -> str:
     """Trailing closers of the completion that the line after the cursor already has (auto-closed
     brackets) are removed, so accepting `x)` before an existing `)` does not leave `foo(x))`."""
-    rest = _LINE_BREAK.split(suffix)[0].lstrip()
+    rest = LINE_BREAK.split(suffix)[0].lstrip()
     present = ""
     for ch in rest:
         if ch not in _PAIRS:

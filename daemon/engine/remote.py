@@ -60,7 +60,7 @@ class RemoteEngine(Engine):
         cursor_line = request.prompt[request.prompt.rfind("\n") + 1:]
         rules = StopRules(eos_ids=frozenset(), stop=tuple(request.stop), mode=request.mode,
                           cursor_indent=indent_width(cursor_line),
-                          max_tokens=max(0, min(request.max_tokens, self.max_context - len(prompt_ids))))
+                          max_tokens=min(request.max_tokens, self.max_context - len(prompt_ids)))
         output = StopState(rules, self.tokenizer, self.decode_anchor)
         if rules.max_tokens == 0 or request.prefill_only or request.count_only:  # no cache here to warm
             return self._done(output, "length", stats, started, on_text)

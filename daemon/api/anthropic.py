@@ -17,13 +17,12 @@ from __future__ import annotations
 import json
 import secrets
 from datetime import datetime, timezone
-from typing import Any
 
 from aiohttp import web
 
 from . import speculative, tool_calls
 from .anthropic_schema import MessagesRequest, parse_messages_request
-from .generation import CTX, Context, Door, Shape, add_door, generate, generation_request, log, read_body
+from .generation import CTX, Context, Door, Shape, add_door, chat_request, generate, log, read_body
 from .security import ErrorResponse, json_error
 
 ROUTES = frozenset({"/v1/messages", "/v1/messages/count_tokens"})
@@ -74,13 +73,8 @@ def refuse_model(ctx: Context, requested: str) -> web.Response | None:
 
 
 def build(ctx: Context, parsed: MessagesRequest):
-    def on_worker(engine: Any) -> Any:  # the chat template needs the loaded tokenizer
-        # a prefill: the answer continues the final assistant message (its turn is left open)
-        prompt = engine.apply_chat_template(parsed.messages, tools=parsed.tools,
-                                            continue_final=parsed.prefill is not None)
-        return generation_request(ctx, parsed.params, prompt=prompt)
-
-    return on_worker
+    """The request, built on the worker; a prefill: the answer continues the final assistant message."""
+    return chat_request(ctx, parsed.params, parsed.messages, parsed.tools, continue_final=parsed.prefill is not None)
 
 
 async def create_message(request: web.Request) -> web.StreamResponse:
@@ -192,7 +186,7 @@ class MessageShape(Shape):
 
     def body(self, text: str, finish_reason: str, stats: dict) -> dict:
         if self.forced_tool:
-            pieces = _forced_pieces(text)
+            pieces = tool_calls.forced_pieces(text)
         else:
             pieces = tool_calls.split(text) if self.parser is not None else [text]
         content = [self._tool_use(p) if isinstance(p, tool_calls.ToolCall) else {"type": "text", "text": p}
@@ -246,7 +240,7 @@ class MessageShape(Shape):
 
     def stream_end(self, finish_reason: str, stats: dict) -> list[dict]:
         if self.forced_tool:
-            events = self._events(_forced_pieces(self.forced_text))
+            events = self._events(tool_calls.forced_pieces(self.forced_text))
         else:
             events = self._events(self.parser.finish() if self.parser is not None else [])
         if self.index < 0:  # no block yet: the answer is its whitespace (or nothing) as one text block
@@ -287,11 +281,3 @@ class MessageShape(Shape):
 
     def _text_delta(self, text: str) -> dict:
         return {"type": "content_block_delta", "index": self.index, "delta": {"type": "text_delta", "text": text}}
-
-
-def _forced_pieces(text: str) -> list:
-    """A forced call's answer: the call's JSON alone (no tags), parsed whole, as one piece. It is not searched for
-    the closing tag: a string in the arguments may hold `</tool_call>` (an open input_schema allows any property
-    and any string). A call cut short (max_tokens) does not parse: its text."""
-    call = tool_calls.parse_call(text)
-    return [call if call is not None else text]

@@ -112,7 +112,7 @@ async def converse(request: web.Request) -> web.StreamResponse:
                          "messages")
     params.json_schema = call or params.json_schema
     shape = ConverseShape(rid, ctx.model_names()[0], speculative=report, forced_tool=tools is not None)
-    return await generate(request, ctx, chat_build(ctx, params, messages, tools, prefill), params, shape)
+    return await generate(request, ctx, chat_request(ctx, params, messages, tools, prefill), params, shape)
 
 
 async def invoke(request: web.Request) -> web.StreamResponse:
@@ -138,7 +138,7 @@ async def count_tokens(request: web.Request) -> web.Response:
     if isinstance(query.get("converse"), dict):
         messages, params, prefill = parse_converse(query["converse"])
         params.max_tokens, params.count_only = 0, True
-        build = chat_build(ctx, params, messages, None, prefill)
+        build = chat_request(ctx, params, messages, None, prefill)
     elif isinstance(query.get("invokeModel"), dict) and isinstance(query["invokeModel"].get("body"), str):
         try:  # a blob: base64 in rest-json
             raw = base64.b64decode(query["invokeModel"]["body"], validate=True)
@@ -160,15 +160,6 @@ def parse_invoke(body: dict) -> CompletionParams:
     if body.get("max_tokens") is None:
         params.max_tokens = DEFAULT_MAX_TOKENS
     return params
-
-
-def chat_build(ctx, params: CompletionParams, messages: list[dict], tools: list[dict] | None, prefill: bool):
-    """The chat request, built on the worker (the template needs the loaded tokenizer); with `prefill` the prompt
-    ends with the final assistant message's text, left open for the answer to continue."""
-    if tools is None and not prefill:
-        return chat_request(ctx, params, messages)
-    return lambda engine: generation_request(ctx, params, prompt=engine.apply_chat_template(
-        messages, tools=tools, continue_final=prefill))
 
 
 def parse_converse(body: dict) -> tuple[list[dict], CompletionParams, bool]:

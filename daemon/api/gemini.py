@@ -35,17 +35,15 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from typing import Any
 
 from aiohttp import web
 
 from specd.daemon import __version__
 
-from . import speculative
+from . import speculative, tool_calls
+from .gemini_schema import camel, parse_generate
 from .generation import CTX, Context, Door, Shape, add_door, chat_request, generate, log, read_body
 from .openai import check_model
-from .schema import (BadRequest, CompletionParams, _float, _int, _object, _stop, _wrong, blocks_text,
-                     checked_json_schema)
 from .security import ErrorResponse
 
 VERSIONS = "{version:v1|v1beta|v1beta1}"
@@ -60,13 +58,10 @@ LISTING_PATHS = ("/{version:v1beta|v1beta1}/models", f"/{{version:v1beta|v1beta1
                  f"/{VERSIONS}/projects/{{project}}/locations/{{location}}/publishers/google/models/{MODEL}")
 _LISTING = re.compile(r"^/v1(beta1?)?/(projects/[^/]+/locations/[^/]+/)?(publishers/google/)?models(/[^/:]+)?$")
 
-DEFAULT_MAX_OUTPUT_TOKENS = 8192  # Gemini's own default for most models; the engine stops at the context's end
 FINISH_REASONS = {"stop": "STOP", "length": "MAX_TOKENS", "cancelled": "OTHER"}
 STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
                 405: "UNIMPLEMENTED", 413: "INVALID_ARGUMENT", 415: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED",
                 499: "CANCELLED", 500: "INTERNAL", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
-ROLES = {"user": "user", "model": "assistant", "function": "user", "tool": "user"}
-MEDIA_PARTS = {"inlineData", "fileData", "executableCode", "codeExecutionResult"}
 
 
 def google_client(request: web.Request) -> bool:
@@ -110,14 +105,16 @@ async def handle(request: web.Request) -> web.StreamResponse:
     body = await read_body(request)
     if method == "countTokens":
         return await count_tokens(request, ctx, body)
-    messages, params = parse_generate(body)
+    parsed = parse_generate(body)
+    params = parsed.params
     params.stream = method == "streamGenerateContent" and request.query.get("alt") == "sse"
     report = speculative.apply_body(ctx, body, params)
     rid = secrets.token_hex(12)
     if ctx.settings.log_prompts:
-        log.info("%s messages=%r", rid, messages)
-    shape = GeminiShape(rid, ctx.model_names()[0], speculative=report)
-    answer = await generate(request, ctx, chat_request(ctx, params, messages), params, shape)
+        log.info("%s messages=%r tools=%d", rid, parsed.messages, len(parsed.tools or ()))
+    shape = GeminiShape(rid, ctx.model_names()[0], speculative=report, tools=parsed.tools is not None,
+                        forced_tool=parsed.forced_tool)
+    answer = await generate(request, ctx, chat_request(ctx, params, parsed.messages, parsed.tools), params, shape)
     if method == "streamGenerateContent" and not params.stream and answer.status == 200:
         accounting = {k: v for k, v in answer.headers.items() if k.lower().startswith("x-specd-")}
         return web.json_response([json.loads(answer.body)], headers=accounting)
@@ -128,10 +125,12 @@ async def count_tokens(request: web.Request, ctx: Context, body: dict) -> web.Re
     """`{totalTokens}`: the prompt as the chat template renders it, counted by a generation of 0 tokens (which
     prefills nothing). Either the request's own `contents`/`systemInstruction` or a whole
     `generateContentRequest` in it."""
-    inner = _camel(body).get("generateContentRequest")
-    messages, params = parse_generate(inner if isinstance(inner, dict) else body, counting=True)
+    inner = camel(body).get("generateContentRequest")
+    parsed = parse_generate(inner if isinstance(inner, dict) else body, counting=True)
+    params = parsed.params
     params.max_tokens, params.count_only = 0, True
-    return await generate(request, ctx, chat_request(ctx, params, messages), params, CountShape("count"))
+    return await generate(request, ctx, chat_request(ctx, params, parsed.messages, parsed.tools), params,
+                          CountShape("count"))
 
 
 async def models(request: web.Request) -> web.Response:
@@ -164,105 +163,6 @@ def model_resource(ctx: Context, model_id: str, vertex: bool = False) -> dict:
             "temperature": 0.0, "maxTemperature": 2.0, "topP": 1.0}
 
 
-# ---- request -------------------------------------------------------------------------------------------
-
-def _camel(obj: dict) -> dict:
-    """Keys in camelCase: protobuf JSON (and so Google's servers) accept `max_output_tokens` as well."""
-    return {re.sub(r"_([a-z])", lambda m: m.group(1).upper(), k): v for k, v in obj.items()}
-
-
-def parse_generate(body: dict, counting: bool = False) -> tuple[list[dict], CompletionParams]:
-    body = _camel(body)
-    messages = []
-    system = body.get("systemInstruction")
-    if system is not None:
-        text = system if isinstance(system, str) else _content_text(system, "systemInstruction")
-        messages.append({"role": "system", "content": text})
-    contents = body.get("contents")
-    if not isinstance(contents, list) or not contents:
-        raise BadRequest("'contents' must be a non-empty array of {role, parts} objects", "contents")
-    for i, content in enumerate(contents):
-        where = f"contents[{i}]"
-        if not isinstance(content, dict):
-            raise _wrong(where, "an object", content)
-        role = _camel(content).get("role") or "user"
-        if role not in ROLES:
-            raise BadRequest(f"'{where}.role' must be 'user' or 'model', got {role!r}", "contents")
-        messages.append({"role": ROLES[role], "content": _content_text(content, where)})
-    params = CompletionParams(prompt="", max_tokens=DEFAULT_MAX_OUTPUT_TOKENS, token_healing=False)
-    if not counting:
-        _generation_config(body, params)
-    return messages, params
-
-
-def _content_text(content: Any, where: str) -> str:
-    if not isinstance(content, dict):
-        raise _wrong(where, "an object {role, parts}", content)
-    parts = _camel(content).get("parts")
-    if not isinstance(parts, list):
-        raise _wrong(f"{where}.parts", "an array of parts", parts)
-    parts = [_camel(part) if isinstance(part, dict) else part for part in parts]
-    return blocks_text(parts, f"{where}.parts", "contents", ("functionCall", "functionResponse"), MEDIA_PARTS)
-
-
-def _generation_config(body: dict, params: CompletionParams) -> None:
-    config = _camel(_object(body, "generationConfig"))
-    named = {f"generationConfig.{k}": v for k, v in config.items()}  # error messages name the whole path
-    params.max_tokens = _int(named, "generationConfig.maxOutputTokens", DEFAULT_MAX_OUTPUT_TOKENS, low=1)
-    params.temperature = _float(named, "generationConfig.temperature", 0.0, 0.0, 2.0)
-    params.top_p = _float(named, "generationConfig.topP", 1.0, 0.0, 1.0)
-    if params.top_p == 0.0:
-        raise BadRequest("'generationConfig.topP' must be > 0", "generationConfig")
-    _float(named, "generationConfig.topK", 0.0, 0.0, float(2**31))  # accepted, not used: specd samples by top_p
-    if _int(named, "generationConfig.candidateCount", 1, low=1) != 1:
-        raise BadRequest("'generationConfig.candidateCount' must be 1: specd writes one candidate per request; "
-                         "send separate requests", "generationConfig")
-    params.seed = _int(named, "generationConfig.seed", None, low=-(2**63), high=2**64 - 1)
-    params.stop = _stop(named, "generationConfig.stopSequences")
-    if config.get("responseLogprobs"):
-        raise BadRequest("'generationConfig.responseLogprobs' is not supported", "generationConfig")
-    if config.get("responseJsonSchema") is not None and config.get("responseSchema") is not None:
-        raise BadRequest("'generationConfig.responseSchema' and 'generationConfig.responseJsonSchema' cannot both be "
-                         "set: send one", "generationConfig")
-    if config.get("responseMimeType") == "application/json":
-        if config.get("responseJsonSchema") is not None:
-            name, schema = "generationConfig.responseJsonSchema", config["responseJsonSchema"]
-        elif config.get("responseSchema") is not None:
-            name, schema = "generationConfig.responseSchema", _json_schema(config["responseSchema"])
-        else:
-            name, schema = "generationConfig.responseMimeType", True
-        params.json_schema = checked_json_schema(schema, name)
-
-
-def _json_schema(schema: Any) -> Any:
-    """Google's Schema (an OpenAPI 3.0 subset: `type: "OBJECT"`, `nullable`, `propertyOrdering`, camelCase or
-    snake_case keywords) as JSON Schema; property names are kept as written. An object has the properties it
-    lists and no others (Gemini answers hold only the declared properties), written in `propertyOrdering`'s order
-    (those it leaves out after them, as listed); `format: "enum"` (a STRING with `enum`) is the enum alone."""
-    if not isinstance(schema, dict):
-        return schema
-    out = {}
-    schema = _camel(schema)
-    for key, value in schema.items():
-        if key == "type" and isinstance(value, str):
-            out[key] = value.lower()
-        elif key == "properties" and isinstance(value, dict):
-            order = schema.get("propertyOrdering")
-            order = [name for name in order if isinstance(name, str) and name in value] \
-                if isinstance(order, list) else []
-            names = order + [name for name in value if name not in order]
-            out[key] = {name: _json_schema(value[name]) for name in names}
-        elif key in ("items", "anyOf"):
-            out[key] = [_json_schema(sub) for sub in value] if isinstance(value, list) else _json_schema(value)
-        elif key == "format" and value == "enum":
-            continue
-        elif key not in ("nullable", "propertyOrdering"):
-            out[key] = value
-    if "properties" in out:
-        out.setdefault("additionalProperties", False)
-    return {"anyOf": [out, {"type": "null"}]} if schema.get("nullable") else out
-
-
 # ---- answer --------------------------------------------------------------------------------------------
 
 def usage_metadata(stats: dict) -> dict:
@@ -273,11 +173,25 @@ def usage_metadata(stats: dict) -> dict:
 
 
 class GeminiShape(Shape):
+    """A candidate whose parts are the model's text cut into text and functionCall parts (tool_calls.py) when the
+    request declared functions, or one functionCall part when it forced a call (mode ANY: the whole answer is the
+    call's JSON, held back in a stream until it is whole). Whitespace alone makes no part next to a call, in a
+    stream as in a whole answer, so both carry the same parts; a call ends the turn with `STOP`, as Gemini's do."""
+
     done = b""  # Gemini's stream just ends
 
-    def _response(self, text: str, finish_reason: str | None = None, stats: dict | None = None) -> dict:
+    def __init__(self, rid: str, model: str, speculative: dict | None = None, tools: bool = False,
+                 forced_tool: bool = False) -> None:
+        super().__init__(rid, model, speculative)
+        self.parser = tool_calls.ToolCallParser() if tools and not forced_tool else None
+        self.forced_tool = forced_tool
+        self.forced_text = ""  # a forced call's text so far (a stream)
+        self.held = ""  # in a stream with tools, whitespace not yet sent
+        self.called = False
+
+    def _response(self, parts: list[dict], finish_reason: str | None = None, stats: dict | None = None) -> dict:
         # A last event with no text has no parts: the Gemini CLI refuses a part whose text is "".
-        candidate: dict = {"content": {"role": "model", "parts": [{"text": text}] if text else []}, "index": 0}
+        candidate: dict = {"content": {"role": "model", "parts": parts}, "index": 0}
         if finish_reason is not None:
             candidate["finishReason"] = FINISH_REASONS.get(finish_reason, "OTHER")
         answer = {"candidates": [candidate], "modelVersion": self.model, "responseId": self.rid}
@@ -286,14 +200,48 @@ class GeminiShape(Shape):
             answer["specd"] = stats
         return answer
 
-    def body(self, text: str, finish_reason: str, stats: dict) -> dict:
-        return self._response(text, finish_reason, stats)
+    def _parts(self, pieces: list, last: bool) -> list[dict]:
+        """Parts for settled pieces (text or ToolCall). Whitespace waits for the text after it, and is dropped at
+        the end of an answer that called a function."""
+        parts: list[dict] = []
+        for piece in pieces:
+            if isinstance(piece, tool_calls.ToolCall):
+                self.held, self.called = "", True
+                parts.append({"functionCall": {"id": "call_" + secrets.token_hex(12), "name": piece.name,
+                                               "args": piece.input}})
+            elif self.parser is None:
+                parts.append({"text": piece})
+            elif (self.held + piece).strip():
+                parts.append({"text": self.held + piece})
+                self.held = ""
+            else:
+                self.held += piece
+        if last and self.held and not self.called:
+            parts.append({"text": self.held})
+        if last:
+            self.held = ""
+        return [part for part in parts if part.get("text") != ""]
 
-    def delta(self, text: str) -> dict:
-        return self._response(text)
+    def body(self, text: str, finish_reason: str, stats: dict) -> dict:
+        if self.forced_tool:
+            pieces = tool_calls.forced_pieces(text)
+        else:
+            pieces = tool_calls.split(text) if self.parser is not None else [text]
+        return self._response(self._parts(pieces, last=True), finish_reason, stats)
+
+    def delta(self, text: str) -> dict | list[dict]:
+        if self.forced_tool:
+            self.forced_text += text
+            return []
+        parts = self._parts(self.parser.feed(text) if self.parser is not None else [text], last=False)
+        return self._response(parts) if parts else []
 
     def stream_end(self, finish_reason: str, stats: dict) -> dict:
-        return self._response("", finish_reason, stats)
+        if self.forced_tool:
+            pieces = tool_calls.forced_pieces(self.forced_text)
+        else:
+            pieces = self.parser.finish() if self.parser is not None else []
+        return self._response(self._parts(pieces, last=True), finish_reason, stats)
 
     def error_event(self, failure: web.Response) -> bytes:
         """Google sends an error after the 200 as the bare JSON error body, not as a `data:` event: google-genai

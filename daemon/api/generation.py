@@ -176,9 +176,13 @@ def generation_request(ctx: Context, params: CompletionParams, prompt: str | Non
     )
 
 
-def chat_request(ctx: Context, params: CompletionParams, messages: list[dict]) -> Callable[[Any], Any]:
-    """A chat's request, built on the worker: the chat template needs the loaded tokenizer."""
-    return lambda engine: generation_request(ctx, params, prompt=engine.apply_chat_template(messages))
+def chat_request(ctx: Context, params: CompletionParams, messages: list[dict], tools: list[dict] | None = None,
+                 continue_final: bool = False) -> Callable[[Any], Any]:
+    """A chat's request, built on the worker: the chat template needs the loaded tokenizer. `tools`: OpenAI's
+    function form; `continue_final`: the prompt ends with the final assistant message's text, left open for the
+    answer to continue (a prefill)."""
+    return lambda engine: generation_request(ctx, params, prompt=engine.apply_chat_template(
+        messages, tools=tools, continue_final=continue_final))
 
 
 def log_prompt(ctx: Context, rid: str, params: CompletionParams, extra: str = "") -> None:

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import secrets
-from typing import Any
 
 from aiohttp import web
 
 from . import speculative, tool_calls
-from .generation import (CTX, Context, Door, Shape, add_door, door_of, generate, generation_request, log, log_prompt,
-                         read_body, usage)
+from .generation import (CTX, Context, Door, Shape, add_door, chat_request, door_of, generate, generation_request, log,
+                         log_prompt, read_body, usage)
 from .schema import parse_chat, parse_chat_tools, parse_completion
 from .security import json_error
 
@@ -105,13 +104,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     rid = "chatcmpl-" + secrets.token_hex(12)
     if ctx.settings.log_prompts:
         log.info("%s messages=%r tools=%d", rid, messages, len(tools or ()))
-
-    def build(engine: Any) -> Any:  # on the worker: the chat template needs the loaded tokenizer
-        return generation_request(ctx, params, prompt=engine.apply_chat_template(messages, tools=tools))
-
     shape = ChatShape(rid, ctx.model_names()[0], speculative=report, tools=tools is not None,
                       forced_tool=forced_call is not None)
-    return await generate(request, ctx, build, params, shape)
+    return await generate(request, ctx, chat_request(ctx, params, messages, tools), params, shape)
 
 
 class CompletionShape(Shape):
@@ -150,8 +145,8 @@ class ChatShape(Shape):
         self.calls = 0
 
     def _pieces(self, text: str) -> list:
-        if self.forced_tool:  # a call cut short by max_tokens does not parse: it is text
-            return [tool_calls.parse_call(text) or text]
+        if self.forced_tool:
+            return tool_calls.forced_pieces(text)
         return tool_calls.split(text) if self.parser is not None else [text]
 
     def _call(self, call: tool_calls.ToolCall) -> dict:

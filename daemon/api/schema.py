@@ -509,10 +509,12 @@ def _allowed_tools(tools: list[dict] | None, allowed: dict) -> tuple[list[dict] 
     return [known[n] for n in dict.fromkeys(names)] or None, mode == "required"
 
 
-def blocks_text(blocks: list, where: str, param: str, tool_keys: tuple[str, str], media_keys: set[str]) -> str:
+def blocks_text(blocks: list, where: str, param: str, tool_keys: tuple[str, str], media_keys: set[str],
+                tools_as_text: bool = True) -> str:
     """The text of a message's content blocks (Gemini's parts, Bedrock's content blocks): text as is, tool calls
-    and results of earlier turns as `kind: <JSON>` (the transcript keeps them), the model's own reasoning
-    (`thought: true`) and other blocks skipped, media refused."""
+    and results of earlier turns as `kind: <JSON>` (the transcript keeps them; skipped without `tools_as_text`,
+    for a door that gives them to the template as calls), the model's own reasoning (`thought: true`) and other
+    blocks skipped, media refused."""
     texts = []
     for j, block in enumerate(blocks):
         if not isinstance(block, dict):
@@ -524,6 +526,8 @@ def blocks_text(blocks: list, where: str, param: str, tool_keys: tuple[str, str]
                 raise _wrong(f"{where}[{j}].text", "a string", block["text"])
             texts.append(block["text"])
         elif tool_keys[0] in block or tool_keys[1] in block:
+            if not tools_as_text:
+                continue
             kind = tool_keys[0] if tool_keys[0] in block else tool_keys[1]
             texts.append(f"{kind}: {json.dumps(block[kind], ensure_ascii=False)}")
         elif set(block) & media_keys:

@@ -47,6 +47,14 @@ def parse_call(payload: str) -> ToolCall | None:
     return _call(payload.strip())
 
 
+def forced_pieces(text: str) -> list[str | ToolCall]:
+    """A forced call's answer: the call's JSON alone (no tags), parsed whole, as one piece. It is not searched for
+    the closing tag: a string in the arguments may hold `</tool_call>` (an open schema allows any property and any
+    string). A call cut short (max_tokens) does not parse: its text."""
+    call = parse_call(text)
+    return [call if call is not None else text]
+
+
 def _held_back(text: str) -> int:
     """How many trailing characters could be the start of the opening tag."""
     for n in range(min(len(OPEN) - 1, len(text)), 0, -1):

@@ -10,6 +10,7 @@ The engine does no I/O and holds no locks: one worker thread calls `generate` at
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -394,8 +395,11 @@ class Engine:
                 raise RequestError("the model's chat template does not end the prompt with the final assistant "
                                    "message's text, so that message cannot be continued")
             return prompt
-        # Models without a chat template get a plain transcript to continue.
-        lines = [f"{m.get('role', 'user')}: {m.get('content', '')}" for m in messages]
+        # Models without a chat template get a plain transcript to continue, earlier turns' calls as JSON lines.
+        lines = ["\n".join([f"{m.get('role', 'user')}: {m.get('content') or ''}",
+                            *(json.dumps({"name": c["function"]["name"], "arguments": c["function"]["arguments"]},
+                                         ensure_ascii=False) for c in m.get("tool_calls") or ())])
+                 for m in messages]
         if continue_final:
             return "\n".join(lines)
         return "\n".join(lines) + "\nassistant:"

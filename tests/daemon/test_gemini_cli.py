@@ -123,11 +123,12 @@ def prompt_ids(tokenizer, body: dict) -> list[int]:
     engine renders a chat (the tiny model has no chat template: a plain transcript) and tokenized."""
     from types import SimpleNamespace
 
-    from specd.daemon.api.gemini import parse_generate
+    from specd.daemon.api.gemini_schema import parse_generate
     from specd.daemon.engine.loop import Engine
 
-    messages, _ = parse_generate(body)
-    return tokenizer(Engine.apply_chat_template(SimpleNamespace(tokenizer=tokenizer), messages))["input_ids"]
+    parsed = parse_generate(body)
+    prompt = Engine.apply_chat_template(SimpleNamespace(tokenizer=tokenizer), parsed.messages, parsed.tools)
+    return tokenizer(prompt)["input_ids"]
 
 
 async def run_gemini(daemon, workdir: Path, model: str, *args: str) -> tuple[int, str, str, Recorder]:

@@ -67,6 +67,7 @@ def parse_generate(body: dict, counting: bool = False) -> GenerateRequest:
         raise BadRequest("'contents' must be a non-empty array of {role, parts} objects", "contents")
     for i, content in enumerate(contents):
         messages += _turn(content, f"contents[{i}]")
+    _pair_responses(messages)
     params = CompletionParams(prompt="", max_tokens=DEFAULT_MAX_OUTPUT_TOKENS, token_healing=False)
     if not counting:
         _generation_config(body, params)
@@ -142,8 +143,26 @@ def _response(value: Any, where: str) -> dict:
     only = next(iter(result.values())) if len(result) == 1 else None
     text = only if isinstance(only, str) else json.dumps(result, ensure_ascii=False)
     call_id = response.get("id")
-    return {"role": "tool", "tool_call_id": call_id if isinstance(call_id, str) else response["name"],
-            "content": text}
+    return {"role": "tool", "tool_call_id": call_id if isinstance(call_id, str) else None, "content": text,
+            "name": response["name"]}
+
+
+def _pair_responses(messages: list[dict]) -> None:
+    """Give each function response without an `id` (google-genai's automatic function calling sends none) the id
+    of the earliest call of its name in the model turn before it that no response answered yet (the name when that
+    call has none either); `name` is only for this pairing."""
+    unanswered: list[dict] = []
+    for message in messages:
+        if message["role"] == "assistant":
+            unanswered = list(message.get("tool_calls") or ())
+        elif message["role"] == "tool":
+            name = message.pop("name")
+            call = next((c for c in unanswered if (message["tool_call_id"] or c["id"]) == c["id"]
+                         and c["function"]["name"] == name), None)
+            if call is not None:
+                unanswered.remove(call)
+            if message["tool_call_id"] is None:
+                message["tool_call_id"] = call["id"] if call is not None and call["id"] else name
 
 
 def _tools(value: Any) -> tuple[list[dict] | None, list[str]]:

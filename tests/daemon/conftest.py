@@ -86,6 +86,27 @@ async def fake_daemon(hold: bool = False, load_error: Exception | None = None, a
                 engine.release.set()
 
 
+@pytest.fixture(scope="session")
+def chat_model(tmp_path_factory) -> Path:
+    """A tiny random-weight model whose chat template renders tools (tests/fixtures/tiny_models.py)."""
+    from tests.fixtures.tiny_models import write_tiny_chat_model
+
+    return write_tiny_chat_model(tmp_path_factory.mktemp("chat-model") / "tiny-chat")
+
+
+@pytest.fixture(scope="session")
+def chat_daemon(chat_model):
+    """`chat_model` served in-process with n-gram drafting (served_engine.serve); shared by the tool-call tests."""
+    from specd.daemon.engine.loop import EngineConfig
+    from specd.daemon.models.loading import load_engine
+
+    from .served_engine import serve
+
+    config = EngineConfig(verifier=str(chat_model), draft_strategy="ngram")
+    with serve(lambda: load_engine(config, progress=lambda m: None), verifier=str(chat_model)) as served:
+        yield served
+
+
 # ---- the real daemon, as a subprocess --------------------------------------------------------------
 
 @pytest.fixture(scope="session")

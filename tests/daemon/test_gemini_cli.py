@@ -1,6 +1,7 @@
 """The real Gemini CLI (npm @google/gemini-cli), headless and offline, against the real daemon: it prints specd's
-answer, its second turn (`--resume latest`) reads the first turn's prompt from specd's cache, and a model whose
-context cannot hold its ~30,000-character system prompt gets a clear error in Google's shape naming the context.
+answer, its second turn (`--resume latest`) reads the first turn's prompt from specd's cache, a function call specd
+answers runs the CLI's tool and its result comes back as a functionResponse, and a model whose context cannot hold
+its ~30,000-character system prompt gets a clear error in Google's shape naming the context.
 
 How it runs offline (../shared/notes/cli-clients.md): `GOOGLE_GEMINI_BASE_URL` + `GEMINI_API_KEY`, auth type
 `gemini-api-key` and usage statistics off in HOME/.gemini/settings.json, a trusted workspace, and `-m` always
@@ -131,7 +132,10 @@ def prompt_ids(tokenizer, body: dict) -> list[int]:
     return tokenizer(prompt)["input_ids"]
 
 
-async def run_gemini(daemon, workdir: Path, model: str, *args: str) -> tuple[int, str, str, Recorder]:
+async def run_gemini(daemon, workdir: Path, model: str, *args: str, config: dict | None = None,
+                     model_settings: dict | None = None) -> tuple[int, str, str, Recorder]:
+    """Run the CLI on `model` through a Recorder; `config` goes into its generateContentConfig override,
+    `model_settings` into settings.json's `model`."""
     recorder = Recorder(daemon.url)
     app = web.Application()
     app.router.add_post("/{tail:.*}", recorder.forward)
@@ -143,10 +147,11 @@ async def run_gemini(daemon, workdir: Path, model: str, *args: str) -> tuple[int
     home = workdir.parent / "home"
     (home / ".gemini").mkdir(parents=True, exist_ok=True)
     # The CLI sends temperature 1 and no token limit; its model-config override bounds the tiny model's answer.
-    override = {"match": {"model": model}, "modelConfig": {"generateContentConfig": {"maxOutputTokens": 48}}}
+    override = {"match": {"model": model}, "modelConfig": {"generateContentConfig": {"maxOutputTokens": 48,
+                                                                                      **(config or {})}}}
     (home / ".gemini" / "settings.json").write_text(json.dumps(
         {"security": {"auth": {"selectedType": "gemini-api-key"}}, "privacy": {"usageStatisticsEnabled": False},
-         "modelConfigs": {"customOverrides": [override]}}))
+         "modelConfigs": {"customOverrides": [override]}, "model": model_settings or {}}))
     (workdir.parent / "tmp").mkdir(exist_ok=True)
     env = {"PATH": os.environ["PATH"], "HOME": str(home), "TMPDIR": str(workdir.parent / "tmp"),
            "GEMINI_CLI_TRUST_WORKSPACE": "true", "GOOGLE_GEMINI_BASE_URL": f"http://127.0.0.1:{port}",
@@ -217,3 +222,40 @@ def test_a_context_too_small_for_the_cli_is_a_clear_error(tmp_path):
         stop_real_daemon(daemon)
     assert code != 0
     assert "INVALID_ARGUMENT" in err and "the context window is 2048 tokens" in err, err
+
+
+def test_the_cli_runs_the_function_call_specd_answers_and_sends_back_its_result(tmp_path):
+    """A function call from specd reaches the CLI's tool scheduler: the CLI forces a call to its read_file tool
+    (mode ANY through its model-config override), the scripted chat model (whose template renders the CLI's tools)
+    writes `main.py` as the path, the CLI reads the file and sends its text back as a functionResponse answering
+    that call. The model calls again every turn, so the CLI's session-turn limit ends the run."""
+    from tests.fixtures.tiny_models import write_scripted_chat_model
+
+    model = write_scripted_chat_model(tmp_path / "scripted", 'main.py"}', max_positions=LONG_CONTEXT)
+    home = tmp_path / "specd-home"
+    daemon = start_real_daemon(home, specd_env(home), ["--port", "0", "--verifier", str(model), "--device", "cpu",
+                                                       "--max-context", str(LONG_CONTEXT), "--request-timeout",
+                                                       "600"])
+    forced = {"temperature": 0, "toolConfig": {"functionCallingConfig": {
+        "mode": "ANY", "allowedFunctionNames": ["read_file"]}}}
+    try:
+        workdir = tmp_path / "project"
+        workdir.mkdir()
+        (workdir / "main.py").write_text("print('hello from main')\n")
+        code, out, err, recorder = asyncio.run(run_gemini(daemon, workdir, model.name, "-p", "read main.py",
+                                                          config=forced, model_settings={"maxSessionTurns": 2}))
+    finally:
+        stop_real_daemon(daemon)
+    assert code == 53 and "Reached max session turns" in err, (code, out, err)  # the CLI's FatalTurnLimitedError
+    assert len(recorder.requests) == 2, recorder.paths
+    events = [json.loads(line[6:]) for line in recorder.answers[0].decode().splitlines() if line.startswith("data: ")]
+    (call,) = [p["functionCall"] for e in events for p in e["candidates"][0]["content"]["parts"] if "functionCall" in p]
+    assert call["name"] == "read_file" and call["args"] == {"file_path": "main.py"}
+    assert events[-1]["candidates"][0]["finishReason"] == "STOP"
+    first = recorder.requests[0]
+    assert "read_file" in [d["name"] for t in first["tools"] for d in t.get("functionDeclarations", [])]
+    sent = recorder.requests[1]["contents"]
+    assert [p.get("functionCall") for p in sent[-2]["parts"] if "functionCall" in p][0]["id"] == call["id"]
+    (response,) = [p["functionResponse"] for p in sent[-1]["parts"] if "functionResponse" in p]
+    assert response["name"] == "read_file" and response["id"] == call["id"]
+    assert "print('hello from main')" in json.dumps(response["response"])

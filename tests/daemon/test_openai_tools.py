@@ -15,8 +15,6 @@ import pydantic
 import pytest
 
 from specd.daemon.api.schema import parse_chat, parse_chat_tools
-from specd.daemon.engine.loop import EngineConfig
-from specd.daemon.models.loading import load_engine
 
 from .fake_engine import FakeEngine
 from .served_engine import TOKEN, serve
@@ -34,22 +32,8 @@ FORCED = {"type": "function", "function": {"name": "get_weather"}}
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    from tests.fixtures.tiny_models import write_tiny_chat_model
-
-    return write_tiny_chat_model(tmp_path_factory.mktemp("chat-model") / "tiny-chat")
-
-
-@pytest.fixture(scope="module")
-def daemon(model):
-    config = EngineConfig(verifier=str(model), draft_strategy="ngram")
-    with serve(lambda: load_engine(config, progress=lambda m: None), verifier=str(model)) as served:
-        yield served
-
-
-@pytest.fixture(scope="module")
-def sdk(daemon) -> openai.OpenAI:
-    return openai.OpenAI(base_url=daemon.url + "/v1", api_key=TOKEN, max_retries=0)
+def sdk(chat_daemon) -> openai.OpenAI:
+    return openai.OpenAI(base_url=chat_daemon.url + "/v1", api_key=TOKEN, max_retries=0)
 
 
 def create(sdk, **kwargs):
@@ -152,7 +136,7 @@ def test_a_forced_call_cut_short_is_text_with_length(sdk):
         assert text.startswith('{"name"') and finish == "length"
 
 
-def test_a_two_turn_tool_loop_is_accepted_and_rendered_as_the_anthropic_door_renders_it(daemon, sdk):
+def test_a_two_turn_tool_loop_is_accepted_and_rendered_as_the_anthropic_door_renders_it(chat_daemon, sdk):
     first = create(sdk, tools=TOOLS, tool_choice=FORCED, temperature=0)
     call = first.choices[0].message.tool_calls[0]
     result = {"role": "tool", "tool_call_id": call.id, "content": "22 C and sunny"}
@@ -169,13 +153,13 @@ def test_a_two_turn_tool_loop_is_accepted_and_rendered_as_the_anthropic_door_ren
                                                         "content": "22 C and sunny"}]}]
     anthropic_tools = [{"name": t["function"]["name"], "description": t["function"]["description"],
                         "input_schema": t["function"]["parameters"]} for t in TOOLS]
-    counted = daemon.post("/v1/messages/count_tokens", {"model": "specd", "messages": anthropic_messages,
+    counted = chat_daemon.post("/v1/messages/count_tokens", {"model": "specd", "messages": anthropic_messages,
                                                         "tools": anthropic_tools})
     assert counted.status == 200 and counted.body["input_tokens"] == openai_prompt
     assert openai_prompt > create(sdk, messages=history[:1], tools=TOOLS, max_tokens=1).usage.prompt_tokens
 
 
-def test_the_chat_template_sees_the_calls_and_results(model):
+def test_the_chat_template_sees_the_calls_and_results(chat_model):
     from transformers import AutoTokenizer
 
     body = {"messages": [*MESSAGES,
@@ -187,7 +171,7 @@ def test_the_chat_template_sees_the_calls_and_results(model):
             "tools": TOOLS}
     messages, _ = parse_chat(body)
     tools, forced = parse_chat_tools(body)
-    prompt = AutoTokenizer.from_pretrained(model).apply_chat_template(messages, tools=tools, tokenize=False,
+    prompt = AutoTokenizer.from_pretrained(chat_model).apply_chat_template(messages, tools=tools, tokenize=False,
                                                                       add_generation_prompt=True)
     assert '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}' in prompt
     assert "<tool_response>\n22 C\n</tool_response>" in prompt and '"name": "get_time"' in prompt

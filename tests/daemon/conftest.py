@@ -107,6 +107,19 @@ def chat_daemon(chat_model):
         yield served
 
 
+@pytest.fixture(scope="session")
+def scripted_daemon():
+    """(served, engine): a FakeEngine whose every answer is SCRIPTED_CALL (text, then a call in the Qwen/Hermes
+    form), served in-process; the tool-call tests of every door read its calls and `engine.templated`."""
+    from .fake_engine import SCRIPTED_CALL, FakeEngine
+    from .served_engine import serve
+
+    engine = FakeEngine()
+    engine.script = SCRIPTED_CALL
+    with serve(lambda: engine) as served:
+        yield served, engine
+
+
 # ---- the real daemon, as a subprocess --------------------------------------------------------------
 
 @pytest.fixture(scope="session")

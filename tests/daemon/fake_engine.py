@@ -8,6 +8,9 @@ import threading
 
 from specd.daemon.engine.requests import CancelToken, GenerationRequest, GenerationResult, RequestError, Stats
 
+# text, then a tool call as Qwen/Hermes templates teach (api/tool_calls.py), then a newline
+SCRIPTED_CALL = 'Let me check. <tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>\n'
+
 
 class FakeEngine:
     """Emits "t0 t1 ..." one piece per step. While `hold` is set it stops after the first piece and

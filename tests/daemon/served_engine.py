@@ -12,12 +12,14 @@ import urllib.request
 from dataclasses import dataclass, replace
 from typing import Callable, Iterator
 
+from specd.daemon.api.sigv4 import KeyPair
 from specd.daemon.config.settings import Settings
 from specd.daemon.engine.requests import CancelToken, GenerationRequest, RequestError
 from specd.daemon.service.metrics import Metrics
 from specd.daemon.service.scheduler import Scheduler
 
 TOKEN = "edge-token-0123456789"
+AWS_KEYS = KeyPair("SPECDSERVEDTEST0000", "served-test-secret-0123456789")  # the Bedrock door's SigV4 pair
 
 
 @dataclass
@@ -57,7 +59,8 @@ def serve(load_engine: Callable[[], object], **overrides) -> Iterator[Served]:
     settings = replace(Settings(verifier="tiny"), **overrides)
     scheduler = Scheduler(lambda progress: load_engine(), CancelToken, Metrics(), queue_size=settings.queue_size,
                           request_timeout=settings.request_timeout, keep_alive=settings.keep_alive)
-    app = create_app(settings, scheduler, token=TOKEN, new_request=GenerationRequest, request_error=RequestError)
+    app = create_app(settings, scheduler, token=TOKEN, new_request=GenerationRequest, request_error=RequestError,
+                     aws_keys=AWS_KEYS)
     loop = asyncio.new_event_loop()
     runner = web.AppRunner(app, handler_cancellation=True)
 

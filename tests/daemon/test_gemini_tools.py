@@ -14,8 +14,8 @@ import openai
 import pytest
 
 
-from .fake_engine import FakeEngine
-from .served_engine import TOKEN, serve
+from .fake_engine import SCRIPTED_CALL
+from .served_engine import TOKEN
 
 genai = pytest.importorskip("google.genai")
 from google.genai import errors, types  # noqa: E402
@@ -146,15 +146,10 @@ def test_the_chat_template_sees_calls_results_and_tools(chat_model):
 
 # -- mode AUTO: a call the model writes (a scripted engine), the SDK's automatic function calling, the 400s ----------
 
-SCRIPTED = 'Let me check. <tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>\n'
-
-
 @pytest.fixture(scope="module")
-def scripted():
-    engine = FakeEngine()
-    engine.script = SCRIPTED
-    with serve(lambda: engine) as served:
-        yield engine, client(served.url)
+def scripted(scripted_daemon):
+    served, engine = scripted_daemon
+    return engine, client(served.url)
 
 
 def test_auto_cuts_a_written_call_out_of_the_text_whole_and_streamed(scripted):
@@ -173,7 +168,7 @@ def test_auto_cuts_a_written_call_out_of_the_text_whole_and_streamed(scripted):
     # mode NONE (or no tools): the same text is text, and the template gets no tools
     for config in (calling("NONE"), types.GenerateContentConfig(max_output_tokens=200)):
         plain = sdk.models.generate_content(model="specd", contents=QUESTION, config=config)
-        assert plain.text == SCRIPTED and not plain.function_calls and engine.templated[-1][1] is None
+        assert plain.text == SCRIPTED_CALL and not plain.function_calls and engine.templated[-1][1] is None
 
 
 def test_automatic_function_calling_runs_the_function_and_sends_its_result_back(scripted):

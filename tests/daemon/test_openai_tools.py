@@ -16,8 +16,8 @@ import pytest
 
 from specd.daemon.api.schema import parse_chat, parse_chat_tools
 
-from .fake_engine import FakeEngine
-from .served_engine import TOKEN, serve
+from .fake_engine import SCRIPTED_CALL
+from .served_engine import TOKEN
 
 WEATHER = {"type": "object", "additionalProperties": False, "required": ["city", "unit"],
            "properties": {"city": {"type": "string", "maxLength": 10}, "unit": {"enum": ["celsius", "fahrenheit"]}}}
@@ -181,21 +181,16 @@ def test_the_chat_template_sees_the_calls_and_results(chat_model):
 
 # -- tool_choice auto: a call the model writes (a scripted engine), and the 400s ------------------------------------
 
-SCRIPTED = 'Let me check. <tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>'
-
-
 @pytest.fixture(scope="module")
-def scripted():
-    engine = FakeEngine()
-    engine.script = SCRIPTED
-    with serve(lambda: engine) as served:
-        yield served, engine, openai.OpenAI(base_url=served.url + "/v1", api_key=TOKEN, max_retries=0)
+def scripted(scripted_daemon):
+    served, engine = scripted_daemon
+    return served, engine, openai.OpenAI(base_url=served.url + "/v1", api_key=TOKEN, max_retries=0)
 
 
 def test_auto_cuts_a_written_call_out_of_the_text_whole_and_streamed(scripted):
     _, engine, sdk = scripted
     whole = create(sdk, tools=TOOLS).choices[0]
-    assert whole.finish_reason == "tool_calls" and whole.message.content == "Let me check. "
+    assert whole.finish_reason == "tool_calls" and whole.message.content == "Let me check. \n"  # text around the call
     assert whole.message.tool_calls[0].function.name == "get_weather"
     assert json.loads(whole.message.tool_calls[0].function.arguments) == {"city": "Oslo"}
     assert engine.templated[-1][1] == [{"type": "function", "function": t["function"]} for t in TOOLS]
@@ -206,7 +201,7 @@ def test_auto_cuts_a_written_call_out_of_the_text_whole_and_streamed(scripted):
     # without tools (or tool_choice none) the same text is plain text, and the template gets no tools
     for extra in ({}, {"tools": TOOLS, "tool_choice": "none"}):
         plain = create(sdk, **extra).choices[0]
-        assert plain.message.content == SCRIPTED and plain.finish_reason == "stop" and not plain.message.tool_calls
+        assert plain.message.content == SCRIPTED_CALL and plain.finish_reason == "stop" and not plain.message.tool_calls
         assert engine.templated[-1][1] is None
 
 

@@ -51,3 +51,11 @@ def test_a_model_without_a_template_continues_the_transcripts_last_line():
     assert render(None, [ASK, PREFILL], continue_final=True) == \
         "user: Count from 1 to 10 separated by commas.\nassistant: 1, 2, 3,"
     assert render(None, [ASK]).endswith("\nassistant:")
+
+
+def test_a_model_without_a_template_reads_earlier_calls_as_json_lines():
+    call = {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}
+    messages = [ASK, {"role": "assistant", "content": None, "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": "c1", "content": "22 C"}]
+    assert render(None, messages) == ("user: Count from 1 to 10 separated by commas.\nassistant: \n"
+                                      '{"name": "get_weather", "arguments": {"city": "Oslo"}}\ntool: 22 C\nassistant:')

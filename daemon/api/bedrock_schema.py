@@ -1,0 +1,207 @@
+"""A Bedrock Converse (or CountTokens `converse`) body, checked and turned into the chat messages and tools a chat
+template reads.
+
+Wire format: botocore's service model `bedrock-runtime/2023-09-30/service-2.json` (ConverseRequest, Message,
+ContentBlock, ToolUseBlock, ToolResultBlock, ToolConfiguration, ToolChoice, OutputConfig, ConverseTokensRequest) and
+the Bedrock API reference; ../shared/notes/api-doors.md section 3.
+
+What reaches the template:
+- `system` text blocks form the system message; text blocks are joined per message; reasoning and `cachePoint`
+  blocks are skipped; image, document, video and audio blocks are refused (the served model reads text).
+- Tool use as Hugging Face chat templates read it (OpenAI's function form), as the OpenAI and Anthropic doors give
+  it: an assistant's `toolUse` blocks become its `tool_calls`, `toolResult` blocks `role: "tool"` messages (ahead
+  of the turn's text; text and `json` content joined, "Error: " before a result with `status: error`), and
+  `toolConfig.tools[].toolSpec` the tools. `toolChoice` `auto` (the default) lets the model write calls (cut out of
+  its text by tool_calls.py), `any` or `tool` forces one (structured output: `{"name", "arguments"}` with the tool's
+  `inputSchema.json`).
+- A final assistant message with text is a prefill, as Claude on Bedrock reads one: the answer continues it. Its
+  text may not end with whitespace (ValidationException, as on Anthropic's API) and it cannot be combined with a
+  forced tool call or `outputConfig.textFormat`; an empty one is dropped, one with tool blocks is a finished turn.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .schema import (BadRequest, CompletionParams, _float, _int, _object, _stop, _wrong, blocks_text,
+                     checked_json_schema, forced_call_schema, object_schema)
+
+DEFAULT_MAX_TOKENS = 4096  # Converse and InvokeModel without a limit; the engine also stops at the context's end
+ROLES = ("user", "assistant")
+TOOL_BLOCKS = ("toolUse", "toolResult")
+MEDIA_BLOCKS = {"image", "document", "video", "audio"}
+
+
+@dataclass
+class ConverseRequest:
+    messages: list[dict]  # Hugging Face chat messages
+    tools: list[dict] | None  # OpenAI function form; None without toolConfig
+    params: CompletionParams
+    prefill: bool = False  # the final (assistant) message's text is continued
+    forced_tool: bool = False  # toolChoice any/tool: the answer is one call (params.json_schema)
+
+
+def parse_converse(body: dict, counting: bool = False) -> ConverseRequest:
+    """POST /model/{id}/converse(-stream), or CountTokens' `input.converse` with `counting` (no inference or output
+    configuration). Raises BadRequest naming the field."""
+    messages = []
+    system = body.get("system")
+    if system is not None:
+        if not isinstance(system, list):
+            raise _wrong("system", "an array of {text} blocks", system)
+        messages.append({"role": "system", "content": blocks_text(system, "system", "system", TOOL_BLOCKS,
+                                                                   MEDIA_BLOCKS)})
+    raw = body.get("messages")
+    if not isinstance(raw, list) or not raw:
+        raise BadRequest("'messages' must be a non-empty array of {role, content} objects", "messages")
+    for i, message in enumerate(raw):
+        messages += _message(message, f"messages[{i}]")
+    prefill = _prefill(messages, raw[-1])
+    params = CompletionParams(prompt="", max_tokens=DEFAULT_MAX_TOKENS, token_healing=False)
+    tools, paths, choice = _tool_config(body)
+    call = forced_call_schema(tools, _object(choice, "tool").get("name"), paths) \
+        if "any" in choice or "tool" in choice else None
+    if counting:
+        return ConverseRequest(messages, tools, params, prefill)
+    config = {f"inferenceConfig.{k}": v for k, v in _object(body, "inferenceConfig").items()}
+    params.max_tokens = _int(config, "inferenceConfig.maxTokens", DEFAULT_MAX_TOKENS, low=1)
+    params.temperature = _float(config, "inferenceConfig.temperature", 0.0, 0.0, 2.0)
+    params.top_p = _float(config, "inferenceConfig.topP", 1.0, 0.0, 1.0)
+    if params.top_p == 0.0:
+        raise BadRequest("'inferenceConfig.topP' must be > 0", "inferenceConfig")
+    params.stop = _stop(config, "inferenceConfig.stopSequences")
+    text_format = output_format(body)
+    if prefill and call is not None:
+        raise BadRequest("a prefill (a final assistant message with text) cannot be combined with a forced tool "
+                         "call (toolConfig.toolChoice any or tool): the call must start the answer", "messages")
+    if prefill and text_format is not None:
+        raise BadRequest("a prefill (a final assistant message with text) cannot be combined with "
+                         "outputConfig.textFormat: the answer must be a document of the schema from its start",
+                         "messages")
+    params.json_schema = call or text_format
+    return ConverseRequest(messages, tools, params, prefill, forced_tool=call is not None)
+
+
+def _message(message: Any, where: str) -> list[dict]:
+    """One Message as chat messages: an assistant's text and calls, or a user's tool results and text."""
+    if not isinstance(message, dict):
+        raise _wrong(where, "an object", message)
+    role = message.get("role")
+    if role not in ROLES:
+        raise BadRequest(f"'{where}.role' must be 'user' or 'assistant', got {role!r}", "messages")
+    content = message.get("content")
+    if not isinstance(content, list):
+        raise _wrong(f"{where}.content", "an array of content blocks", content)
+    text = blocks_text(content, f"{where}.content", "messages", TOOL_BLOCKS, MEDIA_BLOCKS, tools_as_text=False)
+    kinds = {kind: [(j, block[kind]) for j, block in enumerate(content) if isinstance(block, dict) and kind in block]
+             for kind in TOOL_BLOCKS}
+    wrong, home = ("toolResult", "a user") if role == "assistant" else ("toolUse", "an assistant")
+    if kinds[wrong]:
+        raise BadRequest(f"'{where}.content[{kinds[wrong][0][0]}]' is a {wrong} block in {role} message "
+                         f"'{where}'; {wrong} blocks belong in {home} message", "messages")
+    if role == "assistant":
+        reply: dict = {"role": "assistant", "content": text}
+        calls = [_tool_use(use, f"{where}.content[{j}].toolUse") for j, use in kinds["toolUse"]]
+        if calls:
+            reply["tool_calls"] = calls
+        return [reply]
+    results = [_tool_result(result, f"{where}.content[{j}].toolResult") for j, result in kinds["toolResult"]]
+    return results + ([{"role": "user", "content": text}] if text or not results else [])
+
+
+def _tool_use(use: Any, where: str) -> dict:
+    if not isinstance(use, dict):
+        raise _wrong(where, "an object {toolUseId, name, input}", use)
+    for key in ("toolUseId", "name"):
+        if not isinstance(use.get(key), str):
+            raise _wrong(f"{where}.{key}", "a string", use.get(key))
+    if not isinstance(use.get("input", {}), dict):
+        raise _wrong(f"{where}.input", "an object", use.get("input"))
+    return {"id": use["toolUseId"], "type": "function",
+            "function": {"name": use["name"], "arguments": use.get("input", {})}}
+
+
+def _tool_result(result: Any, where: str) -> dict:
+    if not isinstance(result, dict):
+        raise _wrong(where, "an object {toolUseId, content, status}", result)
+    if not isinstance(result.get("toolUseId"), str):
+        raise _wrong(f"{where}.toolUseId", "a string", result.get("toolUseId"))
+    blocks = result.get("content", [])
+    if not isinstance(blocks, list):
+        raise _wrong(f"{where}.content", "an array of {text} or {json} blocks", blocks)
+    texts = []
+    for k, block in enumerate(blocks):
+        if isinstance(block, dict) and "json" in block:
+            texts.append(json.dumps(block["json"], ensure_ascii=False))
+        else:
+            texts.append(blocks_text([block], f"{where}.content[{k}]", "messages", TOOL_BLOCKS, MEDIA_BLOCKS))
+    text = "\n\n".join(t for t in texts if t)
+    return {"role": "tool", "tool_call_id": result["toolUseId"],
+            "content": f"Error: {text}" if result.get("status") == "error" else text}
+
+
+def _prefill(messages: list[dict], last: dict) -> bool:
+    """Whether the final message (`last` as sent) is an assistant's text for the answer to continue. An empty one
+    is dropped (the answer starts a new turn, as without it); one with tool blocks is a finished turn."""
+    if last["role"] != "assistant" or "tool_calls" in messages[-1]:
+        return False
+    text = messages[-1]["content"]
+    if not text:
+        if len(messages) > 1:
+            messages.pop()
+        return False
+    if text != text.rstrip():
+        raise BadRequest("messages: final assistant content cannot end with trailing whitespace", "messages")
+    return True
+
+
+def _tool_config(body: dict) -> tuple[list[dict] | None, list[str], dict]:
+    """`toolConfig`: the tools in OpenAI's function form (None without any), where each one's input schema is in the
+    request, and `toolChoice` ({} when absent: auto)."""
+    config = _object(body, "toolConfig")
+    choice = _object(config, "toolChoice")
+    if choice and (len(choice) != 1 or not set(choice) <= {"auto", "any", "tool"}):
+        raise BadRequest("'toolConfig.toolChoice' must be one of {\"auto\": {}}, {\"any\": {}} or {\"tool\": "
+                         "{\"name\"}}", "toolConfig")
+    if not config:
+        return None, [], choice
+    raw = config.get("tools")
+    if not isinstance(raw, list):
+        raise _wrong("toolConfig.tools", "an array of {toolSpec} objects", raw)
+    functions, paths = [], []
+    for i, tool in enumerate(raw):
+        spec = tool.get("toolSpec") if isinstance(tool, dict) else None
+        if not isinstance(spec, dict):
+            continue  # a cachePoint, or a systemTool that Bedrock itself runs
+        name, path = spec.get("name"), f"toolConfig.tools[{i}].toolSpec.inputSchema.json"
+        schema = object_schema(_object(_object(spec, "inputSchema"), "json"), path, "toolConfig")
+        if not isinstance(name, str):
+            raise _wrong(f"toolConfig.tools[{i}].toolSpec.name", "a string", name)
+        functions.append({"type": "function", "function": {"name": name, "description": spec.get("description") or "",
+                                                            "parameters": schema}})
+        paths.append(path)
+    if not functions and ("any" in choice or "tool" in choice):
+        raise BadRequest("'toolConfig.toolChoice' forces a tool call but 'toolConfig.tools' has none", "toolConfig")
+    return functions or None, paths, choice
+
+
+def output_format(body: dict) -> dict | bool | None:
+    """`outputConfig.textFormat` (botocore's OutputFormat): {"type": "json_schema", "structure": {"jsonSchema":
+    {"schema": "<a JSON Schema as a string>", "name", "description"}}}, the answer's text is a document of the
+    schema (checked as every door's); None without one."""
+    fmt = _object(_object(body, "outputConfig"), "textFormat")
+    if not fmt:
+        return None
+    if fmt.get("type") != "json_schema":
+        raise BadRequest(f"'outputConfig.textFormat.type' must be json_schema, got {fmt.get('type')!r}", "outputConfig")
+    text = _object(_object(fmt, "structure"), "jsonSchema").get("schema")
+    where = "outputConfig.textFormat.structure.jsonSchema.schema"
+    if not isinstance(text, str):
+        raise _wrong(where, "a string (a JSON Schema as JSON text)", text)
+    try:
+        schema = json.loads(text)
+    except ValueError as error:
+        raise BadRequest(f"'{where}' is not JSON: {error}", "outputConfig") from None
+    return checked_json_schema(schema, where)

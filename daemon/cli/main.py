@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -494,6 +493,7 @@ def _count(text: str) -> int:
 
 def cmd_logs(args: argparse.Namespace) -> int:
     from specd.daemon.process.lifecycle import tail_log
+    from specd.daemon.process.log_file import follow
 
     log_file = get_paths().log_file
     text = tail_log(log_file, args.lines)
@@ -501,15 +501,13 @@ def cmd_logs(args: argparse.Namespace) -> int:
         print(text)
     if not args.follow:
         return 0 if log_file.exists() else 1
-    with open(log_file, "rb") as f:
-        f.seek(0, 2)
-        while True:
-            line = f.readline()
-            if line:
-                sys.stdout.write(line.decode("utf-8", "replace"))
-                sys.stdout.flush()
-            else:
-                time.sleep(0.2)
+
+    def write(line: str) -> None:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+
+    follow(log_file, write)
+    return 0
 
 
 def cmd_lsp(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from specd.daemon import __version__
+from .log_file import MAX_LOG_BYTES, older, rotate_before_start, rotate_while_running
 from .state import (LOCK_FD_ENV, DaemonLock, live_state, lock_is_held, process_start, read_state, read_token,
                     remove_state, same_process_alive, write_private, write_state)
 from specd.daemon.config.paths import Paths, ensure_dir
@@ -32,7 +33,6 @@ progress_log = logging.getLogger("specd.progress")
 
 PROGRESS_MARK = " specd.progress: "  # how `start` picks progress lines out of the daemon's log
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-MAX_LOG_BYTES = 5 * 1024 * 1024
 STOP_TIMEOUT_S = 30.0
 KILL_WAIT_S = 10.0  # for the kernel to end a SIGKILLed process
 STATE_CHECK_S = 2.0  # how often the daemon checks that its state and token files are still there
@@ -166,7 +166,7 @@ async def _keep_files(paths: Paths, state: dict, token: str, stop: asyncio.Event
     gone (a /tmp cleaner, a user's rm): start, status and stop find the daemon by the state file (without it a
     start would wait for a daemon that never says it is ready, and a stop would find nothing to stop), and every
     client reads the token it still checks from the token file. A token file the user changed is left alone
-    (`specd restart` then takes the new token)."""
+    (`specd restart` then takes the new token). A log grown beyond MAX_LOG_BYTES is rotated (log_file.py)."""
     while not stop.is_set():
         try:
             await asyncio.wait_for(stop.wait(), timeout=STATE_CHECK_S)
@@ -177,6 +177,12 @@ async def _keep_files(paths: Paths, state: dict, token: str, stop: asyncio.Event
             if not paths.token_file.exists():
                 log.warning("the token file %s was gone; writing it again", paths.token_file)
                 write_private(paths.token_file, token + "\n")
+            try:
+                if rotate_while_running(paths.log_file):
+                    log.info("the log grew beyond %d MiB; the earlier lines are in %s", MAX_LOG_BYTES >> 20,
+                             older(paths.log_file))
+            except OSError as e:
+                log.warning("could not start a new log file %s: %s", paths.log_file, e)
 
 
 def listen_problem(error: OSError) -> str:
@@ -242,7 +248,7 @@ def start_background(paths: Paths, serve_args: list[str], progress: Progress) ->
 
 def _spawn(paths: Paths, serve_args: list[str], lock: DaemonLock) -> tuple[subprocess.Popen, int]:
     """`specd serve` detached, inheriting `lock`; returns it and where its lines begin in the log."""
-    _rotate_log(paths.log_file)
+    rotate_before_start(paths.log_file)
     offset = _log_size(paths)
     with open(paths.log_file, "ab") as log_file:
         child = subprocess.Popen(
@@ -304,14 +310,6 @@ def _relay_progress(log_file: Path, offset: int, progress: Progress) -> int:
         elif " ERROR " in line:
             progress(line)
     return offset + len(complete)
-
-
-def _rotate_log(log_file: Path) -> None:
-    try:
-        if log_file.stat().st_size > MAX_LOG_BYTES:
-            os.replace(log_file, log_file.with_name(log_file.name + ".1"))
-    except FileNotFoundError:
-        pass
 
 
 def tail_log(log_file: Path, lines: int, start: int = 0) -> str:

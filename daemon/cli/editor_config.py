@@ -81,6 +81,8 @@ class Facts:
     # Where fim_family comes from: "served" (the running daemon's tokenizer), "tokenizer" (one on this disk),
     # "name" (a guess from the model's name) or "unknown".
     fim_source: str = "unknown"
+    # SPECD_HOME as this shell sets it (absolute), which an editor's `specd lsp` must get too; None when unset
+    specd_home: str | None = None
 
 
 def _family_from_tokenizer(source: str | Path) -> str | None:
@@ -176,6 +178,7 @@ def gather_facts() -> Facts:
         running=state is not None,
         specd_path=shutil.which("specd") or "specd",
         fim_source=source,
+        specd_home=str(Path(os.environ["SPECD_HOME"]).expanduser().resolve()) if os.environ.get("SPECD_HOME") else None,
     )
 
 
@@ -282,7 +285,30 @@ def snippet(editor: str, facts: Facts) -> str:
         return json.dumps(vscode_settings(facts), indent=2) + "\n"
     if editor == "zed":
         return json.dumps(zed_settings(facts), indent=2) + "\n"
-    return snippet_file(editor).read_text(encoding="utf-8")
+    text = snippet_file(editor).read_text(encoding="utf-8")
+    return with_specd_home(editor, text, facts.specd_home) if facts.specd_home else text
+
+
+# Where each language-server snippet starts `specd lsp`, and the same start under SPECD_HOME=%s (the value quoted
+# for the file's language): an editor started from the desktop lacks the shell's SPECD_HOME, and `specd lsp` would
+# look for (and start) a daemon in the default home instead of this one.
+_LAUNCH = {
+    "neovim": ('  cmd = { "specd", "lsp" },\n', '  cmd = { "specd", "lsp" },\n  cmd_env = { SPECD_HOME = %s },\n'),
+    "helix": ('args = ["lsp"]\n', 'args = ["lsp"]\nenvironment = { SPECD_HOME = %s }\n'),
+    "emacs": ("(defcustom specd-command '(\"specd\" \"lsp\")", "(defcustom specd-command '(\"env\" %s \"specd\" \"lsp\")"),
+}
+
+
+def with_specd_home(editor: str, text: str, home: str) -> str:
+    """The snippet `text` starting `specd lsp` with SPECD_HOME=`home` (Neovim's `cmd_env`, Helix's `environment`,
+    `env` for Emacs). Raises ConfigError when the snippet has no launch line to change."""
+    plain, homed = _LAUNCH[editor]
+    if text.count(plain) != 1:
+        raise ConfigError(f"the {editor} snippet does not start `specd lsp` where specd expects; SPECD_HOME={home} "
+                          "cannot be added to it")
+    # a string in Lua, TOML and Lisp alike (no \\u escapes: LuaJIT has none)
+    value = json.dumps(f"SPECD_HOME={home}" if editor == "emacs" else home, ensure_ascii=False)
+    return text.replace(plain, homed % value)
 
 
 # ---- where each editor keeps its settings ------------------------------------------------------------------
@@ -441,6 +467,11 @@ def notes(editor: str, facts: Facts) -> list[str]:
         lines.append(f'  export {ZED_PROVIDER.upper()}_API_KEY="$(cat {facts.token_file})"   # the assistant')
     else:
         lines.append("`specd lsp` finds the daemon and its token by itself; nothing secret in this snippet.")
+        if facts.specd_home:
+            lines.append(f"It starts `specd lsp` with SPECD_HOME={facts.specd_home}, as this shell has it.")
+    if facts.specd_home and editor in ("vscode", "cursor"):
+        lines.append(f"SPECD_HOME is {facts.specd_home} here: start {'VS Code' if editor == 'vscode' else 'Cursor'} "
+                     "from a shell that sets it, or its `specd lsp` looks for a daemon in the default home.")
     if not facts.running and facts.port == 0:
         lines.append("settings.json has port 0 (a new port at each start): set a fixed port for editors.")
     return lines

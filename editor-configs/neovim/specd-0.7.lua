@@ -99,6 +99,7 @@ local function attach(bufnr)
     id = vim.lsp.start_client({
       name = "specd",
       cmd = specd.cmd,
+      cmd_env = specd.cmd_env, -- `specd config neovim` sets it when specd runs under another SPECD_HOME
       root_dir = root,
       settings = specd.settings,
       on_init = function(client)

@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -118,6 +119,34 @@ def test_neovim_07_snippet_gets_completions_from_specd(nvim, running_daemon, tmp
     assert server["daemon"]["requests_served"] >= 1
     for item in completion["result"]["items"]:
         assert item["detail"] == "specd" and "\n" not in item["textEdit"]["newText"]
+
+
+@pytest.mark.slow
+def test_the_snippet_specd_config_writes_under_specd_home_reaches_that_daemon_from_a_desktop_neovim(
+        nvim, running_daemon, tmp_path):
+    """Neovim started without the shell's SPECD_HOME (from a desktop menu) still finds the daemon the snippet was
+    made for: `specd config` passes SPECD_HOME to `specd lsp` (cmd_env). Its default home here is an empty folder,
+    so a `specd lsp` without it would find no daemon there (and start another)."""
+    from specd.daemon.cli.editor_config import with_specd_home
+
+    state, _, env = running_daemon
+    snippet = tmp_path / "specd.lua"
+    snippet.write_text(with_specd_home("neovim", SNIPPET.read_text(), env["SPECD_HOME"]))
+    source = python_project(tmp_path)
+    command, extra = nvim_command(nvim, tmp_path, DRIVE, source, snippet)
+    desktop = {k: v for k, v in specd_on_path(tmp_path, env).items() if k != "SPECD_HOME"}
+    empty = tmp_path / "default-home"
+    desktop.update(XDG_CONFIG_HOME=str(empty / "config"), XDG_DATA_HOME=str(empty / "data"))
+    try:
+        done = subprocess.run(command, env={**desktop, **extra}, capture_output=True, text=True, timeout=300,
+                              cwd=source.parent)
+    finally:  # a `specd lsp` that missed SPECD_HOME started a daemon in the empty default home
+        subprocess.run([sys.executable, "-m", "specd.daemon.cli", "stop"], env={**desktop, **extra},
+                       capture_output=True, timeout=120)
+    result = json.loads((tmp_path / "result.json").read_text()) if (tmp_path / "result.json").exists() else None
+    assert result is not None, f"nvim stopped early: {done.stdout}{done.stderr}"
+    daemon = result["status"]["result"]["daemon"]
+    assert daemon.get("pid") == state["pid"] and daemon["requests_served"] >= 1, daemon  # that daemon, not a new one
 
 
 MENU_DRIVE = r"""

@@ -174,7 +174,8 @@ captured.hint = captured.hint or false
 CAPTURE_07 = """
 local captured = {}
 vim.lsp.start_client = function(cfg)
-  captured.cfg = { cmd = cfg.cmd, name = cfg.name, settings = cfg.settings, root_dir = cfg.root_dir }
+  captured.cfg = { cmd = cfg.cmd, cmd_env = cfg.cmd_env, name = cfg.name, settings = cfg.settings,
+                   root_dir = cfg.root_dir }
 end
 dofile(SNIPPET)
 vim.cmd("edit " .. vim.fn.fnameescape(vim.fn.tempname() .. ".py"))  -- a file's buffer: unnamed ones get no client
@@ -224,6 +225,49 @@ def test_neovim_07_snippet_starts_specd_on_filetype(tmp_path):
     captured = run_lua(tmp_path, EDITOR_CONFIGS / "neovim/specd-0.7.lua", CAPTURE_07)
     assert captured["cfg"]["cmd"] == ["specd", "lsp"] and captured["cfg"]["name"] == "specd"
     check_lua_settings(captured["cfg"]["settings"])
+
+
+ODD_HOME = '/tmp/a "home" \\ ü'  # quotes, a backslash and a non-ASCII letter: each file's string syntax is needed
+
+
+@needs_nvim
+@pytest.mark.parametrize("name", ["specd.lua", "specd-0.7.lua"])
+def test_neovim_snippets_under_specd_home_start_specd_lsp_with_it(tmp_path, name):
+    """An editor started from the desktop lacks the shell's SPECD_HOME: `specd config` passes it to `specd lsp`."""
+    nvim = NEWEST_NVIM if name == "specd.lua" else NVIM
+    version = subprocess.run([nvim, "--version"], capture_output=True, text=True, timeout=30).stdout
+    if name == "specd.lua" and version.startswith("NVIM v0.7."):
+        pytest.skip("the 0.12 snippet needs Neovim 0.8 or later even with stand-ins (LspAttach): set SPECD_TEST_NVIM")
+    snippet = tmp_path / name
+    snippet.write_text(editor_config.with_specd_home("neovim", load(f"neovim/{name}"), ODD_HOME))
+    captured = run_lua(tmp_path, snippet, CAPTURE_012 if name == "specd.lua" else CAPTURE_07, nvim)
+    assert captured["cfg"]["cmd"] == ["specd", "lsp"] and captured["cfg"]["cmd_env"] == {"SPECD_HOME": ODD_HOME}
+
+
+def test_helix_and_emacs_snippets_under_specd_home_start_specd_lsp_with_it():
+    helix = tomllib.loads(editor_config.with_specd_home("helix", load("helix/languages.toml"), ODD_HOME))
+    assert helix["language-server"]["specd"]["environment"] == {"SPECD_HOME": ODD_HOME}
+    emacs = editor_config.with_specd_home("emacs", load("emacs/specd.el"), ODD_HOME)
+    assert elisp_balanced(emacs)
+    assert """(defcustom specd-command '("env" "SPECD_HOME=/tmp/a \\"home\\" \\\\ ü" "specd" "lsp")""" in emacs
+    with pytest.raises(editor_config.ConfigError, match="SPECD_HOME"):
+        editor_config.with_specd_home("helix", "[language-server.specd]\n", ODD_HOME)
+
+
+@pytest.mark.parametrize("editor, printed", [("helix", 'environment = { SPECD_HOME = "%s" }'),
+                                             ("emacs", '"env" "SPECD_HOME=%s"'), ("neovim", 'SPECD_HOME = "%s"')])
+def test_specd_config_prints_the_snippet_with_this_shells_specd_home(tmp_path, editor, printed):
+    home = tmp_path / "specd-home"
+    done = subprocess.run(["specd", "config", editor], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "SPECD_HOME": str(home)})
+    assert done.returncode == 0, done.stderr
+    assert printed % home in done.stdout and f"SPECD_HOME={home}" in done.stderr
+    plain = subprocess.run(["specd", "config", editor], capture_output=True, text=True, timeout=120,
+                           env={k: v for k, v in os.environ.items() if k != "SPECD_HOME"})
+    assert str(home) not in plain.stdout
+    vscode = subprocess.run(["specd", "config", "vscode"], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "SPECD_HOME": str(home)})
+    assert f"SPECD_HOME is {home} here: start VS Code from a shell that sets it" in vscode.stderr
 
 
 # ---- Helix, Emacs ----------------------------------------------------------------------------------------

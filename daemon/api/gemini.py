@@ -10,15 +10,11 @@ cli-clients.md):
 - Paths: `/{v1,v1beta}/models/{model}:{method}` (google-genai ≥ 3 uses v1, the Gemini CLI v1beta), Vertex's
   `/{v1,v1beta1}/projects/{p}/locations/{l}/publishers/google/models/{model}:{method}` and express mode's
   `/{v1,v1beta1}/publishers/google/models/{model}:{method}`. `model` must name the served model (or `specd`).
-- Fields arrive camelCase or snake_case (protobuf JSON accepts both). Text parts are read; `thought` parts are
-  skipped; function calls and responses in earlier turns are written into the transcript as JSON text. A final
-  `model` content is a finished turn (the answer starts a new one): Google documents no prefill, unlike Anthropic's
-  and Bedrock's APIs, whose doors continue one (Engine.apply_chat_template's `continue_final`). `tools`,
-  `toolConfig`, `safetySettings`, `cachedContent`, `labels`, and in `generationConfig` `topK`, `thinkingConfig`,
-  `presencePenalty`, `frequencyPenalty` are accepted and ignored; `candidateCount` above 1 and image/file parts
-  are refused (400). `responseMimeType: application/json` makes the answer JSON: a document of
-  `responseJsonSchema` (JSON Schema) or `responseSchema` (Google's OpenAPI subset: upper-case types, `nullable`),
-  or any JSON value without either (structured output, engine/grammar.py); other MIME types are ignored.
+- The request body is read by gemini_schema.py: contents, systemInstruction, generationConfig and function
+  calling (tools' functionDeclarations, functionCall/functionResponse parts, toolConfig's mode). `safetySettings`,
+  `cachedContent`, `labels`, and in `generationConfig` `topK`, `thinkingConfig`, `presencePenalty`,
+  `frequencyPenalty` are accepted and ignored; `candidateCount` above 1 and image/file parts are refused (400).
+  Answers carry text parts and, with functions declared, `functionCall` parts (GeminiShape).
 - Streams are SSE `data: <GenerateContentResponse>` events with no event names and no end marker (`alt=sse`);
   the last carries `finishReason` and `usageMetadata`. Without `alt=sse` the answer is the JSON array of such
   responses, here one whole response (no client the notes list reads it piece by piece).

@@ -7,7 +7,12 @@ GenerationConfig; ai.google.dev/api/caching#Tool, #FunctionDeclaration, #Functio
 section 2). Keys arrive camelCase or snake_case, at every level (protobuf JSON accepts both).
 
 What reaches the template:
-- `systemInstruction` is the system message; text parts are joined per content; `thought` parts are skipped.
+- `systemInstruction` is the system message; text parts are joined per content; `thought` parts are skipped. A
+  final `model` content is a finished turn (the answer starts a new one): Google documents no prefill, unlike
+  Anthropic's and Bedrock's APIs, whose doors continue one.
+- `generationConfig.responseMimeType: application/json` makes the answer JSON: a document of `responseJsonSchema`
+  (JSON Schema) or `responseSchema` (Google's OpenAPI subset, `json_schema`), or any JSON value without either
+  (structured output, engine/grammar.py); other MIME types are ignored.
 - Function calling as Hugging Face chat templates read it (OpenAI's function form), as the Anthropic and OpenAI
   doors give it: a `model` content's `functionCall` parts become the assistant's `tool_calls`, `functionResponse`
   parts `role: "tool"` messages (ahead of the turn's text) whose content is the response object as JSON, or its

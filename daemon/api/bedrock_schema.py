@@ -133,10 +133,18 @@ def _tool_result(result: Any, where: str) -> dict:
         raise _wrong(f"{where}.content", "an array of {text} or {json} blocks", blocks)
     texts = []
     for k, block in enumerate(blocks):
-        if isinstance(block, dict) and "json" in block:
+        here = f"{where}.content[{k}]"
+        if not isinstance(block, dict):
+            raise _wrong(here, "an object", block)
+        if "json" in block:
             texts.append(json.dumps(block["json"], ensure_ascii=False))
+        elif "text" in block:
+            if not isinstance(block["text"], str):
+                raise _wrong(f"{here}.text", "a string", block["text"])
+            texts.append(block["text"])
         else:
-            texts.append(blocks_text([block], f"{where}.content[{k}]", "messages", TOOL_BLOCKS, MEDIA_BLOCKS))
+            raise BadRequest(f"'{here}': specd reads text and json blocks in a tool result, not "
+                             f"{', '.join(sorted(block)) or 'an empty block'}", "messages")
     text = "\n\n".join(t for t in texts if t)
     return {"role": "tool", "tool_call_id": result["toolUseId"],
             "content": f"Error: {text}" if result.get("status") == "error" else text}
@@ -157,14 +165,21 @@ def _prefill(messages: list[dict], last: dict) -> bool:
     return True
 
 
+def _member(parent: dict, key: str, where: str) -> dict:
+    """`parent[key]`, an object or absent ({}); else BadRequest naming `where` (the member's whole path)."""
+    return _object({where: parent.get(key)}, where)
+
+
 def _tool_config(body: dict) -> tuple[list[dict] | None, list[str], dict]:
     """`toolConfig`: the tools in OpenAI's function form (None without any), where each one's input schema is in the
     request, and `toolChoice` ({} when absent: auto)."""
     config = _object(body, "toolConfig")
-    choice = _object(config, "toolChoice")
+    choice = _member(config, "toolChoice", "toolConfig.toolChoice")
     if choice and (len(choice) != 1 or not set(choice) <= {"auto", "any", "tool"}):
         raise BadRequest("'toolConfig.toolChoice' must be one of {\"auto\": {}}, {\"any\": {}} or {\"tool\": "
                          "{\"name\"}}", "toolConfig")
+    if "tool" in choice and not isinstance(_member(choice, "tool", "toolConfig.toolChoice.tool").get("name"), str):
+        raise _wrong("toolConfig.toolChoice.tool.name", "a string", choice["tool"].get("name"))
     if not config:
         return None, [], choice
     raw = config.get("tools")
@@ -172,14 +187,23 @@ def _tool_config(body: dict) -> tuple[list[dict] | None, list[str], dict]:
         raise _wrong("toolConfig.tools", "an array of {toolSpec} objects", raw)
     functions, paths = [], []
     for i, tool in enumerate(raw):
-        spec = tool.get("toolSpec") if isinstance(tool, dict) else None
-        if not isinstance(spec, dict):
+        where = f"toolConfig.tools[{i}]"
+        if not isinstance(tool, dict) or not set(tool) & {"toolSpec", "systemTool", "cachePoint"}:
+            raise _wrong(where, "an object {toolSpec}, {systemTool} or {cachePoint}", tool)
+        if "toolSpec" not in tool:
             continue  # a cachePoint, or a systemTool that Bedrock itself runs
-        name, path = spec.get("name"), f"toolConfig.tools[{i}].toolSpec.inputSchema.json"
-        schema = object_schema(_object(_object(spec, "inputSchema"), "json"), path, "toolConfig")
-        if not isinstance(name, str):
-            raise _wrong(f"toolConfig.tools[{i}].toolSpec.name", "a string", name)
-        functions.append({"type": "function", "function": {"name": name, "description": spec.get("description") or "",
+        spec = _member(tool, "toolSpec", f"{where}.toolSpec")
+        name, description = spec.get("name"), spec.get("description")
+        if not isinstance(name, str) or not name:
+            raise BadRequest(f"'{where}.toolSpec.name' must be a non-empty string, got {json.dumps(name)}", "toolConfig")
+        if name in {f["function"]["name"] for f in functions}:
+            raise BadRequest(f"'{where}.toolSpec.name': {name!r} names two tools", "toolConfig")
+        if description is not None and not isinstance(description, str):
+            raise _wrong(f"{where}.toolSpec.description", "a string", description)
+        path = f"{where}.toolSpec.inputSchema.json"
+        schema = object_schema(_member(_member(spec, "inputSchema", f"{where}.toolSpec.inputSchema"), "json", path),
+                               path, "toolConfig")
+        functions.append({"type": "function", "function": {"name": name, "description": description or "",
                                                             "parameters": schema}})
         paths.append(path)
     if not functions and ("any" in choice or "tool" in choice):

@@ -108,8 +108,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
     rid = secrets.token_hex(12)
     if ctx.settings.log_prompts:
         log.info("%s messages=%r tools=%d", rid, parsed.messages, len(parsed.tools or ()))
-    shape = GeminiShape(rid, ctx.model_names()[0], speculative=report, tools=parsed.tools is not None,
-                        forced_tool=parsed.forced_tool)
+    names = {tool["function"]["name"] for tool in parsed.tools} if parsed.tools is not None else None
+    shape = GeminiShape(rid, ctx.model_names()[0], speculative=report, names=names, forced_tool=parsed.forced_tool)
     answer = await generate(request, ctx, chat_request(ctx, params, parsed.messages, parsed.tools), params, shape)
     if method == "streamGenerateContent" and not params.stream and answer.status == 200:
         accounting = {k: v for k, v in answer.headers.items() if k.lower().startswith("x-specd-")}
@@ -170,26 +170,34 @@ def usage_metadata(stats: dict) -> dict:
 
 class GeminiShape(Shape):
     """A candidate whose parts are the model's text cut into text and functionCall parts (tool_calls.py) when the
-    request declared functions, or one functionCall part when it forced a call (mode ANY: the whole answer is the
-    call's JSON, held back in a stream until it is whole). Whitespace alone makes no part next to a call, in a
-    stream as in a whole answer, so both carry the same parts; a call ends the turn with `STOP`, as Gemini's do."""
+    request declared functions (a call of a function it did not declare, or `allowedFunctionNames` left out, stays
+    text: google-genai's automatic function calling fails on a name it has no function for), or one functionCall
+    part when it forced a call (mode ANY: the whole answer is the call's JSON, held back in a stream until it is
+    whole). Whitespace alone makes no part next to a call, in a stream as in a whole answer, so both carry the same
+    parts; an answer with a call ends with `STOP`, as Gemini's do.
+
+    A stream sends each event's parts one event late, so that the last event carries parts with its `finishReason`
+    (as Gemini's does): google-genai's chats drop a streamed turn from their history when any event has no parts,
+    and the Gemini CLI refuses a part whose text is ""."""
 
     done = b""  # Gemini's stream just ends
 
-    def __init__(self, rid: str, model: str, speculative: dict | None = None, tools: bool = False,
+    def __init__(self, rid: str, model: str, speculative: dict | None = None, names: set[str] | None = None,
                  forced_tool: bool = False) -> None:
+        """`names`: the functions the model may call (None: no function calling, the answer is text)."""
         super().__init__(rid, model, speculative)
-        self.parser = tool_calls.ToolCallParser() if tools and not forced_tool else None
+        self.names = names
+        self.parser = tool_calls.ToolCallParser(names) if names is not None and not forced_tool else None
         self.forced_tool = forced_tool
         self.forced_text = ""  # a forced call's text so far (a stream)
         self.held = ""  # in a stream with tools, whitespace not yet sent
+        self.lagging: list[dict] = []  # the parts of the stream's previous event, sent with the next one
         self.called = False
 
     def _response(self, parts: list[dict], finish_reason: str | None = None, stats: dict | None = None) -> dict:
-        # A last event with no text has no parts: the Gemini CLI refuses a part whose text is "".
         candidate: dict = {"content": {"role": "model", "parts": parts}, "index": 0}
         if finish_reason is not None:
-            candidate["finishReason"] = FINISH_REASONS.get(finish_reason, "OTHER")
+            candidate["finishReason"] = "STOP" if self.called else FINISH_REASONS.get(finish_reason, "OTHER")
         answer = {"candidates": [candidate], "modelVersion": self.model, "responseId": self.rid}
         if stats is not None:
             answer["usageMetadata"] = usage_metadata(stats)
@@ -218,26 +226,31 @@ class GeminiShape(Shape):
             self.held = ""
         return [part for part in parts if part.get("text") != ""]
 
-    def body(self, text: str, finish_reason: str, stats: dict) -> dict:
+    def _pieces(self, text: str) -> list:
         if self.forced_tool:
-            pieces = tool_calls.forced_pieces(text)
-        else:
-            pieces = tool_calls.split(text) if self.parser is not None else [text]
-        return self._response(self._parts(pieces, last=True), finish_reason, stats)
+            return tool_calls.forced_pieces(text)
+        return tool_calls.split(text, self.names) if self.parser is not None else [text]
+
+    def body(self, text: str, finish_reason: str, stats: dict) -> dict:
+        return self._response(self._parts(self._pieces(text), last=True), finish_reason, stats)
 
     def delta(self, text: str) -> dict | list[dict]:
         if self.forced_tool:
             self.forced_text += text
             return []
         parts = self._parts(self.parser.feed(text) if self.parser is not None else [text], last=False)
-        return self._response(parts) if parts else []
+        if not parts:
+            return []
+        ready, self.lagging = self.lagging, parts
+        return self._response(ready) if ready else []
 
     def stream_end(self, finish_reason: str, stats: dict) -> dict:
         if self.forced_tool:
-            pieces = tool_calls.forced_pieces(self.forced_text)
+            pieces = self._pieces(self.forced_text)
         else:
             pieces = self.parser.finish() if self.parser is not None else []
-        return self._response(self._parts(pieces, last=True), finish_reason, stats)
+        parts, self.lagging = self.lagging + self._parts(pieces, last=True), []
+        return self._response(parts, finish_reason, stats)
 
     def error_event(self, failure: web.Response) -> bytes:
         """Google sends an error after the 200 as the bare JSON error body, not as a `data:` event: google-genai

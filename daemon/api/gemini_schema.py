@@ -71,7 +71,8 @@ def parse_generate(body: dict, counting: bool = False) -> GenerateRequest:
     if not isinstance(contents, list) or not contents:
         raise BadRequest("'contents' must be a non-empty array of {role, parts} objects", "contents")
     for i, content in enumerate(contents):
-        messages += _turn(content, f"contents[{i}]")
+        for message in _turn(content, f"contents[{i}]"):
+            _append(messages, message)
     _pair_responses(messages)
     params = CompletionParams(prompt="", max_tokens=DEFAULT_MAX_OUTPUT_TOKENS, token_healing=False)
     if not counting:
@@ -92,8 +93,8 @@ def _turn(content: Any, where: str) -> list[dict]:
     if not isinstance(content, dict):
         raise _wrong(where, "an object {role, parts}", content)
     role = camel(content).get("role") or "user"
-    if role not in ROLES:
-        raise BadRequest(f"'{where}.role' must be 'user' or 'model', got {role!r}", "contents")
+    if not isinstance(role, str) or role not in ROLES:
+        raise BadRequest(f"'{where}.role' must be 'user' or 'model', got {json.dumps(role)}", "contents")
     text, calls, responses = _parts(content, where)
     if ROLES[role] == "assistant":
         if responses:
@@ -107,6 +108,18 @@ def _turn(content: Any, where: str) -> list[dict]:
         raise BadRequest(f"'{where}' is a {role} turn with a functionCall part; function calls belong in a model "
                          "turn", "contents")
     return responses + ([{"role": "user", "content": text}] if text or not responses else [])
+
+
+def _append(messages: list[dict], message: dict) -> None:
+    """Consecutive model contents are one turn: google-genai's chats keep a streamed answer as one Content per event
+    (text pieces, then a call), which the model wrote as one turn; their text is joined as written."""
+    last = messages[-1] if messages else None
+    if last is None or last["role"] != "assistant" or message["role"] != "assistant":
+        messages.append(message)
+        return
+    last["content"] += message["content"]
+    if message.get("tool_calls"):
+        last["tool_calls"] = last.get("tool_calls", []) + message["tool_calls"]
 
 
 def _parts(content: dict, where: str) -> tuple[str, list[dict], list[dict]]:
@@ -127,9 +140,11 @@ def _parts(content: dict, where: str) -> tuple[str, list[dict], list[dict]]:
 
 
 def _call(value: Any, where: str) -> dict:
-    call = camel(value) if isinstance(value, dict) else value
-    if not isinstance(call, dict) or not isinstance(call.get("name"), str):
-        raise _wrong(f"{where}.name", "a string", call.get("name") if isinstance(call, dict) else call)
+    if not isinstance(value, dict):
+        raise _wrong(where, "an object {name, args, id}", value)
+    call = camel(value)
+    if not isinstance(call.get("name"), str):
+        raise _wrong(f"{where}.name", "a string", call.get("name"))
     args = call.get("args")
     if not isinstance(args if args is not None else {}, dict):
         raise _wrong(f"{where}.args", "an object", args)
@@ -138,36 +153,44 @@ def _call(value: Any, where: str) -> dict:
 
 
 def _response(value: Any, where: str) -> dict:
-    response = camel(value) if isinstance(value, dict) else value
-    if not isinstance(response, dict) or not isinstance(response.get("name"), str):
-        raise _wrong(f"{where}.name", "a string", response.get("name") if isinstance(response, dict) else response)
+    if not isinstance(value, dict):
+        raise _wrong(where, "an object {name, response, id}", value)
+    response = camel(value)
+    if not isinstance(response.get("name"), str):
+        raise _wrong(f"{where}.name", "a string", response.get("name"))
     result = response.get("response")
     if not isinstance(result if result is not None else {}, dict):
         raise _wrong(f"{where}.response", "an object", result)
     result = result or {}
-    only = next(iter(result.values())) if len(result) == 1 else None
-    text = only if isinstance(only, str) else json.dumps(result, ensure_ascii=False)
+    (key, only), = result.items() if len(result) == 1 else ((None, None),)
+    if isinstance(only, str):  # Google's convention: "output" for the function's output, "error" for its failure
+        text = f"Error: {only}" if key == "error" else only
+    else:
+        text = json.dumps(result, ensure_ascii=False)
     call_id = response.get("id")
     return {"role": "tool", "tool_call_id": call_id if isinstance(call_id, str) else None, "content": text,
             "name": response["name"]}
 
 
 def _pair_responses(messages: list[dict]) -> None:
-    """Give each function response without an `id` (google-genai's automatic function calling sends none) the id
-    of the earliest call of its name in the model turn before it that no response answered yet (the name when that
-    call has none either); `name` is only for this pairing."""
+    """Ids for calls and responses that came without (google-genai's automatic function calling and the Gemini
+    API's own answers often have none): a call gets `call_<turn>_<k>` (the same on every request, so a
+    conversation's prompt stays a prefix of the next one's), a response the id of the earliest call of its name
+    in the model turn before it that no response answered yet (else its function's name); `name` is only for this
+    pairing."""
     unanswered: list[dict] = []
-    for message in messages:
+    for turn, message in enumerate(messages):
         if message["role"] == "assistant":
             unanswered = list(message.get("tool_calls") or ())
+            for k, call in enumerate(unanswered):
+                call["id"] = call["id"] or f"call_{turn}_{k}"
         elif message["role"] == "tool":
-            name = message.pop("name")
-            call = next((c for c in unanswered if (message["tool_call_id"] or c["id"]) == c["id"]
-                         and c["function"]["name"] == name), None)
+            name, wanted = message.pop("name"), message["tool_call_id"]
+            call = next((c for c in unanswered if c["function"]["name"] == name and wanted in (None, c["id"])), None)
             if call is not None:
                 unanswered.remove(call)
-            if message["tool_call_id"] is None:
-                message["tool_call_id"] = call["id"] if call is not None and call["id"] else name
+            if wanted is None:
+                message["tool_call_id"] = call["id"] if call is not None else name
 
 
 def _tools(value: Any) -> tuple[list[dict] | None, list[str]]:
@@ -220,14 +243,15 @@ def _declaration(value: Any, where: str) -> tuple[dict, str]:
 def _calling_config(config: dict, tools: list[dict] | None, paths: list[str]
                     ) -> tuple[list[dict] | None, list[str], str]:
     """`toolConfig.functionCallingConfig`: the tools its `allowedFunctionNames` leaves, their paths, and the mode."""
-    calling = camel(_object(camel(config), "functionCallingConfig"))
+    calling = camel(_object({"toolConfig.functionCallingConfig": camel(config).get("functionCallingConfig")},
+                            "toolConfig.functionCallingConfig"))
     mode = calling.get("mode") or "AUTO"
     if not isinstance(mode, str) or mode.upper() not in CALLING_MODES:
         raise BadRequest(f"'toolConfig.functionCallingConfig.mode' must be one of {', '.join(CALLING_MODES)}, got "
                          f"{json.dumps(mode)}", "toolConfig")
     mode = "AUTO" if mode.upper() == "MODE_UNSPECIFIED" else mode.upper()
     allowed = calling.get("allowedFunctionNames")
-    if allowed is None:
+    if not allowed:  # proto3: an empty repeated field is no field
         return tools, paths, mode
     where = "toolConfig.functionCallingConfig.allowedFunctionNames"
     if not isinstance(allowed, list) or not all(isinstance(name, str) for name in allowed):
@@ -269,11 +293,16 @@ def _generation_config(body: dict, params: CompletionParams) -> None:
         params.json_schema = checked_json_schema(schema, name)
 
 
+INT64_KEYWORDS = ("minItems", "maxItems", "minLength", "maxLength", "minProperties", "maxProperties")
+
+
 def json_schema(schema: Any) -> Any:
-    """Google's Schema (an OpenAPI 3.0 subset: `type: "OBJECT"`, `nullable`, `propertyOrdering`, camelCase or
-    snake_case keywords) as JSON Schema; property names are kept as written. An object has the properties it
-    lists and no others (Gemini answers hold only the declared properties), written in `propertyOrdering`'s order
-    (those it leaves out after them, as listed); `format: "enum"` (a STRING with `enum`) is the enum alone."""
+    """Google's Schema (ai.google.dev/api/caching#Schema, google-genai's types.Schema: an OpenAPI 3.0 subset with
+    `type: "OBJECT"`, `nullable`, `propertyOrdering`, `ref`/`defs`, camelCase or snake_case keywords) as JSON
+    Schema; property names are kept as written. An object has the properties it lists and no others unless it says
+    `additionalProperties` (Gemini answers hold only the declared properties), written in `propertyOrdering`'s order
+    (those it leaves out after them, as listed); `format: "enum"` (a STRING with `enum`) is the enum alone; `ref`
+    "#/defs/X" is `$ref` "#/$defs/X"; int64 limits may arrive as strings, as proto3 JSON writes them."""
     if not isinstance(schema, dict):
         return schema
     out = {}
@@ -287,8 +316,14 @@ def json_schema(schema: Any) -> Any:
                 if isinstance(order, list) else []
             names = order + [name for name in value if name not in order]
             out[key] = {name: json_schema(value[name]) for name in names}
-        elif key in ("items", "anyOf"):
+        elif key == "defs" and isinstance(value, dict):
+            out["$defs"] = {name: json_schema(sub) for name, sub in value.items()}
+        elif key == "ref" and isinstance(value, str):
+            out["$ref"] = "#/$defs/" + value[len("#/defs/"):] if value.startswith("#/defs/") else value
+        elif key in ("items", "anyOf", "additionalProperties"):
             out[key] = [json_schema(sub) for sub in value] if isinstance(value, list) else json_schema(value)
+        elif key in INT64_KEYWORDS and isinstance(value, str) and value.isdigit():
+            out[key] = int(value)
         elif key == "format" and value == "enum":
             continue
         elif key not in ("nullable", "propertyOrdering"):

@@ -64,11 +64,13 @@ def _held_back(text: str) -> int:
 
 
 class ToolCallParser:
-    """`feed` text as it comes, then `finish`; each returns the pieces that are settled: str (text) or ToolCall."""
+    """`feed` text as it comes, then `finish`; each returns the pieces that are settled: str (text) or ToolCall.
+    With `names`, a call of any other function stays text too (a door whose clients run every call they get)."""
 
-    def __init__(self) -> None:
+    def __init__(self, names: set[str] | None = None) -> None:
         self.buffer = ""
         self.in_call = False
+        self.names = names
 
     def feed(self, text: str) -> list[str | ToolCall]:
         self.buffer += text
@@ -90,6 +92,8 @@ class ToolCallParser:
                 return pieces
             payload, self.buffer, self.in_call = self.buffer[:end], self.buffer[end + len(CLOSE):], False
             call = _call(payload.strip())
+            if call is not None and self.names is not None and call.name not in self.names:
+                call = None
             pieces.append(call if call is not None else OPEN + payload + CLOSE)
 
     def finish(self) -> list[str | ToolCall]:
@@ -98,9 +102,9 @@ class ToolCallParser:
         return [rest] if rest else []
 
 
-def split(text: str) -> list[str | ToolCall]:
-    """A whole answer's pieces, adjacent text joined."""
-    parser = ToolCallParser()
+def split(text: str, names: set[str] | None = None) -> list[str | ToolCall]:
+    """A whole answer's pieces, adjacent text joined (`names` as ToolCallParser's)."""
+    parser = ToolCallParser(names)
     pieces: list[str | ToolCall] = []
     for piece in parser.feed(text) + parser.finish():
         if isinstance(piece, str) and pieces and isinstance(pieces[-1], str):

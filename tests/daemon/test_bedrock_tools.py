@@ -111,7 +111,8 @@ def test_a_tool_loop_counts_as_the_openai_door_renders_it(chat_daemon):
     ([QUESTION, {"role": "assistant", "content": [{"toolResult": {"toolUseId": "t", "content": []}}]}], {},
      "messages[1].content[0]' is a toolResult block in assistant message"),
     ([{"role": "user", "content": [{"toolResult": {"toolUseId": "t", "content": [{"image": {
-        "format": "png", "source": {"bytes": b"\x89PNG"}}}]}}]}], {}, "only text is supported"),
+        "format": "png", "source": {"bytes": b"\x89PNG"}}}]}}]}], {},
+     "messages[0].content[0].toolResult.content[0]': specd reads text and json blocks in a tool result, not image"),
     ([QUESTION], {"toolConfig": {"tools": [{"toolSpec": {"name": "f", "inputSchema": {"json": {"type": "string"}}}}]}},
      "toolConfig.tools[0].toolSpec.inputSchema.json"),
 ])
@@ -136,3 +137,35 @@ def test_tool_use_blocks_boto3_would_not_send_are_refused_by_name(block, words):
 
     with pytest.raises(BadRequest, match=re.escape(words)):
         parse_converse({"messages": [QUESTION, {"role": "assistant", "content": [block]}]})
+
+
+def spec(name="f", **extra) -> dict:
+    return {"toolSpec": {"name": name, "inputSchema": {"json": {"type": "object"}}, **extra}}
+
+
+@pytest.mark.parametrize("config, words", [
+    ({"tools": [spec(), spec()]}, "'toolConfig.tools[1].toolSpec.name': 'f' names two tools"),
+    ({"tools": [spec("")]}, "'toolConfig.tools[0].toolSpec.name' must be a non-empty string"),
+    ({"tools": [spec(description=5)]}, "'toolConfig.tools[0].toolSpec.description' must be a string"),
+    ({"tools": [spec()], "toolChoice": {"tool": {}}}, "'toolConfig.toolChoice.tool.name' must be a string"),
+    ({"tools": [spec()], "toolChoice": {"tool": "f"}}, "'toolConfig.toolChoice.tool' must be an object"),
+    ({"tools": [5]}, "'toolConfig.tools[0]' must be an object {toolSpec}"),
+    ({"tools": [{"fooSpec": {}}]}, "'toolConfig.tools[0]' must be an object {toolSpec}"),
+    ({"tools": [{"toolSpec": "f"}]}, "'toolConfig.tools[0].toolSpec' must be an object"),
+    ({"tools": [{"toolSpec": {"name": "f", "inputSchema": []}}]}, "'toolConfig.tools[0].toolSpec.inputSchema'"),
+])
+def test_tool_configurations_bedrock_would_refuse_are_refused_by_name(config, words):
+    from specd.daemon.api.bedrock_schema import parse_converse
+    from specd.daemon.api.schema import BadRequest
+
+    with pytest.raises(BadRequest, match=re.escape(words)):
+        parse_converse({"messages": [QUESTION], "toolConfig": config})
+
+
+def test_a_tool_result_holding_a_tool_use_block_is_refused_by_name():
+    from specd.daemon.api.bedrock_schema import parse_converse
+    from specd.daemon.api.schema import BadRequest
+
+    result = {"toolResult": {"toolUseId": "t", "content": [{"text": "ok"}, {"toolUse": {"toolUseId": "u"}}]}}
+    with pytest.raises(BadRequest, match=re.escape("'messages[0].content[0].toolResult.content[1]': specd reads")):
+        parse_converse({"messages": [{"role": "user", "content": [result]}]})

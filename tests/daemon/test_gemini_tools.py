@@ -218,6 +218,9 @@ def test_automatic_function_calling_runs_the_function_and_sends_its_result_back(
      "contents[0].parts[0].functionCall.args"),
     ({"contents": [{"role": "user", "parts": [{"functionResponse": {"response": {}}}]}]},
      "contents[0].parts[0].functionResponse.name"),
+    ({"contents": [{"role": "model", "parts": [{"functionCall": "f"}]}]}, "contents[0].parts[0].functionCall' must be"),
+    ({"contents": [{"role": {"a": None}, "parts": [{"text": "hi"}]}]}, "contents[0].role"),
+    ({"toolConfig": {"functionCallingConfig": [1]}}, "toolConfig.functionCallingConfig"),
 ])
 def test_bad_declarations_and_function_parts_are_a_400_naming_the_field(scripted, body, field):
     _, sdk = scripted
@@ -227,3 +230,97 @@ def test_bad_declarations_and_function_parts_are_a_400_naming_the_field(scripted
             sdk._api_client.request("post", f"models/specd:{method}", raw)
         assert raised.value.code == 400 and raised.value.status == "INVALID_ARGUMENT"
         assert field in raised.value.message, raised.value.message
+
+
+def test_a_streamed_chat_keeps_its_history_and_automatic_calls_pair_with_their_results(scripted):
+    """Every streamed event carries parts (the last one with finishReason), so google-genai's chats record the turn;
+    the SDK keeps a streamed answer as one Content per event, which the door reads back as one model turn."""
+    engine, sdk = scripted
+    ran = []
+
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        ran.append(city)
+        return f"22 C in {city}"
+
+    chat = sdk.chats.create(model="specd", config=types.GenerateContentConfig(
+        tools=[get_weather], max_output_tokens=200,
+        automatic_function_calling=types.AutomaticFunctionCallingConfig(maximum_remote_calls=2)))
+    chunks = list(chat.send_message_stream(QUESTION))
+    assert ran == ["Oslo"] and all(chunk.candidates[0].content.parts for chunk in chunks)
+    assert chunks[-1].candidates[0].finish_reason == types.FinishReason.STOP
+    messages = engine.templated[-1][0]  # the request that carried the function's result
+    assert [m["role"] for m in messages] == ["user", "assistant", "tool"]
+    assert messages[1]["content"] == "Let me check. " and messages[2]["content"] == "22 C in Oslo"
+    assert messages[2]["tool_call_id"] == messages[1]["tool_calls"][0]["id"]
+    plain = sdk.chats.create(model="specd", config=types.GenerateContentConfig(max_output_tokens=200))
+    for question in ("first", "second"):
+        list(plain.send_message_stream(question))
+    roles = [content.role for content in plain.get_history(curated=True)]
+    assert [role for i, role in enumerate(roles) if i == 0 or role != roles[i - 1]] == ["user", "model"] * 2
+    assert [m["content"] for m in engine.templated[-1][0]] == ["first", SCRIPTED_CALL, "second"]
+
+
+def test_a_call_of_a_function_not_declared_or_not_allowed_stays_text(scripted):
+    """google-genai's automatic function calling fails on a name it has no function for; Gemini itself never
+    answers one."""
+    _, sdk = scripted
+    time_only = types.GenerateContentConfig(max_output_tokens=200, tools=[types.Tool(function_declarations=[
+        DECLARATIONS[1]])])
+    for config in (time_only, calling("AUTO", ["get_time"]), calling("VALIDATED", ["get_time"])):
+        answer = sdk.models.generate_content(model="specd", contents=QUESTION, config=config)
+        assert answer.text == SCRIPTED_CALL and not answer.function_calls
+
+
+def test_google_schema_refs_defs_and_limits_as_strings_constrain_a_forced_call(gemini):
+    point = {"type": "OBJECT", "properties": {"x": {"type": "INTEGER", "minimum": 0, "maximum": 9}},
+             "required": ["x"]}
+    parameters = {"type": "OBJECT", "defs": {"Point": point}, "required": ["at", "tags", "counts"],
+                  "properties": {"at": {"ref": "#/defs/Point"},
+                                 "tags": {"type": "ARRAY", "items": {"type": "STRING", "max_length": "4"},
+                                          "max_items": "2"},
+                                 "counts": {"type": "OBJECT", "additionalProperties": {"type": "INTEGER"},
+                                            "maxProperties": "2"}}}
+    body = {"contents": [{"role": "user", "parts": [{"text": QUESTION}]}], "generationConfig": {"maxOutputTokens": 200},
+            "tools": [{"functionDeclarations": [{"name": "place", "parameters": parameters}]}],
+            "toolConfig": {"functionCallingConfig": {"mode": "ANY"}}}
+    expected = {"type": "object", "required": ["at", "tags", "counts"], "additionalProperties": False,
+                "$defs": {"Point": {"type": "object", "required": ["x"], "additionalProperties": False,
+                                    "properties": {"x": {"type": "integer", "minimum": 0, "maximum": 9}}}},
+                "properties": {"at": {"$ref": "#/$defs/Point"},
+                               "tags": {"type": "array", "maxItems": 2, "items": {"type": "string", "maxLength": 4}},
+                               "counts": {"type": "object", "maxProperties": 2,
+                                          "additionalProperties": {"type": "integer"}}}}
+    for seed in range(3):
+        answer = gemini._api_client.request("post", "models/specd:generateContent",
+                                            {**body, "generationConfig": {"maxOutputTokens": 200, "temperature": 1,
+                                                                          "seed": seed}})
+        (part,) = answer.body and json.loads(answer.body)["candidates"][0]["content"]["parts"]
+        jsonschema.validate(part["functionCall"]["args"], expected)
+
+
+def test_history_without_ids_gets_ids_that_pair_each_response_with_its_call():
+    from specd.daemon.api.gemini_schema import parse_generate
+
+    read = {"functionCall": {"name": "read_file", "args": {"path": "a"}}}
+    parsed = parse_generate({"contents": [
+        {"role": "user", "parts": [{"text": "read a and b"}]},
+        {"role": "model", "parts": [{"text": "Reading "}]},  # a streamed answer: one content per event
+        {"role": "model", "parts": [read, {"functionCall": {"name": "read_file", "args": {"path": "b"}}}]},
+        {"role": "user", "parts": [{"functionResponse": {"name": "read_file", "response": {"output": "A"}}},
+                                   {"functionResponse": {"name": "read_file", "response": {"error": "no b"}}}]}],
+        "tools": [{"functionDeclarations": [{"name": "read_file"}]}],
+        "toolConfig": {"functionCallingConfig": {"allowedFunctionNames": []}}})
+    reply, first, second = parsed.messages[1:]
+    assert reply["content"] == "Reading " and [c["id"] for c in reply["tool_calls"]] == ["call_1_0", "call_1_1"]
+    assert (first["tool_call_id"], first["content"]) == ("call_1_0", "A")
+    assert (second["tool_call_id"], second["content"]) == ("call_1_1", "Error: no b")
+    assert [t["function"]["name"] for t in parsed.tools] == ["read_file"]  # an empty allowed list: all of them
+
+
+def test_a_written_call_ends_the_answer_with_stop_even_when_text_after_it_was_cut():
+    from specd.daemon.api.gemini import GeminiShape
+
+    answer = GeminiShape("r", "m", names={"get_weather"}).body(SCRIPTED_CALL + "and then", "length", {})
+    assert answer["candidates"][0]["finishReason"] == "STOP"
+    assert answer["candidates"][0]["content"]["parts"][1]["functionCall"]["name"] == "get_weather"

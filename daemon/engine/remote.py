@@ -6,18 +6,20 @@ templates: those methods are Engine's), hands the prompt to an OpenAI-compatible
 cancellation to the text that comes back. A stop, a cancel or a newer request for the document ends the iteration
 over the client's stream, which closes the upstream connection: the server stops generating. No I/O here.
 
-Not done upstream: token healing (it needs the model's logits on the first steps) and JSON schemas (refused).
+Not done upstream: token healing (it needs the model's logits on the first steps). JSON schemas go to servers that
+constrain their output to one (vLLM, SGLang, llama-server: models/upstream_wire.py) and are refused for others.
 """
 
 from __future__ import annotations
 
+import json
 import time
 
 from .fim import bos_ids, decode_anchor, detect_template, encode_text
 from .loop import Engine, EngineConfig, _stream
 from .requests import CancelToken, GenerationRequest, GenerationResult, RequestError, Stats
 from .stopping import StopRules, StopState, indent_width
-from .upstream_call import Piece, UpstreamCall, UpstreamClient
+from .upstream_call import SCHEMA_SERVERS, Piece, UpstreamCall, UpstreamClient
 
 COUNTED = ("prompt_tokens", "cached_tokens", "completion_tokens", "drafted_tokens", "accepted_tokens",
            "verifier_passes")
@@ -47,8 +49,11 @@ class RemoteEngine(Engine):
                  on_text=None) -> GenerationResult:
         started = time.perf_counter()
         self.validate(request)
-        if getattr(request, "json_schema", None) is not None:
-            raise RequestError("JSON schemas are not supported when an upstream server does the model work")
+        schema = getattr(request, "json_schema", None)
+        if schema is not None and self.client.server not in SCHEMA_SERVERS:
+            said = f"says it is {self.client.server!r}" if self.client.server else "has not said what it is"
+            raise RequestError(f"a JSON schema needs an upstream that constrains its output to one (vLLM, SGLang or "
+                               f"llama-server, as `owned_by` in its /v1/models names it); {self.client.url} {said}")
         prompt_ids = self.prompt_ids(request) or list(self.start_ids)
         if not prompt_ids:
             raise RequestError("the prompt is empty and the tokenizer has no start token (BOS or EOS) to begin from")
@@ -66,7 +71,7 @@ class RemoteEngine(Engine):
             return self._done(output, "length", stats, started, on_text)
         cancel = cancel or CancelToken()
         call = UpstreamCall(self.wire_prompt(request, prompt_ids), rules.max_tokens, float(request.temperature),
-                            float(request.top_p), request.seed)
+                            float(request.top_p), request.seed, {} if schema is True else schema)
         received, reason = [], None
         pieces = self.client.stream(call, cancel)
         try:
@@ -89,6 +94,8 @@ class RemoteEngine(Engine):
         if stats.completion_tokens == 0 and received:  # the upstream's usage never came (a cut stream)
             stats.completion_tokens = len(encode_text(self.tokenizer, "".join(received)))
         stats.verify_s = max(0.0, time.perf_counter() - started - stats.prefill_s)
+        if schema is not None:  # the upstream kept to the schema; whether the document was finished
+            stats.json_complete = _is_json(output.text)
         return self._done(output, reason or "stop", stats, started, on_text)
 
     def wire_prompt(self, request: GenerationRequest, prompt_ids: list[int]) -> str | list[int]:
@@ -125,6 +132,14 @@ class RemoteEngine(Engine):
 
     def close(self) -> None:
         self.client.close()
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _count(stats: Stats, piece: Piece) -> None:

@@ -19,6 +19,9 @@ class UpstreamError(Exception):
         self.status = status
 
 
+SCHEMA_SERVERS = ("vllm", "sglang", "llamacpp")  # upstreams whose completions constrain output to a JSON schema
+
+
 @dataclass
 class UpstreamCall:
     prompt: str | list[int]  # text, or token ids (prompt_format "tokens")
@@ -26,6 +29,7 @@ class UpstreamCall:
     temperature: float
     top_p: float
     seed: int | None
+    json_schema: dict | None = None  # the answer must be a document of it (True, any JSON value, arrives as {})
 
 
 @dataclass
@@ -45,6 +49,7 @@ class Piece:
 class UpstreamClient(Protocol):
     url: str
     model: str
+    server: str | None  # what the upstream says it is (`owned_by` in /v1/models: vllm, sglang, llamacpp, ...)
 
     def stream(self, call: UpstreamCall, cancel: CancelToken) -> Iterator[Piece]:
         """The upstream's events; stops early (closing the connection) when `cancel` is set or when closed."""

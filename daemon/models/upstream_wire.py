@@ -12,6 +12,12 @@ Sources: OpenAI's API reference (Completions: `prompt`, `max_tokens`, `temperatu
 client's requests together and so are read as the upstream's totals, not per request.
 
 `suffix` is never sent: vLLM refuses it and llama-cpp-python's server mishandles it; specd builds FIM prompts itself.
+
+A JSON schema goes in each server's own field (`schema_field`): vLLM's `structured_outputs: {"json": schema}` (its
+docs, Structured Outputs; `guided_json` until 0.12), SGLang's `json_schema` as JSON text (its CompletionRequest in
+protocol.py), llama-server's `json_schema` as an object (tools/server/README.md, /completion options, which
+/v1/completions shares). Other servers (llama-cpp-python's takes GBNF grammars only) get none: RemoteEngine refuses
+the request first.
 """
 
 from __future__ import annotations
@@ -20,6 +26,17 @@ import json
 import re
 
 from specd.daemon.engine.upstream_call import Piece, UpstreamCall
+
+
+def schema_field(schema: dict, server: str | None) -> dict:
+    """The body fields that constrain `server`'s answer to `schema` ({} when it has none)."""
+    if server == "vllm":
+        return {"structured_outputs": {"json": schema}}
+    if server == "sglang":
+        return {"json_schema": json.dumps(schema)}
+    if server == "llamacpp":
+        return {"json_schema": schema}
+    return {}
 
 
 def request_body(call: UpstreamCall, model: str, server: str | None) -> dict:
@@ -33,6 +50,8 @@ def request_body(call: UpstreamCall, model: str, server: str | None) -> dict:
         body["seed"] = call.seed
     if server == "sglang":  # other servers would ignore it, vLLM with a warning in its log for every request
         body["return_spec_tokens_details"] = True
+    if call.json_schema is not None:
+        body.update(schema_field(call.json_schema, server))
     return body
 
 

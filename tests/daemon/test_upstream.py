@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import socket
 from dataclasses import dataclass, replace
@@ -337,13 +338,49 @@ async def test_without_usage_specd_counts_with_the_tokenizer(tokenizer_dir):
     assert answer["specd"]["completion_tokens"] == len(completion)
 
 
-async def test_a_json_schema_is_refused_with_an_upstream(tokenizer_dir):
-    async with upstream_and_daemon(tokenizer_dir) as (fake, daemon):
+WEATHER_TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+
+
+@pytest.mark.parametrize("server, field", [
+    ("vllm", lambda schema: {"structured_outputs": {"json": schema}}),
+    ("sglang", lambda schema: {"json_schema": json.dumps(schema)}),
+    ("llamacpp", lambda schema: {"json_schema": schema}),
+])
+async def test_a_json_schema_goes_in_the_servers_own_field_and_a_forced_call_comes_back_as_a_call(
+        tokenizer_dir, server, field):
+    fake = FakeUpstream(pieces=['{"name": "get_weather", ', '"arguments": {"city": "Oslo"}}'],
+                        models=[{"id": "fake-coder", "object": "model", "owned_by": server}])
+    async with upstream_and_daemon(tokenizer_dir, fake) as (fake, daemon):
+        status, answer = await daemon.post("/v1/chat/completions", {
+            "model": "specd", "messages": [{"role": "user", "content": "Weather in Oslo?"}], "max_tokens": 50,
+            "tools": [WEATHER_TOOL], "tool_choice": "required"})
+        assert status == 200, answer
+        (call,) = answer["choices"][0]["message"]["tool_calls"]
+        assert call["function"] == {"name": "get_weather", "arguments": '{"city": "Oslo"}'}
+        assert answer["choices"][0]["finish_reason"] == "tool_calls" and answer["specd"]["json_complete"] is True
+        sent = fake.requests[-1]
+        schema = sent.get("structured_outputs", {}).get("json") if server == "vllm" else sent["json_schema"]
+        schema = json.loads(schema) if isinstance(schema, str) else schema
+        assert schema["properties"]["name"] == {"const": "get_weather"}
+        assert {k: sent[k] for k in field(schema)} == field(schema)
+        fake.pieces = ["[1, 2"]  # cut short: not a whole document
+        status, answer = await daemon.post("/v1/chat/completions", {
+            "model": "specd", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5,
+            "response_format": {"type": "json_object"}})
+        assert status == 200 and answer["specd"]["json_complete"] is False
+        assert {k: fake.requests[-1][k] for k in field({"type": "object"})} == field({"type": "object"})
+
+
+async def test_a_json_schema_is_refused_for_an_upstream_that_cannot_constrain_its_output(tokenizer_dir):
+    fake = FakeUpstream(models=[{"id": "fake-coder", "object": "model", "owned_by": "me"}])  # llama-cpp-python's
+    async with upstream_and_daemon(tokenizer_dir, fake) as (fake, daemon):
         status, answer = await daemon.post("/v1/chat/completions", {
             "model": "specd", "messages": [{"role": "user", "content": "hi"}],
             "response_format": {"type": "json_object"}})
     assert status == 400 and fake.requests == []
-    assert "JSON schemas are not supported when an upstream server does the model work" in answer["error"]["message"]
+    assert "a JSON schema needs an upstream that constrains its output to one (vLLM, SGLang or llama-server" \
+        in answer["error"]["message"] and "says it is 'me'" in answer["error"]["message"]
 
 
 async def test_count_tokens_asks_the_upstream_nothing(tokenizer_dir):

@@ -79,7 +79,7 @@ def parse_messages_request(body: dict, count_only: bool = False) -> MessagesRequ
     choice = body.get("tool_choice")
     forced = isinstance(choice, dict) and choice.get("type") in ("any", "tool")
     call = forced_call_schema(tools, choice.get("name") if choice["type"] == "tool" else None,
-                              tool_paths) if forced else None
+                              tool_paths, "tool_choice.name") if forced else None
     if call is not None:
         params.json_schema = call
     if prefill is not None and not count_only:

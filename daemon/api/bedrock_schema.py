@@ -52,7 +52,7 @@ def parse_converse(body: dict, counting: bool = False) -> ConverseRequest:
         if not isinstance(system, list):
             raise _wrong("system", "an array of {text} blocks", system)
         messages.append({"role": "system", "content": blocks_text(system, "system", "system", TOOL_BLOCKS,
-                                                                   MEDIA_BLOCKS)})
+                                                                   MEDIA_BLOCKS, tools_as_text=False)})
     raw = body.get("messages")
     if not isinstance(raw, list) or not raw:
         raise BadRequest("'messages' must be a non-empty array of {role, content} objects", "messages")
@@ -61,7 +61,7 @@ def parse_converse(body: dict, counting: bool = False) -> ConverseRequest:
     prefill = _prefill(messages, raw[-1])
     params = CompletionParams(prompt="", max_tokens=DEFAULT_MAX_TOKENS, token_healing=False)
     tools, paths, choice = _tool_config(body)
-    call = forced_call_schema(tools, _object(choice, "tool").get("name"), paths) \
+    call = forced_call_schema(tools, _object(choice, "tool").get("name"), paths, "toolConfig.toolChoice.tool.name") \
         if "any" in choice or "tool" in choice else None
     if counting:
         return ConverseRequest(messages, tools, params, prefill)

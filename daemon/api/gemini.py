@@ -173,8 +173,8 @@ class GeminiShape(Shape):
     request declared functions (a call of a function it did not declare, or `allowedFunctionNames` left out, stays
     text: google-genai's automatic function calling fails on a name it has no function for), or one functionCall
     part when it forced a call (mode ANY: the whole answer is the call's JSON, held back in a stream until it is
-    whole). Whitespace alone makes no part next to a call, in a stream as in a whole answer, so both carry the same
-    parts; an answer with a call ends with `STOP`, as Gemini's do.
+    whole). Whitespace before any text and after a call makes no part (`_parts`), in a stream as in a whole answer,
+    so both carry the same text and calls; an answer with a call ends with `STOP`, as Gemini's do.
 
     A stream sends each event's parts one event late, so that the last event carries parts with its `finishReason`
     (as Gemini's does): google-genai's chats drop a streamed turn from their history when any event has no parts,
@@ -190,7 +190,8 @@ class GeminiShape(Shape):
         self.parser = tool_calls.ToolCallParser(names) if names is not None and not forced_tool else None
         self.forced_tool = forced_tool
         self.forced_text = ""  # a forced call's text so far (a stream)
-        self.held = ""  # in a stream with tools, whitespace not yet sent
+        self.held = ""  # whitespace not yet sent: at the start of the answer or after a call
+        self.text_open = False  # the last part was text: whitespace goes out with it
         self.lagging: list[dict] = []  # the parts of the stream's previous event, sent with the next one
         self.called = False
 
@@ -205,19 +206,20 @@ class GeminiShape(Shape):
         return answer
 
     def _parts(self, pieces: list, last: bool) -> list[dict]:
-        """Parts for settled pieces (text or ToolCall). Whitespace waits for the text after it, and is dropped at
-        the end of an answer that called a function."""
+        """Parts for settled pieces (text or ToolCall), by the Anthropic and Bedrock doors' rule: whitespace at the
+        start of the answer or after a call waits for text, and is dropped when a call or the end comes first;
+        once text has begun, whitespace goes out with it. Pieces cut anywhere give the same text."""
         parts: list[dict] = []
         for piece in pieces:
             if isinstance(piece, tool_calls.ToolCall):
-                self.held, self.called = "", True
+                self.held, self.called, self.text_open = "", True, False
                 parts.append({"functionCall": {"id": "call_" + secrets.token_hex(12), "name": piece.name,
                                                "args": piece.input}})
-            elif self.parser is None:
+            elif self.parser is None or self.text_open:
                 parts.append({"text": piece})
             elif (self.held + piece).strip():
                 parts.append({"text": self.held + piece})
-                self.held = ""
+                self.held, self.text_open = "", True
             else:
                 self.held += piece
         if last and self.held and not self.called:

@@ -79,6 +79,8 @@ def parse_generate(body: dict, counting: bool = False) -> GenerateRequest:
         _generation_config(body, params)
     tools, paths = _tools(body.get("tools"))
     tools, paths, mode = _calling_config(_object(body, "toolConfig"), tools, paths)
+    if counting:  # the prompt alone: no answer to constrain
+        return GenerateRequest(messages, None if mode == "NONE" else tools, params)
     forced = forced_call_schema(tools, None, paths) if mode == "ANY" else None
     if mode == "ANY" and forced is None:
         raise BadRequest("'toolConfig.functionCallingConfig.mode' ANY forces a function call but 'tools' declares "
@@ -94,7 +96,8 @@ def _turn(content: Any, where: str) -> list[dict]:
         raise _wrong(where, "an object {role, parts}", content)
     role = camel(content).get("role") or "user"
     if not isinstance(role, str) or role not in ROLES:
-        raise BadRequest(f"'{where}.role' must be 'user' or 'model', got {json.dumps(role)}", "contents")
+        raise BadRequest(f"'{where}.role' must be 'user' or 'model' ('function' and 'tool' read as 'user'), got "
+                         f"{json.dumps(role)}", "contents")
     text, calls, responses = _parts(content, where)
     if ROLES[role] == "assistant":
         if responses:
@@ -125,6 +128,8 @@ def _append(messages: list[dict], message: dict) -> None:
 def _parts(content: dict, where: str) -> tuple[str, list[dict], list[dict]]:
     """A Content's text (joined), its functionCall parts as tool_calls and its functionResponse parts as tool
     messages."""
+    if not isinstance(content, dict):
+        raise _wrong(where, "an object {role, parts}", content)
     parts = camel(content).get("parts")
     if not isinstance(parts, list):
         raise _wrong(f"{where}.parts", "an array of parts", parts)
@@ -322,7 +327,7 @@ def json_schema(schema: Any) -> Any:
             out["$ref"] = "#/$defs/" + value[len("#/defs/"):] if value.startswith("#/defs/") else value
         elif key in ("items", "anyOf", "additionalProperties"):
             out[key] = [json_schema(sub) for sub in value] if isinstance(value, list) else json_schema(value)
-        elif key in INT64_KEYWORDS and isinstance(value, str) and value.isdigit():
+        elif key in INT64_KEYWORDS and isinstance(value, str) and re.fullmatch(r"[0-9]+", value):
             out[key] = int(value)
         elif key == "format" and value == "enum":
             continue

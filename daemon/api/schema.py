@@ -252,20 +252,21 @@ def _response_format(body: dict, params: CompletionParams) -> None:
                          "response_format")
 
 
-def forced_call_schema(functions: list[dict] | None, name: str | None, paths: list[str]) -> dict | None:
+def forced_call_schema(functions: list[dict] | None, name: str | None, paths: list[str],
+                       name_path: str = "tool_choice") -> dict | None:
     """A forced tool call (OpenAI tool_choice required/function, Anthropic tool_choice any/tool, Bedrock
     toolChoice any/tool): the JSON a chat template's tool call holds, {"name": ..., "arguments": <the tool's input
     schema>}, as one schema (anyOf over the tools; only the one called `name` when given), each input schema
-    checked first (`checked_json_schema`, `paths[i]` naming the i-th tool's in the request). The input schemas'
-    local `$ref`s ("#", "#/$defs/...") are rebased onto where each sits in the call's schema. `functions`:
-    OpenAI's function form; None when empty."""
+    checked first (`checked_json_schema`, `paths[i]` naming the i-th tool's in the request; `name_path` names
+    where the request gave `name`). The input schemas' local `$ref`s ("#", "#/$defs/...") are rebased onto where
+    each sits in the call's schema. `functions`: OpenAI's function form; None when empty."""
     if not functions:
         return None
     if name is not None:
         paths = [path for t, path in zip(functions, paths) if t["function"]["name"] == name]
         functions = [t for t in functions if t["function"]["name"] == name]
         if not functions:
-            raise BadRequest(f"the forced tool {name!r} is not one of the tools", "tool_choice")
+            raise BadRequest(f"'{name_path}' is {name!r}, which is not one of the tools", name_path)
     functions = [t["function"] for t in functions]
     for function, path in zip(functions, paths):
         checked_json_schema(function["parameters"] or {"type": "object"}, path)

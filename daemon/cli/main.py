@@ -496,6 +496,10 @@ def cmd_logs(args: argparse.Namespace) -> int:
     from specd.daemon.process.log_file import follow
 
     log_file = get_paths().log_file
+    try:
+        shown = log_file.stat().st_size  # -f goes on from here: nothing written meanwhile is lost
+    except FileNotFoundError:
+        shown = 0
     text = tail_log(log_file, args.lines)
     if text:
         print(text)
@@ -506,7 +510,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
         sys.stdout.write(line)
         sys.stdout.flush()
 
-    follow(log_file, write)
+    follow(log_file, write, start=shown)
     return 0
 
 

@@ -21,6 +21,7 @@ from .requests import CancelToken, GenerationRequest, GenerationResult, RequestE
 from .stopping import StopRules, StopState, indent_width
 from .upstream_call import SCHEMA_SERVERS, Piece, UpstreamCall, UpstreamClient
 
+CHECK_WAIT_S = 10.0  # how long a request waits for an upstream that has not named itself to answer GET /v1/models
 COUNTED = ("prompt_tokens", "cached_tokens", "completion_tokens", "drafted_tokens", "accepted_tokens",
            "verifier_passes")
 
@@ -50,10 +51,6 @@ class RemoteEngine(Engine):
         started = time.perf_counter()
         self.validate(request)
         schema = getattr(request, "json_schema", None)
-        if schema is not None and self.client.server not in SCHEMA_SERVERS:
-            said = f"says it is {self.client.server!r}" if self.client.server else "has not said what it is"
-            raise RequestError(f"a JSON schema needs an upstream that constrains its output to one (vLLM, SGLang or "
-                               f"llama-server, as `owned_by` in its /v1/models names it); {self.client.url} {said}")
         prompt_ids = self.prompt_ids(request) or list(self.start_ids)
         if not prompt_ids:
             raise RequestError("the prompt is empty and the tokenizer has no start token (BOS or EOS) to begin from")
@@ -69,6 +66,8 @@ class RemoteEngine(Engine):
         output = StopState(rules, self.tokenizer, self.decode_anchor)
         if rules.max_tokens == 0 or request.prefill_only or request.count_only:  # no cache here to warm
             return self._done(output, "length", stats, started, on_text)
+        if schema is not None:
+            self._check_takes_schemas()
         cancel = cancel or CancelToken()
         call = UpstreamCall(self.wire_prompt(request, prompt_ids), rules.max_tokens, float(request.temperature),
                             float(request.top_p), request.seed, {} if schema is True else schema)
@@ -97,6 +96,19 @@ class RemoteEngine(Engine):
         if schema is not None:  # the upstream kept to the schema; whether the document was finished
             stats.json_complete = _is_json(output.text)
         return self._done(output, reason or "stop", stats, started, on_text)
+
+    def _check_takes_schemas(self) -> None:
+        """RequestError unless the upstream constrains output to a JSON schema; one it has not named yet (it was not
+        answering when specd loaded) is asked again first."""
+        if self.client.server is None:
+            try:
+                self.client.check().result(timeout=CHECK_WAIT_S)
+            except Exception:  # noqa: BLE001 - still unknown: refused below
+                pass
+        if self.client.server not in SCHEMA_SERVERS:
+            said = f"says it is {self.client.server!r}" if self.client.server else "has not said what it is"
+            raise RequestError(f"a JSON schema needs an upstream that constrains its output to one (vLLM, SGLang or "
+                               f"llama-server, as `owned_by` in its /v1/models names it); {self.client.url} {said}")
 
     def wire_prompt(self, request: GenerationRequest, prompt_ids: list[int]) -> str | list[int]:
         """What the upstream reads: specd's token ids, or their text. A prompt sent as written (no suffix, no

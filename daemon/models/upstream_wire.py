@@ -14,7 +14,7 @@ client's requests together and so are read as the upstream's totals, not per req
 `suffix` is never sent: vLLM refuses it and llama-cpp-python's server mishandles it; specd builds FIM prompts itself.
 
 A JSON schema goes in each server's own field (`schema_field`): vLLM's `structured_outputs: {"json": schema}` (its
-docs, Structured Outputs; `guided_json` until 0.12), SGLang's `json_schema` as JSON text (its CompletionRequest in
+docs, Structured Outputs: from 0.10.2; earlier versions read `guided_json` and would ignore it), SGLang's `json_schema` as JSON text (its CompletionRequest in
 protocol.py), llama-server's `json_schema` as an object (tools/server/README.md, /completion options, which
 /v1/completions shares). Other servers (llama-cpp-python's takes GBNF grammars only) get none: RemoteEngine refuses
 the request first.
@@ -28,15 +28,17 @@ import re
 from specd.daemon.engine.upstream_call import Piece, UpstreamCall
 
 
+SCHEMA_FIELDS = {  # upstream_call.SCHEMA_SERVERS (the same servers), each with the body fields for a schema
+    "vllm": lambda schema: {"structured_outputs": {"json": schema}},
+    "sglang": lambda schema: {"json_schema": json.dumps(schema)},
+    "llamacpp": lambda schema: {"json_schema": schema},
+}
+
+
 def schema_field(schema: dict, server: str | None) -> dict:
-    """The body fields that constrain `server`'s answer to `schema` ({} when it has none)."""
-    if server == "vllm":
-        return {"structured_outputs": {"json": schema}}
-    if server == "sglang":
-        return {"json_schema": json.dumps(schema)}
-    if server == "llamacpp":
-        return {"json_schema": schema}
-    return {}
+    """The body fields that constrain `server`'s answer to `schema`. Raises KeyError for a server not in
+    SCHEMA_SERVERS (RemoteEngine refuses the request before)."""
+    return SCHEMA_FIELDS[server](schema)
 
 
 def request_body(call: UpstreamCall, model: str, server: str | None) -> dict:

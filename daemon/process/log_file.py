@@ -17,7 +17,7 @@ MAX_LOG_BYTES = 5 * 1024 * 1024
 
 
 def older(log_file: Path) -> Path:
-    """Where a rotated log goes: `specd.log.1` next to `specd.log`."""
+    """Where a rotated log goes: `daemon.log.1` next to `daemon.log`."""
     return log_file.with_name(log_file.name + ".1")
 
 
@@ -32,47 +32,60 @@ def rotate_before_start(log_file: Path, max_bytes: int = MAX_LOG_BYTES) -> None:
 
 def rotate_while_running(log_file: Path, max_bytes: int = MAX_LOG_BYTES) -> bool:
     """In the daemon: when its stdout (fd 1) is `log_file` and that holds more than `max_bytes`, move it to
-    `older()` and point fds 1 and 2 at a new, empty `log_file` with the same permissions. Returns whether it did;
-    an stdout that is not the log (a terminal, `specd serve` run by hand) is left alone. Raises OSError when the
-    folder cannot take the new file."""
+    `older()` and point fd 1 (and fd 2 when it wrote to the log too) at a new, empty `log_file` with the same
+    permissions. The new file is made before the old one moves, so a full disk leaves the log where it was. Returns
+    whether it rotated; an stdout that is not the log (a terminal, `specd serve` run by hand) is left alone.
+    Raises OSError when the folder cannot take the new file."""
     try:
         written, on_disk = os.fstat(1), os.stat(log_file)
     except OSError:
         return False
-    if (written.st_dev, written.st_ino) != (on_disk.st_dev, on_disk.st_ino) or on_disk.st_size <= max_bytes:
+    if _identity(written) != _identity(on_disk) or on_disk.st_size <= max_bytes:
         return False
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.replace(log_file, older(log_file))
-    fd = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, on_disk.st_mode & 0o777)
+    errors_too = _identity(os.fstat(2)) == _identity(written)
+    fresh = log_file.with_name(log_file.name + ".new")
+    fd = os.open(fresh, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
+        os.fchmod(fd, on_disk.st_mode & 0o777)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.replace(log_file, older(log_file))
+        os.replace(fresh, log_file)
         os.dup2(fd, 1)
-        os.dup2(fd, 2)
+        if errors_too:
+            os.dup2(fd, 2)
     finally:
         os.close(fd)
     return True
 
 
-def follow(log_file: Path, write, poll_s: float = 0.2, stop=lambda: False) -> None:
-    """`tail -F`: pass each new line of `log_file` (from its current end on; from its start when it does not
-    exist yet) to `write(str)` until `stop()`, and go on in the new file when the log is rotated (or removed and
-    written again), from that file's start."""
-    current, started = None, not log_file.exists()
+def _identity(stat: os.stat_result) -> tuple[int, int]:
+    return stat.st_dev, stat.st_ino
+
+
+def follow(log_file: Path, write, start: int | None = None, poll_s: float = 0.2, stop=lambda: False) -> None:
+    """`tail -F`: pass each new line of `log_file` to `write(str)` until `stop()`, from byte `start` of the file
+    there now (None: its end; a log that does not exist yet is read from its start), and go on in the new file when
+    the log is rotated (or removed and written again), from that file's start, after the last lines the old one
+    got."""
+    current, offset = None, start
     try:
         while not stop():
             if current is None:
                 try:
                     current = open(log_file, "rb")
                 except FileNotFoundError:
+                    offset = 0
                     time.sleep(poll_s)
                     continue
-                if not started:
-                    current.seek(0, os.SEEK_END)
-                started = True
+                current.seek(offset or 0, os.SEEK_SET if offset is not None else os.SEEK_END)
+                offset = 0  # files after this one are read from their start
             line = current.readline()
             if line:
                 write(line.decode("utf-8", "replace"))
             elif _moved(current, log_file):
+                for line in current:  # what reached the old file after the last read
+                    write(line.decode("utf-8", "replace"))
                 current.close()
                 current = None
             else:
@@ -84,7 +97,7 @@ def follow(log_file: Path, write, poll_s: float = 0.2, stop=lambda: False) -> No
 
 def _moved(opened, log_file: Path) -> bool:
     try:
-        now, was = os.stat(log_file), os.fstat(opened.fileno())
+        now = os.stat(log_file)
     except FileNotFoundError:
         return False  # not written again yet: the moved file may still get lines
-    return (now.st_dev, now.st_ino) != (was.st_dev, was.st_ino)
+    return _identity(now) != _identity(os.fstat(opened.fileno()))

@@ -169,3 +169,27 @@ def test_a_tool_result_holding_a_tool_use_block_is_refused_by_name():
     result = {"toolResult": {"toolUseId": "t", "content": [{"text": "ok"}, {"toolUse": {"toolUseId": "u"}}]}}
     with pytest.raises(BadRequest, match=re.escape("'messages[0].content[0].toolResult.content[1]': specd reads")):
         parse_converse({"messages": [{"role": "user", "content": [result]}]})
+
+
+@pytest.mark.parametrize("text", [SCRIPTED_CALL, " \n" + SCRIPTED_CALL + " and more ", "plain text \n", "  "])
+def test_a_stream_cut_anywhere_carries_the_whole_answers_blocks(text):
+    from specd.daemon.api.bedrock import ConverseShape
+
+    def blocks_of(events: list[dict]) -> list:
+        blocks: dict[int, list] = {}
+        for event in events:
+            if "contentBlockDelta" in event:
+                delta = event["contentBlockDelta"]["delta"]
+                blocks.setdefault(event["contentBlockDelta"]["contentBlockIndex"], []).append(
+                    delta.get("text", json.loads(delta["toolUse"]["input"]) if "toolUse" in delta else None))
+            elif "contentBlockStop" in event:
+                blocks.setdefault(event["contentBlockStop"]["contentBlockIndex"], [])
+        return [("".join(v) if all(isinstance(x, str) for x in v) else v[0]) for _, v in sorted(blocks.items())]
+
+    body = ConverseShape("r", "m", tools=True).body(text, "stop", {"total_s": 0})
+    whole = [b["text"] if "text" in b else b["toolUse"]["input"] for b in body["output"]["message"]["content"]]
+    for i in range(len(text) + 1):
+        shape = ConverseShape("r", "m", tools=True)
+        events = [e for piece in (text[:i], text[i:]) if piece for e in shape.delta(piece)]
+        events += shape.stream_end("stop", {"total_s": 0})
+        assert blocks_of(events) == whole, (text[:i], text[i:])

@@ -324,3 +324,27 @@ def test_a_written_call_ends_the_answer_with_stop_even_when_text_after_it_was_cu
     answer = GeminiShape("r", "m", names={"get_weather"}).body(SCRIPTED_CALL + "and then", "length", {})
     assert answer["candidates"][0]["finishReason"] == "STOP"
     assert answer["candidates"][0]["content"]["parts"][1]["functionCall"]["name"] == "get_weather"
+
+
+@pytest.mark.parametrize("text", [SCRIPTED_CALL, " \n" + SCRIPTED_CALL + " and more ", "plain text \n", "  ",
+                                  SCRIPTED_CALL.replace("check. ", "check. \n\n") * 2])
+def test_a_stream_cut_anywhere_carries_the_whole_answers_text_and_calls(text):
+    """Whatever pieces the engine streams (a tokenizer may give whitespace its own token), the parts join to what
+    the whole answer holds."""
+    from specd.daemon.api.gemini import GeminiShape
+
+    def joined(answers: list[dict]) -> tuple[str, list]:
+        parts = [p for a in answers for p in a["candidates"][0]["content"]["parts"]]
+        return "".join(p.get("text", "") for p in parts), [p["functionCall"]["args"] for p in parts
+                                                           if "functionCall" in p]
+
+    whole = joined([GeminiShape("r", "m", names={"get_weather"}).body(text, "stop", {})])
+    cuts = [[text[:i], text[i:j], text[j:]] for i in range(len(text) + 1) for j in range(i, len(text) + 1, 5)]
+    for pieces in cuts + [list(text)]:
+        shape = GeminiShape("r", "m", names={"get_weather"})
+        events = []
+        for piece in pieces:
+            out = shape.delta(piece) if piece else []
+            events += out if isinstance(out, list) else [out]
+        events.append(shape.stream_end("stop", {}))
+        assert joined(events) == whole, pieces

@@ -37,11 +37,20 @@ def test_a_log_past_the_limit_moves_aside_and_the_process_writes_a_new_one(tmp_p
     log.touch(mode=0o640)
     os.chmod(log, 0o640)
     with open(log, "ab") as out:
-        subprocess.run([sys.executable, "-c", WRITER, str(log)], stdout=out, stderr=subprocess.STDOUT, check=True)
+        subprocess.run([sys.executable, "-c", "import os; os.umask(0o077)\n" + WRITER, str(log)], stdout=out,
+                       stderr=subprocess.STDOUT, check=True)
     moved = older(log).read_text()
     assert "before" in moved and "not yet False" in moved and "after" not in moved
     assert log.read_text() == "moved True\nERROR:x:after, on stderr\nafter, on stdout\n"
-    assert stat.S_IMODE(log.stat().st_mode) == 0o640
+    assert stat.S_IMODE(log.stat().st_mode) == 0o640  # as before, whatever the umask
+    assert not log.with_name("daemon.log.new").exists()
+
+
+def test_stderr_that_went_elsewhere_stays_there(tmp_path):
+    log, errors = tmp_path / "daemon.log", tmp_path / "errors.txt"
+    with open(log, "ab") as out, open(errors, "ab") as err:
+        subprocess.run([sys.executable, "-c", WRITER, str(log)], stdout=out, stderr=err, check=True)
+    assert log.read_text() == "moved True\nafter, on stdout\n" and "after, on stderr" in errors.read_text()
 
 
 def test_a_process_whose_stdout_is_not_the_log_leaves_it_alone(tmp_path):
@@ -56,12 +65,12 @@ def test_follow_goes_on_in_the_new_file_after_a_rotation(tmp_path):
     log.write_text("old line\n")
     lines: list[str] = []
     done = threading.Event()
-    follower = threading.Thread(target=follow, args=(log, lines.append), kwargs={"poll_s": 0.01, "stop": done.is_set})
+    follower = threading.Thread(target=follow, args=(log, lines.append),
+                                kwargs={"start": log.stat().st_size, "poll_s": 0.01, "stop": done.is_set})
+    with open(log, "a") as f:  # before the follower even opened the file: shown all the same
+        f.write("first\n")
     follower.start()
     try:
-        time.sleep(0.2)  # the follower is at the end of the file
-        with open(log, "a") as f:
-            f.write("first\n")
         until(lambda: lines == ["first\n"])
         os.replace(log, older(log))
         with open(older(log), "a") as f:  # a line the daemon wrote just before it reopened

@@ -342,6 +342,13 @@ WEATHER_TOOL = {"type": "function", "function": {"name": "get_weather", "paramet
     "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
 
 
+def test_the_wire_has_a_schema_field_for_every_server_the_engine_sends_schemas_to():
+    from specd.daemon.engine.upstream_call import SCHEMA_SERVERS
+    from specd.daemon.models.upstream_wire import SCHEMA_FIELDS
+
+    assert set(SCHEMA_FIELDS) == set(SCHEMA_SERVERS)
+
+
 @pytest.mark.parametrize("server, field", [
     ("vllm", lambda schema: {"structured_outputs": {"json": schema}}),
     ("sglang", lambda schema: {"json_schema": json.dumps(schema)}),
@@ -364,12 +371,24 @@ async def test_a_json_schema_goes_in_the_servers_own_field_and_a_forced_call_com
         schema = json.loads(schema) if isinstance(schema, str) else schema
         assert schema["properties"]["name"] == {"const": "get_weather"}
         assert {k: sent[k] for k in field(schema)} == field(schema)
+        others = {"vllm": ("json_schema",), "sglang": ("structured_outputs",), "llamacpp": ("structured_outputs",)}
+        assert not set(others[server]) & set(sent)
         fake.pieces = ["[1, 2"]  # cut short: not a whole document
         status, answer = await daemon.post("/v1/chat/completions", {
             "model": "specd", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5,
             "response_format": {"type": "json_object"}})
         assert status == 200 and answer["specd"]["json_complete"] is False
         assert {k: fake.requests[-1][k] for k in field({"type": "object"})} == field({"type": "object"})
+
+
+async def test_an_upstream_that_had_not_named_itself_is_asked_again_for_a_schema(tokenizer_dir):
+    fake = FakeUpstream(pieces=["{}"], models=[{"id": "fake-coder", "object": "model"}])  # no owned_by at load
+    async with upstream_and_daemon(tokenizer_dir, fake) as (fake, daemon):
+        fake.models = [{"id": "fake-coder", "object": "model", "owned_by": "vllm"}]
+        status, answer = await daemon.post("/v1/chat/completions", {
+            "model": "specd", "messages": [{"role": "user", "content": "hi"}],
+            "response_format": {"type": "json_object"}})
+    assert status == 200 and fake.requests[-1]["structured_outputs"] == {"json": {"type": "object"}}, answer
 
 
 async def test_a_json_schema_is_refused_for_an_upstream_that_cannot_constrain_its_output(tokenizer_dir):
@@ -381,6 +400,11 @@ async def test_a_json_schema_is_refused_for_an_upstream_that_cannot_constrain_it
     assert status == 400 and fake.requests == []
     assert "a JSON schema needs an upstream that constrains its output to one (vLLM, SGLang or llama-server" \
         in answer["error"]["message"] and "says it is 'me'" in answer["error"]["message"]
+    async with upstream_and_daemon(tokenizer_dir, fake) as (fake, daemon):  # counting tokens generates nothing
+        status, answer = await daemon.post("/v1/messages/count_tokens", {
+            "model": "specd", "messages": [{"role": "user", "content": "hi"}], "tool_choice": {"type": "any"},
+            "tools": [{"name": "f", "input_schema": {"type": "object"}}]})
+    assert status == 200 and answer["input_tokens"] > 0 and fake.requests == []
 
 
 async def test_count_tokens_asks_the_upstream_nothing(tokenizer_dir):

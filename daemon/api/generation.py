@@ -57,12 +57,16 @@ class Context:
     started_at: float
 
     def model_names(self) -> tuple[str, set[str]]:
-        """The served model's name and every name a client may use for it."""
-        spec = self.settings.verifier
+        """The served model's name and every name a client may use for it. With an upstream: the model it serves
+        (its setting, else the first /v1/models lists once it answered), else "specd"."""
+        info = self.scheduler.engine_info() or {}
+        if self.settings.upstream is not None:
+            spec = str(info.get("verifier") or self.settings.upstream.get("model") or "specd")
+        else:
+            spec = self.settings.verifier
         name = PurePath(spec).name if ("/" in spec and os.path.exists(spec)) else spec
         aliases = {"specd", spec, name, PurePath(spec).name}
-        info = self.scheduler.engine_info()
-        if info and info.get("verifier"):
+        if info.get("verifier"):
             aliases.add(str(info["verifier"]))
         return name, {a.lower() for a in aliases}
 

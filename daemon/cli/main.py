@@ -19,7 +19,7 @@ from typing import Any
 from specd.daemon import __version__
 from specd.daemon.config.paths import get_paths
 from specd.daemon.config.settings import (MODEL_SETTINGS, SETTING_NAMES, Settings, SettingsError, load_settings,
-                                          local_model_path, setting_kind, settings_record)
+                                          local_model_path, setting_kind, settings_record, shown_flags)
 from .complete import cmd_complete
 
 EXIT_NOT_RUNNING = 3
@@ -404,6 +404,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         load_settings(get_paths().settings_file)
     except SettingsError as e:  # the running daemon read them at its start; the next start would fail
         report["settings_error"] = str(e)
+    for name in ("flags", "start_flags"):  # an upstream key given as a flag is not printed
+        if report.get(name):
+            report[name] = shown_flags(report[name])
     if args.json:
         print(json.dumps(report, indent=2))
     else:

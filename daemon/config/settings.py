@@ -125,10 +125,28 @@ def settings_record(settings: Settings) -> dict[str, Any]:
     upstream's `key` becomes a fingerprint ("sha256:" and 12 hex digits): a changed key still differs, and the key
     itself is not printed."""
     record = dataclasses.asdict(settings)
-    key = (record["upstream"] or {}).get("key")
-    if key is not None:
-        record["upstream"] = {**record["upstream"], "key": "sha256:" + hashlib.sha256(key.encode()).hexdigest()[:12]}
+    if (record["upstream"] or {}).get("key") is not None:
+        record["upstream"] = _fingerprinted(record["upstream"])
     return record
+
+
+def _fingerprinted(upstream: dict) -> dict:
+    key = upstream["key"]
+    return {**upstream, "key": "sha256:" + hashlib.sha256(str(key).encode()).hexdigest()[:12]}
+
+
+def shown_flags(flags: list[str]) -> list[str]:
+    """Start flags as `specd status` prints them: an `--upstream` object's `key` as settings_record's fingerprint."""
+    shown = list(flags)
+    for i, flag in enumerate(shown[:-1]):
+        if flag == "--upstream":
+            try:
+                upstream = json.loads(shown[i + 1])
+            except ValueError:
+                continue
+            if isinstance(upstream, dict) and upstream.get("key") is not None:
+                shown[i + 1] = json.dumps(_fingerprinted(upstream))
+    return shown
 
 
 def read_settings_file(path: Path) -> dict[str, Any]:

@@ -19,8 +19,9 @@ from .fim import bos_ids, decode_anchor, detect_template, encode_text
 from .loop import Engine, EngineConfig, _stream
 from .requests import CancelToken, GenerationRequest, GenerationResult, RequestError, Stats
 from .stopping import StopRules, StopState, indent_width
-from .upstream_call import SCHEMA_SERVERS, Piece, UpstreamCall, UpstreamClient
+from .upstream_call import TOKEN_AND_SCHEMA_SERVERS, Piece, UpstreamCall, UpstreamClient, UpstreamError
 
+KNOWN_SERVERS = {"me": " (llama-cpp-python's server, which reads text prompts and GBNF grammars only)"}
 CHECK_WAIT_S = 10.0  # how long a request waits for an upstream that has not named itself to answer GET /v1/models
 COUNTED = ("prompt_tokens", "cached_tokens", "completion_tokens", "drafted_tokens", "accepted_tokens",
            "verifier_passes")
@@ -37,7 +38,6 @@ class RemoteEngine(Engine):
         self.config = config
         self.prompt_format = prompt_format
         self.tokenizer_name = tokenizer_name
-        self.verifier_name = client.model
         self.drafter = None
         self.fim_template = detect_template(tokenizer)
         self.file_separator = None  # other files as comments: the upstream reads the prompt as text
@@ -66,8 +66,7 @@ class RemoteEngine(Engine):
         output = StopState(rules, self.tokenizer, self.decode_anchor)
         if rules.max_tokens == 0 or request.prefill_only or request.count_only:  # no cache here to warm
             return self._done(output, "length", stats, started, on_text)
-        if schema is not None:
-            self._check_takes_schemas()
+        self._check_server(schema)
         cancel = cancel or CancelToken()
         call = UpstreamCall(self.wire_prompt(request, prompt_ids), rules.max_tokens, float(request.temperature),
                             float(request.top_p), request.seed, {} if schema is True else schema)
@@ -97,28 +96,43 @@ class RemoteEngine(Engine):
             stats.json_complete = _is_json(output.text)
         return self._done(output, reason or "stop", stats, started, on_text)
 
-    def _check_takes_schemas(self) -> None:
-        """RequestError unless the upstream constrains output to a JSON schema; one it has not named yet (it was not
-        answering when specd loaded) is asked again first."""
+    def _server(self) -> str | None:
+        """What the upstream says it is; one that has not said yet (it was not answering when specd loaded) is
+        asked again first."""
         if self.client.server is None:
             try:
                 self.client.check().result(timeout=CHECK_WAIT_S)
-            except Exception:  # noqa: BLE001 - still unknown: refused below
+            except Exception:  # noqa: BLE001 - still unknown
                 pass
-        if self.client.server not in SCHEMA_SERVERS:
-            said = f"says it is {self.client.server!r}" if self.client.server else "has not said what it is"
-            raise RequestError(f"a JSON schema needs an upstream that constrains its output to one (vLLM, SGLang or "
-                               f"llama-server, as `owned_by` in its /v1/models names it); {self.client.url} {said}")
+        return self.client.server
+
+    def _check_server(self, schema) -> None:
+        """UpstreamError when the upstream is a specd daemon (requests would wait on themselves until the timeout);
+        RequestError when it cannot take what the request needs: a JSON schema, or token ids (prompt_format)."""
+        server = self.client.server
+        if server == "specd":
+            raise UpstreamError(503, f"the upstream {self.client.url} is a specd daemon (its /v1/models says "
+                                     "owned_by specd): point `upstream` at the serving engine (vLLM, SGLang, "
+                                     "llama-server)")
+        needs = [what for what, wanted in (("a JSON schema", schema is not None),
+                                           ('prompt_format "tokens"', self.prompt_format == "tokens")) if wanted]
+        if not needs or self._server() in TOKEN_AND_SCHEMA_SERVERS:
+            return
+        server = self.client.server
+        said = f"says it is {server!r}{KNOWN_SERVERS.get(server, '')}" if server else "has not said what it is"
+        fix = " (or set prompt_format to \"text\")" if self.prompt_format == "tokens" else ""
+        raise RequestError(f"{' and '.join(needs)} needs an upstream that reads it: vLLM, SGLang or llama-server, as "
+                           f"`owned_by` in its /v1/models names them{fix}; {self.client.url} {said}")
 
     def wire_prompt(self, request: GenerationRequest, prompt_ids: list[int]) -> str | list[int]:
         """What the upstream reads: specd's token ids, or their text. A prompt sent as written (no suffix, no
         fitting) is sent as written; a leading BOS is left to the upstream, which adds its own."""
         if self.prompt_format == "tokens":
             return prompt_ids
+        bos = bos_ids(self.tokenizer)  # what the tokenizer adds to plain text, which the upstream adds again
         if request.suffix is None and not request.fit_context and request.prompt:
-            bos = self.tokenizer.bos_token
-            return request.prompt[len(bos):] if bos and request.prompt.startswith(bos) else request.prompt
-        bos = bos_ids(self.tokenizer)
+            text = self.tokenizer.bos_token if bos else None  # SmolLM2's `<|im_start|>` is no added BOS: kept
+            return request.prompt[len(text):] if text and request.prompt.startswith(text) else request.prompt
         ids = prompt_ids[len(bos):] if bos and prompt_ids[:len(bos)] == bos and len(prompt_ids) > len(bos) \
             else prompt_ids
         return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
@@ -128,6 +142,11 @@ class RemoteEngine(Engine):
         _stream(output, on_text)
         stats.total_s = time.perf_counter() - started
         return GenerationResult(output.text, [], reason, stats, output.stop_sequence)
+
+    @property
+    def verifier_name(self) -> str:
+        """The upstream's model: its setting, else the first its /v1/models listed (learnt at load or later)."""
+        return self.client.model
 
     def info(self) -> dict:
         return {

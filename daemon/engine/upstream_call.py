@@ -19,7 +19,9 @@ class UpstreamError(Exception):
         self.status = status
 
 
-SCHEMA_SERVERS = ("vllm", "sglang", "llamacpp")  # upstreams whose completions constrain output to a JSON schema
+# upstreams (`owned_by` in their /v1/models) whose completions read token-id prompts and constrain output to a JSON
+# schema (models/upstream_wire.py: SCHEMA_FIELDS)
+TOKEN_AND_SCHEMA_SERVERS = ("vllm", "sglang", "llamacpp")
 
 
 @dataclass

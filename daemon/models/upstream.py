@@ -153,6 +153,8 @@ class HttpUpstream:
                                              f"{error_message(response.status, await response.read())}")
                 listed = (await response.json(content_type=None)).get("data") or []
             self.state["models"] = [m.get("id") for m in listed if isinstance(m, dict)]
+            if not self.model and self.state["models"]:  # the server's default, learnt once it answers
+                self.model = str(self.state["models"][0])
             served = next((m for m in listed if isinstance(m, dict) and m.get("id") == self.model), None) \
                 or (listed[0] if listed and isinstance(listed[0], dict) else {})
             self.server = served.get("owned_by")
@@ -209,10 +211,9 @@ def load_upstream_engine(upstream: dict, config, progress=print) -> RemoteEngine
                           upstream.get("timeout", DEFAULT_TIMEOUT))
     try:
         state = client.check().result(timeout=CHECK_TIMEOUT_S * 3)
-        if not client.model and state["models"]:
-            client.model = state["models"][0]
-        progress(f"upstream {client.url}: " + (f"answers, serving {', '.join(map(str, state['models']))}"
-                                               if state["answering"] else f"not answering yet ({state['error']})"))
+        served = ", ".join(map(str, state["models"])) or "nothing its /v1/models lists (a wrong URL or key?)"
+        progress(f"upstream {client.url}: " + (f"answers, serving {served}" if state["answering"]
+                                               else f"not answering yet ({state['error']})"))
         spec = upstream.get("tokenizer") or client.model
         if not spec:
             raise ValueError("the upstream setting needs 'tokenizer' (or a 'model' named by a hub id) to build "

@@ -28,7 +28,7 @@ import re
 from specd.daemon.engine.upstream_call import Piece, UpstreamCall
 
 
-SCHEMA_FIELDS = {  # upstream_call.SCHEMA_SERVERS (the same servers), each with the body fields for a schema
+SCHEMA_FIELDS = {  # upstream_call.TOKEN_AND_SCHEMA_SERVERS (the same servers), each with the body fields for a schema
     "vllm": lambda schema: {"structured_outputs": {"json": schema}},
     "sglang": lambda schema: {"json_schema": json.dumps(schema)},
     "llamacpp": lambda schema: {"json_schema": schema},
@@ -37,7 +37,7 @@ SCHEMA_FIELDS = {  # upstream_call.SCHEMA_SERVERS (the same servers), each with 
 
 def schema_field(schema: dict, server: str | None) -> dict:
     """The body fields that constrain `server`'s answer to `schema`. Raises KeyError for a server not in
-    SCHEMA_SERVERS (RemoteEngine refuses the request before)."""
+    TOKEN_AND_SCHEMA_SERVERS (RemoteEngine refuses the request before)."""
     return SCHEMA_FIELDS[server](schema)
 
 

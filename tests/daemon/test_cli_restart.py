@@ -116,3 +116,15 @@ def test_a_restart_onto_a_taken_port_or_an_unknown_model_leaves_the_daemon_runni
     finally:
         for taken_socket in sockets:
             taken_socket.close()
+
+
+def test_specd_status_prints_an_upstream_key_given_as_a_flag_only_as_a_fingerprint(tmp_path):
+    upstream = json.dumps({"url": "http://gpu-box:8000", "key": "sekrit-key-123", "model": "m"})
+    env = specd_env(tmp_path)
+    with running_stand_in(tmp_path, {"flags": ["--upstream", upstream, "--port", "9"]}):
+        human = run_cli(env, "status")
+        machine = run_cli(env, "status", "--json")
+    assert "sekrit" not in human.stdout + machine.stdout
+    flags = json.loads(machine.stdout)["flags"]
+    assert json.loads(flags[1])["key"].startswith("sha256:") and flags[2:] == ["--port", "9"]
+    assert '"url": "http://gpu-box:8000"' in human.stdout

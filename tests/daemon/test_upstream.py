@@ -52,6 +52,10 @@ class Daemon:
         async with aiohttp.ClientSession(headers=self.auth) as s, s.post(self.url + path, json=body, **kw) as r:
             return r.status, await r.json(content_type=None)
 
+    async def scheduler_engine_check(self) -> None:
+        """Ask the upstream again now, as `specd status` does."""
+        await asyncio.wrap_future(self.scheduler.engine.check_upstream())
+
     async def status(self) -> dict:
         async with aiohttp.ClientSession(headers=self.auth) as s, s.get(self.url + "/specd/v1/status") as r:
             return await r.json()
@@ -59,8 +63,8 @@ class Daemon:
 
 @contextlib.asynccontextmanager
 async def daemon_for(url: str, tokenizer_dir, **upstream):
-    settings = replace(Settings(verifier="fake-coder"), request_timeout=20)
     config = {"url": url, "key": "upstream-key", "model": "fake-coder", "tokenizer": str(tokenizer_dir), **upstream}
+    settings = replace(Settings(verifier="smollm2-135m"), request_timeout=20, upstream=config)
     scheduler = Scheduler(lambda progress: load_upstream_engine(config, EngineConfig(max_context=1024), progress),
                           CancelToken, Metrics(), queue_size=8, request_timeout=20, keep_alive=-1)
     async with serve_app(settings, scheduler, token=TOKEN, aws_keys=KEYS) as daemon_url:
@@ -110,8 +114,11 @@ async def test_prompt_format_tokens_sends_specds_token_ids(tokenizer_dir):
     assert fake.requests[0]["prompt"] == build_fim_ids(tokenizer, detect_template(tokenizer), PREFIX, SUFFIX)
 
 
-async def test_a_ready_prompt_on_v1_completions_is_sent_as_written(tokenizer_dir):
-    prompt = "<fim_prefix>x = 1\n<fim_suffix>\n<fim_middle>"
+@pytest.mark.parametrize("start", ["", "<|endoftext|>"])
+async def test_a_ready_prompt_on_v1_completions_is_sent_as_written(tokenizer_dir, start):
+    """Also one that starts with the tokenizer's BOS text, when the tokenizer does not add that token itself (as
+    SmolLM2's `<|im_start|>`, which its chat template writes): the upstream would not add it back."""
+    prompt = start + "<fim_prefix>x = 1\n<fim_suffix>\n<fim_middle>"
     async with upstream_and_daemon(tokenizer_dir) as (fake, daemon):
         status, answer = await daemon.post("/v1/completions", {"model": "specd", "prompt": prompt, "max_tokens": 9,
                                                                "stop": ["\n\n"], "seed": 7, "temperature": 0.5})
@@ -343,10 +350,10 @@ WEATHER_TOOL = {"type": "function", "function": {"name": "get_weather", "paramet
 
 
 def test_the_wire_has_a_schema_field_for_every_server_the_engine_sends_schemas_to():
-    from specd.daemon.engine.upstream_call import SCHEMA_SERVERS
+    from specd.daemon.engine.upstream_call import TOKEN_AND_SCHEMA_SERVERS
     from specd.daemon.models.upstream_wire import SCHEMA_FIELDS
 
-    assert set(SCHEMA_FIELDS) == set(SCHEMA_SERVERS)
+    assert set(SCHEMA_FIELDS) == set(TOKEN_AND_SCHEMA_SERVERS)
 
 
 @pytest.mark.parametrize("server, field", [
@@ -398,13 +405,44 @@ async def test_a_json_schema_is_refused_for_an_upstream_that_cannot_constrain_it
             "model": "specd", "messages": [{"role": "user", "content": "hi"}],
             "response_format": {"type": "json_object"}})
     assert status == 400 and fake.requests == []
-    assert "a JSON schema needs an upstream that constrains its output to one (vLLM, SGLang or llama-server" \
-        in answer["error"]["message"] and "says it is 'me'" in answer["error"]["message"]
+    assert "a JSON schema needs an upstream that reads it: vLLM, SGLang or llama-server" in answer["error"]["message"]
+    assert "says it is 'me' (llama-cpp-python's server, which reads text prompts and GBNF grammars only)" \
+        in answer["error"]["message"]
     async with upstream_and_daemon(tokenizer_dir, fake) as (fake, daemon):  # counting tokens generates nothing
         status, answer = await daemon.post("/v1/messages/count_tokens", {
             "model": "specd", "messages": [{"role": "user", "content": "hi"}], "tool_choice": {"type": "any"},
             "tools": [{"name": "f", "input_schema": {"type": "object"}}]})
     assert status == 200 and answer["input_tokens"] > 0 and fake.requests == []
+
+
+async def test_token_prompts_for_a_server_that_reads_text_only_are_a_400_that_says_what_to_set(tokenizer_dir):
+    fake = FakeUpstream(models=[{"id": "fake-coder", "object": "model", "owned_by": "me"}])
+    async with upstream_and_daemon(tokenizer_dir, fake, prompt_format="tokens") as (fake, daemon):
+        status, answer = await daemon.post("/specd/v1/complete", native())
+    assert status == 400 and fake.requests == []
+    assert 'prompt_format "tokens" needs an upstream that reads it' in answer["error"]["message"]
+    assert 'set prompt_format to "text"' in answer["error"]["message"]
+
+
+async def test_an_upstream_that_is_specd_itself_is_refused_at_once(tokenizer_dir):
+    fake = FakeUpstream(models=[{"id": "smollm2-135m", "object": "model", "owned_by": "specd"}])
+    async with upstream_and_daemon(tokenizer_dir, fake) as (fake, daemon):
+        status, answer = await daemon.post("/specd/v1/complete", native())
+    assert status == 503 and fake.requests == []
+    assert "is a specd daemon" in answer["error"]["message"]
+
+
+async def test_the_served_name_is_the_upstreams_model_learnt_once_it_answers(tokenizer_dir):
+    fake = FakeUpstream(models=[])  # lists nothing at load, as a server still loading its model
+    async with upstream_and_daemon(tokenizer_dir, fake, model=None) as (fake, daemon):
+        fake.models = [{"id": "Qwen/Qwen2.5-Coder-7B", "object": "model", "owned_by": "vllm"}]
+        await daemon.scheduler_engine_check()
+        async with aiohttp.ClientSession(headers=daemon.auth) as s, s.get(daemon.url + "/v1/models") as r:
+            listed = [m["id"] for m in (await r.json())["data"]]
+        status, answer = await daemon.post("/v1/completions", {"model": "Qwen/Qwen2.5-Coder-7B", "prompt": "x = ",
+                                                               "max_tokens": 4})
+    assert listed == ["Qwen/Qwen2.5-Coder-7B"] and status == 200, answer
+    assert fake.requests[-1]["model"] == "Qwen/Qwen2.5-Coder-7B" and answer["model"] == "Qwen/Qwen2.5-Coder-7B"
 
 
 async def test_count_tokens_asks_the_upstream_nothing(tokenizer_dir):

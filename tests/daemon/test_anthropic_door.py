@@ -14,6 +14,7 @@ import pytest
 from specd.daemon.api.anthropic import MessageShape
 
 from .conftest import fake_daemon
+from .fake_engine import SCRIPTED_CALL
 from .test_scheduler import until, wait_event
 
 WEATHER_TOOL = {"name": "get_weather", "description": "Weather of a city",
@@ -258,3 +259,30 @@ async def test_stop_sequence_and_max_tokens_stop_reasons():
         delta = next(e for e in events if e["type"] == "message_delta")
         assert delta["delta"] == {"stop_reason": "stop_sequence", "stop_sequence": "\n\n"}
         assert json.loads(shape.encode(events[0]).split(b"data: ", 1)[1])["type"] == "message_start"
+
+
+@pytest.mark.parametrize("text", [SCRIPTED_CALL, " \n" + SCRIPTED_CALL + " and more ", "plain text \n", "  ",
+                                  SCRIPTED_CALL.replace("check. ", "check. \n\n") * 2])
+def test_a_stream_cut_anywhere_carries_the_whole_answers_blocks(text):
+    """However the engine's pieces fall (a tokenizer may give whitespace its own token), the streamed blocks are
+    the whole answer's."""
+    def streamed(pieces: list[str]) -> list:
+        shape = MessageShape("m", "model", tools=True)
+        events = [e for piece in pieces if piece for e in shape.delta(piece)]
+        events += shape.stream_end("stop", {})
+        blocks: dict[int, list] = {}
+        for event in events:
+            if event["type"] == "content_block_start":
+                block = event["content_block"]
+                blocks[event["index"]] = [block["type"], block.get("name"), ""]
+            elif event["type"] == "content_block_delta":
+                delta = event["delta"]
+                blocks[event["index"]][2] += delta.get("text", delta.get("partial_json", ""))
+        return [(kind, name, json.loads(body) if kind == "tool_use" else body)
+                for kind, name, body in (blocks[i] for i in sorted(blocks))]
+
+    body = MessageShape("m", "model", tools=True).body(text, "stop", {})
+    whole = [(b["type"], b.get("name"), b["input"] if b["type"] == "tool_use" else b["text"]) for b in body["content"]]
+    for i in range(len(text) + 1):
+        assert streamed([text[:i], text[i:]]) == whole, (text[:i], text[i:])
+    assert streamed(list(text)) == whole

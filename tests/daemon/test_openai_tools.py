@@ -235,3 +235,29 @@ def test_bad_tools_and_tool_messages_are_a_400_naming_the_field(scripted, body, 
     with pytest.raises(openai.BadRequestError) as raised:
         create(sdk, **body, stream=stream)
     assert field in raised.value.body["message"]
+
+
+@pytest.mark.parametrize("text", [SCRIPTED_CALL, " \n" + SCRIPTED_CALL + " and more ", "plain text \n", "  ",
+                                  SCRIPTED_CALL.replace("check. ", "check. \n\n") * 2])
+def test_a_stream_cut_anywhere_carries_the_whole_answers_content_and_calls(text):
+    from specd.daemon.api.openai import ChatShape
+
+    def streamed(pieces: list[str]) -> tuple:
+        shape = ChatShape("c", "model", tools=True)
+        chunks = [shape.stream_start()[0]]
+        for piece in pieces:
+            out = shape.delta(piece) if piece else []
+            chunks += out if isinstance(out, list) else [out]
+        end = shape.stream_end("stop", {})
+        chunks += end if isinstance(end, list) else [end]
+        deltas = [c["choices"][0]["delta"] for c in chunks]
+        content = [d["content"] for d in deltas if d.get("content") is not None]
+        calls = [json.loads(c["function"]["arguments"]) for d in deltas for c in d.get("tool_calls") or ()
+                 if c["function"].get("arguments")]
+        return ("".join(content) if content else None), calls
+
+    message = ChatShape("c", "model", tools=True).body(text, "stop", {})["choices"][0]["message"]
+    whole = (message["content"] or None, [json.loads(c["function"]["arguments"]) for c in message.get("tool_calls", [])])
+    for i in range(len(text) + 1):
+        assert streamed([text[:i], text[i:]]) == whole, (text[:i], text[i:])
+    assert streamed(list(text)) == whole

@@ -18,8 +18,9 @@ from typing import Any
 
 from specd.daemon import __version__
 from specd.daemon.config.paths import get_paths
-from specd.daemon.config.settings import (MODEL_SETTINGS, SETTING_NAMES, Settings, SettingsError, load_settings,
-                                          local_model_path, setting_kind, settings_record, shown_flags)
+from specd.daemon.config.settings import (MODEL_SETTINGS, SETTING_NAMES, SPAWN_KEY_ENV, Settings, SettingsError,
+                                          load_settings, local_model_path, setting_kind, settings_record,
+                                          shown_flags, with_flag_key)
 from .complete import cmd_complete
 
 EXIT_NOT_RUNNING = 3
@@ -172,6 +173,9 @@ def _load(args: argparse.Namespace) -> Settings:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format=_log_format())
+    key = os.environ.pop(SPAWN_KEY_ENV, None)  # `specd start` kept an --upstream key off the command line
+    if key is not None and args.upstream is not None:
+        args.upstream = with_flag_key(["--upstream", args.upstream], key)[1]
     settings = _load(args)
     from specd.daemon.process.lifecycle import serve
 

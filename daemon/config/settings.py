@@ -135,17 +135,52 @@ def _fingerprinted(upstream: dict) -> dict:
     return {**upstream, "key": "sha256:" + hashlib.sha256(str(key).encode()).hexdigest()[:12]}
 
 
+SPAWN_KEY_ENV = "SPECD_SPAWN_UPSTREAM_KEY"  # how `specd start` hands `specd serve` an --upstream key (below)
+
+
+def _upstream_object(flags: list[str], i: int) -> dict | None:
+    """The JSON object after an `--upstream` at `flags[i]`, or None (a bare URL, or no --upstream there)."""
+    if flags[i] != "--upstream" or i + 1 >= len(flags):
+        return None
+    try:
+        value = json.loads(flags[i + 1])
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def without_flag_key(flags: list[str]) -> tuple[list[str], str | None]:
+    """`specd serve`'s flags with an `--upstream` object's `key` taken out, and that key (None: there was none): a
+    spawned daemon gets the key in its environment (SPAWN_KEY_ENV), which other local users cannot read, rather
+    than on its command line, which `ps` shows them."""
+    flags = list(flags)
+    for i in range(len(flags)):
+        upstream = _upstream_object(flags, i)
+        if upstream is not None and upstream.get("key") is not None:
+            key = str(upstream.pop("key"))
+            flags[i + 1] = json.dumps(upstream)
+            return flags, key
+    return flags, None
+
+
+def with_flag_key(flags: list[str], key: str) -> list[str]:
+    """without_flag_key undone: `key` back in the `--upstream` object (as `specd serve` reads it, and its state
+    file records the flags for `specd restart`)."""
+    flags = list(flags)
+    for i in range(len(flags)):
+        upstream = _upstream_object(flags, i)
+        if upstream is not None:
+            flags[i + 1] = json.dumps({**upstream, "key": key})
+    return flags
+
+
 def shown_flags(flags: list[str]) -> list[str]:
     """Start flags as `specd status` prints them: an `--upstream` object's `key` as settings_record's fingerprint."""
     shown = list(flags)
-    for i, flag in enumerate(shown[:-1]):
-        if flag == "--upstream":
-            try:
-                upstream = json.loads(shown[i + 1])
-            except ValueError:
-                continue
-            if isinstance(upstream, dict) and upstream.get("key") is not None:
-                shown[i + 1] = json.dumps(_fingerprinted(upstream))
+    for i in range(len(shown)):
+        upstream = _upstream_object(shown, i)
+        if upstream is not None and upstream.get("key") is not None:
+            shown[i + 1] = json.dumps(_fingerprinted(upstream))
     return shown
 
 

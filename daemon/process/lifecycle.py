@@ -26,7 +26,8 @@ from .log_file import MAX_LOG_BYTES, older, rotate_before_start, rotate_while_ru
 from .state import (LOCK_FD_ENV, DaemonLock, live_state, lock_is_held, process_start, read_state, read_token,
                     remove_state, same_process_alive, write_private, write_state)
 from specd.daemon.config.paths import Paths, ensure_dir
-from specd.daemon.config.settings import Settings, is_loopback_host, settings_record
+from specd.daemon.config.settings import (SPAWN_KEY_ENV, Settings, is_loopback_host, settings_record,
+                                          without_flag_key)
 
 log = logging.getLogger("specd.process")
 progress_log = logging.getLogger("specd.progress")
@@ -250,12 +251,14 @@ def _spawn(paths: Paths, serve_args: list[str], lock: DaemonLock) -> tuple[subpr
     """`specd serve` detached, inheriting `lock`; returns it and where its lines begin in the log."""
     rotate_before_start(paths.log_file)
     offset = _log_size(paths)
+    serve_args, key = without_flag_key(serve_args)  # an upstream key goes in the environment, not on `ps`
+    env = {**os.environ, LOCK_FD_ENV: str(lock.fd), **({SPAWN_KEY_ENV: key} if key is not None else {})}
     with open(paths.log_file, "ab") as log_file:
         child = subprocess.Popen(
             [sys.executable, "-m", "specd.daemon.cli", "serve", *serve_args],
             stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
             start_new_session=True,  # its own session: closing the terminal does not hang it up
-            close_fds=True, pass_fds=(lock.fd,), env={**os.environ, LOCK_FD_ENV: str(lock.fd)},
+            close_fds=True, pass_fds=(lock.fd,), env=env,
         )
     return child, offset
 

@@ -10,6 +10,7 @@ import contextlib
 import json
 import re
 import socket
+from pathlib import Path
 from dataclasses import dataclass, replace
 
 import aiohttp
@@ -522,3 +523,32 @@ def test_stream_events_as_each_server_sends_them():
                        (b'data: {"error": {"message": "CUDA out of memory"}}', "CUDA out of memory")]:
         with pytest.raises(WireError, match=re.escape(says)):
             read_event(line)
+
+
+def test_an_upstream_key_given_as_a_flag_stays_off_the_daemons_command_line(tmp_path, tokenizer_dir):
+    """`ps` shows every local user a process's command line: `specd start` hands the key over in the environment
+    (which only the user reads), and the daemon still uses it, records it for `specd restart` and prints it as a
+    fingerprint."""
+    from specd.daemon.config.settings import settings_record
+
+    from .conftest import run_cli, specd_env
+
+    with socket.socket() as unused:  # nothing listens there: the daemon starts all the same ("not answering yet")
+        unused.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{unused.getsockname()[1]}"
+    flag = json.dumps({"url": url, "key": "sekrit-key-42", "tokenizer": str(tokenizer_dir), "model": "m"})
+    env = specd_env(tmp_path)
+    fingerprint = settings_record(Settings(upstream={"url": url, "key": "sekrit-key-42"}))["upstream"]["key"]
+    try:
+        for command in (["start", "--port", "0", "--upstream", flag], ["restart"]):  # restart: the start's flags
+            done = run_cli(env, *command)
+            assert done.returncode == 0, done.stderr
+            state = json.loads((tmp_path / "state" / "daemon.json").read_text())
+            command_line = (Path("/proc") / str(state["pid"]) / "cmdline").read_bytes()
+            assert b"sekrit" not in command_line and b"--upstream" in command_line
+            assert state["settings"]["upstream"]["key"] == fingerprint  # the daemon got the key
+            assert json.loads(state["flags"][state["flags"].index("--upstream") + 1])["key"] == "sekrit-key-42"
+        shown = run_cli(env, "status", "--json").stdout
+        assert "sekrit" not in shown and fingerprint in shown
+    finally:
+        run_cli(env, "stop")

@@ -12,7 +12,8 @@ What reaches the template:
   Anthropic's and Bedrock's APIs, whose doors continue one.
 - `generationConfig.responseMimeType: application/json` makes the answer JSON: a document of `responseJsonSchema`
   (JSON Schema) or `responseSchema` (Google's OpenAPI subset, `json_schema`), or any JSON value without either
-  (structured output, engine/grammar.py); other MIME types are ignored.
+  (structured output, engine/grammar.py); `text/x.enum` makes it exactly one of a STRING schema's `enum` values,
+  as written (no quotes); other MIME types are ignored.
 - Function calling as Hugging Face chat templates read it (OpenAI's function form), as the Anthropic and OpenAI
   doors give it: a `model` content's `functionCall` parts become the assistant's `tool_calls`, `functionResponse`
   parts `role: "tool"` messages (ahead of the turn's text) whose content is the response object as JSON, or its
@@ -288,14 +289,23 @@ def _generation_config(body: dict, params: CompletionParams) -> None:
     if config.get("responseJsonSchema") is not None and config.get("responseSchema") is not None:
         raise BadRequest("'generationConfig.responseSchema' and 'generationConfig.responseJsonSchema' cannot both be "
                          "set: send one", "generationConfig")
-    if config.get("responseMimeType") == "application/json":
-        if config.get("responseJsonSchema") is not None:
-            name, schema = "generationConfig.responseJsonSchema", config["responseJsonSchema"]
-        elif config.get("responseSchema") is not None:
-            name, schema = "generationConfig.responseSchema", json_schema(config["responseSchema"])
-        else:
-            name, schema = "generationConfig.responseMimeType", True
+    mime = config.get("responseMimeType")
+    if mime not in ("application/json", "text/x.enum"):
+        return
+    if config.get("responseJsonSchema") is not None:
+        name, schema = "generationConfig.responseJsonSchema", config["responseJsonSchema"]
+    elif config.get("responseSchema") is not None:
+        name, schema = "generationConfig.responseSchema", json_schema(config["responseSchema"])
+    else:
+        name, schema = "generationConfig.responseMimeType", True
+    if mime == "application/json":
         params.json_schema = checked_json_schema(schema, name)
+        return
+    values = schema.get("enum") if isinstance(schema, dict) and schema.get("type", "string") == "string" else None
+    if not isinstance(values, list) or not values or not all(isinstance(v, str) and v for v in values):
+        raise BadRequest(f"'generationConfig.responseMimeType' text/x.enum needs '{name}' to be a STRING schema "
+                         "with an enum of non-empty strings", "generationConfig")
+    params.text_choices = tuple(values)
 
 
 INT64_KEYWORDS = ("minItems", "maxItems", "minLength", "maxLength", "minProperties", "maxProperties")

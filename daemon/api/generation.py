@@ -175,6 +175,7 @@ def generation_request(ctx: Context, params: CompletionParams, prompt: str | Non
         max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p, seed=params.seed,
         stop=params.stop, mode=params.mode, draft_tokens=params.draft_tokens, cache_key=params.document_id,
         fit_context=params.fit_context, token_healing=params.token_healing, json_schema=params.json_schema,
+        text_choices=params.text_choices,
         prefill_only=params.prefill_only, count_only=params.count_only, context_files=params.context_files,
         path=params.path, language=params.language,
     )

@@ -43,6 +43,7 @@ class CompletionParams:
     include_usage: bool = False
     model: str | None = None
     json_schema: dict | bool | None = None  # structured output: the answer is a JSON document of this schema
+    text_choices: tuple[str, ...] | None = None  # or exactly one of these strings (Gemini's text/x.enum)
     prefill_only: bool = False  # native route: read the prompt into the document's cache, generate nothing
     count_only: bool = False  # count_tokens routes: the prompt's tokens, also beyond the context window
     context_files: tuple[ContextFile, ...] = ()  # native route: other files, put before the prompt by the engine

@@ -1,4 +1,5 @@
-"""Structured output: the answer follows a JSON schema, as a logits constraint (constraints.LogitsConstraint).
+"""Structured output: the answer follows a JSON schema (or is one of a few strings: `compile_choices`), as a logits
+constraint (constraints.LogitsConstraint).
 
 The grammar engine is llguidance (github.com/guidance-ai/llguidance, the backend vLLM and llama.cpp ship): a
 schema compiles into a grammar in about a millisecond, and its matcher answers, per position, which tokens may
@@ -96,15 +97,32 @@ def _refuse_large_bounds(node: dict, path: str) -> dict:
 def compile_schema(schema, tokenizer) -> "GrammarConstraint":
     """A constraint for answers that are JSON documents of `schema` (see schema_grammar; RequestError the same
     way, also for a schema this tokenizer cannot write)."""
+    return _constraint(schema_grammar(schema), tokenizer, "json_schema")
+
+
+def choices_grammar(choices) -> str:
+    """llguidance's grammar (Lark syntax) for an answer that is exactly one of the strings `choices`, as written
+    (Gemini's `text/x.enum`, vLLM's `choice`). Raises RequestError for no choices or an empty one."""
+    if not choices or not all(isinstance(choice, str) and choice for choice in choices):
+        raise RequestError("text choices must be one or more non-empty strings")
+    return _llguidance().LLMatcher.grammar_from_lark(
+        "start: " + " | ".join(json.dumps(choice) for choice in dict.fromkeys(choices)))
+
+
+def compile_choices(choices, tokenizer) -> "GrammarConstraint":
+    """A constraint for answers that are one of `choices` (choices_grammar)."""
+    return _constraint(choices_grammar(choices), tokenizer, "the text choices")
+
+
+def _constraint(grammar: str, tokenizer, what: str) -> "GrammarConstraint":
     llg = _llguidance()
-    grammar = schema_grammar(schema)
     llg_tokenizer = grammar_tokenizer(tokenizer)
     problem = llg.LLMatcher.validate_grammar(grammar, llg_tokenizer)
     if problem:
-        raise RequestError(f"json_schema is not supported: {problem}")
+        raise RequestError(f"{what} is not supported: {problem}")
     matcher = llg.LLMatcher(llg_tokenizer, grammar, log_level=0)
     if matcher.is_error():
-        raise RequestError(f"json_schema is not supported: {matcher.get_error()}")
+        raise RequestError(f"{what} is not supported: {matcher.get_error()}")
     return GrammarConstraint(matcher, llg_tokenizer.vocab_size)
 
 

@@ -21,7 +21,7 @@ from .constraints import AllOf
 from .drafters.base import DraftContext, Drafter
 from .fim import (build_fim_ids, decode_anchor, detect_file_separator, detect_template, encode_text, single_token_id,
                   stop_token_ids)
-from .grammar import compile_schema
+from .grammar import compile_choices, compile_schema
 from .kv_cache import SlabCache, common_prefix_length, reuse_prefix
 from .repo_context import commented, separated_ids
 from .requests import CancelToken, GenerationRequest, GenerationResult, RequestError, Stats
@@ -190,7 +190,10 @@ class Engine:
         # Token healing: the prompt loses its last token(s); the first tokens must write their text again, and
         # that text is not part of the answer. Those tokens do not count against max_tokens.
         # A JSON schema constrains the answer alone: the healed prompt text is no part of the JSON.
-        grammar = compile_schema(request.json_schema, self.tokenizer) if request.json_schema is not None else None
+        if request.text_choices is not None:
+            grammar = compile_choices(request.text_choices, self.tokenizer)
+        else:
+            grammar = compile_schema(request.json_schema, self.tokenizer) if request.json_schema is not None else None
         heal = request.token_healing and request.max_tokens and grammar is None
         healing = heal_prompt(self.vocabulary, prompt_ids) if heal else Healing(prompt_ids)
         prompt_ids = healing.prompt_ids

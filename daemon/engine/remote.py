@@ -66,6 +66,9 @@ class RemoteEngine(Engine):
         output = StopState(rules, self.tokenizer, self.decode_anchor)
         if rules.max_tokens == 0 or request.prefill_only or request.count_only:  # no cache here to warm
             return self._done(output, "length", stats, started, on_text)
+        if request.text_choices is not None:
+            raise RequestError("text choices (Gemini's text/x.enum) are not sent to an upstream server; ask for "
+                               "application/json with the same enum instead")
         self._check_server(schema)
         cancel = cancel or CancelToken()
         call = UpstreamCall(self.wire_prompt(request, prompt_ids), rules.max_tokens, float(request.temperature),

@@ -53,6 +53,8 @@ class GenerationRequest:
     # Structured output (grammar.py): the answer is a JSON document of this JSON Schema (a dict; True: any JSON
     # value); token healing is then off (the healed prompt text is no part of the JSON). None: free text.
     json_schema: dict | bool | None = None
+    # Or the answer is exactly one of these strings (grammar.compile_choices; Gemini's text/x.enum).
+    text_choices: tuple[str, ...] | None = None
     # Tokens the schema forces (keys, quotes, braces, the rest of an enum value) enter each draft for free;
     # False drafts only what the drafter proposes (benchmarks compare both).
     forced_drafts: bool = True

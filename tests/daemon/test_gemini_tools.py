@@ -348,3 +348,28 @@ def test_a_stream_cut_anywhere_carries_the_whole_answers_text_and_calls(text):
             events += out if isinstance(out, list) else [out]
         events.append(shape.stream_end("stop", {}))
         assert joined(events) == whole, pieces
+
+
+def test_text_x_enum_answers_exactly_one_of_the_values_and_the_sdk_parses_it(gemini):
+    """responseMimeType text/x.enum: the answer is one enum value as written (no JSON quotes), whole or streamed;
+    google-genai turns it into the Enum class it was given."""
+    import enum
+
+    class Mood(enum.Enum):
+        POSITIVE = "positive"
+        NEGATIVE = "negative"
+        MIXED = "mixed feelings"
+
+    for seed in range(4):
+        config = types.GenerateContentConfig(response_mime_type="text/x.enum", response_schema=Mood,
+                                             temperature=1.0, seed=seed, max_output_tokens=20)
+        answer = gemini.models.generate_content(model="specd", contents="How does this review feel?", config=config)
+        assert answer.text in {m.value for m in Mood} and answer.parsed in set(Mood)
+        assert answer.candidates[0].finish_reason == types.FinishReason.STOP
+        streamed = "".join(c.text or "" for c in gemini.models.generate_content_stream(
+            model="specd", contents="How does this review feel?", config=config))
+        assert streamed == answer.text
+    with pytest.raises(errors.ClientError) as raised:
+        gemini.models.generate_content(model="specd", contents="hi", config=types.GenerateContentConfig(
+            response_mime_type="text/x.enum", response_schema={"type": "OBJECT", "properties": {}}))
+    assert raised.value.code == 400 and "text/x.enum needs" in raised.value.message

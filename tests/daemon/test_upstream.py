@@ -416,6 +416,16 @@ async def test_a_json_schema_is_refused_for_an_upstream_that_cannot_constrain_it
     assert status == 200 and answer["input_tokens"] > 0 and fake.requests == []
 
 
+async def test_text_choices_are_not_sent_upstream(tokenizer_dir):
+    fake = FakeUpstream(models=[{"id": "fake-coder", "object": "model", "owned_by": "vllm"}])
+    async with upstream_and_daemon(tokenizer_dir, fake) as (fake, daemon):
+        status, answer = await daemon.post("/v1beta/models/specd:generateContent", {
+            "contents": [{"parts": [{"text": "How does it feel?"}]}],
+            "generationConfig": {"responseMimeType": "text/x.enum",
+                                 "responseSchema": {"type": "STRING", "enum": ["good", "bad"]}}})
+    assert status == 400 and fake.requests == [] and "text/x.enum" in answer["error"]["message"]
+
+
 async def test_token_prompts_for_a_server_that_reads_text_only_are_a_400_that_says_what_to_set(tokenizer_dir):
     fake = FakeUpstream(models=[{"id": "fake-coder", "object": "model", "owned_by": "me"}])
     async with upstream_and_daemon(tokenizer_dir, fake, prompt_format="tokens") as (fake, daemon):

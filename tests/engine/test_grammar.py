@@ -345,3 +345,21 @@ def test_tokens_forced_after_the_drafters_tokens_join_the_draft(make_engine, mon
     assert speculative.token_ids == plain.token_ids
     assert sum(appended) > 0  # e.g. the rest of "light blue" and the next key after its first token
     assert speculative.stats.accepted_tokens == speculative.stats.drafted_tokens  # all of it was right
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_text_choices_answer_one_of_them_and_speculation_keeps_the_plain_answer(engine_for, strategy):
+    """An answer that must be one of a few strings (Gemini's text/x.enum), one a prefix of another: greedy
+    speculative output is the plain output, which is a whole choice; a cut one is marked incomplete."""
+    engine = engine_for(strategy)
+    choices = ("yes", "yes, but", "no", "not sure (hard to say)")
+    for prompt in PROMPTS[:3]:
+        plain = engine.generate(GenerationRequest(prompt=prompt, text_choices=choices, max_tokens=30, draft_tokens=0))
+        engine.pool.clear()
+        speculative = engine.generate(GenerationRequest(prompt=prompt, text_choices=choices, max_tokens=30))
+        engine.pool.clear()
+        assert speculative.token_ids == plain.token_ids and plain.text in choices and plain.stats.json_complete
+    cut = engine.generate(GenerationRequest(prompt=PROMPTS[0], text_choices=("a" * 40,), max_tokens=2))
+    assert cut.finish_reason == "length" and cut.stats.json_complete is False
+    with pytest.raises(RequestError, match="non-empty strings"):
+        engine.generate(GenerationRequest(prompt=PROMPTS[0], text_choices=("",), max_tokens=4))

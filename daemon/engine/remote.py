@@ -66,13 +66,11 @@ class RemoteEngine(Engine):
         output = StopState(rules, self.tokenizer, self.decode_anchor)
         if rules.max_tokens == 0 or request.prefill_only or request.count_only:  # no cache here to warm
             return self._done(output, "length", stats, started, on_text)
-        if request.text_choices is not None:
-            raise RequestError("text choices (Gemini's text/x.enum) are not sent to an upstream server; ask for "
-                               "application/json with the same enum instead")
-        self._check_server(schema)
+        self._check_server(schema, request.text_choices)
         cancel = cancel or CancelToken()
         call = UpstreamCall(self.wire_prompt(request, prompt_ids), rules.max_tokens, float(request.temperature),
-                            float(request.top_p), request.seed, {} if schema is True else schema)
+                            float(request.top_p), request.seed, {} if schema is True else schema,
+                            request.text_choices)
         received, reason = [], None
         pieces = self.client.stream(call, cancel)
         try:
@@ -97,6 +95,8 @@ class RemoteEngine(Engine):
         stats.verify_s = max(0.0, time.perf_counter() - started - stats.prefill_s)
         if schema is not None:  # the upstream kept to the schema; whether the document was finished
             stats.json_complete = _is_json(output.text)
+        elif request.text_choices is not None:
+            stats.json_complete = output.text in request.text_choices
         return self._done(output, reason or "stop", stats, started, on_text)
 
     def _server(self) -> str | None:
@@ -109,15 +109,17 @@ class RemoteEngine(Engine):
                 pass
         return self.client.server
 
-    def _check_server(self, schema) -> None:
+    def _check_server(self, schema, choices) -> None:
         """UpstreamError when the upstream is a specd daemon (requests would wait on themselves until the timeout);
-        RequestError when it cannot take what the request needs: a JSON schema, or token ids (prompt_format)."""
+        RequestError when it cannot take what the request needs: a JSON schema, text choices, or token ids
+        (prompt_format)."""
         server = self.client.server
         if server == "specd":
             raise UpstreamError(503, f"the upstream {self.client.url} is a specd daemon (its /v1/models says "
                                      "owned_by specd): point `upstream` at the serving engine (vLLM, SGLang, "
                                      "llama-server)")
         needs = [what for what, wanted in (("a JSON schema", schema is not None),
+                                           ("a choice of texts (text/x.enum)", choices is not None),
                                            ('prompt_format "tokens"', self.prompt_format == "tokens")) if wanted]
         if not needs or self._server() in TOKEN_AND_SCHEMA_SERVERS:
             return

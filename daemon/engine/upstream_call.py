@@ -32,6 +32,7 @@ class UpstreamCall:
     top_p: float
     seed: int | None
     json_schema: dict | None = None  # the answer must be a document of it (True, any JSON value, arrives as {})
+    text_choices: tuple[str, ...] | None = None  # or exactly one of these strings
 
 
 @dataclass

@@ -15,7 +15,8 @@ client's requests together and so are read as the upstream's totals, not per req
 
 A JSON schema goes in each server's own field (`schema_field`): vLLM's `structured_outputs: {"json": schema}` (its
 docs, Structured Outputs: from 0.10.2; earlier versions read `guided_json` and would ignore it), SGLang's `json_schema` as JSON text (its CompletionRequest in
-protocol.py), llama-server's `json_schema` as an object (tools/server/README.md, /completion options, which
+protocol.py; `regex` for text choices), llama-server's `json_schema` as an object (`grammar`, GBNF, for text
+choices; tools/server/README.md, /completion options, which
 /v1/completions shares). Other servers (llama-cpp-python's takes GBNF grammars only) get none: RemoteEngine refuses
 the request first.
 """
@@ -33,6 +34,35 @@ SCHEMA_FIELDS = {  # upstream_call.TOKEN_AND_SCHEMA_SERVERS (the same servers), 
     "sglang": lambda schema: {"json_schema": json.dumps(schema)},
     "llamacpp": lambda schema: {"json_schema": schema},
 }
+
+
+REGEX_SPECIALS = frozenset(".^$*+?()[]{}|\\")
+CHOICE_FIELDS = {  # the same servers, each with the body fields for an answer that is one of a few strings
+    "vllm": lambda choices: {"structured_outputs": {"choice": list(choices)}},
+    "sglang": lambda choices: {"regex": "(" + "|".join(_regex_literal(c) for c in choices) + ")"},
+    "llamacpp": lambda choices: {"grammar": "root ::= " + " | ".join(_gbnf_literal(c) for c in choices)},
+}
+
+
+def _regex_literal(text: str) -> str:
+    """`text` matched literally by a regular expression: its metacharacters escaped and nothing else (re.escape also
+    escapes spaces, an escape not every regex engine an upstream uses reads)."""
+    return "".join("\\" + char if char in REGEX_SPECIALS else char for char in text)
+
+
+def _gbnf_literal(text: str) -> str:
+    r"""`text` as a GBNF string literal (llama.cpp's grammars/README.md: double quotes; `\\`, `\"`, `\n`, `\r`,
+    `\t`, `\uHHHH` and `\UHHHHHHHH` escapes), anything outside printable ASCII escaped."""
+    named = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+    out = []
+    for char in text:
+        if char in named:
+            out.append(named[char])
+        elif " " <= char <= "~":
+            out.append(char)
+        else:
+            out.append(f"\\u{ord(char):04x}" if ord(char) <= 0xFFFF else f"\\U{ord(char):08x}")
+    return '"' + "".join(out) + '"'
 
 
 def schema_field(schema: dict, server: str | None) -> dict:
@@ -54,6 +84,8 @@ def request_body(call: UpstreamCall, model: str, server: str | None) -> dict:
         body["return_spec_tokens_details"] = True
     if call.json_schema is not None:
         body.update(schema_field(call.json_schema, server))
+    if call.text_choices is not None:
+        body.update(CHOICE_FIELDS[server](call.text_choices))
     return body
 
 

@@ -416,14 +416,35 @@ async def test_a_json_schema_is_refused_for_an_upstream_that_cannot_constrain_it
     assert status == 200 and answer["input_tokens"] > 0 and fake.requests == []
 
 
-async def test_text_choices_are_not_sent_upstream(tokenizer_dir):
-    fake = FakeUpstream(models=[{"id": "fake-coder", "object": "model", "owned_by": "vllm"}])
+@pytest.mark.parametrize("server, field", [
+    ("vllm", {"structured_outputs": {"choice": ["good", "not (so) good"]}}),
+    ("sglang", {"regex": "(good|not \\(so\\) good)"}),
+    ("llamacpp", {"grammar": 'root ::= "good" | "not (so) good"'}),
+])
+async def test_text_choices_go_in_the_servers_own_field(tokenizer_dir, server, field):
+    fake = FakeUpstream(pieces=["not (so) ", "good"], models=[{"id": "fake-coder", "object": "model",
+                                                               "owned_by": server}])
     async with upstream_and_daemon(tokenizer_dir, fake) as (fake, daemon):
         status, answer = await daemon.post("/v1beta/models/specd:generateContent", {
             "contents": [{"parts": [{"text": "How does it feel?"}]}],
             "generationConfig": {"responseMimeType": "text/x.enum",
-                                 "responseSchema": {"type": "STRING", "enum": ["good", "bad"]}}})
-    assert status == 400 and fake.requests == [] and "text/x.enum" in answer["error"]["message"]
+                                 "responseSchema": {"type": "STRING", "enum": ["good", "not (so) good"]}}})
+    assert status == 200, answer
+    assert answer["candidates"][0]["content"]["parts"] == [{"text": "not (so) good"}]
+    assert answer["specd"]["json_complete"] is True
+    assert {k: fake.requests[-1][k] for k in field} == field
+
+
+def test_text_choices_as_regular_expressions_and_gbnf_literals_match_the_text_itself():
+    import re
+
+    from specd.daemon.models.upstream_wire import CHOICE_FIELDS
+
+    odd = ('a.b (c)', 'x\\y+', 'say "hi"\n', "ü 😀")
+    regex = CHOICE_FIELDS["sglang"](odd)["regex"]
+    assert all(re.fullmatch(regex, text) for text in odd) and not re.fullmatch(regex, "aXb (c)")
+    grammar = CHOICE_FIELDS["llamacpp"](odd)["grammar"]
+    assert grammar == 'root ::= "a.b (c)" | "x\\\\y+" | "say \\"hi\\"\\n" | "\\u00fc \\U0001f600"'
 
 
 async def test_token_prompts_for_a_server_that_reads_text_only_are_a_400_that_says_what_to_set(tokenizer_dir):

@@ -179,7 +179,7 @@ class MessageShape(Shape):
         self.forced_text = ""
         self.index = -1  # the current block's index
         self.text_open = False
-        self.pending = ""  # whitespace not yet in a block
+        self.streamed = tool_calls.StreamedBlocks()
         self.called = False
 
     # -- whole answers ---------------------------------------------------------------------------------------------
@@ -243,8 +243,9 @@ class MessageShape(Shape):
             events = self._events(tool_calls.forced_pieces(self.forced_text))
         else:
             events = self._events(self.parser.finish() if self.parser is not None else [])
-        if self.index < 0:  # no block yet: the answer is its whitespace (or nothing) as one text block
-            events += self._open_text() + ([self._text_delta(self.pending)] if self.pending else [])
+        rest = self.streamed.rest()
+        if rest is not None:  # no block yet: the answer is its whitespace (or nothing) as one text block
+            events += self._open_text() + ([self._text_delta(rest)] if rest else [])
         if self.text_open:
             events.append({"type": "content_block_stop", "index": self.index})
         return events + [{"type": "message_delta", "delta": self._stop(finish_reason), "usage": usage(stats),
@@ -253,25 +254,20 @@ class MessageShape(Shape):
 
     def _events(self, pieces: list) -> list[dict]:
         events: list[dict] = []
-        for piece in pieces:
+        for piece in self.streamed.settle(pieces):
             if isinstance(piece, tool_calls.ToolCall):
                 if self.text_open:
                     events.append({"type": "content_block_stop", "index": self.index})
                     self.text_open = False
-                self.pending, self.called = "", True
+                self.called = True
                 block = self._tool_use(piece)
                 self.index += 1
                 events += [{"type": "content_block_start", "index": self.index, "content_block": {**block, "input": {}}},
                            {"type": "content_block_delta", "index": self.index,
                             "delta": {"type": "input_json_delta", "partial_json": json.dumps(piece.input)}},
                            {"type": "content_block_stop", "index": self.index}]
-            elif self.text_open:
-                events.append(self._text_delta(piece))
             else:
-                self.pending += piece
-                if self.pending.strip():
-                    events += self._open_text() + [self._text_delta(self.pending)]
-                    self.pending = ""
+                events += (self._open_text() if piece.opens else []) + [self._text_delta(piece.text)]
         return events
 
     def _open_text(self) -> list[dict]:

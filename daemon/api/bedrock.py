@@ -197,7 +197,7 @@ class ConverseShape(EventStreamShape):
         self.forced_text = ""  # a forced call's JSON so far (a stream)
         self.index = -1  # the current block's index
         self.text_open = False
-        self.pending = ""  # whitespace not yet in a block
+        self.streamed = tool_calls.StreamedBlocks()
         self.called = False
 
     def _tool_use(self, call: tool_calls.ToolCall) -> dict:
@@ -235,9 +235,10 @@ class ConverseShape(EventStreamShape):
             events = self._events(tool_calls.forced_pieces(self.forced_text))
         else:
             events = self._events(self.parser.finish() if self.parser is not None else [])
-        if self.index < 0:  # no block yet: the answer is its whitespace (or nothing) as one text block
+        rest = self.streamed.rest()
+        if rest is not None:  # no block yet: the answer is its whitespace (or nothing) as one text block
             self.index, self.text_open = 0, True
-            events += [self._text_delta(self.pending)] if self.pending else []
+            events += [self._text_delta(rest)] if rest else []
         if self.text_open:
             events.append({"contentBlockStop": {"contentBlockIndex": self.index}})
         return events + [{"messageStop": {"stopReason": self.stop_reason(finish_reason),
@@ -246,12 +247,11 @@ class ConverseShape(EventStreamShape):
 
     def _events(self, pieces: list) -> list[dict]:
         events: list[dict] = []
-        for piece in pieces:
+        for piece in self.streamed.settle(pieces):
             if isinstance(piece, tool_calls.ToolCall):
                 if self.text_open:
                     events.append({"contentBlockStop": {"contentBlockIndex": self.index}})
                     self.text_open = False
-                self.pending = ""
                 use = self._tool_use(piece)
                 self.index += 1
                 events += [{"contentBlockStart": {"contentBlockIndex": self.index, "start": {"toolUse": {
@@ -259,14 +259,10 @@ class ConverseShape(EventStreamShape):
                            {"contentBlockDelta": {"contentBlockIndex": self.index, "delta": {"toolUse": {
                                "input": json.dumps(use["input"], ensure_ascii=False)}}}},
                            {"contentBlockStop": {"contentBlockIndex": self.index}}]
-            elif self.text_open:
-                events.append(self._text_delta(piece))
             else:
-                self.pending += piece
-                if self.pending.strip():
+                if piece.opens:
                     self.index, self.text_open = self.index + 1, True
-                    events.append(self._text_delta(self.pending))
-                    self.pending = ""
+                events.append(self._text_delta(piece.text))
         return events
 
     def _text_delta(self, text: str) -> dict:

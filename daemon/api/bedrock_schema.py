@@ -165,20 +165,15 @@ def _prefill(messages: list[dict], last: dict) -> bool:
     return True
 
 
-def _member(parent: dict, key: str, where: str) -> dict:
-    """`parent[key]`, an object or absent ({}); else BadRequest naming `where` (the member's whole path)."""
-    return _object({where: parent.get(key)}, where)
-
-
 def _tool_config(body: dict) -> tuple[list[dict] | None, list[str], dict]:
     """`toolConfig`: the tools in OpenAI's function form (None without any), where each one's input schema is in the
     request, and `toolChoice` ({} when absent: auto)."""
     config = _object(body, "toolConfig")
-    choice = _member(config, "toolChoice", "toolConfig.toolChoice")
+    choice = _object(config, "toolChoice", "toolConfig.toolChoice")
     if choice and (len(choice) != 1 or not set(choice) <= {"auto", "any", "tool"}):
         raise BadRequest("'toolConfig.toolChoice' must be one of {\"auto\": {}}, {\"any\": {}} or {\"tool\": "
                          "{\"name\"}}", "toolConfig")
-    if "tool" in choice and not isinstance(_member(choice, "tool", "toolConfig.toolChoice.tool").get("name"), str):
+    if "tool" in choice and not isinstance(_object(choice, "tool", "toolConfig.toolChoice.tool").get("name"), str):
         raise _wrong("toolConfig.toolChoice.tool.name", "a string", choice["tool"].get("name"))
     if not config:
         return None, [], choice
@@ -192,7 +187,7 @@ def _tool_config(body: dict) -> tuple[list[dict] | None, list[str], dict]:
             raise _wrong(where, "an object {toolSpec}, {systemTool} or {cachePoint}", tool)
         if "toolSpec" not in tool:
             continue  # a cachePoint, or a systemTool that Bedrock itself runs
-        spec = _member(tool, "toolSpec", f"{where}.toolSpec")
+        spec = _object(tool, "toolSpec", f"{where}.toolSpec")
         name, description = spec.get("name"), spec.get("description")
         if not isinstance(name, str) or not name:
             raise BadRequest(f"'{where}.toolSpec.name' must be a non-empty string, got {json.dumps(name)}", "toolConfig")
@@ -201,7 +196,7 @@ def _tool_config(body: dict) -> tuple[list[dict] | None, list[str], dict]:
         if description is not None and not isinstance(description, str):
             raise _wrong(f"{where}.toolSpec.description", "a string", description)
         path = f"{where}.toolSpec.inputSchema.json"
-        schema = object_schema(_member(_member(spec, "inputSchema", f"{where}.toolSpec.inputSchema"), "json", path),
+        schema = object_schema(_object(_object(spec, "inputSchema", f"{where}.toolSpec.inputSchema"), "json", path),
                                path, "toolConfig")
         functions.append({"type": "function", "function": {"name": name, "description": description or "",
                                                             "parameters": schema}})

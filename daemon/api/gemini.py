@@ -190,8 +190,7 @@ class GeminiShape(Shape):
         self.parser = tool_calls.ToolCallParser(names) if names is not None and not forced_tool else None
         self.forced_tool = forced_tool
         self.forced_text = ""  # a forced call's text so far (a stream)
-        self.held = ""  # whitespace not yet sent: at the start of the answer or after a call
-        self.text_open = False  # the last part was text: whitespace goes out with it
+        self.streamed = tool_calls.StreamedBlocks()
         self.lagging: list[dict] = []  # the parts of the stream's previous event, sent with the next one
         self.called = False
 
@@ -206,26 +205,19 @@ class GeminiShape(Shape):
         return answer
 
     def _parts(self, pieces: list, last: bool) -> list[dict]:
-        """Parts for settled pieces (text or ToolCall), by the Anthropic and Bedrock doors' rule: whitespace at the
-        start of the answer or after a call waits for text, and is dropped when a call or the end comes first;
-        once text has begun, whitespace goes out with it. Pieces cut anywhere give the same text."""
+        """Parts for settled pieces (text or ToolCall), by the Anthropic and Bedrock doors' whitespace rule
+        (tool_calls.StreamedBlocks); `last`: the answer's end, where an answer of whitespace alone is that text."""
         parts: list[dict] = []
-        for piece in pieces:
+        for piece in self.streamed.settle(pieces):
             if isinstance(piece, tool_calls.ToolCall):
-                self.held, self.called, self.text_open = "", True, False
+                self.called = True
                 parts.append({"functionCall": {"id": "call_" + secrets.token_hex(12), "name": piece.name,
                                                "args": piece.input}})
-            elif self.parser is None or self.text_open:
-                parts.append({"text": piece})
-            elif (self.held + piece).strip():
-                parts.append({"text": self.held + piece})
-                self.held, self.text_open = "", True
             else:
-                self.held += piece
-        if last and self.held and not self.called:
-            parts.append({"text": self.held})
-        if last:
-            self.held = ""
+                parts.append({"text": piece.text})
+        rest = self.streamed.rest() if last else None
+        if rest:
+            parts.append({"text": rest})
         return [part for part in parts if part.get("text") != ""]
 
     def _pieces(self, text: str) -> list:

@@ -145,37 +145,33 @@ def _parts(content: dict, where: str) -> tuple[str, list[dict], list[dict]]:
                        tools_as_text=False), calls, responses
 
 
-def _call(value: Any, where: str) -> dict:
+def _named_part(value: Any, where: str, member: str) -> tuple[str, dict, str | None]:
+    """A FunctionCall or FunctionResponse: its `name`, its `member` object (`args`, `response`; {} when absent)
+    and its `id` (None when absent). Raises BadRequest naming the field."""
     if not isinstance(value, dict):
-        raise _wrong(where, "an object {name, args, id}", value)
-    call = camel(value)
-    if not isinstance(call.get("name"), str):
-        raise _wrong(f"{where}.name", "a string", call.get("name"))
-    args = call.get("args")
-    if not isinstance(args if args is not None else {}, dict):
-        raise _wrong(f"{where}.args", "an object", args)
-    return {"id": call.get("id") if isinstance(call.get("id"), str) else None, "type": "function",
-            "function": {"name": call["name"], "arguments": args or {}}}
+        raise _wrong(where, f"an object {{name, {member}, id}}", value)
+    part = camel(value)
+    if not isinstance(part.get("name"), str):
+        raise _wrong(f"{where}.name", "a string", part.get("name"))
+    inner = part.get(member)
+    if not isinstance(inner if inner is not None else {}, dict):
+        raise _wrong(f"{where}.{member}", "an object", inner)
+    return part["name"], inner or {}, part.get("id") if isinstance(part.get("id"), str) else None
+
+
+def _call(value: Any, where: str) -> dict:
+    name, args, call_id = _named_part(value, where, "args")
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": args}}
 
 
 def _response(value: Any, where: str) -> dict:
-    if not isinstance(value, dict):
-        raise _wrong(where, "an object {name, response, id}", value)
-    response = camel(value)
-    if not isinstance(response.get("name"), str):
-        raise _wrong(f"{where}.name", "a string", response.get("name"))
-    result = response.get("response")
-    if not isinstance(result if result is not None else {}, dict):
-        raise _wrong(f"{where}.response", "an object", result)
-    result = result or {}
+    name, result, call_id = _named_part(value, where, "response")
     (key, only), = result.items() if len(result) == 1 else ((None, None),)
     if isinstance(only, str):  # Google's convention: "output" for the function's output, "error" for its failure
         text = f"Error: {only}" if key == "error" else only
     else:
         text = json.dumps(result, ensure_ascii=False)
-    call_id = response.get("id")
-    return {"role": "tool", "tool_call_id": call_id if isinstance(call_id, str) else None, "content": text,
-            "name": response["name"]}
+    return {"role": "tool", "tool_call_id": call_id, "content": text, "name": name}
 
 
 def _pair_responses(messages: list[dict]) -> None:
@@ -249,8 +245,7 @@ def _declaration(value: Any, where: str) -> tuple[dict, str]:
 def _calling_config(config: dict, tools: list[dict] | None, paths: list[str]
                     ) -> tuple[list[dict] | None, list[str], str]:
     """`toolConfig.functionCallingConfig`: the tools its `allowedFunctionNames` leaves, their paths, and the mode."""
-    calling = camel(_object({"toolConfig.functionCallingConfig": camel(config).get("functionCallingConfig")},
-                            "toolConfig.functionCallingConfig"))
+    calling = camel(_object(camel(config), "functionCallingConfig", "toolConfig.functionCallingConfig"))
     mode = calling.get("mode") or "AUTO"
     if not isinstance(mode, str) or mode.upper() not in CALLING_MODES:
         raise BadRequest(f"'toolConfig.functionCallingConfig.mode' must be one of {', '.join(CALLING_MODES)}, got "

@@ -162,12 +162,13 @@ def _bool(body: dict, name: str, default: bool) -> bool:
     return value
 
 
-def _object(body: dict, name: str) -> dict:
+def _object(body: dict, name: str, where: str | None = None) -> dict:
+    """`body[name]`, an object or absent ({}); else BadRequest naming `where` (the member's whole path; `name`)."""
     value = body.get(name)
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise _wrong(name, "an object", value)
+        raise _wrong(where or name, "an object", value)
     return value
 
 

@@ -102,6 +102,47 @@ class ToolCallParser:
         return [rest] if rest else []
 
 
+@dataclass
+class Text:
+    """A settled piece of text; `opens`: it begins a new text block (the first text, or the first after a call)."""
+    text: str
+    opens: bool
+
+
+class StreamedBlocks:
+    """The rule the Anthropic, Bedrock and Gemini doors stream text next to calls by, so that pieces cut anywhere
+    give the blocks of the whole answer (where `split` joined the text and whitespace-only pieces make no block):
+    whitespace at the start of an answer or after a call waits for text, and is dropped when a call comes first;
+    once text has begun, whitespace goes out with it."""
+
+    def __init__(self) -> None:
+        self.pending = ""  # whitespace not yet in a block
+        self.text_open = False
+        self.blocks = 0  # blocks begun so far
+
+    def settle(self, pieces: list[str | ToolCall]) -> list[Text | ToolCall]:
+        settled: list[Text | ToolCall] = []
+        for piece in pieces:
+            if isinstance(piece, ToolCall):
+                self.pending, self.text_open = "", False
+                self.blocks += 1
+                settled.append(piece)
+            elif self.text_open:
+                settled.append(Text(piece, opens=False))
+            else:
+                self.pending += piece
+                if self.pending.strip():
+                    settled.append(Text(self.pending, opens=True))
+                    self.pending, self.text_open = "", True
+                    self.blocks += 1
+        return settled
+
+    def rest(self) -> str | None:
+        """At the end: the whitespace still held when the answer began no block (the answer is that whitespace,
+        or nothing: ""), else None."""
+        return None if self.blocks else self.pending
+
+
 def split(text: str, names: set[str] | None = None) -> list[str | ToolCall]:
     """A whole answer's pieces, adjacent text joined (`names` as ToolCallParser's)."""
     parser = ToolCallParser(names)

@@ -87,7 +87,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
     rid = "msg_" + secrets.token_hex(12)
     if ctx.settings.log_prompts:
         log.info("%s messages=%r tools=%d", rid, parsed.messages, len(parsed.tools or ()))
-    shape = MessageShape(rid, parsed.params.model, speculative=report, tools=parsed.tools is not None,
+    shape = MessageShape(rid, parsed.params.model, speculative=report, names=tool_calls.declared_names(parsed.tools),
                          forced_tool=parsed.forced_tool)
     return await generate(request, ctx, build(ctx, parsed), parsed.params, shape)
 
@@ -169,10 +169,11 @@ class MessageShape(Shape):
 
     keepalive_s = 5.0
 
-    def __init__(self, rid: str, model: str, speculative: dict | None = None, tools: bool = False,
+    def __init__(self, rid: str, model: str, speculative: dict | None = None, names: set[str] | None = None,
                  forced_tool: bool = False) -> None:
+        """`names`: the declared tools (None: the request has none, the answer is text)."""
         super().__init__(rid, model, speculative)
-        self.parser = tool_calls.ToolCallParser() if tools and not forced_tool else None
+        self.parser = tool_calls.ToolCallParser(names) if names is not None and not forced_tool else None
         # A forced tool call (tool_choice any/tool): the whole answer is the call's JSON, without the tags; a
         # stream holds it back until it is whole (`forced_text`)
         self.forced_tool = forced_tool
@@ -188,7 +189,7 @@ class MessageShape(Shape):
         if self.forced_tool:
             pieces = tool_calls.forced_pieces(text)
         else:
-            pieces = tool_calls.split(text) if self.parser is not None else [text]
+            pieces = tool_calls.split(text, self.parser.names) if self.parser is not None else [text]
         content = [self._tool_use(p) if isinstance(p, tool_calls.ToolCall) else {"type": "text", "text": p}
                    for p in pieces if not isinstance(p, str) or p.strip()]
         if not content:

@@ -92,7 +92,7 @@ async def converse(request: web.Request) -> web.StreamResponse:
     rid = secrets.token_hex(12)
     if ctx.settings.log_prompts:
         log.info("%s messages=%r tools=%d", rid, parsed.messages, len(parsed.tools or ()))
-    shape = ConverseShape(rid, ctx.model_names()[0], speculative=report, tools=parsed.tools is not None,
+    shape = ConverseShape(rid, ctx.model_names()[0], speculative=report, names=tool_calls.declared_names(parsed.tools),
                           forced_tool=parsed.forced_tool)
     return await generate(request, ctx, chat_request(ctx, params, parsed.messages, parsed.tools, parsed.prefill),
                           params, shape)
@@ -189,10 +189,11 @@ class ConverseShape(EventStreamShape):
     stream a text block is its deltas (Bedrock sends no contentBlockStart for text), a toolUse block a
     contentBlockStart with its id and name, one delta with its input as JSON text, and a contentBlockStop."""
 
-    def __init__(self, rid: str, model: str, speculative: dict | None = None, tools: bool = False,
+    def __init__(self, rid: str, model: str, speculative: dict | None = None, names: set[str] | None = None,
                  forced_tool: bool = False) -> None:
+        """`names`: the declared tools (None: the request has none, the answer is text)."""
         super().__init__(rid, model, speculative)
-        self.parser = tool_calls.ToolCallParser() if tools and not forced_tool else None
+        self.parser = tool_calls.ToolCallParser(names) if names is not None and not forced_tool else None
         self.forced_tool = forced_tool
         self.forced_text = ""  # a forced call's JSON so far (a stream)
         self.index = -1  # the current block's index
@@ -214,7 +215,7 @@ class ConverseShape(EventStreamShape):
         if self.forced_tool:
             pieces = tool_calls.forced_pieces(text)
         else:
-            pieces = tool_calls.split(text) if self.parser is not None else [text]
+            pieces = tool_calls.split(text, self.parser.names) if self.parser is not None else [text]
         content = [{"toolUse": self._tool_use(p)} if isinstance(p, tool_calls.ToolCall) else {"text": p}
                    for p in pieces if not isinstance(p, str) or p.strip()] or [{"text": text}]
         return {"output": {"message": {"role": "assistant", "content": content}},

@@ -108,7 +108,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     rid = secrets.token_hex(12)
     if ctx.settings.log_prompts:
         log.info("%s messages=%r tools=%d", rid, parsed.messages, len(parsed.tools or ()))
-    names = {tool["function"]["name"] for tool in parsed.tools} if parsed.tools is not None else None
+    names = tool_calls.declared_names(parsed.tools)
     shape = GeminiShape(rid, ctx.model_names()[0], speculative=report, names=names, forced_tool=parsed.forced_tool)
     answer = await generate(request, ctx, chat_request(ctx, params, parsed.messages, parsed.tools), params, shape)
     if method == "streamGenerateContent" and not params.stream and answer.status == 200:

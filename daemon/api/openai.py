@@ -104,7 +104,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     rid = "chatcmpl-" + secrets.token_hex(12)
     if ctx.settings.log_prompts:
         log.info("%s messages=%r tools=%d", rid, messages, len(tools or ()))
-    shape = ChatShape(rid, ctx.model_names()[0], speculative=report, tools=tools is not None,
+    shape = ChatShape(rid, ctx.model_names()[0], speculative=report, names=tool_calls.declared_names(tools),
                       forced_tool=forced_call is not None)
     return await generate(request, ctx, chat_request(ctx, params, messages, tools), params, shape)
 
@@ -135,11 +135,12 @@ class ChatShape(Shape):
 
     chunk_object = "chat.completion.chunk"
 
-    def __init__(self, rid: str, model: str, speculative: dict | None = None, tools: bool = False,
+    def __init__(self, rid: str, model: str, speculative: dict | None = None, names: set[str] | None = None,
                  forced_tool: bool = False) -> None:
+        """`names`: the declared tools (None: the request has none, the answer is text)."""
         super().__init__(rid, model, speculative)
-        self.tools, self.forced_tool = tools or forced_tool, forced_tool
-        self.parser = tool_calls.ToolCallParser() if tools and not forced_tool else None
+        self.tools, self.forced_tool = names is not None or forced_tool, forced_tool
+        self.parser = tool_calls.ToolCallParser(names) if names is not None and not forced_tool else None
         self.pending = ""  # streamed text not sent yet: a forced call's JSON, or whitespace that may precede a call
         self.sent_text = False
         self.calls = 0
@@ -147,7 +148,7 @@ class ChatShape(Shape):
     def _pieces(self, text: str) -> list:
         if self.forced_tool:
             return tool_calls.forced_pieces(text)
-        return tool_calls.split(text) if self.parser is not None else [text]
+        return tool_calls.split(text, self.parser.names) if self.parser is not None else [text]
 
     def _call(self, call: tool_calls.ToolCall) -> dict:
         self.calls += 1

@@ -63,9 +63,16 @@ def _held_back(text: str) -> int:
     return 0
 
 
+def declared_names(tools: list[dict] | None) -> set[str] | None:
+    """The function names of a request's tools in OpenAI's form (`[{"type": "function", "function": {"name":
+    ...}}]`, as every door passes them to the chat template); None when the request has no tools."""
+    return None if tools is None else {tool["function"]["name"] for tool in tools}
+
+
 class ToolCallParser:
     """`feed` text as it comes, then `finish`; each returns the pieces that are settled: str (text) or ToolCall.
-    With `names`, a call of any other function stays text too (a door whose clients run every call they get)."""
+    With `names`, a call of any other function stays text too: the hosted APIs never answer one, and clients that
+    run every call they get fail on it (google-genai's automatic function calling, the OpenAI Agents SDK)."""
 
     def __init__(self, names: set[str] | None = None) -> None:
         self.buffer = ""

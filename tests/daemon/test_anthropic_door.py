@@ -70,6 +70,19 @@ async def test_without_tools_or_with_tool_choice_none_the_same_text_stays_text()
             assert d.engine.templated[-1][1] is None
 
 
+async def test_a_call_of_a_tool_not_declared_stays_text_whole_and_streamed():
+    """The Anthropic API never answers a call of a tool the request did not declare; clients look it up."""
+    clock = {**WEATHER_TOOL, "name": "get_time"}
+    async with fake_daemon() as d, client(d) as sdk:
+        d.engine.script = TOOL_ANSWER
+        message = await sdk.messages.create(model="specd", max_tokens=64, messages=user("weather?"), tools=[clock])
+        assert [b.type for b in message.content] == ["text"] and message.content[0].text == TOOL_ANSWER
+        assert message.stop_reason == "end_turn"
+        async with sdk.messages.stream(model="specd", max_tokens=64, messages=user("weather?"), tools=[clock]) as stream:
+            final = await stream.get_final_message()
+        assert without_ids(final.content) == without_ids(message.content)
+
+
 async def test_errors_are_in_anthropics_body_with_its_statuses():
     async with fake_daemon(hold=True, queue_size=1) as d:
         with pytest.raises(anthropic.AuthenticationError) as bad_key:
@@ -267,7 +280,7 @@ def test_a_stream_cut_anywhere_carries_the_whole_answers_blocks(text):
     """However the engine's pieces fall (a tokenizer may give whitespace its own token), the streamed blocks are
     the whole answer's."""
     def streamed(pieces: list[str]) -> list:
-        shape = MessageShape("m", "model", tools=True)
+        shape = MessageShape("m", "model", names={"get_weather"})
         events = [e for piece in pieces if piece for e in shape.delta(piece)]
         events += shape.stream_end("stop", {})
         blocks: dict[int, list] = {}
@@ -281,7 +294,7 @@ def test_a_stream_cut_anywhere_carries_the_whole_answers_blocks(text):
         return [(kind, name, json.loads(body) if kind == "tool_use" else body)
                 for kind, name, body in (blocks[i] for i in sorted(blocks))]
 
-    body = MessageShape("m", "model", tools=True).body(text, "stop", {})
+    body = MessageShape("m", "model", names={"get_weather"}).body(text, "stop", {})
     whole = [(b["type"], b.get("name"), b["input"] if b["type"] == "tool_use" else b["text"]) for b in body["content"]]
     for i in range(len(text) + 1):
         assert streamed([text[:i], text[i:]]) == whole, (text[:i], text[i:])

@@ -64,6 +64,16 @@ def test_a_call_the_model_writes_is_a_tool_use_block_whole_and_streamed(scripted
     assert engine.templated[-1][1] is None
 
 
+
+def test_a_call_of_a_tool_not_declared_stays_text(scripted):
+    _, client = scripted
+    clock = {"tools": [{"toolSpec": {"name": "get_time", "inputSchema": {"json": {"type": "object"}}}}]}
+    answer = converse(client, toolConfig=clock)
+    assert answer["output"]["message"]["content"] == [{"text": SCRIPTED_CALL}] and answer["stopReason"] == "end_turn"
+    events = converse(client, stream=True, toolConfig=clock)
+    assert "".join(e["contentBlockDelta"]["delta"]["text"] for e in events if "contentBlockDelta" in e) == SCRIPTED_CALL
+    assert not any("contentBlockStart" in e for e in events)
+
 def test_a_tool_loop_reaches_the_template_as_calls_and_results(scripted):
     engine, client = scripted
     first = converse(client, toolConfig=TOOLS)["output"]["message"]
@@ -186,10 +196,10 @@ def test_a_stream_cut_anywhere_carries_the_whole_answers_blocks(text):
                 blocks.setdefault(event["contentBlockStop"]["contentBlockIndex"], [])
         return [("".join(v) if all(isinstance(x, str) for x in v) else v[0]) for _, v in sorted(blocks.items())]
 
-    body = ConverseShape("r", "m", tools=True).body(text, "stop", {"total_s": 0})
+    body = ConverseShape("r", "m", names={"get_weather"}).body(text, "stop", {"total_s": 0})
     whole = [b["text"] if "text" in b else b["toolUse"]["input"] for b in body["output"]["message"]["content"]]
     for i in range(len(text) + 1):
-        shape = ConverseShape("r", "m", tools=True)
+        shape = ConverseShape("r", "m", names={"get_weather"})
         events = [e for piece in (text[:i], text[i:]) if piece for e in shape.delta(piece)]
         events += shape.stream_end("stop", {"total_s": 0})
         assert blocks_of(events) == whole, (text[:i], text[i:])

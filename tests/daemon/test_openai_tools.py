@@ -205,6 +205,21 @@ def test_auto_cuts_a_written_call_out_of_the_text_whole_and_streamed(scripted):
         assert engine.templated[-1][1] is None
 
 
+def test_a_call_of_a_function_not_declared_or_not_allowed_stays_text(scripted):
+    """OpenAI never answers a call of a function the request did not declare, and agent frameworks fail on one
+    (the OpenAI Agents SDK raises ModelBehaviorError)."""
+    _, _, sdk = scripted
+    allowed = {"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": [
+        {"type": "function", "function": {"name": "get_time"}}]}}
+    for extra in ({"tools": TOOLS[1:]}, {"tools": TOOLS, "tool_choice": allowed}):
+        answer = create(sdk, **extra).choices[0]
+        assert answer.message.content == SCRIPTED_CALL and not answer.message.tool_calls
+        assert answer.finish_reason == "stop"
+        with sdk.chat.completions.stream(model="specd", messages=MESSAGES, max_tokens=200, **extra) as stream:
+            streamed = stream.get_final_completion().choices[0]
+        assert streamed.message.content == SCRIPTED_CALL and not streamed.message.tool_calls
+
+
 def tool(name="f", parameters=None, **extra):
     return {"type": "function", "function": {"name": name, "parameters": parameters or {"type": "object"}}, **extra}
 
@@ -243,7 +258,7 @@ def test_a_stream_cut_anywhere_carries_the_whole_answers_content_and_calls(text)
     from specd.daemon.api.openai import ChatShape
 
     def streamed(pieces: list[str]) -> tuple:
-        shape = ChatShape("c", "model", tools=True)
+        shape = ChatShape("c", "model", names={"get_weather"})
         chunks = [shape.stream_start()[0]]
         for piece in pieces:
             out = shape.delta(piece) if piece else []
@@ -256,7 +271,7 @@ def test_a_stream_cut_anywhere_carries_the_whole_answers_content_and_calls(text)
                  if c["function"].get("arguments")]
         return ("".join(content) if content else None), calls
 
-    message = ChatShape("c", "model", tools=True).body(text, "stop", {})["choices"][0]["message"]
+    message = ChatShape("c", "model", names={"get_weather"}).body(text, "stop", {})["choices"][0]["message"]
     whole = (message["content"] or None, [json.loads(c["function"]["arguments"]) for c in message.get("tool_calls", [])])
     for i in range(len(text) + 1):
         assert streamed([text[:i], text[i:]]) == whole, (text[:i], text[i:])

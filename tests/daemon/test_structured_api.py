@@ -199,11 +199,11 @@ def test_a_forced_call_is_parsed_whole_whatever_its_strings_hold(arguments, asci
     from specd.daemon.api.anthropic import MessageShape
 
     text = json.dumps({"name": "get_time", "arguments": arguments}, ensure_ascii=ascii_only)
-    whole = MessageShape("msg_1", "specd", tools=True, forced_tool=True).body(text, "stop", {})
+    whole = MessageShape("msg_1", "specd", names={"get_weather"}, forced_tool=True).body(text, "stop", {})
     assert [(b["type"], b.get("input")) for b in whole["content"]] == [("tool_use", arguments)]
     assert whole["stop_reason"] == "tool_use"
     for step in (1, 7):
-        shape = MessageShape("msg_1", "specd", tools=True, forced_tool=True)
+        shape = MessageShape("msg_1", "specd", names={"get_weather"}, forced_tool=True)
         events = shape.stream_start()
         for start in range(0, len(text), step):
             events += shape.delta(text[start:start + step])

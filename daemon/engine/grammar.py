@@ -123,17 +123,33 @@ def _constraint(grammar: str, tokenizer, what: str) -> "GrammarConstraint":
     matcher = llg.LLMatcher(llg_tokenizer, grammar, log_level=0)
     if matcher.is_error():
         raise RequestError(f"{what} is not supported: {matcher.get_error()}")
-    return GrammarConstraint(matcher, llg_tokenizer.vocab_size)
+    constraint = GrammarConstraint(matcher, llg_tokenizer.vocab_size, what)
+    constraint.allowed(llg_tokenizer.vocab_size, "cpu")  # a schema no document satisfies fails here ({"$ref": "#"})
+    constraint.masks_built = 0
+    return constraint
 
 
 class GrammarConstraint(LogitsConstraint):
     """An llguidance matcher advanced by the tokens the loop keeps. `vocab_size`: the ids the matcher knows;
-    logits columns at or beyond it (padding rows of a model's head) are never allowed."""
+    logits columns at or beyond it (padding rows of a model's head) are never allowed. `what` names the constraint
+    in errors ("json_schema").
 
-    def __init__(self, matcher, vocab_size: int) -> None:
+    A matcher that fails on the way (a schema whose only documents nest without end, such as a required property
+    that refers back to its own object, ends in llguidance's ParserTooComplex; one that refers only to itself
+    allows no first token) raises RequestError: the request, not the daemon, is at fault."""
+
+    def __init__(self, matcher, vocab_size: int, what: str = "json_schema") -> None:
         self.matcher = matcher
         self.vocab_size = vocab_size
+        self.what = what
         self.masks_built = 0  # full masks computed (the rest of the rows only checked their argmax)
+
+    def _refuse_if_failed(self) -> None:
+        if self.matcher.is_error():
+            reason = self.matcher.get_error().strip().splitlines()[0]  # the rest dumps the parser's state
+            raise RequestError(f"{self.what} cannot be followed: no finite document satisfies it, or the grammar "
+                               f"engine gave up on it ({reason}); a property that is required and refers back to "
+                               "its own object, or a schema that is only a reference to itself, has no answer")
 
     def allows(self, token: int) -> bool:
         return 0 <= token < self.vocab_size and self.matcher.validate_tokens([token]) == 1
@@ -142,6 +158,7 @@ class GrammarConstraint(LogitsConstraint):
         """Bool mask (width,) of the tokens allowed next."""
         self.masks_built += 1
         bias = torch.frombuffer(bytearray(self.matcher.compute_logit_bias()), dtype=torch.uint8)
+        self._refuse_if_failed()
         mask = torch.zeros(width, dtype=torch.bool)
         size = min(width, bias.numel())
         mask[:size] = bias[:size] != 0
@@ -179,7 +196,10 @@ class GrammarConstraint(LogitsConstraint):
                 self.matcher.rollback(consumed)
 
     def advance(self, token):
+        allowed = self.allows(token)
         if not self.matcher.consume_token(token):
+            if allowed:  # the grammar engine gave up on what may follow the token (ParserTooComplex)
+                self._refuse_if_failed()
             raise ValueError(f"token {token} breaks the JSON schema: {self.matcher.get_error()}")
 
     @property

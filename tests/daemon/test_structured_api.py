@@ -91,6 +91,19 @@ def test_an_unsupported_schema_is_a_400_naming_the_problem(daemon, route, stream
     assert "weird-format" in answer.body["error"]["message"]
 
 
+@pytest.mark.parametrize("schema", [
+    {"$ref": "#"},  # only a reference to itself: llguidance allows no first token
+    {"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"},
+    {"type": "object", "properties": {"c": {"$ref": "#"}}, "required": ["c"]},  # nests without end
+])
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_schema_no_finite_document_satisfies_is_a_400_not_an_empty_answer_or_a_500(daemon, schema, stream):
+    answer = daemon.post("/v1/chat/completions", {"messages": MESSAGES, "max_tokens": 150, "stream": stream,
+                                                  "response_format": openai_format(schema)})
+    assert answer.status == 400 and "no finite document satisfies it" in answer.body["error"]["message"]
+    assert daemon.post("/v1/chat/completions", {"messages": MESSAGES, "max_tokens": 2}).status == 200
+
+
 @pytest.mark.parametrize("body, named", [
     ({"response_format": {"type": "yaml"}}, "response_format.type"),
     ({"response_format": openai_format([1])}, "response_format.json_schema.schema"),

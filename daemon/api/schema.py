@@ -11,6 +11,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urldefrag
 
 from specd.daemon.engine.json_schema import map_schema
 from specd.daemon.engine.requests import ContextFile
@@ -20,6 +21,9 @@ MODES = ("line", "block")
 
 
 class BadRequest(ValueError):
+    """A request body specd refuses (an HTTP 400, or 415 for UnsupportedEncoding); the message names the field and what
+    was expected, `param` the field (OpenAI's error `param`) when there is one."""
+
     def __init__(self, message: str, param: str | None = None) -> None:
         super().__init__(message)
         self.param = param
@@ -27,6 +31,12 @@ class BadRequest(ValueError):
 
 @dataclass
 class CompletionParams:
+    """A request as every door's parser leaves it: the prompt and optional FIM `suffix` (text), `max_tokens` (tokens),
+    sampling (`temperature`, `top_p`, `seed`), `stop` strings, `mode`, `draft_tokens` (None: adaptive), `document_id`
+    (the cache slot, and a newer request for it cancels an older one), `stream`, `include_usage` (OpenAI's
+    stream_options), the requested `model`, and the options commented below; the engine's GenerationRequest is built
+    from it (generation.generation_request)."""
+
     prompt: str
     suffix: str | None = None
     max_tokens: int = 16
@@ -52,6 +62,9 @@ class CompletionParams:
 
 
 def parse_json_body(raw: bytes) -> dict:
+    """The request body as a JSON object. Raises BadRequest when it is not UTF-8, is empty, is not JSON (line and
+    column; NaN and Infinity refused), is nested too deeply, is not an object, or holds an unpaired UTF-16 surrogate in
+    any key or string."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -282,11 +295,20 @@ def forced_call_schema(functions: list[dict] | None, name: str | None, paths: li
 
 
 def rebased_refs(schema: Any, base: str) -> Any:
-    """`schema` (a JSON Schema) with every `$ref` that is a JSON pointer into its own document ("#", "#/...")
-    pointing to the same place once the schema sits at `base` (a pointer, "#/properties/arguments") inside
-    another; anchors and URLs are kept as they are."""
+    """`schema` (a JSON Schema) with every `$ref` that is a JSON pointer into its own document ("#", "#/...", or
+    the same written after the document's own `$id` URL) pointing to the same place once the schema sits at `base`
+    (a pointer, "#/properties/arguments") inside another. The root's `$id` goes: inside another document it would
+    make "#" mean the embedded schema again (JSON Schema 2020-12, Core section 8.2.1). Anchors and other URLs are
+    kept as they are."""
+    own_id = schema.get("$id") if isinstance(schema, dict) else None
+    own_url = urldefrag(own_id).url if isinstance(own_id, str) else None
+    if own_url:  # (a draft-7 `"$id": "#name"` is an anchor and stays)
+        schema = {key: value for key, value in schema.items() if key != "$id"}
+
     def rebase(node: dict, path: str) -> dict:
         ref = node.get("$ref")
+        if isinstance(ref, str) and own_url and urldefrag(ref).url == own_url:
+            ref = "#" + urldefrag(ref).fragment
         if isinstance(ref, str) and (ref == "#" or ref.startswith("#/")):
             return {**node, "$ref": base + ref[1:]}
         return node

@@ -232,7 +232,7 @@ def test_anthropic_forcing_an_unknown_tool_is_a_400(daemon):
     assert answer.status == 400 and "nope" in answer.body["error"]["message"]
 
 
-def test_anthropic_forced_tool_with_defs_and_a_recursive_ref(daemon):
+def test_anthropic_forced_tool_with_defs_an_id_and_a_recursive_ref(daemon):
     """Pydantic writes nested models as `$defs` and `#/$defs/...` pointers, recursive ones point at "#": they must
     resolve inside the tool's schema once it sits in the call's {"name", "arguments"} schema."""
     nested = {"type": "object", "additionalProperties": False, "required": ["place"],
@@ -242,8 +242,13 @@ def test_anthropic_forced_tool_with_defs_and_a_recursive_ref(daemon):
     tree = {"type": "object", "additionalProperties": False, "required": ["label"],
             "properties": {"label": {"type": "string", "maxLength": 4},
                            "children": {"type": "array", "maxItems": 1, "items": {"$ref": "#"}}}}
-    tools = [{"name": "locate", "input_schema": nested}, {"name": "grow", "input_schema": tree}] + TOOLS
-    for name, schema in (("locate", nested), ("grow", tree)):
+    # an `$id` (SchemaStore's schemas have one) makes "#" the tool's schema, written relative or as its URL
+    with_id = {**nested, "$id": "https://example.com/place.json",
+               "properties": {"place": {"$ref": "#/$defs/Place"},
+                              "near": {"$ref": "https://example.com/place.json#/$defs/Place"}}}
+    tools = [{"name": "locate", "input_schema": nested}, {"name": "grow", "input_schema": tree},
+             {"name": "identified", "input_schema": with_id}] + TOOLS
+    for name, schema in (("locate", nested), ("grow", tree), ("identified", with_id)):
         answer = anthropic(daemon, {"tools": tools, "tool_choice": {"type": "tool", "name": name}, "max_tokens": 300})
         assert answer.status == 200, answer.body
         (block,) = answer.body["content"]

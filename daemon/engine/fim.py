@@ -18,6 +18,11 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class FimTemplate:
+    """A model family's fill-in-the-middle markers (special-token strings): `prefix`, `suffix` and `middle` (None: the
+    model continues the prefix part, Codestral), `stop_tokens` that end a middle besides EOS, `suffix_first` for SPM
+    order (suffix part first), and `requires`: tokens that must also be in the vocabulary to tell this family from
+    another with the same markers. `markers` gives the non-None markers in prefix, suffix, middle order."""
+
     family: str
     prefix: str
     suffix: str
@@ -73,6 +78,8 @@ def detect_template(tokenizer) -> FimTemplate | None:
 
 
 def template_by_family(family: str) -> FimTemplate:
+    """The TEMPLATES entry named `family` ("qwen2.5-coder", "codestral", ...). Raises KeyError naming the known families
+    when none is."""
     for template in TEMPLATES:
         if template.family == family:
             return template
@@ -80,6 +87,8 @@ def template_by_family(family: str) -> FimTemplate:
 
 
 def stop_token_ids(tokenizer, template: FimTemplate | None) -> set[int]:
+    """Token ids that end a completion besides EOS: the template's stop tokens that are single tokens of `tokenizer`,
+    and its markers (a marker in the output means the model left the middle); empty set without a template."""
     ids = {i for i in (single_token_id(tokenizer, t) for t in (template.stop_tokens if template else ())) if i is not None}
     if template is not None:  # a marker in the output means the model left the middle
         ids |= {single_token_id(tokenizer, t) for t in template.markers}

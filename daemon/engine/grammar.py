@@ -22,7 +22,7 @@ import weakref
 import torch
 
 from .constraints import LogitsConstraint
-from .json_schema import map_schema
+from .json_schema import closed_objects, map_schema
 from .requests import RequestError
 
 # Separators as most JSON in training text writes them; no free whitespace (see the module docstring).
@@ -64,7 +64,8 @@ def schema_grammar(schema) -> str:
     """llguidance's grammar for JSON documents of `schema` (a JSON Schema as a dict, or True for any JSON value),
     checked without a tokenizer (the API doors call it before queueing a request). Raises RequestError naming
     the problem when the schema is not a JSON object, uses a keyword or format llguidance does not implement,
-    points nowhere ($ref) or cannot be satisfied."""
+    points nowhere ($ref) or cannot be satisfied. Objects that list `properties` hold only those
+    (json_schema.closed_objects)."""
     llg = _llguidance()
     if schema is True:
         schema = {}
@@ -72,7 +73,7 @@ def schema_grammar(schema) -> str:
         raise RequestError(f"json_schema must be a JSON object (a JSON Schema), got {type(schema).__name__}")
     map_schema(schema, _refuse_large_bounds)
     try:
-        grammar = llg.LLMatcher.grammar_from_json_schema(json.dumps(schema), overrides=JSON_OPTIONS)
+        grammar = llg.LLMatcher.grammar_from_json_schema(json.dumps(closed_objects(schema)), overrides=JSON_OPTIONS)
     except (ValueError, TypeError) as error:
         raise RequestError(f"json_schema is not usable: {error}") from error
     problem = llg.LLMatcher.validate_grammar(grammar)

@@ -45,3 +45,36 @@ def map_schema(schema: Any, visit: Callable[[dict, str], dict], path: str = "") 
 def _escaped(name: str) -> str:
     """A name as a JSON pointer's reference token (RFC 6901: `~` as ~0, `/` as ~1)."""
     return str(name).replace("~", "~0").replace("/", "~1")
+
+
+OPEN_KEYWORDS = ("additionalProperties", "patternProperties", "unevaluatedProperties")
+
+
+def closed_objects(schema: Any) -> Any:
+    """`schema` with `"additionalProperties": false` on every object schema that lists `properties` and says
+    nothing of other keys (none of OPEN_KEYWORDS), so an answer holds the declared properties only: the default of
+    the grammars vLLM, SGLang and llama.cpp constrain with (xgrammar's strict mode; llama.cpp's
+    json-schema-to-grammar), and what OpenAI's and Anthropic's strict schemas require to be written out. A schema
+    that combines object schemas with `allOf` stays as it is (closing each part would forbid the others'
+    properties); `{"type": "object"}` without `properties` stays any object."""
+    if _uses_all_of(schema):
+        return schema
+
+    def close(node: dict, path: str) -> dict:
+        if isinstance(node.get("properties"), dict) and not any(key in node for key in OPEN_KEYWORDS):
+            return {**node, "additionalProperties": False}
+        return node
+
+    return map_schema(schema, close)
+
+
+def _uses_all_of(schema: Any) -> bool:
+    combined = False
+
+    def look(node: dict, path: str) -> dict:
+        nonlocal combined
+        combined = combined or (isinstance(node.get("allOf"), list) and len(node["allOf"]) > 1)
+        return node
+
+    map_schema(schema, look)
+    return combined

@@ -16,6 +16,11 @@ _MIN_CAPACITY = 256
 
 
 class SlabLayer(DynamicLayer):
+    """One decoder layer's keys and values in preallocated buffers (batch, heads, capacity, head_dim) with a `length` in
+    positions: `update` appends in place (capacity doubles, at least 256), `truncate(n)` keeps the first n positions by
+    moving the length, `crop(-k)` drops the last k (raises ValueError for a positive k), `nbytes` the buffers' allocated
+    size in bytes. A transformers DynamicLayer, so models use it as their cache layer."""
+
     is_sliding = False
     is_croppable = True
 
@@ -85,6 +90,7 @@ class SlabLayer(DynamicLayer):
 
 
 def common_prefix_length(a: list[int], b: list[int]) -> int:
+    """How many leading tokens `a` and `b` share."""
     limit = min(len(a), len(b))
     i = 0
     while i < limit and a[i] == b[i]:

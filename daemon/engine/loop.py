@@ -39,6 +39,11 @@ HISTORY_PER_DOCUMENT = 8  # previous completions the n-gram drafter may copy fro
 
 @dataclass
 class EngineConfig:
+    """The engine's settings (settings.json's, by `Settings.engine_kwargs`, which leaves `layer_skip_layers` at its
+    default): model names, `draft_strategy`, `max_draft_tokens` (tokens per round), `device`/`dtype` ("auto" or a torch
+    name), `max_context` (tokens, capped by the model's own limit), `cache_slots` (documents whose KV stays cached),
+    `layer_skip_layers` (None: half), thread counts (0 = auto) and `backend`."""
+
     verifier: str = "smollm2-135m"
     drafter: str | None = None
     draft_strategy: str = "auto"  # auto | ngram | model | layer_skip | assistant | none
@@ -107,6 +112,12 @@ def next_draft_length(current: int, accepted: int, drafted: int, maximum: int) -
 
 
 class Engine:
+    """Speculative decoding over one verifier Runner and an optional Drafter: `generate` serves one GenerationRequest
+    (prompt layout, token healing, constraints, draft-and-verify rounds, stops) with the output the verifier alone would
+    give, reusing the KV of up to `config.cache_slots` documents (SlotPool). No I/O, no locks: one worker thread calls
+    it at a time. `generate` raises RequestError for bad arguments, an empty prompt with no start token, or a prompt of
+    `max_context` tokens or more (unless `count_only`); `info()` is the dict `specd status` and the doors show."""
+
     def __init__(self, verifier: Runner, tokenizer, drafter: Drafter | None, config: EngineConfig,
                  verifier_name: str = "", drafter_name: str | None = None,
                  idle_work: list[Callable[[Callable[[], bool]], float | None]] = ()) -> None:

@@ -12,6 +12,9 @@ class RequestError(ValueError):
 
 
 class CancelToken:
+    """A thread-safe cancellation flag (a threading.Event): the scheduler calls `cancel()`, the engine reads `cancelled`
+    between decoding rounds and prefill chunks and ends with finish_reason "cancelled"."""
+
     def __init__(self) -> None:
         self._event = threading.Event()
 
@@ -34,6 +37,12 @@ class ContextFile:
 
 @dataclass
 class GenerationRequest:
+    """One generation as every door asks it of the engine: `prompt` (the text before the cursor, or a chat template's
+    output), `suffix` (the text after the cursor; None: no fill-in-the-middle), `max_tokens` (tokens), `temperature` (0:
+    greedy) and `top_p`, `seed` (None: random), `stop` strings, `mode` (None, "line" or "block", stopping.py),
+    `draft_tokens` (tokens per round; None: adaptive, 0: no drafting), `cache_key` (the document id whose cache slot it
+    reuses), and the options commented below."""
+
     prompt: str = ""
     suffix: str | None = None
     max_tokens: int = 64
@@ -110,6 +119,9 @@ class Stats:
 
 @dataclass
 class GenerationResult:
+    """What `Engine.generate` returns: the answer's `text`, the generated `token_ids` (EOS excluded), `finish_reason`
+    ("stop", "length" or "cancelled"), its Stats, and `stop_sequence` (the stop string that ended it, if one did)."""
+
     text: str
     token_ids: list[int]
     finish_reason: str  # stop | length | cancelled

@@ -24,6 +24,9 @@ import torch
 
 @dataclass(frozen=True)
 class SamplingParams:
+    """A request's sampling: `temperature` (<= 0: greedy, `greedy` is True) and `top_p` (nucleus mass in (0, 1]; 1 keeps
+    every token). `probs(logits)` turns (..., V) logits into float32 distributions."""
+
     temperature: float = 0.0
     top_p: float = 1.0
 
@@ -55,6 +58,8 @@ def _top_p_filter(probs: torch.Tensor, top_p: float) -> torch.Tensor:
 
 
 def sample(probs: torch.Tensor, generator: torch.Generator | None) -> int:
+    """One token id drawn from `probs`, a 1-D distribution over the vocabulary (torch.multinomial with `generator`;
+    None: torch's global one)."""
     return int(torch.multinomial(probs, 1, generator=generator).item())
 
 

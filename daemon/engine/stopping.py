@@ -20,6 +20,7 @@ from .token_bytes import ByteReader, byte_reader, whole_characters
 
 
 def indent_width(line: str) -> int:
+    """The width of `line`'s leading spaces and tabs, in columns, a tab to the next multiple of 4."""
     stripped = line.lstrip(" \t")
     return len(line[: len(line) - len(stripped)].expandtabs(4))
 
@@ -51,6 +52,10 @@ def _undecided(line: str) -> bool:
 
 @dataclass
 class StopRules:
+    """What ends a completion: `eos_ids` (token ids), `stop` strings (cut before), `mode` (None, "line": at the first
+    line break, "block": where the indentation falls below `cursor_indent` columns, see StopState), and `max_tokens`
+    (tokens)."""
+
     eos_ids: frozenset[int]
     stop: tuple[str, ...] = ()
     mode: str | None = None  # None | "line" | "block"

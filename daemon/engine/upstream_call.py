@@ -26,6 +26,10 @@ TOKEN_AND_SCHEMA_SERVERS = ("vllm", "sglang", "llamacpp")
 
 @dataclass
 class UpstreamCall:
+    """One completion asked of an upstream server: `prompt` as text or token ids (prompt_format "tokens"), `max_tokens`
+    (tokens), `temperature`, `top_p`, `seed` (None: the upstream's choice), and optionally a JSON Schema the answer must
+    follow or the strings it must be one of."""
+
     prompt: str | list[int]  # text, or token ids (prompt_format "tokens")
     max_tokens: int
     temperature: float
@@ -50,6 +54,10 @@ class Piece:
 
 
 class UpstreamClient(Protocol):
+    """What engine/remote.py needs of an upstream client (models/upstream.HttpUpstream): its `url`, `model` and `server`
+    (`owned_by` in its /v1/models), `stream` of Pieces, `describe()` (a dict for `specd status`), `check()` (a
+    concurrent.futures.Future of describe() after asking the upstream now) and `close()`."""
+
     url: str
     model: str
     server: str | None  # what the upstream says it is (`owned_by` in /v1/models: vllm, sglang, llamacpp, ...)

@@ -223,6 +223,37 @@ def test_an_invalid_or_unsupported_schema_is_a_request_error_naming_it(engine_fo
     assert problem in str(error.value)
 
 
+def test_objects_hold_only_their_declared_properties_unless_the_schema_opens_them(matcher_for):
+    """As vLLM's, SGLang's and llama.cpp's grammars: a random or weak model invented keys (a forced call's extra
+    arguments broke the functions they were passed to)."""
+    point = {"type": "object", "properties": {"x": {"type": "integer"}, "y": {"type": "integer"}}}
+    schemas = {"top level": point, "in $defs and items": {"type": "array", "items": {"$ref": "#/$defs/P"},
+                                                            "$defs": {"P": point}}}
+    for name, schema in schemas.items():
+        constraint, engine = matcher_for(schema)
+        prefix = "[" if schema.get("type") == "array" else ""
+        fits = lambda text: constraint.matcher.validate_tokens(engine.tokenizer.encode(prefix + text))  # noqa: E731
+        assert fits('{"x": 1, "y": 2}') == len(engine.tokenizer.encode(prefix + '{"x": 1, "y": 2}')), name
+        assert fits('{"x": 1, "zz": 2}') < len(engine.tokenizer.encode(prefix + '{"x": 1, "zz"')), name
+    for opened in ({**point, "additionalProperties": {"type": "integer"}}, {"type": "object"},
+                   {**point, "patternProperties": {"^z": {"type": "integer"}}}):
+        constraint, engine = matcher_for(opened)
+        text = '{"x": 1, "zz": 2}'
+        assert constraint.matcher.validate_tokens(engine.tokenizer.encode(text)) == len(engine.tokenizer.encode(text))
+
+
+def test_closing_objects_leaves_allof_combinations_and_data_alone():
+    from specd.daemon.engine.json_schema import closed_objects
+
+    combined = {"allOf": [{"properties": {"a": {}}}, {"properties": {"b": {}}}]}
+    assert closed_objects(combined) == combined  # closing each part would forbid the other's property
+    named = {"type": "object", "properties": {"properties": {"type": "object", "properties": {"x": {}}}},
+             "default": {"properties": {}}}
+    assert closed_objects(named) == {
+        "type": "object", "additionalProperties": False, "default": {"properties": {}},
+        "properties": {"properties": {"type": "object", "properties": {"x": {}}, "additionalProperties": False}}}
+
+
 def test_a_schema_turns_token_healing_off(engine_for):
     engine = engine_for("ngram")
     result = run(engine, "def f(n):\n    return n * f", {"type": "integer"}, max_tokens=8)

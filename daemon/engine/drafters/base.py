@@ -13,6 +13,10 @@ from ..sampling import SamplingParams
 
 @dataclass
 class Draft:
+    """A drafter's proposal: `tokens` to verify after the sequence, `probs` the (len(tokens), V) float distributions q
+    they were sampled from (None: deterministic, verified as one-hot), and `evidence` a hashable class of how reliable
+    the proposal is (None: none told), which cost_aware.py keeps acceptance rates by."""
+
     tokens: list[int] = field(default_factory=list)
     # Per-token distributions q the tokens were sampled from, (len(tokens), V); None for a deterministic
     # drafter (n-gram lookup, greedy drafting), which verification treats as one-hot.
@@ -25,6 +29,10 @@ class Draft:
 
 @dataclass
 class DraftContext:
+    """What a drafter gets each round: `ids` the prompt and output so far (token ids; the last one is not yet in the
+    verifier's cache), `max_tokens` the most tokens to propose, the request's `sampling` and `generator` (None when
+    greedy), the engine's CacheSlot, and `sources`: other token sequences to copy from, most relevant first."""
+
     ids: list[int]  # prompt + output so far; the last id is not yet in the verifier's cache
     max_tokens: int
     sampling: SamplingParams
@@ -36,6 +44,11 @@ class DraftContext:
 
 
 class Drafter(ABC):
+    """The interface every drafter implements: `propose` returns a Draft of at most `ctx.max_tokens` tokens after
+    `ctx.ids` (empty: nothing worth verifying, the round is a plain step); `new_state` makes the per-cache-slot state
+    `propose` is given; `memory_bytes` the weights and caches it holds, in bytes (0 for model-free ones); `describe` its
+    name in `specd status`."""
+
     name: str = "drafter"
     # Whether `propose` may be given ids whose last several tokens are not in the verifier's cache (tokens a JSON
     # schema forces, drafted ahead of the drafter). False for drafters that read the verifier's cache at the

@@ -6,6 +6,10 @@ from .base import Draft, DraftContext, Drafter
 
 
 class CascadeDrafter(Drafter):
+    """Several drafters tried in order (cheapest first): the first non-empty proposal is the draft, else an empty one.
+    Its state is the list of each drafter's state; it drafts after unverified ids only if all of them do
+    (`drafts_after_any_ids`)."""
+
     def __init__(self, drafters: list[Drafter]) -> None:
         self.drafters = drafters
         self.name = "+".join(d.name for d in drafters)

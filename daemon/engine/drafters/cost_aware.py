@@ -101,6 +101,11 @@ class _State:
 
 
 class CostAwareDrafter(Drafter):
+    """Wraps `inner` and cuts each proposal to the length `draft_policy.best_length` finds pays, from the pass costs and
+    the estimated chance that its first i tokens are right (0 tokens: an empty Draft, a plain step). The chances are
+    learned per class of proposal (the inner Draft's evidence and whether the previous proposal's first token was
+    right), shared over documents and per document (the cache slot's key); see the module docstring."""
+
     def __init__(self, inner: Drafter, costs: Callable[[], list[float]]) -> None:
         """`costs()`: the cost table of the next verification pass, `costs()[n - 1]` a pass over n tokens relative
         to a 1-token step (measure_pass_costs); a function, since the pass's thread count may change

@@ -69,6 +69,13 @@ def _producer_layers(text_config) -> dict[str, int]:
 
 
 class Gemma4AssistantDrafter(Drafter):
+    """A Gemma 4 MTP assistant drafting for its Gemma 4 verifier from the verifier's KV cache and last hidden state
+    (transformers' `SinglePositionMultiTokenCandidateGenerator`, see the module docstring). Drafts greedily or samples
+    (keeping q rows) until max_tokens or until its top-token confidence falls below `min_confidence` (the first token
+    always goes); an empty Draft when the verifier's hidden state for the position before ctx.ids[-1] was not recorded
+    (counted in `misses`). Raises ValueError at construction when `assistant` is not a Gemma 4 assistant class
+    (ASSISTANT_CLASSES), the verifier is not a Gemma 4 model, or their hidden sizes or layer types do not match."""
+
     name = "assistant"
     drafts_after_any_ids = False  # drafts from the verifier's hidden state before ctx.ids[-1]
 

@@ -12,6 +12,11 @@ from .base import Draft, DraftContext, Drafter
 
 
 class LayerSkipDrafter(Drafter):
+    """Self-drafting from the verifier's first `layers` decoder layers (default: half of them) plus its final norm and
+    head. Drafts greedily (one-hot q, lossless under sampling too) until max_tokens or until its confidence in the top
+    token falls below `min_confidence` (the first token always goes), then truncates what it wrote into the verifier's
+    cache. Raises ValueError when `layers` is not in 1..num_layers - 1."""
+
     name = "layer_skip"
     drafts_after_any_ids = False  # drafts from the verifier's cache, which must hold all but ctx.ids[-1]
 

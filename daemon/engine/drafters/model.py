@@ -19,6 +19,8 @@ from .base import Draft, DraftContext, Drafter
 
 @dataclass
 class CachedSequence:
+    """A drafter model's KV cache for one cache slot and the token ids it holds (`ids`, exactly what `cache` holds)."""
+
     cache: SlabCache
     ids: list[int] = field(default_factory=list)  # exactly the tokens held in `cache`
 
@@ -28,6 +30,12 @@ class CachedSequence:
 
 
 class ModelDrafter(Drafter):
+    """A small model with the verifier's tokenizer drafting over its own KV cache per slot (CachedSequence), synced to
+    ctx.ids by longest common prefix. Greedy requests get greedy tokens (probs None); sampled ones sample and keep q,
+    (len(tokens), V) float32. Stops at ctx.max_tokens or when its top token's probability falls below `min_confidence`
+    (llama.cpp's p-min; the first token always goes). Raises what `runner.forward` raises (RuntimeError from llama.cpp
+    when a sequence is full)."""
+
     name = "model"
 
     def __init__(self, runner: Runner, label: str, min_confidence: float = 0.3, vocab_limit: int | None = None) -> None:

@@ -70,6 +70,11 @@ def _best_continuation(tokens: np.ndarray, pattern: np.ndarray, limit: int, cont
 
 
 class NgramDrafter(Drafter):
+    """Model-free drafter: the continuation of the longest n-gram (n from `max_ngram` down to `min_ngram` tokens) that
+    ends the sequence and occurs earlier in it or in ctx.sources; after a 1-gram match at most `unigram_tokens` tokens.
+    Its Draft has no probs (deterministic) and evidence (match length class, agreement) as `_best_continuation` gives.
+    Stateless."""
+
     name = "ngram"
 
     def __init__(self, max_ngram: int = 4, min_ngram: int = 1, unigram_tokens: int = 1) -> None:

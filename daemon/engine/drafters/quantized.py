@@ -33,6 +33,11 @@ def view_start(length: int, context: int | None) -> int:
 
 
 class QuantizedDrafter(Drafter):
+    """The verifier's own GGUF on llama.cpp (`runner`, a LlamaCppRunner) drafting for its fp32 torch self: a
+    ModelDrafter over it that sees BOS plus at most the last `context` tokens (`view_start`; None: all), with
+    `min_confidence` 0 by default (see the module docstring). A round llama.cpp refuses (RuntimeError, a full sequence)
+    drafts nothing, resets the slot's sequence and is counted in `failures`."""
+
     name = "quantized"
 
     def __init__(self, runner, label: str, vocab_limit: int | None = None, min_confidence: float = 0.0,

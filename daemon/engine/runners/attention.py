@@ -20,6 +20,10 @@ NAME = "specd_sdpa"
 
 def grouped_sdpa_forward(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,
                          is_causal=None, **kwargs):
+    """transformers' attention function (AttentionInterface, registered as "specd_sdpa"): torch SDPA with
+    `enable_gqa=True` for a CPU grouped-query layer given a mask and more than one query, else transformers' own
+    `sdpa_attention_forward`. query (batch, heads, q_len, head_dim), key/value (batch, kv_heads, kv_len, head_dim);
+    returns (output (batch, q_len, heads, head_dim), None)."""
     grouped = getattr(module, "num_key_value_groups", 1) > 1
     plain = kwargs.get("softcap") is None and kwargs.get("position_bias") is None
     if not (grouped and plain and query.device.type == "cpu" and attention_mask is not None

@@ -24,6 +24,11 @@ class Cache(Protocol):
 
 @runtime_checkable
 class Runner(Protocol):
+    """A model backend as the engine uses it: `forward` over a per-document Cache, `new_cache`, the weights' size in
+    bytes (`parameter_bytes`), `config`, and `vocab_limit` (the logit columns in use: the rest are padding or tokens a
+    drafter's vocabulary lacks, models/loading.py; None: all). Implemented by torch_runner.ModelRunner and
+    llamacpp_runner.LlamaCppRunner."""
+
     backend: str  # "torch" | "llamacpp"
     device: object  # str() names where it runs: "cpu", "cuda:0", ...
     config: object  # has num_hidden_layers; may have max_position_embeddings, eos_token_id, bos_token_id

@@ -18,6 +18,10 @@ MKL_MAX_ROWS = 3
 
 
 class OneDnnLinear(nn.Module):
+    """A drop-in for a CPU fp32 `nn.Linear` output projection: products of more than MKL_MAX_ROWS rows go through oneDNN
+    with the weight packed once (`to_mkldnn`), others (and non-float32 or grad-requiring input) through
+    `nn.functional.linear`. x (..., in_features) -> (..., out_features)."""
+
     def __init__(self, linear: nn.Linear) -> None:
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features

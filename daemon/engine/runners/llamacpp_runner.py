@@ -65,6 +65,7 @@ INSTALL_HINT = (
 
 
 def binding_available() -> bool:
+    """Whether llama-cpp-python (`llama_cpp`) is installed, without importing it."""
     import importlib.util
 
     return importlib.util.find_spec("llama_cpp") is not None
@@ -103,6 +104,10 @@ class LlamaSequence:
 
 
 class LlamaCppRunner:
+    """A GGUF model on llama.cpp through llama-cpp-python's low-level API, a `base.Runner`: one context of `sequences`
+    sequences (cache slots, LlamaSequence) of `max_context` positions each, threads chosen per call (see the module
+    docstring)."""
+
     backend = "llamacpp"
     device = "cpu"
     vocab_limit = None

@@ -42,6 +42,10 @@ DROPPED_BLOCKS = ("thinking", "redacted_thinking")
 
 @dataclass
 class MessagesRequest:
+    """A checked Anthropic Messages body: the chat `messages` in Hugging Face's form, `tools` in OpenAI's function form
+    (None: the model must not call any), the CompletionParams, whether one call is forced (`forced_tool`) and the final
+    assistant message's text the answer continues (`prefill`; None: none)."""
+
     messages: list[dict]  # Hugging Face chat messages
     tools: list[dict] | None  # OpenAI function form, None when the model must not call any
     params: CompletionParams
@@ -75,7 +79,7 @@ def parse_messages_request(body: dict, count_only: bool = False) -> MessagesRequ
     for name in ("metadata", "thinking", "output_config", "context_management"):
         if body.get(name) is not None and not isinstance(body[name], dict):
             raise _wrong(name, "an object", body[name])
-    params.json_schema = _output_format(body.get("output_config") or {})
+    params.json_schema = _output_format(body)
     choice = body.get("tool_choice")
     forced = isinstance(choice, dict) and choice.get("type") in ("any", "tool")
     call = forced_call_schema(tools, choice.get("name") if choice["type"] == "tool" else None,
@@ -108,18 +112,23 @@ def _prefill(messages: list[dict]) -> str | None:
     return last["content"]
 
 
-def _output_format(config: dict) -> dict | None:
-    """`output_config.format`: {"type": "json_schema", "schema": {...}}, the answer's text is a document of it."""
-    fmt = config.get("format")
+def _output_format(body: dict) -> dict | None:
+    """`output_config.format`, or the top-level `output_format` of the structured-outputs beta
+    (`structured-outputs-2025-11-13`, which the GA API renamed): {"type": "json_schema", "schema": {...}}, the
+    answer's text is a document of it. Both at once is a 400."""
+    config_format = (body.get("output_config") or {}).get("format")
+    if config_format is not None and body.get("output_format") is not None:
+        raise BadRequest("give 'output_config.format' or the beta's 'output_format', not both", "output_format")
+    where, fmt = ("output_format", body.get("output_format")) if config_format is None else \
+        ("output_config.format", config_format)
     if fmt is None:
         return None
     if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
-        raise BadRequest("'output_config.format' must be {\"type\": \"json_schema\", \"schema\": {...}}",
-                         "output_config")
+        raise BadRequest(f"'{where}' must be {{\"type\": \"json_schema\", \"schema\": {{...}}}}", where)
     schema = fmt.get("schema")
     if not isinstance(schema, dict):
-        raise _wrong("output_config.format.schema", "an object (a JSON Schema)", schema)
-    return checked_json_schema(schema, "output_config.format.schema")
+        raise _wrong(f"{where}.schema", "an object (a JSON Schema)", schema)
+    return checked_json_schema(schema, f"{where}.schema")
 
 
 def _stop_sequences(body: dict) -> list[str]:

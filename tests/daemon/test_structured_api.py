@@ -168,6 +168,13 @@ def test_anthropic_output_config_format(daemon):
     bad = anthropic(daemon, {"output_config": {"format": {"type": "json_schema", "schema": BAD}}})
     assert bad.status == 400 and "weird-format" in bad.body["error"]["message"]
     assert bad.body["type"] == "error"
+    # the structured-outputs beta's top-level `output_format` (structured-outputs-2025-11-13) is the same
+    beta = anthropic(daemon, {"output_format": fmt["output_config"]["format"], "temperature": 0})
+    assert beta.status == 200 and answer_text(beta) == answer_text(answer)
+    both = anthropic(daemon, {**fmt, "output_format": fmt["output_config"]["format"]})
+    assert both.status == 400 and "not both" in both.body["error"]["message"]
+    wrong = anthropic(daemon, {"output_format": {"type": "json"}})
+    assert wrong.status == 400 and "'output_format' must be" in wrong.body["error"]["message"]
 
 
 @pytest.mark.parametrize("choice, names", [

@@ -46,6 +46,10 @@ CALLING_MODES = ("MODE_UNSPECIFIED", "AUTO", "ANY", "NONE", "VALIDATED")
 
 @dataclass
 class GenerateRequest:
+    """A checked GenerateContentRequest: the chat `messages` in Hugging Face's form, `tools` in OpenAI's function form
+    (None: the model must not call any), the CompletionParams, and whether one call is forced (`forced_tool`: function
+    calling mode ANY, its schema in params.json_schema)."""
+
     messages: list[dict]  # Hugging Face chat messages
     tools: list[dict] | None  # OpenAI function form; None when the model must not call any
     params: CompletionParams
@@ -308,7 +312,7 @@ INT64_KEYWORDS = ("minItems", "maxItems", "minLength", "maxLength", "minProperti
 
 def json_schema(schema: Any) -> Any:
     """Google's Schema (ai.google.dev/api/caching#Schema, google-genai's types.Schema: an OpenAPI 3.0 subset with
-    `type: "OBJECT"`, `nullable`, `propertyOrdering`, `ref`/`defs`, camelCase or snake_case keywords) as JSON
+    `type: "OBJECT"`, `nullable`, `propertyOrdering`, `ref`/`defs` (or `$ref`/`$defs`), camelCase or snake_case keywords) as JSON
     Schema; property names are kept as written. An object has the properties it lists and no others unless it says
     `additionalProperties` (Gemini answers hold only the declared properties), written in `propertyOrdering`'s order
     (those it leaves out after them, as listed); `format: "enum"` (a STRING with `enum`) is the enum alone; `ref`
@@ -326,9 +330,9 @@ def json_schema(schema: Any) -> Any:
                 if isinstance(order, list) else []
             names = order + [name for name in value if name not in order]
             out[key] = {name: json_schema(value[name]) for name in names}
-        elif key == "defs" and isinstance(value, dict):
+        elif key in ("defs", "$defs") and isinstance(value, dict):
             out["$defs"] = {name: json_schema(sub) for name, sub in value.items()}
-        elif key == "ref" and isinstance(value, str):
+        elif key in ("ref", "$ref") and isinstance(value, str):
             out["$ref"] = "#/$defs/" + value[len("#/defs/"):] if value.startswith("#/defs/") else value
         elif key in ("items", "anyOf", "additionalProperties"):
             out[key] = [json_schema(sub) for sub in value] if isinstance(value, list) else json_schema(value)

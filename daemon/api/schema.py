@@ -257,7 +257,9 @@ def _response_format(body: dict, params: CompletionParams) -> None:
         if fmt.get("json_schema") is None:  # as OpenAI answers
             raise BadRequest("'response_format.json_schema' is required when 'response_format.type' is json_schema",
                              "response_format")
-        spec = _object(fmt, "json_schema")
+        spec = _object(fmt, "json_schema", "response_format.json_schema")
+        if spec.get("strict") is not None and not isinstance(spec["strict"], bool):
+            raise _wrong("response_format.json_schema.strict", "a boolean", spec["strict"])
         schema = spec.get("schema", True)
         if not isinstance(schema, (dict, bool)):
             raise _wrong("response_format.json_schema.schema", "an object (a JSON Schema)", schema)

@@ -299,6 +299,17 @@ def test_google_schema_refs_defs_and_limits_as_strings_constrain_a_forced_call(g
         jsonschema.validate(part["functionCall"]["args"], expected)
 
 
+def test_google_schema_with_json_schemas_spelling_of_refs_and_defs():
+    from specd.daemon.api.gemini_schema import json_schema
+
+    point = {"type": "OBJECT", "properties": {"x": {"type": "INTEGER"}}}
+    for defs, ref in (("defs", "#/defs/P"), ("$defs", "#/$defs/P")):
+        reference = {"$ref" if defs.startswith("$") else "ref": ref}
+        assert json_schema({"type": "OBJECT", defs: {"P": point}, "properties": {"p": reference}}) == {
+            "type": "object", "additionalProperties": False, "properties": {"p": {"$ref": "#/$defs/P"}},
+            "$defs": {"P": {"type": "object", "properties": {"x": {"type": "integer"}}, "additionalProperties": False}}}
+
+
 def test_history_without_ids_gets_ids_that_pair_each_response_with_its_call():
     from specd.daemon.api.gemini_schema import parse_generate
 

@@ -108,6 +108,9 @@ def test_a_schema_no_finite_document_satisfies_is_a_400_not_an_empty_answer_or_a
     ({"response_format": {"type": "yaml"}}, "response_format.type"),
     ({"response_format": openai_format([1])}, "response_format.json_schema.schema"),
     ({"response_format": {"type": "json_schema"}}, "'response_format.json_schema' is required"),
+    ({"response_format": {"type": "json_schema", "json_schema": "str"}}, "'response_format.json_schema' must be"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"schema": PRODUCT, "strict": "yes"}}},
+     "response_format.json_schema.strict"),
     ({"response_format": openai_format({"type": "string", "minLength": 5, "maxLength": 2})}, "Unsatisfiable"),
 ])
 def test_a_bad_response_format_is_a_400_naming_it(daemon, body, named):

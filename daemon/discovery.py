@@ -14,6 +14,9 @@ from .config.paths import Paths, get_paths
 
 @dataclass(frozen=True)
 class DaemonInfo:
+    """A running daemon as its state file tells it: base `url` (no trailing slash), the API bearer `token`, its `pid`,
+    and `ready` (False while the models still load; requests then wait in its queue)."""
+
     url: str
     token: str
     pid: int
@@ -21,6 +24,9 @@ class DaemonInfo:
 
 
 def find_daemon(paths: Paths | None = None) -> DaemonInfo | None:
+    """The running daemon (`live_state`: the state file of a daemon that holds the lock, a stale one removed), or None
+    when none runs, it has not written its state yet, or its token file is unreadable or empty. `paths`: get_paths()
+    when None."""
     paths = paths or get_paths()
     state = live_state(paths)
     if state is None:

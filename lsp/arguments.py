@@ -18,6 +18,9 @@ class TransportError(ValueError):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of `specd lsp`: -v/--verbose, --stdio (accepted: stdio is the only transport) and
+    --clientProcessId/--client-process-id (accepted, unused, hidden). `parse` refuses the other transports before it
+    runs."""
     parser = argparse.ArgumentParser(prog="specd lsp", description="Language server over stdio.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log specd's own debug messages to stderr")
     parser.add_argument("--stdio", action="store_true", help="talk LSP over stdin/stdout (the default and only transport)")

@@ -51,6 +51,13 @@ class _StartFailure:
 
 
 class DaemonClient:
+    """The language server's client of the daemon's native routes (POST /specd/v1/complete, GET /specd/v1/status), with
+    the daemon's Bearer token: finds the daemon (`find`), starts it when none runs (`start`, on a thread, shared by
+    concurrent calls, held back after a failed start; see the module docstring), and finds it again once when it refuses
+    the token or stops answering. `complete` and `status` return the JSON object answered; they raise DaemonStartError
+    when starting the daemon failed, DaemonError when it cannot answer (unreachable, an HTTP error, a body that is not a
+    JSON object, no answer within `timeout_s` seconds for the whole request). `report` gets log lines."""
+
     def __init__(
         self,
         find: Callable[[], Endpoint | None] = locate.find,

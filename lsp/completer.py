@@ -63,6 +63,13 @@ class _Live:
 
 
 class Completer:
+    """From a cursor in an open document to the suggestion to show (see the module docstring): `suggest` answers from
+    the typed-ahead rest, a remembered empty answer, or a debounced decode of the daemon (POST /specd/v1/complete with
+    the prefix and suffix cut to the settings' character budgets); `accepted` prefetches the next suggestion, `warm`
+    asks for a warm-up (`prefill_only`). One decode per document at a time. Daemon failures go to `report` (a failed
+    daemon start once to `alert` too) and answer ""; an editor's cancellation of `suggest` propagates
+    (CancelledError)."""
+
     def __init__(self, docs: DocumentStore, client: DaemonClient, report: Callable[[str], None],
                  alert: Callable[[str], None] = lambda message: None) -> None:
         self.docs = docs

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 MODES = ("auto", "line", "block")
+MAX_DRAFT_TOKENS = 256  # the most the daemon's routes take (daemon/api/schema.py)
 # Settings of the `specd` section that the editor's side reads, not the server: the VS Code extension's
 # `specd.serverPath` and vscode-languageclient's `specd.trace.server` (sent as {"trace": {"server": ...}}).
 CLIENT_KEYS = frozenset({"serverPath", "server_path", "trace"})
@@ -29,6 +30,13 @@ class Problem:
 
 @dataclass(frozen=True)
 class Settings:
+    """The `specd` settings section in force: `enable`, `debounce_ms` (milliseconds), `max_tokens` (tokens, >= 1),
+    `draft_tokens` (None: the daemon's default, 0: plain decoding, at most 256), `mode` ("auto": a line inside a line,
+    a block on an empty line; "line"; "block"), `excluded_languages` (LSP language ids), `prefix_chars`,
+    `suffix_chars` and `extra_context_chars` (characters sent before and after the cursor and of other open
+    documents), `temperature` (0 to 2) and `warm_up` (`enable` and `warm_up` read null as false: Emacs's nil).
+    `allows(language_id)`: whether completions are on for that language."""
+
     enable: bool = True
     debounce_ms: int = 75
     max_tokens: int = 64
@@ -57,6 +65,8 @@ def _camel(name: str) -> str:
 def _check(name: str, value: Any) -> Any:
     """The value converted to the field's type, or ValueError with a message for the user."""
     if name in ("enable", "warm_up"):
+        if value is None:  # eglot sends Emacs's nil (its false is :json-false) as null
+            return False
         if not isinstance(value, bool):
             raise ValueError("must be true or false")
         return value
@@ -79,6 +89,8 @@ def _check(name: str, value: Any) -> Any:
     lowest = 1 if name == "max_tokens" else 0
     if value < lowest:
         raise ValueError(f"must be at least {lowest}")
+    if name == "draft_tokens" and value > MAX_DRAFT_TOKENS:
+        raise ValueError(f"must be at most {MAX_DRAFT_TOKENS}")
     return value
 
 
@@ -86,6 +98,7 @@ FIELDS = {f.name for f in dataclasses.fields(Settings)}
 
 
 def is_setting(key: str) -> bool:
+    """Whether `key` (camelCase or snake_case) names a Settings field."""
     return _snake(key) in FIELDS
 
 

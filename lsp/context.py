@@ -25,6 +25,8 @@ _IMPORTS_CHARS = 4000  # the start of a document searched for other documents' n
 
 
 def display_path(uri: str) -> str:
+    """The file-system path of `uri` (pygls' `uris.to_fs_path`, file: URIs only), else the URI itself (untitled: and
+    other schemes)."""
     return uris.to_fs_path(uri) or uri
 
 

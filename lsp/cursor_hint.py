@@ -35,6 +35,8 @@ def position_params(params: Any) -> tuple[str, types.Position] | None:
 
 
 async def did_move_cursor(ls: Any, params: Any) -> None:
+    """The `specd/didMoveCursor` handler: has the completer warm the document's cache at that position
+    (`Completer.warm`); malformed params or a document that is not open are ignored (a debug log line, no text)."""
     parsed = position_params(params)
     found = ls.find(*parsed) if parsed else None
     if found is None:  # a hint: nothing to answer, and nothing of the document's text to log

@@ -36,6 +36,7 @@ def _trailing_zeros(number: int) -> int:
 
 
 def content(line: str) -> str:
+    """`line` without its line terminator (LSP's CR, LF or CRLF)."""
     return line.rstrip(_LINE_END)
 
 
@@ -81,6 +82,11 @@ def _width(char: str, encoding: str) -> int:
 
 @dataclass
 class Document:
+    """An open document as a list of lines, each with its terminator (the last one unterminated, maybe ""): its `uri`,
+    LSP `language_id` and `version` (didOpen's, then didChange's). Client positions, in the negotiated encoding, go in
+    through `locate` and `apply` and out through `client_position`; inside, positions are (line, code-point column).
+    `prefix`, `suffix` and `head` cut windows of at most a budget of characters (code points)."""
+
     uri: str
     language_id: str
     version: int

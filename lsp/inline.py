@@ -28,6 +28,9 @@ async def suggest(ls: Any, found: tuple[Document, Point] | None) -> str:
 
 
 async def inline_completion(ls: Any, params: types.InlineCompletionParams) -> types.InlineCompletionList:
+    """LSP 3.18 `textDocument/inlineCompletion`: the completer's suggestion as one InlineCompletionItem at the cursor,
+    its range stretched over the rest of the line it retypes (auto-closed brackets and quotes,
+    `postprocess.rest_to_replace`); an empty list when there is none or on any failure (logged)."""
     found = ls.find(params.text_document.uri, params.position)
     text = await suggest(ls, found)
     if not text:

@@ -9,11 +9,15 @@ from specd.daemon import discovery
 
 @dataclass(frozen=True)
 class Endpoint:
+    """Where the daemon answers: its base `url` (no trailing slash) and API bearer `token`."""
+
     url: str
     token: str
 
 
 def find() -> Endpoint | None:
+    """The running daemon's Endpoint, one still loading its models included (its queue holds requests until it is
+    ready); None when none runs (discovery.find_daemon)."""
     # A daemon still loading its models is used too: its queue holds the request until it is ready.
     info = discovery.find_daemon()
     return Endpoint(info.url, info.token) if info is not None else None

@@ -16,6 +16,10 @@ _LABEL_CHARS = 80
 
 
 async def completion(ls: Any, params: types.CompletionParams) -> types.CompletionList:
+    """LSP `textDocument/completion`, for clients without inline completion: the suggestion as one Text item whose edit
+    replaces the word before the cursor with that word plus the suggestion (so clients filtering by the word keep it),
+    cut before the rest of the line it would retype; its label is the first line (at most 80 characters, "…" when cut or
+    when more lines follow); `isIncomplete` is always true; no item when there is no suggestion."""
     found = ls.find(params.text_document.uri, params.position)
     text = await suggest(ls, found)
     if not text:

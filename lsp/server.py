@@ -108,12 +108,16 @@ server = SpecdServer()
 
 @server.feature(types.INITIALIZE)
 async def initialize(ls: SpecdServer, params: types.InitializeParams) -> None:
+    """LSP `initialize` (sync.py answers with the capabilities): keeps the client's `initializationOptions` and applies
+    the settings they give over the defaults."""
     ls.configuration.init_options = params.initialization_options
     ls.apply_settings(None)
 
 
 @server.feature(types.INITIALIZED)
 async def initialized(ls: SpecdServer, params: types.InitializedParams) -> None:
+    """LSP `initialized`: pulls the `specd` section of `workspace/configuration` (where the client offers it) and
+    applies it."""
     pulled = await configuration.pull(ls)
     if pulled is not None:
         ls.apply_settings(pulled)
@@ -121,6 +125,8 @@ async def initialized(ls: SpecdServer, params: types.InitializedParams) -> None:
 
 @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
 async def configuration_changed(ls: SpecdServer, params: types.DidChangeConfigurationParams) -> None:
+    """LSP `workspace/didChangeConfiguration`: applies a pushed `specd` section at once, then pulls the section through
+    `workspace/configuration` and applies that."""
     pushed = params.settings.get(configuration.SECTION) if isinstance(params.settings, dict) else None
     if pushed is not None:  # in effect for the very next request, not after the pull's round trip
         ls.apply_settings(pushed)
@@ -131,6 +137,7 @@ async def configuration_changed(ls: SpecdServer, params: types.DidChangeConfigur
 
 @server.feature(types.SHUTDOWN)
 async def shutdown(ls: SpecdServer, params: None) -> None:
+    """LSP `shutdown`: cancels every running decode and closes the daemon client's HTTP session."""
     ls.shut_down = True
     ls.completer.cancel_all()
     await ls.client.close()
@@ -138,6 +145,8 @@ async def shutdown(ls: SpecdServer, params: None) -> None:
 
 @server.feature(types.EXIT)
 def exit_(ls: SpecdServer, params: None) -> None:
+    """LSP `exit`: records the exit code, 0 after `shutdown`, else 1 (as the specification says); pygls then ends the
+    process."""
     ls.exit_code = 0 if ls.shut_down else 1
 
 

@@ -45,6 +45,10 @@ def document_uri(params: Any) -> str | None:
 
 
 class SpecdProtocol(LanguageServerProtocol):
+    """pygls's protocol with specd's document sync (didOpen, didChange and didClose update the server's DocumentStore,
+    in message order), no completion menu for clients that show inline completions, and messages whose params do not fit
+    answered or logged rather than dropped (`structure_message`)."""
+
     _server: Any  # SpecdServer
 
     def structure_message(self, data: Any) -> Any:

@@ -30,6 +30,11 @@ def _advance(point: Point, inserted: str) -> Point:
 
 
 class TypedAhead:
+    """Per document, the last suggestion shown and how much of it the user has typed since: `remember` sets it at a
+    cursor (a Point; "" forgets), `edited` follows each edit (an insertion at the cursor that matches the suggestion's
+    next characters advances it, anything else forgets it; returns the new cursor once all of it is typed: an accept),
+    `remainder` gives the untyped rest while the cursor is where typing left off."""
+
     def __init__(self) -> None:
         self._shown: dict[str, _Shown] = {}
 

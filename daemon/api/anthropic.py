@@ -34,11 +34,15 @@ STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "cancelled": "end_tu
 
 
 def owns(request: web.Request) -> bool:
+    """Whether `request` is the Anthropic door's: the messages routes, `HEAD /`, and `GET /v1/models[/{id}]` when it
+    carries `anthropic-version` (a `:` in the id is the Gemini door's)."""
     return request.path in ROUTES or request.path == "/" or ("anthropic-version" in request.headers and (
         request.path == "/v1/models" or (request.path.startswith("/v1/models/") and ":" not in request.path)))
 
 
 def add_routes(app: web.Application) -> None:
+    """Register the Anthropic door and its routes (messages, count_tokens, `HEAD /`) on `app`; its model list answers
+    through the OpenAI door's `/v1/models` routes (Door.models)."""
     add_door(app, Door("anthropic", owns, error_response, models=models))
     app.router.add_post("/v1/messages", create_message)
     app.router.add_post("/v1/messages/count_tokens", count_tokens)
@@ -46,6 +50,9 @@ def add_routes(app: web.Application) -> None:
 
 
 def error_body(status: int, message: str, kind: str) -> tuple[int, dict]:
+    """(status, body) of an Anthropic error (docs.anthropic.com/en/api/errors): `{"type": "error", "error": {type,
+    message}, "request_id"}`, the type from ERROR_TYPES by status; a 503 that is not `unavailable` (a full queue,
+    shutting down) becomes 529 `overloaded_error`."""
     if status == 503 and kind != "unavailable":  # queue full, shutting down: Anthropic's overloaded
         status = 529
     kind = ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
@@ -54,6 +61,7 @@ def error_body(status: int, message: str, kind: str) -> tuple[int, dict]:
 
 
 def error_response(status: int, message: str, kind: str, headers: dict | None = None) -> web.Response:
+    """An Anthropic error response (`error_body`) with its `request-id` header, plus `headers`."""
     status, body = error_body(status, message, kind)
     return web.json_response(body, status=status, headers={**(headers or {}), "request-id": body["request_id"]})
 
@@ -65,6 +73,8 @@ def served_model(ctx: Context, requested: str) -> str | None:
 
 
 def refuse_model(ctx: Context, requested: str) -> web.Response | None:
+    """None when `requested` names the served model (its names, `specd` or `claude-specd`), else specd's 404
+    `model_not_found` naming the served one (reworded as Anthropic's `not_found_error`)."""
     if served_model(ctx, requested) is not None:
         return None
     name, _ = ctx.model_names()
@@ -78,6 +88,9 @@ def build(ctx: Context, parsed: MessagesRequest):
 
 
 async def create_message(request: web.Request) -> web.StreamResponse:
+    """`POST /v1/messages` (docs.anthropic.com/en/api/messages): the answer as a Message, or streamed as Anthropic's
+    named SSE events (.../messages-streaming) with `stream: true`. Raises BadRequest (a 400 in Anthropic's error body)
+    for a body anthropic_schema.py refuses; a model not served is a 404."""
     ctx, body = request.app[CTX], await read_body(request)
     parsed = parse_messages_request(body)
     refused = refuse_model(ctx, parsed.params.model)
@@ -148,16 +161,23 @@ def model_info(ctx: Context, model_id: str) -> dict:
 
 
 async def probe(request: web.Request) -> web.Response:
+    """`HEAD /`: 200 with no body (Claude Code's connectivity check)."""
     return web.Response(status=200)
 
 
 def usage(stats: dict) -> dict:
+    """Anthropic's `usage` from the engine's accounting: `input_tokens` the prompt tokens not read from the cache,
+    `cache_read_input_tokens` those that were, `output_tokens` the generated ones (tokens);
+    `cache_creation_input_tokens` always 0."""
     prompt, cached = int(stats.get("prompt_tokens", 0)), int(stats.get("cached_tokens", 0))
     return {"input_tokens": prompt - cached, "output_tokens": int(stats.get("completion_tokens", 0)),
             "cache_read_input_tokens": cached, "cache_creation_input_tokens": 0}
 
 
 class CountShape(Shape):
+    """`POST /v1/messages/count_tokens`'s answer: `{"input_tokens": N}`, the prompt's tokens (Anthropic's
+    MessageTokensCount)."""
+
     def body(self, text: str, finish_reason: str, stats: dict) -> dict:
         return {"input_tokens": int(stats.get("prompt_tokens", 0))}
 

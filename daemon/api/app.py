@@ -54,6 +54,10 @@ def create_app(settings: Settings, scheduler: Scheduler, *, token: str, new_requ
 
 
 def errors_and_metrics(metrics: Metrics):
+    """The outermost middleware: answers a handler's HTTPException, BadRequest (400), UnsupportedEncoding (415, with
+    Accept-Encoding) or unexpected exception (500, logged) as specd's JSON error, rewords every error in the owning
+    door's body (Door.error), and counts each request in `metrics` by route and door (499 when the client went away,
+    which is re-raised)."""
     @web.middleware
     async def middleware(request: web.Request, handler) -> web.StreamResponse:
         started = time.monotonic()
@@ -107,12 +111,15 @@ def _route(request: web.Request) -> str:
 # ---- routes of no door --------------------------------------------------------------------------
 
 async def health(request: web.Request) -> web.Response:
+    """`GET /health` (no token needed): `{"status", "version"}`, status "ok" while the models are loaded or unloaded for
+    keep_alive, else the scheduler's state ("starting", "loading", "failed", "stopped")."""
     state = request.app[CTX].scheduler.state
     return web.json_response({"status": "ok" if state in ("ready", "unloaded") else state,
                               "version": __version__})
 
 
 async def metrics_text(request: web.Request) -> web.Response:
+    """`GET /metrics`: the Prometheus text exposition format (Metrics.render), as text/plain in UTF-8."""
     ctx = request.app[CTX]
     ctx.metrics.set_gauges(queue_depth=ctx.scheduler.queue_depth)
     return web.Response(text=ctx.metrics.render(), content_type="text/plain",

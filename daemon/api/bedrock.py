@@ -52,6 +52,8 @@ STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "cancelled": "end_tu
 
 
 def add_routes(app: web.Application) -> None:
+    """Register the Bedrock door (every `/model/...` path) and its routes on `app`: converse, converse-stream, invoke,
+    invoke-with-response-stream and count-tokens."""
     add_door(app, Door("bedrock", lambda request: request.path.startswith("/model/"), error))
     app.router.add_post("/model/{model}/converse", converse)
     app.router.add_post("/model/{model}/converse-stream", converse)
@@ -61,6 +63,10 @@ def add_routes(app: web.Application) -> None:
 
 
 def exception_name(status: int, message: str, kind: str) -> tuple[int, str]:
+    """(status, AWS exception name) for an error of specd's (status, message, kind), as boto3 expects it (botocore's
+    bedrock-runtime service model): a kind that is already an exception name (sigv4) stays; 401 becomes 403
+    MissingAuthenticationTokenException or UnrecognizedClientException; a full queue 429 ThrottlingException; 504 408
+    ModelTimeoutException; other statuses by EXCEPTIONS."""
     if kind.endswith("Exception"):  # named by the check itself (sigv4.SignatureRefused)
         return status, kind
     if status == 401:  # no or a wrong token: AWS answers 403
@@ -74,12 +80,17 @@ def exception_name(status: int, message: str, kind: str) -> tuple[int, str]:
 
 
 def error(status: int, message: str, kind: str, headers: dict | None = None) -> web.Response:
+    """A Bedrock error response: `{"message"}` with the `x-amzn-ErrorType` header naming the exception
+    (`exception_name`), plus `headers`."""
     status, name = exception_name(status, message, kind)
     return web.json_response({"message": message}, status=status,
                              headers={**(headers or {}), "x-amzn-ErrorType": name})
 
 
 async def converse(request: web.Request) -> web.StreamResponse:
+    """`POST /model/{modelId}/converse` and `/converse-stream` (Bedrock Converse, ConverseStream): the chat answer as a
+    ConverseResponse, or as eventstream messages. Raises BadRequest (ValidationException) for a body bedrock_schema.py
+    refuses; a model not served is a 404 (ResourceNotFoundException)."""
     ctx = request.app[CTX]
     if (refused := check_model(ctx, request.match_info["model"])) is not None:
         return refused
@@ -99,6 +110,9 @@ async def converse(request: web.Request) -> web.StreamResponse:
 
 
 async def invoke(request: web.Request) -> web.StreamResponse:
+    """`POST /model/{modelId}/invoke` and `/invoke-with-response-stream`: specd's completion body (`parse_invoke`)
+    answered `{id, text, finish_reason, usage, specd}`, or streamed as eventstream `chunk` events. Raises BadRequest for
+    a bad body; a model not served is a 404."""
     ctx = request.app[CTX]
     if (refused := check_model(ctx, request.match_info["model"])) is not None:
         return refused
@@ -149,6 +163,9 @@ def parse_invoke(body: dict) -> CompletionParams:
 # ---- answers -------------------------------------------------------------------------------------------
 
 def token_usage(stats: dict) -> dict:
+    """Converse's TokenUsage from the engine's accounting (tokens): `inputTokens` the prompt tokens not read from the
+    cache, `cacheReadInputTokens` those that were, `outputTokens`, `totalTokens` prompt plus output;
+    `cacheWriteInputTokens` always 0."""
     prompt, cached = int(stats.get("prompt_tokens", 0)), int(stats.get("cached_tokens", 0))
     completion = int(stats.get("completion_tokens", 0))
     return {"inputTokens": prompt - cached, "outputTokens": completion, "totalTokens": prompt + completion,
@@ -289,5 +306,7 @@ class InvokeShape(EventStreamShape, NativeShape):
 
 
 class CountShape(Shape):
+    """CountTokens' answer: `{"inputTokens": N}`, the prompt's tokens."""
+
     def body(self, text: str, finish_reason: str, stats: dict) -> dict:
         return {"inputTokens": int(stats.get("prompt_tokens", 0))}

@@ -36,6 +36,10 @@ MEDIA_BLOCKS = {"image", "document", "video", "audio"}
 
 @dataclass
 class ConverseRequest:
+    """A checked Converse body: the chat `messages` in Hugging Face's form, `tools` in OpenAI's function form (None
+    without toolConfig), the CompletionParams, whether the final assistant message's text is continued (`prefill`) and
+    whether one call is forced (`forced_tool`, its schema in params.json_schema)."""
+
     messages: list[dict]  # Hugging Face chat messages
     tools: list[dict] | None  # OpenAI function form; None without toolConfig
     params: CompletionParams

@@ -30,6 +30,8 @@ def _header(name: str, value: str) -> bytes:
 
 
 def message(headers: dict[str, str], payload: bytes) -> bytes:
+    """One `application/vnd.amazon.eventstream` message (see the module docstring): prelude, `headers` as string-typed
+    headers in their order, `payload`, CRC32 trailer."""
     encoded = b"".join(_header(name, value) for name, value in headers.items())
     prelude = struct.pack(">II", 12 + len(encoded) + len(payload) + 4, len(encoded))
     prelude += struct.pack(">I", binascii.crc32(prelude))
@@ -38,10 +40,14 @@ def message(headers: dict[str, str], payload: bytes) -> bytes:
 
 
 def event(event_type: str, payload: dict) -> bytes:
+    """An eventstream event message: `:event-type` `event_type` (a ConverseStreamOutput or ResponseStream member, e.g.
+    "contentBlockDelta", "chunk") with `payload` as JSON."""
     return message({":event-type": event_type, ":content-type": "application/json", ":message-type": "event"},
                    json.dumps(payload, ensure_ascii=False).encode())
 
 
 def exception(exception_type: str, text: str) -> bytes:
+    """An eventstream exception message (an error after the 200): `:exception-type` `exception_type` (e.g.
+    "validationException") with `{"message": text}` as JSON."""
     return message({":exception-type": exception_type, ":content-type": "application/json",
                     ":message-type": "exception"}, json.dumps({"message": text}, ensure_ascii=False).encode())

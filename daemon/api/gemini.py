@@ -67,6 +67,8 @@ def google_client(request: web.Request) -> bool:
 
 
 def owns(request: web.Request) -> bool:
+    """Whether `request` is the Gemini door's: a `...models/{model}:{method}` path, or a model listing path,
+    `/v1/models[/{model}]` only when a Google client sends it (`google_client`)."""
     path = request.path
     if _OWNED.match(path):
         return True
@@ -74,6 +76,8 @@ def owns(request: web.Request) -> bool:
 
 
 def add_routes(app: web.Application) -> None:
+    """Register the Gemini door, its `:{method}` routes (POST) and its model listing routes (GET) on `app`; the OpenAI
+    door keeps the `/v1/models[/{model}]` routes and hands Google's clients to `models`."""
     add_door(app, Door("gemini", owns, error, models=models))
     for path in PATHS:
         app.router.add_post(path, handle)
@@ -90,6 +94,9 @@ def error(status: int, message: str, kind: str, headers: dict | None = None) -> 
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
+    """`POST .../models/{model}:{method}` for generateContent, streamGenerateContent (SSE with `alt=sse`, else a JSON
+    array of one whole response) and countTokens (ai.google.dev/api/generate-content, .../tokens); another method is a
+    404, a model not served a 404. Raises BadRequest (400 INVALID_ARGUMENT) for a body gemini_schema.py refuses."""
     method = request.match_info["method"]
     if method not in ("generateContent", "streamGenerateContent", "countTokens"):
         return error(404, f"method {method!r} is not served here; specd serves generateContent, "
@@ -256,5 +263,7 @@ class GeminiShape(Shape):
 
 
 class CountShape(Shape):
+    """countTokens' answer: `{"totalTokens": N}`, the prompt's tokens (CountTokensResponse)."""
+
     def body(self, text: str, finish_reason: str, stats: dict) -> dict:
         return {"totalTokens": int(stats.get("prompt_tokens", 0))}

@@ -49,6 +49,10 @@ MAX_BODY_BYTES = 16 * 1024 * 1024  # a request body, as sent and once its Conten
 
 @dataclass
 class Context:
+    """What every handler reaches through `request.app[CTX]`: the daemon's Settings, the Scheduler, the Metrics, the
+    engine's GenerationRequest and RequestError classes (passed in so that the API never imports torch), and
+    `started_at` (time.time() seconds of the daemon's start)."""
+
     settings: Settings
     scheduler: Scheduler
     metrics: Metrics
@@ -91,10 +95,12 @@ DOORS = web.AppKey("specd_doors", list)
 
 
 def add_door(app: web.Application, door: Door) -> None:
+    """Add `door` to the app's doors; the first whose `owns` accepts a request is that request's door."""
     app[DOORS].append(door)
 
 
 def door_of(request: web.Request) -> Door | None:
+    """The first door of the app that owns `request`, or None (`/health`, `/metrics`, unknown paths)."""
     for door in request.app.get(DOORS, ()):
         if door.owns(request):
             return door
@@ -170,6 +176,8 @@ def _undecodable(coding: str, why: str) -> BadRequest:
 
 
 def generation_request(ctx: Context, params: CompletionParams, prompt: str | None = None) -> Any:
+    """The engine's GenerationRequest for `params` (`prompt` replaces params.prompt when given: a rendered chat);
+    `document_id` becomes the cache key."""
     return ctx.new_request(
         prompt=params.prompt if prompt is None else prompt, suffix=params.suffix,
         max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p, seed=params.seed,
@@ -191,11 +199,15 @@ def chat_request(ctx: Context, params: CompletionParams, messages: list[dict], t
 
 
 def log_prompt(ctx: Context, rid: str, params: CompletionParams, extra: str = "") -> None:
+    """Log the request's prompt and suffix (plus `extra`) under `rid`, only when the `log_prompts` setting is on:
+    prompts are the user's source code."""
     if ctx.settings.log_prompts:  # off by default: prompts are the user's source code
         log.info("%s prompt=%r suffix=%r%s", rid, params.prompt, params.suffix, extra)
 
 
 def usage(stats: dict) -> dict:
+    """OpenAI's `usage` from the engine's accounting (tokens): `prompt_tokens`, `completion_tokens`, their
+    `total_tokens`, and `prompt_tokens_details.cached_tokens`."""
     prompt, completion = int(stats.get("prompt_tokens", 0)), int(stats.get("completion_tokens", 0))
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
             "prompt_tokens_details": {"cached_tokens": int(stats.get("cached_tokens", 0))}}
@@ -203,6 +215,10 @@ def usage(stats: dict) -> dict:
 
 async def generate(request: web.Request, ctx: Context, gen_request: Any, params: CompletionParams,
                     shape: "Shape") -> web.StreamResponse:
+    """Submit `gen_request` (a GenerationRequest, or a callable building one on the worker) and answer in `shape`: the
+    whole answer as JSON with the `x-specd-*` headers, or with `params.stream` the door's stream (`stream`). A full
+    queue is a 503 `overloaded` with Retry-After, engine failures the statuses `failure_response` gives; a deadline met
+    after some text answers that text with finish_reason "length"."""
     deltas: asyncio.Queue[str] | None = asyncio.Queue() if params.stream else None
     on_text = None
     if deltas is not None:
@@ -232,6 +248,10 @@ async def generate(request: web.Request, ctx: Context, gen_request: Any, params:
 
 
 def failure_response(ctx: Context, error: Exception, shape: "Shape") -> web.Response:
+    """The HTTP answer for a job that failed with `error`: a superseded job is a 200 answer of its partial text with
+    finish_reason "cancelled"; the deadline before any text 504; another cancellation 503; a RequestError 400;
+    EngineUnavailable 503; an UpstreamError its own status (400, 503 or 504); anything else 500 (logged). Errors are
+    specd's JSON error, which the app rewords in the door's body."""
     if isinstance(error, JobCancelled):
         if error.reason == "superseded":  # the client itself sent a newer request for this document
             partial = error.result
@@ -363,6 +383,7 @@ def _failure_before_text(waiter: asyncio.Future, getter: asyncio.Future, deltas:
 
 
 async def send_event(response: web.StreamResponse, shape: "Shape", payload: dict | list[dict]) -> None:
+    """Write one event, or each of a list of events, to the stream, encoded by `shape.encode`."""
     for event in payload if isinstance(payload, list) else [payload]:
         await response.write(shape.encode(event))
 

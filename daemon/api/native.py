@@ -18,12 +18,17 @@ from .schema import parse_native
 
 
 def add_routes(app: web.Application) -> None:
+    """Register the native door (every `/specd/...` path) and its routes on `app`: POST /specd/v1/complete and GET
+    /specd/v1/status."""
     add_door(app, Door("native", lambda request: request.path.startswith("/specd/")))
     app.router.add_post("/specd/v1/complete", native_complete)
     app.router.add_get("/specd/v1/status", status)
 
 
 async def native_complete(request: web.Request) -> web.StreamResponse:
+    """`POST /specd/v1/complete`, the language server's route: a body schema.parse_native reads (prefix, suffix,
+    language, path, extra_context, mode, document_id, ...), answered `{id, text, finish_reason, usage, specd}` or
+    streamed as `data:` events of `{id, text}`. Raises BadRequest (400) for a bad body."""
     ctx = request.app[CTX]
     body = await read_body(request)
     params = parse_native(body)
@@ -35,6 +40,9 @@ async def native_complete(request: web.Request) -> web.StreamResponse:
 
 
 async def status(request: web.Request) -> web.Response:
+    """`GET /specd/v1/status`: the daemon's version, pid, uptime (seconds), scheduler state and load error, the loaded
+    models (Engine.info), requests served, acceptance rate, queue depth, whether it is idle, the main settings, and with
+    an upstream what it answers when asked now (HttpUpstream.describe)."""
     ctx = request.app[CTX]
     s = ctx.settings
     upstream = None
@@ -62,6 +70,9 @@ async def status(request: web.Request) -> web.Response:
 
 
 class NativeShape(Shape):
+    """The native route's answer: `{id, text, finish_reason, usage: {prompt_tokens, completion_tokens, total_tokens},
+    specd}`; a stream's events are `{id, text}`, the last one the whole body with empty text."""
+
     def body(self, text: str, finish_reason: str, stats: dict) -> dict:
         counts = usage(stats)
         del counts["prompt_tokens_details"]

@@ -35,6 +35,8 @@ def owns(request: web.Request) -> bool:
 
 
 def add_routes(app: web.Application) -> None:
+    """Register the OpenAI door and its routes on `app`: GET /v1/models[/{model}], POST /v1/completions and
+    /v1/chat/completions."""
     add_door(app, Door("openai", owns))
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model:.+}", retrieve_model)
@@ -48,6 +50,9 @@ def model_object(ctx: Context, model_id: str) -> dict:
 
 
 async def list_models(request: web.Request) -> web.Response:
+    """`GET /v1/models` (platform.openai.com/docs/api-reference/models/list): `{"object": "list", "data": [model
+    object]}` with the served name; a request another door owns (Anthropic's, Google's) gets that door's list
+    (Door.models)."""
     door = door_of(request)
     if door is not None and door.models is not None:  # another door's list shape (generation.Door.models)
         return await door.models(request)
@@ -66,6 +71,8 @@ async def retrieve_model(request: web.Request) -> web.Response:
 
 
 def check_model(ctx: Context, requested: str | None) -> web.Response | None:
+    """None when `requested` is None or names the served model (Context.model_names, any case), else OpenAI's 404
+    `model_not_found` body naming the served one."""
     if requested is None:
         return None
     name, aliases = ctx.model_names()
@@ -77,6 +84,9 @@ def check_model(ctx: Context, requested: str | None) -> web.Response | None:
 
 
 async def completions(request: web.Request) -> web.StreamResponse:
+    """`POST /v1/completions` (platform.openai.com/docs/api-reference/completions): the prompt (FIM with `suffix`)
+    answered as a text_completion, or streamed as its chunks ending in `data: [DONE]`. Raises BadRequest (400) for a bad
+    body; a model not served is a 404."""
     ctx = request.app[CTX]
     body = await read_body(request)
     params = parse_completion(body)
@@ -91,6 +101,9 @@ async def completions(request: web.Request) -> web.StreamResponse:
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
+    """`POST /v1/chat/completions` (platform.openai.com/docs/api-reference/chat): the chat template's prompt answered as
+    a chat.completion, or streamed as chat.completion.chunk events, with tool calls cut out of the text (module
+    docstring). Raises BadRequest (400) for a bad body; a model not served is a 404."""
     ctx = request.app[CTX]
     body = await read_body(request)
     messages, params = parse_chat(body)
@@ -110,6 +123,10 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 
 class CompletionShape(Shape):
+    """`/v1/completions`' answer: a text_completion with one choice `{text, index, finish_reason, logprobs: null}`,
+    `usage` and specd's `specd` accounting; a stream's chunks carry text pieces, the last one the finish_reason and
+    `specd`."""
+
     chunk_object = "text_completion"
 
     def body(self, text: str, finish_reason: str, stats: dict) -> dict:

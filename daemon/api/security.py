@@ -44,6 +44,8 @@ class ErrorResponse(web.Response):
 
 def json_error(status: int, message: str, kind: str, headers: dict | None = None, param: str | None = None,
                code: str | None = None) -> web.Response:
+    """specd's generic JSON error response (ErrorResponse: OpenAI's `{"error": {message, type, param, code}}`, `code`
+    the status unless given), which the app rewords for the door that owns the request."""
     return ErrorResponse(status, message, kind, headers, param, code)
 
 
@@ -98,6 +100,8 @@ def _host_name(host_header: str) -> str:
 
 
 def allowed_host_names(settings: Settings) -> frozenset[str]:
+    """Host header names accepted besides loopback ones: the `allowed_hosts` setting (lower-cased), and `host` itself
+    when the daemon binds a specific non-loopback address."""
     names = {h.lower() for h in settings.allowed_hosts}
     if settings.host not in ("0.0.0.0", "::", "") and not is_loopback_host(settings.host):
         names.add(settings.host.lower())  # an explicit non-loopback bind is reached by that name
@@ -105,6 +109,11 @@ def allowed_host_names(settings: Settings) -> frozenset[str]:
 
 
 def security_middlewares(settings: Settings, token: str, aws_keys: sigv4.KeyPair | None = None) -> list:
+    """The aiohttp middlewares that guard every route, in order: the Host header must be a loopback name or an allowed
+    one (403), a browser Origin (or a cross-site Sec-Fetch-Site) must be in `allowed_origins` (403; an allowed one gets
+    CORS headers and preflight answers), and every route but /health needs the token as `Authorization: Bearer`,
+    `x-api-key`, `x-goog-api-key` or `?key=` (401), or a SigV4 signature with `aws_keys` (403 when it does not
+    verify)."""
     extra_hosts = allowed_host_names(settings)
     allowed_origins = frozenset(o.rstrip("/") for o in settings.allowed_origins)
     expected = f"Bearer {token}".encode()

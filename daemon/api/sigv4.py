@@ -39,6 +39,9 @@ _FIELDS = re.compile(r"(Credential|SignedHeaders|Signature)=([^,\s]+)")
 
 @dataclass(frozen=True)
 class KeyPair:
+    """The AWS access key pair specd issues for its Bedrock door: `access_key_id` ("SPECD" and 15 base32 characters) and
+    `secret_access_key`."""
+
     access_key_id: str
     secret_access_key: str
 
@@ -56,6 +59,9 @@ def _hmac(key: bytes, text: str) -> bytes:
 
 
 def signing_key(secret: str, day: str, region: str, service: str) -> bytes:
+    """SigV4's signing key: HMAC-SHA256 chained over `day` (yyyymmdd), `region`, `service` and "aws4_request", starting
+    from "AWS4" + `secret`, as "Create a signed AWS API request" derives it
+    (docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv-create-signed-request.html). 32 bytes."""
     key = _hmac(("AWS4" + secret).encode(), day)
     for part in (region, service, "aws4_request"):
         key = _hmac(key, part)
@@ -63,6 +69,8 @@ def signing_key(secret: str, day: str, region: str, service: str) -> bytes:
 
 
 def canonical_uri(raw_path: str) -> str:
+    """SigV4's canonical URI for services other than S3 (botocore's): `raw_path` (still percent-encoded) normalised (a
+    trailing slash kept) and percent-encoded once more, "/" and "~" left as they are; "/" for an empty path."""
     path = posixpath.normpath(raw_path) if raw_path else "/"
     if raw_path.endswith("/") and path != "/":
         path += "/"
@@ -70,12 +78,17 @@ def canonical_uri(raw_path: str) -> str:
 
 
 def canonical_query(raw_query: str) -> str:
+    """SigV4's canonical query string: the raw (already encoded) `name=value` pairs sorted by name, then value, a name
+    without "=" given an empty value; "" for no query."""
     pairs = sorted(pair.partition("=")[::2] for pair in raw_query.split("&") if pair) if raw_query else []
     return "&".join(f"{key}={value}" for key, value in pairs)
 
 
 def canonical_request(method: str, raw_path: str, raw_query: str, headers: Mapping[str, str],
                       signed_headers: list[str], payload_hash: str) -> str:
+    """SigV4's canonical request: method, canonical URI, canonical query, the `signed_headers` (lower-case names) as
+    `name:value` lines (values trimmed, inner whitespace folded, repeated headers joined by ","), the signed header
+    names joined by ";", and `payload_hash` (hex SHA-256, or "UNSIGNED-PAYLOAD"), one per line."""
     lines = [f"{name}:{','.join(' '.join(v.split()) for v in _values(headers, name))}\n" for name in signed_headers]
     return "\n".join([method.upper(), canonical_uri(raw_path), canonical_query(raw_query), "".join(lines),
                       ";".join(signed_headers), payload_hash])
@@ -87,6 +100,8 @@ def _values(headers: Mapping[str, str], name: str) -> list[str]:
 
 
 def string_to_sign(amz_date: str, scope: str, canonical: str) -> str:
+    """SigV4's string to sign: the algorithm, `amz_date` (yyyymmddThhmmssZ), the credential `scope`
+    (day/region/service/aws4_request) and the hex SHA-256 of `canonical`, one per line."""
     return "\n".join([ALGORITHM, amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
 
 

@@ -29,6 +29,10 @@ MAX_DRAFT_TOKENS = 256
 
 @dataclass
 class Knobs:
+    """The speculative-decoding knobs a request carries: `enabled` (speculativeDecoding.enabled; None: not said),
+    `max_draft_tokens` (tokens per draft, 0..256; None: not said) and `drafting_model` (the drafter it names; None:
+    any)."""
+
     enabled: bool | None = None
     max_draft_tokens: int | None = None
     drafting_model: str | None = None

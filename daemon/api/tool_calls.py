@@ -21,6 +21,8 @@ OPEN, CLOSE = "<tool_call>", "</tool_call>"
 
 @dataclass
 class ToolCall:
+    """One tool call the model wrote: the function's `name` and its arguments as a JSON object (`input`)."""
+
     name: str
     input: dict
 

@@ -23,6 +23,8 @@ AWS_PROFILE = "specd"
 
 
 def gemini_setup(base_url: str, model: str, token_file: Path) -> str:
+    """The setup text for Google's clients: a google-genai (Python) example with `base_url` and the key read from
+    `token_file`, and the Gemini CLI's settings.json auth type, environment variables and `-m model`."""
     return f"""# google-genai (Python): base URL and key only
 from pathlib import Path
 from google import genai
@@ -41,6 +43,9 @@ gemini -m {model}
 
 
 def bedrock_setup(base_url: str, model: str, keys_file: Path) -> str:
+    """The setup text for boto3's `bedrock-runtime` client: an ~/.aws/config profile whose service-specific endpoint
+    (`services`, botocore >= 1.34) is `base_url`, the ~/.aws/credentials entry with the key pair from `keys_file`
+    (created there, 0600, when missing: load_or_create_aws_keys), and a Converse example."""
     keys = load_or_create_aws_keys(keys_file)
     return f"""# ~/.aws/config: a profile whose Bedrock runtime endpoint is specd (botocore reads `services` per service)
 [profile {AWS_PROFILE}]
@@ -63,6 +68,8 @@ aws_secret_access_key = {keys.secret_access_key}
 
 
 def client_setup(client: str, base_url: str, model: str, token_file: Path) -> str:
+    """`specd config <client>`'s text: `gemini_setup` for "gemini", else `bedrock_setup` with this user's AWS keys file
+    (`token_file` is then unused)."""
     if client == "gemini":
         return gemini_setup(base_url, model, token_file)
     return bedrock_setup(base_url, model, get_paths().aws_keys_file)

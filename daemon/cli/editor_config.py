@@ -150,6 +150,10 @@ def _daemon_status(state: dict, token_file: Path) -> dict:
 
 
 def gather_facts() -> Facts:
+    """The Facts for this machine: settings.json and, when a daemon runs, its state and /specd/v1/status (its URL, port,
+    token file, the model and context it uses, the FIM family its tokenizer has); otherwise the settings' host and port
+    and the FIM family this disk tells (`local_fim_family`). Raises ConfigError for a settings.json that does not
+    load."""
     paths = get_paths()
     try:
         settings = load_settings(paths.settings_file)
@@ -186,6 +190,7 @@ def gather_facts() -> Facts:
 
 
 def vscode_settings(facts: Facts) -> dict:
+    """VS Code's (and Cursor's) settings for specd: only `specd.serverPath`, the `specd` executable's path."""
     # Only the executable path: an editor started from the desktop often lacks the shell's PATH.
     # Everything else has a default in the extension and the server finds the daemon by itself.
     return {"specd.serverPath": facts.specd_path}
@@ -198,6 +203,9 @@ def zed_prompt_format(facts: Facts) -> str:
 
 
 def zed_settings(facts: Facts) -> dict:
+    """Zed's settings: edit predictions from `/v1/completions` (`open_ai_compatible_api`, prompt_format from the FIM
+    family, at most ZED_MAX_OUTPUT_TOKENS tokens) and an OpenAI-compatible assistant provider named ZED_PROVIDER at
+    `/v1` (max_tokens the context window, in tokens). No token: Zed reads it from the environment."""
     return {
         "edit_predictions": {
             "provider": "open_ai_compatible_api",
@@ -233,10 +241,14 @@ def zed_settings(facts: Facts) -> dict:
 
 
 def neovim_snippet_name(version: tuple[int, int] | None) -> str:
+    """The Neovim snippet for a Neovim `version` (major, minor): "specd-0.7.lua" before 0.12 (no LSP inline completion),
+    else "specd.lua" (also when the version is unknown)."""
     return "specd-0.7.lua" if version is not None and version < (0, 12) else "specd.lua"
 
 
 def nvim_version() -> tuple[int, int] | None:
+    """(major, minor) from `nvim --version`, or None when nvim is not on PATH, fails, takes over 10 s, or prints no
+    version."""
     nvim = shutil.which("nvim")
     if not nvim:
         return None
@@ -249,6 +261,8 @@ def nvim_version() -> tuple[int, int] | None:
 
 
 def snippet_file(editor: str) -> Path:
+    """The snippet file in specd's editor-configs for `editor` ("neovim", "helix" or "emacs"; Neovim's by its version).
+    Raises ConfigError when the Helix or Emacs file is missing."""
     names = {"helix": "helix/languages.toml", "emacs": "emacs/specd.el"}
     if editor == "neovim":
         return EDITOR_CONFIGS / "neovim" / neovim_snippet_name(nvim_version())
@@ -279,6 +293,9 @@ def claude_code_settings(facts: Facts) -> dict:
 
 
 def snippet(editor: str, facts: Facts) -> str:
+    """The text `specd config <editor>` prints: JSON settings for Claude Code, VS Code, Cursor and Zed, else the
+    editor's snippet file, made to start `specd lsp` with this shell's SPECD_HOME when it is set. Raises ConfigError as
+    `snippet_file` and `with_specd_home` do."""
     if editor == "claude-code":
         return json.dumps(claude_code_settings(facts), indent=2) + "\n"
     if editor in ("vscode", "cursor"):
@@ -319,6 +336,10 @@ def _config_home() -> Path:
 
 
 def settings_file(editor: str) -> Path:
+    """The settings file `--write` merges into for `editor`: Claude Code's settings.json ($CLAUDE_CONFIG_DIR or
+    ~/.claude), VS Code's and Cursor's User/settings.json, Zed's settings.json, Neovim's plugin/specd.lua or Helix's
+    languages.toml, per platform ($XDG_CONFIG_HOME, ~/Library/Application Support, %APPDATA%). Raises ConfigError for an
+    editor it cannot write (Emacs)."""
     if editor == "claude-code":
         return Path(os.environ.get("CLAUDE_CONFIG_DIR") or Path.home() / ".claude") / "settings.json"
     app = {"vscode": "Code", "cursor": "Cursor"}
@@ -347,6 +368,9 @@ def _show(value) -> str:
 
 
 def write_json_settings(path: Path, patch: dict, out) -> bool:
+    """Merge `patch` into the JSONC settings file at `path` (jsonc.merge: comments, order and other keys kept), print
+    each added (+) or changed (~) key to `out`, and write it (backup, atomic); True when the file changed. Raises
+    ConfigError when the file does not parse or changed while being edited."""
     old = read_text(path)
     try:
         new, changes = jsonc.merge(old or "", patch)
@@ -362,6 +386,9 @@ def write_json_settings(path: Path, patch: dict, out) -> bool:
 
 
 def write_neovim_plugin(path: Path, text: str, out) -> bool:
+    """Write Neovim's plugin file `path` with `text`; True when it changed. Raises ConfigError when the file exists,
+    differs and was not written by specd (it does not start with "-- specd for Neovim"), or changed while being
+    edited."""
     old = read_text(path)
     if old is not None and old != text and not old.startswith("-- specd for Neovim"):
         raise ConfigError(f"{path} exists and was not written by specd; left unchanged. Remove or rename it first.")
@@ -369,6 +396,9 @@ def write_neovim_plugin(path: Path, text: str, out) -> bool:
 
 
 def write_helix_languages(path: Path, snippet_text: str, out) -> bool:
+    """Append `snippet_text` to Helix's languages.toml at `path`; False (nothing written) when it already has a
+    `language-server.specd`. Raises ConfigError when the file is not TOML, already configures one of the snippet's
+    languages (appending would replace those settings), or changed while being edited."""
     old = read_text(path)
     try:
         current = tomllib.loads(old or "")
@@ -404,6 +434,9 @@ def _write(path: Path, new: str, old: str | None, out) -> bool:
 
 
 def write(editor: str, facts: Facts, path: Path, out) -> bool:
+    """`specd config <editor> --write`: merge the editor's settings into `path` (JSON editors and Claude Code), or write
+    Neovim's plugin or append to Helix's languages.toml; True when the file changed. Raises ConfigError for an editor it
+    cannot write and as the writers do."""
     if editor in ("vscode", "cursor"):
         return write_json_settings(path, vscode_settings(facts), out)
     if editor == "claude-code":
@@ -443,6 +476,8 @@ def zed_fim_notes(facts: Facts) -> list[str]:
 
 
 def notes(editor: str, facts: Facts) -> list[str]:
+    """The lines `specd config <editor>` prints to stderr: where the daemon and its token are, how to install or start
+    the editor with specd, and what to watch for (Zed's FIM format, SPECD_HOME, port 0)."""
     daemon = f"daemon at {facts.base_url}" + ("" if facts.running else " (not running now: `specd start`)")
     lines = [f"specd {daemon}, model {facts.model}, token in {facts.token_file}"]
     if editor in ("vscode", "cursor"):
@@ -491,6 +526,9 @@ def vscode_install_note(command: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`specd config EDITOR [--write] [--file PATH]`: print the editor's snippet (stdout) and notes (stderr), or with
+    --write merge it into the editor's settings file; for an API client ("gemini", "bedrock") print its setup. Returns
+    0, or 1 after printing a ConfigError; argparse exits with 2 for bad arguments."""
     parser = argparse.ArgumentParser(prog="specd config", description=__doc__.split("\n")[0])
     parser.add_argument("editor", choices=EDITORS + TOOLS + CLIENTS)
     parser.add_argument("--write", action="store_true", help="merge the snippet into the editor's settings file")

@@ -15,6 +15,9 @@ class ChangedUnderUs(RuntimeError):
 
 @dataclass(frozen=True)
 class WriteResult:
+    """What `write_file` did: the `path` asked for, whether it `changed`, and the `backup` of the previous content (None
+    when nothing was written or the file was new)."""
+
     path: Path
     changed: bool
     backup: Path | None
@@ -30,6 +33,8 @@ def read_text(path: Path) -> str | None:
 
 
 def backup_path(path: Path) -> Path:
+    """A free backup name beside `path`: `<name>.specd-backup-YYYYmmdd-HHMMSS` (local time), with `-2`, `-3`, ... added
+    while that exists."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     candidate = path.with_name(f"{path.name}.specd-backup-{stamp}")
     n = 1

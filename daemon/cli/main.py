@@ -90,6 +90,8 @@ def _serve_argv(flags: dict[str, Any]) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `specd` argument parser: start, serve and restart (with a flag per setting), stop, status, logs, complete,
+    and lsp and config (whose arguments their own parsers read: `main` hands them over)."""
     parser = argparse.ArgumentParser(prog="specd", description="Local code completion with speculative decoding.")
     parser.add_argument("--version", action="version", version=f"specd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -138,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the `specd` command in `argv` (None: sys.argv[1:], then sys.exit with the code). Returns the exit code: the
+    command's, 2 for bad settings, 130 on Ctrl-C, 141 when stdout's reader went away (module docstring)."""
     raw = sys.argv[1:] if argv is None else argv
     if raw and raw[0] in _PASS_THROUGH:  # their own parsers own every argument after the command
         args = argparse.Namespace(command=raw[0], args=raw[1:])
@@ -172,6 +176,9 @@ def _load(args: argparse.Namespace) -> Settings:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    """`specd serve`: run the daemon in the foreground with settings.json, SPECD_* and the flags (an --upstream key
+    `specd start` passed in SPAWN_KEY_ENV put back); returns the daemon's exit code. Raises SettingsError for bad
+    settings (exit code 2)."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format=_log_format())
     key = os.environ.pop(SPAWN_KEY_ENV, None)  # `specd start` kept an --upstream key off the command line
     if key is not None and args.upstream is not None:
@@ -189,6 +196,9 @@ def _log_format() -> str:
 
 
 def cmd_start(args: argparse.Namespace, serve_argv: list[str] | None = None) -> int:
+    """`specd start` (and the second half of `restart`, with `serve_argv`): check the settings a daemon would run with,
+    remember the start flags, start it detached and wait until it answers; when one runs already, say which settings
+    differ. Returns 0, 1 when it could not start, 2 for bad settings."""
     from specd.daemon.process.lifecycle import DaemonError, daemon_status, start_background
     from specd.daemon.process.state import live_state, write_start_flags
 
@@ -397,6 +407,9 @@ def _merged_argv(previous: list[str], given: list[str]) -> list[str]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    """`specd status [--json]`: the daemon's state, models, upstream, counters and settings (lifecycle.daemon_status),
+    the remembered start flags when none runs, and a settings.json that would fail the next start. Returns 0 while it
+    runs, 3 (EXIT_NOT_RUNNING) when not."""
     from specd.daemon.process.lifecycle import daemon_status
     from specd.daemon.process.state import read_start_flags
 
@@ -499,6 +512,8 @@ def _count(text: str) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
+    """`specd logs [-n N] [-f]`: print the log's last N lines, with -f then follow it. Returns 0, or 1 when there is no
+    log file (without -f)."""
     from specd.daemon.process.lifecycle import tail_log
     from specd.daemon.process.log_file import follow
 
@@ -522,6 +537,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_lsp(args: argparse.Namespace) -> int:
+    """`specd lsp ...`: run the language server (lsp.server.main) with the remaining arguments; returns its exit code,
+    or 1 when it is not installed."""
     try:
         from specd.lsp.server import main as lsp_main
     except ImportError as e:
@@ -531,6 +548,8 @@ def cmd_lsp(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
+    """`specd config ...`: editor_config.main with the remaining arguments; returns its exit code, or 1 when it is not
+    installed."""
     try:
         from .editor_config import main as config_main
     except ImportError as e:

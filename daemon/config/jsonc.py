@@ -14,6 +14,9 @@ from typing import Any
 
 
 class JSONCError(ValueError):
+    """A JSONC text that does not parse (or, for `merge`, whose top level is not an object): the message starts "line L
+    column C: ", 1-based, of character offset `pos`; `line` and `column` hold them."""
+
     def __init__(self, message: str, text: str, pos: int):
         line = text.count("\n", 0, pos) + 1
         column = pos - (text.rfind("\n", 0, pos) + 1) + 1
@@ -23,6 +26,9 @@ class JSONCError(ValueError):
 
 @dataclass
 class Node:
+    """A parsed JSONC value and where it sits: character offsets `start` and `end` (one past) in the text, its plain
+    Python `value`, and for an object its `members` in file order and the offset of its "{" (`open_pos`)."""
+
     start: int
     end: int  # one past the last character
     value: Any = None  # plain Python value of the whole node
@@ -32,6 +38,8 @@ class Node:
 
 @dataclass
 class Member:
+    """One member of a parsed object: its `key`, the offset of the key's opening quote, and its value's Node."""
+
     key: str
     key_start: int
     value: Node
@@ -173,6 +181,8 @@ def parse(text: str) -> Node | None:
 
 
 def loads(text: str) -> Any:
+    """The plain Python value of a JSONC text (`//` and `/* */` comments, trailing commas); None when it holds only
+    whitespace and comments. Raises JSONCError (line and column) when it does not parse."""
     root = parse(text)
     return None if root is None else root.value
 
@@ -182,6 +192,9 @@ def loads(text: str) -> Any:
 
 @dataclass(frozen=True)
 class Change:
+    """One leaf `merge` set: its key `path` from the top level, the `old` value (a private sentinel when the key was
+    added; see `is_added`) and the `new` one."""
+
     path: tuple[str, ...]
     old: Any  # _MISSING when the key was added
     new: Any
@@ -191,6 +204,7 @@ _MISSING = object()
 
 
 def is_added(change: Change) -> bool:
+    """Whether `change` added its key rather than replacing a value."""
     return change.old is _MISSING
 
 

@@ -17,6 +17,9 @@ APP_NAME = "specd"
 
 @dataclass(frozen=True)
 class Paths:
+    """The folders specd's files live in: `config_dir` (settings.json), `cache_dir` (converted models, embedded models'
+    downloads) and `state_dir` (state file, lock, API token, AWS keys, log); the properties name each file."""
+
     config_dir: Path  # settings.json
     cache_dir: Path  # converted models, fetched embedded packages
     state_dir: Path  # pid, port, token, logs
@@ -53,6 +56,8 @@ class Paths:
 
 
 def get_paths() -> Paths:
+    """This user's Paths: config/, cache/ and state/ under $SPECD_HOME when it is set, else platformdirs' user config,
+    cache and state folders for "specd". Creates nothing."""
     home = os.environ.get("SPECD_HOME")
     if home:
         root = Path(home).expanduser()
@@ -65,6 +70,7 @@ def get_paths() -> Paths:
 
 
 def ensure_dir(path: Path, private: bool = False) -> Path:
+    """Create `path` and its parents where missing and return it; `private`: chmod it 0700 (an existing one too)."""
     path.mkdir(parents=True, exist_ok=True)
     if private:
         os.chmod(path, 0o700)

@@ -29,6 +29,11 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
+    """The daemon's settings, one field per setting, defaults here; `load_settings` layers settings.json, SPECD_*
+    environment variables and flags over them, checked against `_SCHEMA`. The model and engine fields are EngineConfig's
+    (`engine_kwargs`); `host` and `port` are where the API listens, `keep_alive` and `request_timeout` are seconds,
+    `queue_size` counts jobs, `upstream` is config/upstream.py's object."""
+
     verifier: str = "smollm2-135m"
     drafter: str | None = None
     draft_strategy: str = "auto"
@@ -92,6 +97,8 @@ SETTING_NAMES = tuple(_SCHEMA)
 
 
 def setting_kind(name: str) -> str:
+    """The kind `_SCHEMA` gives setting `name` ("str", "optional_str", "choice", "device", "host", "bool", "str_list",
+    "upstream", "int" or "number"), which the CLI's flags are built from. KeyError for an unknown name."""
     return _SCHEMA[name][0]
 
 
@@ -185,6 +192,10 @@ def shown_flags(flags: list[str]) -> list[str]:
 
 
 def read_settings_file(path: Path) -> dict[str, Any]:
+    """The settings in the settings.json at `path` (JSONC), each checked (`check_value`), relative model paths made
+    absolute against its folder; {} when the file is missing, empty or only comments. Raises SettingsError naming the
+    file (and the line of a bad setting) when it cannot be read, is not UTF-8 or JSONC, its top level is not an object,
+    or a setting is unknown or invalid."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -23,6 +23,9 @@ DEFAULT_TIMEOUT = 20.0
 
 
 class UpstreamSettingError(ValueError):
+    """An `upstream` setting that is not valid; the message says which field and why (settings.py adds where the value
+    came from)."""
+
     pass
 
 

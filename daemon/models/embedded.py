@@ -19,6 +19,10 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class EmbeddedModel:
+    """A default model carried by PyPI wheels: its settings `name` ("smollm2-135m"), the GGUF file's name, the
+    `packages` whose wheels hold it (in parts, concatenated in order), the assembled file's expected `sha256` (hex;
+    None: not checked) and a one-line `description`."""
+
     name: str
     gguf_name: str
     packages: tuple[str, ...]  # PyPI distributions whose wheels hold the file (in parts, in order)

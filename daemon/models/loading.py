@@ -39,6 +39,8 @@ class HubUnreachableError(ValueError):
 
 
 def resolve_device(device: str) -> torch.device:
+    """The torch device a `device` setting names: "auto" picks CUDA, else MPS, else the CPU; any other string goes to
+    torch.device as is (which raises RuntimeError for an unknown name)."""
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -49,6 +51,8 @@ def resolve_device(device: str) -> torch.device:
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """The torch dtype a `dtype` setting names: "auto" is bfloat16 on CUDA, float16 on MPS, float32 elsewhere; else
+    float32/fp32, bfloat16/bf16 or float16/fp16. Raises ValueError for any other name."""
     if dtype == "auto":
         return {"cuda": torch.bfloat16, "mps": torch.float16}.get(device.type, torch.float32)
     names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
@@ -175,6 +179,10 @@ def _unreachable(endpoint: str) -> str | None:
 
 
 def load_model(spec: str, device: torch.device, dtype: torch.dtype, progress=print):
+    """(model, tokenizer) for a model name (`resolve_model`: embedded, folder, .gguf or hub id), loaded with
+    transformers on `device` in `dtype`, in eval mode, with the CPU speed-ups where they apply (fast_head, grouped
+    SDPA). Raises what `resolve_model` and `from_pretrained` raise (FileNotFoundError, ValueError, HubUnreachableError,
+    OSError)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source = resolve_model(spec, progress)
@@ -188,6 +196,11 @@ def load_model(spec: str, device: torch.device, dtype: torch.dtype, progress=pri
 
 
 def load_engine(config, progress=print):
+    """The Engine an EngineConfig describes: the llama.cpp backend (n-gram drafting priced by measured pass costs) or
+    the torch one with the drafter `draft_strategy` picks ("auto": `auto_strategy`). Raises ValueError for an unknown
+    draft_strategy or dtype, a model drafter strategy without `drafter` or with the verifier as drafter,
+    IncompatibleModels for tokenizers that differ, RuntimeError where llama-cpp-python is needed and missing, and what
+    loading a model raises."""
     from specd.daemon.engine.drafters.cascade import CascadeDrafter
     from specd.daemon.engine.drafters.layer_skip import LayerSkipDrafter
     from specd.daemon.engine.drafters.model import ModelDrafter

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 
 class IncompatibleModels(ValueError):
+    """A drafter whose tokenizer differs from the verifier's (a token at a shared id, or the EOS id); the message names
+    both models and what to use instead."""
+
     pass
 
 

@@ -39,6 +39,12 @@ _END = object()
 
 
 class HttpUpstream:
+    """An upstream OpenAI-compatible completions server (`upstream` in settings), the UpstreamClient of
+    engine/remote.py: `stream` POSTs /v1/completions with `stream: true` and yields its Server-Sent Events as Pieces
+    (raising UpstreamError: 503, 504 after `timeout` seconds of silence, 400), on an aiohttp session with a Bearer `key`
+    whose event loop runs on a thread of its own. `url` may end in /v1 (dropped); `model` "" until set or learnt from
+    /v1/models by `check`. `close()` ends the session and the thread."""
+
     def __init__(self, url: str, key: str | None = None, model: str | None = None,
                  timeout: float = DEFAULT_TIMEOUT) -> None:
         base = url.rstrip("/")
@@ -207,6 +213,10 @@ def load_tokenizer(spec: str, progress=print):
 
 
 def load_upstream_engine(upstream: dict, config, progress=print) -> RemoteEngine:
+    """A RemoteEngine over the `upstream` setting (a checked dict, config/upstream.py): asks the server once (an
+    upstream that does not answer yet is reported, not refused) and loads the tokenizer that builds its prompts
+    (`tokenizer`, else `model`). Raises ValueError when neither names one, and what `load_tokenizer` raises
+    (FileNotFoundError, HubUnreachableError); the client is closed on any failure."""
     client = HttpUpstream(upstream["url"], upstream.get("key"), upstream.get("model"),
                           upstream.get("timeout", DEFAULT_TIMEOUT))
     try:

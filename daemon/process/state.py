@@ -25,6 +25,11 @@ LOCK_FD_ENV = "SPECD_LOCK_FD"
 
 
 class DaemonLock:
+    """The daemon's exclusive flock on `lock_file` (the Paths lock file), held for the daemon's whole life: the kernel
+    drops it when the process dies, so a free lock means any state file is stale. `acquire` takes it (non-blocking,
+    opening the file 0600 in a private folder), `adopt` takes over one a parent `specd start` holds on an inherited
+    descriptor (LOCK_FD_ENV), `release` closes the descriptor."""
+
     def __init__(self, lock_file: Path) -> None:
         self.lock_file = lock_file
         self._fd: int | None = None
@@ -72,6 +77,8 @@ class DaemonLock:
 
 
 def lock_is_held(lock_file: Path) -> bool:
+    """Whether a process holds an exclusive flock on `lock_file` (a shared one cannot be taken at once), without
+    waiting; False when the file does not exist."""
     try:
         fd = os.open(lock_file, os.O_RDONLY)
     except FileNotFoundError:
@@ -86,6 +93,9 @@ def lock_is_held(lock_file: Path) -> bool:
 
 
 def read_state(paths: Paths) -> dict | None:
+    """The state file's object (daemon.json: pid, url, host, port, token_file, aws_keys_file, version, started_at,
+    flags, settings, status, as process/lifecycle.py writes it); None when there is no file, {} when it cannot be read
+    or is not a JSON object (only the lock can tell whether it is stale)."""
     try:
         data = json.loads(paths.state_file.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -107,10 +117,12 @@ def write_private(target: Path, text: str) -> None:
 
 
 def write_state(paths: Paths, state: dict) -> None:
+    """Write `state` to the state file as indented JSON, atomically and private (write_private)."""
     write_private(paths.state_file, json.dumps(state, indent=2) + "\n")
 
 
 def remove_state(paths: Paths) -> None:
+    """Delete the state file; no error when it is gone already."""
     try:
         paths.state_file.unlink()
     except FileNotFoundError:
@@ -145,6 +157,7 @@ def forget_start_flags(paths: Paths) -> None:
 
 
 def read_token(token_file: Path) -> str | None:
+    """The API token in `token_file`, stripped; None when the file cannot be read or is empty."""
     try:
         return token_file.read_text(encoding="utf-8").strip() or None
     except OSError:

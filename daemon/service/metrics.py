@@ -31,6 +31,9 @@ def _number(value: float) -> str:
 
 
 class Histogram:
+    """A Prometheus histogram's state: `counts[i]` the observations <= `buckets[i]` (already cumulative, as the text
+    format's `_bucket{le=...}` lines), their `sum` and `count`. Not locked: Metrics holds the lock."""
+
     def __init__(self, buckets: tuple[float, ...]) -> None:
         self.buckets = buckets
         self.counts = [0] * len(buckets)
@@ -46,6 +49,10 @@ class Histogram:
 
 
 class Metrics:
+    """The daemon's counters, histograms and gauges, updated from the event loop and the worker thread (one lock), and
+    `render()`: the Prometheus text exposition format (version 0.0.4) of GET /metrics. Latencies in seconds
+    (`specd_stage_seconds`, LATENCY_BUCKETS), tokens as counted in the engine's Stats."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.requests: dict[tuple[str, str, int], int] = {}  # (method, route, status) -> count

@@ -35,6 +35,9 @@ def _warm_up(request: Any) -> bool:
 
 
 class QueueFull(Exception):
+    """The inference queue holds `queue_size` jobs already; the server answers 503 with a Retry-After of `retry_after`
+    seconds."""
+
     def __init__(self, retry_after: int) -> None:
         super().__init__("the inference queue is full; retry shortly")
         self.retry_after = retry_after
@@ -45,6 +48,9 @@ class EngineUnavailable(Exception):
 
 
 class JobCancelled(Exception):
+    """A job ended without its result: `reason` is "superseded", "deadline", "disconnect" or "shutdown" ("cancelled"
+    when none was recorded); `result` the partial GenerationResult when the engine had started, else None."""
+
     def __init__(self, reason: str, result: Any = None) -> None:
         super().__init__(reason)
         self.reason = reason  # "superseded" | "deadline" | "disconnect" | "shutdown"
@@ -53,6 +59,11 @@ class JobCancelled(Exception):
 
 @dataclass(eq=False)
 class Job:
+    """One queued request: the GenerationRequest (or a callable(engine) -> GenerationRequest run on the worker), its
+    CancelToken, the `document_id` that supersedes older jobs, the `on_text` callback for streamed text (called on the
+    worker thread), `enqueued_at` (time.monotonic() seconds), the Future of its GenerationResult, and the first
+    `cancel_reason`."""
+
     request: Any  # a GenerationRequest, or a callable(engine) -> GenerationRequest run on the worker
     cancel: Any  # CancelToken
     document_id: str | None
@@ -73,6 +84,12 @@ def _consume_outcome(fut: asyncio.Future) -> None:
 
 
 class Scheduler:
+    """One worker thread that owns the engine, fed through a queue of at most `queue_size` jobs (see the module
+    docstring). `submit` raises QueueFull or EngineUnavailable (shutting down); `run`/`wait` return the GenerationResult
+    or raise JobCancelled, EngineUnavailable (the models failed to load) or what the engine raised. `request_timeout`
+    and `keep_alive` are seconds (a negative keep_alive never unloads); `load_engine` is called with a progress callback
+    on the worker thread."""
+
     def __init__(
         self,
         load_engine: Callable[[Callable[[str], None]], Any],

@@ -136,10 +136,23 @@ local function attach(bufnr)
   end
 end
 
+local group = vim.api.nvim_create_augroup("specd", { clear = true })
 vim.api.nvim_create_autocmd("FileType", {
-  group = vim.api.nvim_create_augroup("specd", { clear = true }),
+  group = group,
   pattern = "*",
   callback = function(args)
     attach(args.buf)
+  end,
+})
+-- A file Neovim finds no filetype for (`NOTES`, `Jenkinsfile.local`) gets no FileType event: attach it once the
+-- reading is done and detection has had its turn.
+vim.api.nvim_create_autocmd({ "BufReadPost", "BufNewFile" }, {
+  group = group,
+  callback = function(args)
+    vim.schedule(function()
+      if vim.api.nvim_buf_is_valid(args.buf) and vim.bo[args.buf].filetype == "" then
+        attach(args.buf)
+      end
+    end)
   end,
 })

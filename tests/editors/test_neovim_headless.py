@@ -327,3 +327,29 @@ async def test_neovim_07_snippet_leaves_unnamed_buffers_alone(nvim, fake_daemon,
     code, output = await run_editor(command, {**specd_on_path(tmp_path, env), **extra}, source.parent)
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["file"] == ["specd"] and result["scratch"] in ([], {}), (result, output)
+
+
+NO_FILETYPE_DRIVE = r"""
+-- A file without a filetype (no FileType event) gets specd too.
+local result = {}
+dofile(SNIPPET)
+vim.cmd("edit " .. vim.fn.fnameescape(vim.fn.fnamemodify(FILE, ":h") .. "/NOTES"))
+local notes = vim.api.nvim_get_current_buf()
+result.attached = vim.wait(60000, function()
+  local clients = vim.lsp.get_clients and vim.lsp.get_clients({ bufnr = notes }) or vim.lsp.buf_get_clients(notes)
+  return next(clients) ~= nil
+end, 50)
+result.filetype = vim.bo[notes].filetype
+local f = io.open(OUT, "w"); f:write(vim.fn.json_encode(result)); f:close()
+vim.cmd("qa!")
+"""
+
+
+async def test_neovim_07_snippet_attaches_a_file_without_a_filetype(nvim, fake_daemon, tmp_path):
+    _, env = fake_daemon
+    source = python_project(tmp_path)
+    (source.parent / "NOTES").write_text("todo: write the parser\n")
+    command, extra = nvim_command(nvim, tmp_path, NO_FILETYPE_DRIVE, source)
+    code, output = await run_editor(command, {**specd_on_path(tmp_path, env), **extra}, source.parent)
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result == {"attached": True, "filetype": ""}, (result, output)

@@ -187,6 +187,14 @@ def test_settings_merge_reports_bad_values_and_keeps_the_old_ones():
     assert config.merge(settings, "yes")[1] == [config.Problem("specd settings must be an object, got str; ignored")]
 
 
+def test_settings_null_is_false_for_switches_and_draft_tokens_stay_within_the_daemons_limit():
+    # eglot sends Emacs's nil as null: `:warmUp nil` (editor-configs/emacs/README.md) means off
+    settings, problems = config.merge(config.Settings(), {"warmUp": None, "enable": None, "draftTokens": 300})
+    assert (settings.warm_up, settings.enable, settings.draft_tokens) == (False, False, None)
+    assert [p.message for p in problems] == ["specd setting draftTokens=300 must be at most 256; kept None"]
+    assert config.merge(config.Settings(), {"draftTokens": 256})[0].draft_tokens == 256
+
+
 def test_settings_the_editor_side_owns_are_no_problem():
     # What VS Code answers for the `specd` section: the extension's own keys come with the server's.
     section = {"enable": True, "serverPath": "/home/u/.local/bin/specd", "trace": {"server": "messages"},

@@ -199,7 +199,8 @@ def _decode(status: int, body: bytes) -> dict:
     except ValueError:
         raise DaemonError(f"the daemon answered HTTP {status} with a body that is not JSON") from None
     if status != 200:
-        message = data.get("error", {}).get("message", "") if isinstance(data, dict) else ""
+        error = data.get("error") if isinstance(data, dict) else None  # another server's body may be anything
+        message = error.get("message", "") if isinstance(error, dict) else str(error or "")
         raise DaemonError(f"the daemon refused the request: HTTP {status} {message}".rstrip())
     if not isinstance(data, dict):
         raise DaemonError("the daemon answered with JSON that is not an object")

@@ -10,15 +10,16 @@ share the pool that reads stdin, see the editors notes) and answers an empty res
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from typing import Any
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcMethodNotFound
+from pygls.exceptions import JsonRpcException, JsonRpcInternalError
 from pygls.lsp.server import LanguageServer
 
-from . import arguments, commands, configuration, cursor_hint, inline, menu
+from . import arguments, commands, configuration, cursor_hint, inline, menu, parent_process
 from .client import DaemonClient
 from .completer import Completer
 from .documents import Document, DocumentStore
@@ -42,6 +43,7 @@ class SpecdServer(LanguageServer):
         self.configuration = configuration.Configuration()
         self.shut_down = False
         self.exit_code = 0  # LSP: `exit` after `shutdown` is 0, `exit` without it 1
+        self.parent_watch = None  # parent_process.watch's task, once `initialize` named the editor's process
 
     @property
     def encoding(self) -> str:
@@ -54,11 +56,17 @@ class SpecdServer(LanguageServer):
         self.window_show_message(types.ShowMessageParams(type=types.MessageType.Error, message=message))
 
     def report_server_error(self, error: Exception, source: Any) -> None:
-        if isinstance(error, JsonRpcMethodNotFound):  # answered -32601 already; a client's probe, not our fault
-            return
+        if isinstance(error, JsonRpcException) and not isinstance(error, JsonRpcInternalError):
+            return  # answered already (-32601 for a client's probe, -32602 for an unknown command): not our fault
         # pygls would show a pop-up; the type name is enough to debug and cannot leak document text.
         log.error("internal error: %s", type(error).__name__)
         self.log(f"specd: internal error ({type(error).__name__})", types.MessageType.Error)
+
+    def editor_gone(self) -> None:
+        """The editor that started the server has ended without closing its stdin: exit at once (code 1, as an
+        `exit` without `shutdown`), dropping running decodes; the daemon sees their connections close."""
+        log.warning("the editor that started specd lsp has ended: exiting")
+        os._exit(1)  # stdin's reader thread would keep an orderly exit waiting for input that never comes
 
     def malformed_notification(self, method: str, uri: str | None, problems: str) -> None:
         """A notification whose params do not fit `method` (`problems`: the fields, sync.invalid_fields). After a
@@ -112,6 +120,7 @@ async def initialize(ls: SpecdServer, params: types.InitializeParams) -> None:
     the settings they give over the defaults."""
     ls.configuration.init_options = params.initialization_options
     ls.apply_settings(None)
+    ls.parent_watch = parent_process.watch(params.process_id, ls.editor_gone)
 
 
 @server.feature(types.INITIALIZED)

@@ -12,7 +12,7 @@ from typing import Any
 from lsprotocol import types
 from cattrs.errors import ClassValidationError
 from cattrs.v import transform_error
-from pygls.exceptions import JsonRpcInvalidParams
+from pygls.exceptions import JsonRpcInvalidParams, JsonRpcInvalidRequest
 from pygls.protocol import JsonRPCNotification, LanguageServerProtocol
 from pygls.protocol.language_server import lsp_method
 
@@ -81,8 +81,16 @@ class SpecdProtocol(LanguageServerProtocol):
         return _HANDLED
 
     def handle_message(self, message: Any) -> None:
-        if message is not _HANDLED:
-            super().handle_message(message)
+        """pygls's, except that a request after `shutdown` (other than `exit`) is answered with InvalidRequest,
+        as the LSP specification says, where pygls drops it and leaves the editor waiting."""
+        if message is _HANDLED:
+            return
+        method, request_id = getattr(message, "method", None), getattr(message, "id", None)
+        if self._shutdown and method is not None and request_id is not None and method != types.EXIT:
+            self._send_response(request_id, error=JsonRpcInvalidRequest(
+                f"the server has shut down: {method} is not answered, only exit").to_response_error())
+            return
+        super().handle_message(message)
 
     @lsp_method(types.INITIALIZE)
     def lsp_initialize(self, params: types.InitializeParams):

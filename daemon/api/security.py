@@ -22,6 +22,7 @@ from aiohttp import web
 from specd.daemon.config.settings import Settings, is_loopback_host
 
 from . import sigv4
+from .speculative import HEADER_NAMES
 
 log = logging.getLogger("specd.security")
 
@@ -183,9 +184,7 @@ def security_middlewares(settings: Settings, token: str, aws_keys: sigv4.KeyPair
 
 
 # Response headers a page of an allowed origin may read (CORS exposes only a safelisted few by default).
-EXPOSED_HEADERS = ", ".join(["retry-after", "x-specd-speculative", "x-specd-max-draft-tokens", "x-specd-drafting-model"]
-                            + [f"x-specd-{name}" for name in ("prompt-tokens", "cached-tokens", "completion-tokens",
-                                                               "drafted-tokens", "accepted-tokens", "verifier-passes")])
+EXPOSED_HEADERS = ", ".join(["retry-after", *HEADER_NAMES])  # every header of specd's a page may read
 _HEADER_LIST = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+(\s*,\s*[A-Za-z0-9!#$%&'*+.^_`|~-]+)*")
 
 

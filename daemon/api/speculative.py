@@ -117,6 +117,12 @@ def apply(ctx: Any, knobs: Knobs, params: CompletionParams) -> dict:
     return {"enabled": enabled, "max_draft_tokens": limit if enabled else 0, "drafting_model": name if enabled else None}
 
 
+COUNTED = ("prompt_tokens", "cached_tokens", "completion_tokens", "drafted_tokens", "accepted_tokens",
+           "verifier_passes", "healed_tokens", "rewritten_tokens")  # Stats fields sent as x-specd-* headers
+HEADER_NAMES = ("x-specd-speculative", "x-specd-max-draft-tokens", "x-specd-drafting-model",
+                *("x-specd-" + name.replace("_", "-") for name in COUNTED), "x-specd-truncated")
+
+
 def headers(report: dict | None, stats: dict | None = None) -> dict[str, str]:
     """`x-specd-*` response headers: the report (known before generating, so streams carry it too) and, for
     answers sent whole, the engine's accounting (the `specd` object's counts, engine/requests.py Stats) and
@@ -127,8 +133,7 @@ def headers(report: dict | None, stats: dict | None = None) -> dict[str, str]:
         out["x-specd-max-draft-tokens"] = str(report["max_draft_tokens"])
         if report["drafting_model"]:
             out["x-specd-drafting-model"] = _header_text(report["drafting_model"])
-    for name in ("prompt_tokens", "cached_tokens", "completion_tokens", "drafted_tokens", "accepted_tokens",
-                 "verifier_passes", "healed_tokens", "rewritten_tokens"):
+    for name in COUNTED:
         if stats is not None and name in stats:
             out["x-specd-" + name.replace("_", "-")] = str(int(stats[name]))
     if stats is not None and stats.get("truncated"):

@@ -337,7 +337,8 @@ def _config_home() -> Path:
 
 def settings_file(editor: str) -> Path:
     """The settings file `--write` merges into for `editor`: Claude Code's settings.json ($CLAUDE_CONFIG_DIR or
-    ~/.claude), VS Code's and Cursor's User/settings.json, Zed's settings.json, Neovim's plugin/specd.lua or Helix's
+    ~/.claude), VS Code's and Cursor's User/settings.json, Zed's settings.json, Neovim's plugin/specd.lua (under
+    $NVIM_APPNAME when set) or Helix's
     languages.toml, per platform ($XDG_CONFIG_HOME, ~/Library/Application Support, %APPDATA%). Raises ConfigError for an
     editor it cannot write (Emacs)."""
     if editor == "claude-code":
@@ -353,8 +354,9 @@ def settings_file(editor: str) -> Path:
         if sys.platform == "win32":
             return Path(os.environ["APPDATA"]) / "Zed" / "settings.json"
         return _config_home() / "zed" / "settings.json"  # macOS too
-    if editor == "neovim":
-        return _config_home() / "nvim" / "plugin" / "specd.lua"
+    if editor == "neovim":  # Neovim's stdpath("config"), which $NVIM_APPNAME names
+        base = Path(os.environ["LOCALAPPDATA"]) if sys.platform == "win32" else _config_home()
+        return base / (os.environ.get("NVIM_APPNAME") or "nvim") / "plugin" / "specd.lua"
     if editor == "helix":
         return _config_home() / "helix" / "languages.toml"
     raise ConfigError(f"`specd config {editor} --write` is not supported: paste the snippet into your init file")

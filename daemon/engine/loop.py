@@ -174,11 +174,13 @@ class Engine:
     def validate(self, request: GenerationRequest) -> None:
         if not isinstance(request.max_tokens, int) or isinstance(request.max_tokens, bool) or request.max_tokens < 0:
             raise RequestError(f"max_tokens must be a non-negative integer, got {request.max_tokens!r}")
-        if not isinstance(request.temperature, (int, float)) or request.temperature < 0:
+        if isinstance(request.temperature, bool) or not isinstance(request.temperature, (int, float)) \
+                or request.temperature < 0:
             raise RequestError(f"temperature must be >= 0, got {request.temperature!r}")
-        if not isinstance(request.top_p, (int, float)) or not 0 < request.top_p <= 1:
+        if isinstance(request.top_p, bool) or not isinstance(request.top_p, (int, float)) or not 0 < request.top_p <= 1:
             raise RequestError(f"top_p must be in (0, 1], got {request.top_p!r}")
-        if request.draft_tokens is not None and (not isinstance(request.draft_tokens, int) or request.draft_tokens < 0):
+        if request.draft_tokens is not None and (isinstance(request.draft_tokens, bool)
+                                                 or not isinstance(request.draft_tokens, int) or request.draft_tokens < 0):
             raise RequestError(f"draft_tokens must be a non-negative integer, got {request.draft_tokens!r}")
         if request.mode not in (None, "line", "block"):
             raise RequestError(f"mode must be 'line', 'block' or null, got {request.mode!r}")

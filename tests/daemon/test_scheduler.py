@@ -200,7 +200,8 @@ async def test_allowed_origin_gets_cors_and_preflight_others_are_refused():
         async with s.get(d.url + "/v1/models", headers=headers) as response:
             assert response.status == 200
             assert response.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
-            assert "x-specd-prompt-tokens" in response.headers["Access-Control-Expose-Headers"]
+            exposed = {h.strip() for h in response.headers["Access-Control-Expose-Headers"].split(",")}
+            assert {"x-specd-prompt-tokens", "x-specd-healed-tokens", "x-specd-truncated", "retry-after"} <= exposed
         async with s.get(d.url + "/v1/models", headers={**d.auth, "Origin": "http://localhost:3001"}) as response:
             assert response.status == 403
 

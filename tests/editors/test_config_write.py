@@ -187,3 +187,14 @@ def test_vscode_notes_name_where_the_extension_is_installed(tmp_path, monkeypatc
     text = vscode_notes(editor)
     assert (f"build it in {checkout / 'vscode'} as its README.md says (`npm ci && npm run package`), then "
             f"`{command} --install-extension {checkout / 'vscode' / 'specd.vsix'}`" in text), text
+
+
+def test_neovims_plugin_file_follows_nvim_appname(monkeypatch, tmp_path):
+    """Neovim reads $XDG_CONFIG_HOME/$NVIM_APPNAME (stdpath("config")), not always .../nvim."""
+    from specd.daemon.cli.editor_config import settings_file
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.delenv("NVIM_APPNAME", raising=False)
+    assert settings_file("neovim") == tmp_path / "nvim" / "plugin" / "specd.lua"
+    monkeypatch.setenv("NVIM_APPNAME", "work")
+    assert settings_file("neovim") == tmp_path / "work" / "plugin" / "specd.lua"

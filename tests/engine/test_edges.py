@@ -130,6 +130,16 @@ def test_start_of_file_generates_from_the_start_token(plain_engine, suffix, fit_
     assert result.finish_reason in ("stop", "length")
 
 
+@pytest.mark.parametrize("knob", [{"temperature": True}, {"top_p": True}, {"draft_tokens": True},
+                                  {"max_tokens": False}])
+def test_a_boolean_is_no_number_for_the_engine(plain_engine, knob):
+    """JSON's true is Python's 1: a client's `temperature: true` must not sample at temperature 1."""
+    from specd.daemon.engine.requests import RequestError
+
+    with pytest.raises(RequestError, match=next(iter(knob))):
+        plain_engine.generate(GenerationRequest(prompt="x = ", **{"max_tokens": 2, **knob}))
+
+
 @pytest.fixture(scope="module")
 def smollm2(tmp_path_factory):
     from fixtures.embedded import embedded_home

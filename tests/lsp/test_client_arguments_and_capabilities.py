@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 from lsprotocol import types
@@ -101,6 +102,33 @@ def test_exit_code_follows_the_lsp_specification(specd_home, shutdown_first, cod
     assert b"Traceback" not in done.stderr
 
 
+def test_the_server_exits_when_the_editor_that_started_it_is_gone(specd_home):
+    """LSP: "If the parent process is not alive then the server should exit", here while its stdin stays open (an
+    editor killed with its pipe handed on); a processId that does not exist (another PID namespace) is no editor."""
+    editor = subprocess.Popen(["sleep", "60"])
+    servers = []
+    for process_id in (editor.pid, 2**22 + 12345):
+        server = subprocess.Popen([sys.executable, "-m", "specd.daemon.cli", "lsp"], env=server_env(specd_home),
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        server.stdin.write(_framed({"id": 1, "method": "initialize",
+                                    "params": {"processId": process_id, "rootUri": None, "capabilities": {}}},
+                                   {"method": "initialized", "params": {}}))
+        server.stdin.flush()
+        servers.append(server)
+    watched, unknown = servers
+    try:
+        time.sleep(2)
+        assert watched.poll() is None and unknown.poll() is None
+        editor.kill()
+        editor.wait()
+        assert watched.wait(timeout=15) == 1
+        assert unknown.poll() is None  # still serving: it never watched a process it could not see
+    finally:
+        for server in servers:
+            server.kill()
+            server.wait()
+
+
 def _answers(stdout: bytes) -> dict:
     """The responses in a server's framed output, by id."""
     answers, rest = {}, stdout
@@ -115,7 +143,8 @@ def _answers(stdout: bytes) -> dict:
 
 def test_requests_the_server_cannot_read_are_answered_with_an_error(specd_home):
     """JSON-RPC answers every request: a position with a negative column, or inline completion without its
-    `context`, got no answer at all and the editor waited; an unknown method gets -32601 without an error log."""
+    `context`, got no answer at all and the editor waited; an unknown method gets -32601 and an unknown command
+    -32602 without an error log; requests after `shutdown` get -32600."""
     doc = {"uri": URI, "languageId": "python", "version": 1, "text": "x = 1\n"}
     position = {"textDocument": {"uri": URI}, "position": {"line": 0, "character": -1}}
     messages = [{"id": 1, "method": "initialize", "params": {"processId": None, "rootUri": None, "capabilities": {}}},
@@ -125,13 +154,20 @@ def test_requests_the_server_cannot_read_are_answered_with_an_error(specd_home):
                 {"id": 3, "method": "textDocument/inlineCompletion",
                  "params": {"textDocument": {"uri": URI}, "position": {"line": 0, "character": 1}}},
                 {"id": 4, "method": "specd/noSuchMethod", "params": {}},
-                {"id": 5, "method": "shutdown"}, {"method": "exit"}]
+                {"id": 6, "method": "workspace/executeCommand", "params": {"command": "specd.noSuchCommand"}},
+                {"id": 5, "method": "shutdown"},
+                # after shutdown a request is an InvalidRequest (LSP: "should error"), not left unanswered
+                {"id": 7, "method": "textDocument/completion",
+                 "params": {"textDocument": {"uri": URI}, "position": {"line": 0, "character": 1}}},
+                {"id": 8, "method": "shutdown"}, {"method": "exit"}]
     done = subprocess.run([sys.executable, "-m", "specd.daemon.cli", "lsp"], env=server_env(specd_home),
                           input=_framed(*messages), capture_output=True, timeout=60)
     answers = _answers(done.stdout)
     assert answers[2]["error"]["code"] == answers[3]["error"]["code"] == -32602
     assert answers[4]["error"]["code"] == -32601
+    assert answers[6]["error"]["code"] == -32602  # an unknown command: the client's error, no internal one
     assert "result" in answers[5] and done.returncode == 0
+    assert answers[7]["error"]["code"] == answers[8]["error"]["code"] == -32600
     assert b"internal error" not in done.stdout + done.stderr
 
 

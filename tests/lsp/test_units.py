@@ -213,3 +213,16 @@ def test_context_prefers_imported_then_nearby_documents_within_budget():
     got = context.snippets(current, [current, *others], budget=300)
     assert [s["path"] for s in got] == ["/p/lib/util.py", "/p/src/near.py", "/x/far.py"]
     assert sum(len(s["text"]) for s in got) <= 300
+
+
+@pytest.mark.parametrize("body, shown", [
+    (b'{"error": "busy"}', "HTTP 503 busy"),  # another server on the daemon's old port
+    (b'{"error": {"message": "no"}}', "HTTP 503 no"),
+    (b'[1]', "HTTP 503"),
+])
+def test_an_error_body_of_any_shape_is_a_daemon_error(body, shown):
+    from specd.lsp.client import DaemonError, _decode
+
+    with pytest.raises(DaemonError) as raised:
+        _decode(503, body)
+    assert str(raised.value).endswith(shown)

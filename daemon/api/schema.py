@@ -63,7 +63,7 @@ class CompletionParams:
 
 def parse_json_body(raw: bytes) -> dict:
     """The request body as a JSON object. Raises BadRequest when it is not UTF-8, is empty, is not JSON (line and
-    column; NaN and Infinity refused), is nested too deeply, is not an object, or holds an unpaired UTF-16 surrogate in
+    column; NaN and Infinity refused), is nested too deeply, holds an integer of over 4300 digits, is not an object, or holds an unpaired UTF-16 surrogate in
     any key or string."""
     try:
         text = raw.decode("utf-8")
@@ -81,6 +81,10 @@ def parse_json_body(raw: bytes) -> dict:
         raise BadRequest(f"request body is not valid JSON: line {e.lineno} column {e.colno}: {e.msg}") from None
     except RecursionError:
         raise BadRequest("request body is nested too deeply") from None
+    except BadRequest:  # NaN or Infinity (no_constants)
+        raise
+    except ValueError:  # an integer of more digits than Python converts (sys.set_int_max_str_digits)
+        raise BadRequest("request body holds a number too long to read (over 4300 digits)") from None
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
     _refuse_unpaired_surrogates(body)

@@ -525,6 +525,9 @@ def cmd_logs(args: argparse.Namespace) -> int:
     text = tail_log(log_file, args.lines)
     if text:
         print(text)
+    if not log_file.exists():
+        print(f"specd logs: no log at {log_file} yet: the daemon writes it once `specd start` runs"
+              + ("; waiting for it" if args.follow else ""), file=sys.stderr)
     if not args.follow:
         return 0 if log_file.exists() else 1
 

@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import ipaddress
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -83,12 +84,12 @@ _SCHEMA: dict[str, tuple[str, Any]] = {
     "backend": ("choice", BACKENDS),
     "host": ("host", None),
     "port": ("int", (0, 65535)),
-    "keep_alive": ("number", (-1, None)),
+    "keep_alive": ("number", (-1, 31_536_000)),  # a year at most (-1 is forever)
     "allowed_origins": ("str_list", None),
     "allowed_hosts": ("str_list", None),
     "log_prompts": ("bool", None),
     "queue_size": ("int", (1, 100000)),
-    "request_timeout": ("number", (0.001, None)),
+    "request_timeout": ("number", (0.001, 86_400)),  # a day at most
     "upstream": ("upstream", None),
 }
 assert set(_SCHEMA) == {f.name for f in dataclasses.fields(Settings)}
@@ -208,6 +209,10 @@ def read_settings_file(path: Path) -> dict[str, Any]:
         data = jsonc.loads(text)
     except jsonc.JSONCError as e:
         raise SettingsError(f"{path}: {e}") from None
+    except RecursionError:
+        raise SettingsError(f"{path}: nested too deeply to be settings") from None
+    except ValueError as e:  # an integer of more digits than Python converts (sys.set_int_max_str_digits)
+        raise SettingsError(f"{path}: not readable as settings: {e}") from None
     if data is None:  # empty, or comments only
         return {}
     if not isinstance(data, dict):
@@ -296,8 +301,8 @@ def check_value(name: str, value: Any, where: str) -> Any:
             raise SettingsError(f"{where}: {e}") from None
     elif kind in ("int", "number"):
         ok_type = (int,) if kind == "int" else (int, float)
-        if isinstance(value, bool) or not isinstance(value, ok_type):
-            raise bad("an integer" if kind == "int" else "a number")
+        if isinstance(value, bool) or not isinstance(value, ok_type) or not math.isfinite(value):
+            raise bad("an integer" if kind == "int" else "a finite number")
         low, high = extra
         if (low is not None and value < low) or (high is not None and value > high):
             span = f"at least {low}" if high is None else f"between {low} and {high}"

@@ -181,6 +181,7 @@ REFUSALS = [
     ("prompt beyond context", {}, json.dumps({"prompt": LONG_PROMPT}).encode(), 400, "context window"),
     ("invalid UTF-8", {}, b'{"prompt": "\xff\xfe"}', 400, "not valid UTF-8"),
     ("NaN", {}, b'{"prompt": "x", "temperature": NaN}', 400, "NaN"),
+    ("5000-digit integer", {}, b'{"prompt": "x", "max_tokens": 1' + b"0" * 5000 + b"}", 400, "number too long"),
     ("empty body", {}, b"", 400, "empty"),
 ]
 

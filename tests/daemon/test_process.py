@@ -228,6 +228,13 @@ def test_complete_without_a_daemon_says_how_to_start_one(tmp_path):
     assert "not running; start it with `specd start`" in done.stderr
 
 
+def test_logs_without_a_log_says_where_it_looked(tmp_path):
+    env = specd_env(tmp_path)
+    done = run_cli(env, "logs")
+    assert done.returncode == 1 and done.stdout == ""
+    assert f"no log at {env['SPECD_HOME']}" in done.stderr and "specd start" in done.stderr
+
+
 def test_complete_says_what_is_wrong_with_its_file_or_cursor(tmp_path):
     (tmp_path / "binary.py").write_bytes(b"\xff\xfe x")
     (tmp_path / "ok.py").write_text("a = 1\n")

@@ -51,6 +51,12 @@ def test_malformed_file_names_line_and_column_and_is_not_rewritten(tmp_path):
     ('{"dtype": "float8"}', r"'dtype': expected one of auto, float32, fp32, bfloat16, bf16, float16, fp16"),
     ('{"host": "not a host!!"}', r"'host': expected an IP address or a host name"),
     ('{"host": "-x.example"}', r"'host': expected an IP address or a host name"),
+    # not finite, or past any use: status --json wrote NaN (no JSON) and `specd complete` overflowed on them
+    ('{"request_timeout": 1e999}', r"'request_timeout': expected a finite number"),
+    ('{"request_timeout": 1e12}', r"between 0.001 and 86400"),
+    ('{"keep_alive": 1e12}', r"between -1 and 31536000"),
+    ('{"port": 1' + "0" * 5000 + '}', r"not readable as settings"),
+    ("[" * 100_000, r"nested too deeply|line 1"),
 ])
 def test_wrong_values_in_file_are_refused_with_a_message(tmp_path, text, message):
     with pytest.raises(SettingsError, match=message):
@@ -67,6 +73,11 @@ def test_env_values_are_parsed_and_checked(tmp_path):
     assert settings.keep_alive == 2.5
     with pytest.raises(SettingsError, match="SPECD_QUEUE_SIZE: expected an integer, got 'many'"):
         load_settings(tmp_path / "none.json", env={"SPECD_QUEUE_SIZE": "many"})
+    for text in ("nan", "inf", "-inf"):
+        with pytest.raises(SettingsError, match="SPECD_REQUEST_TIMEOUT: expected a finite number"):
+            load_settings(tmp_path / "none.json", env={"SPECD_REQUEST_TIMEOUT": text})
+        with pytest.raises(SettingsError, match="expected a finite number"):
+            load_settings(tmp_path / "none.json", env={}, flags={"keep_alive": text})
 
 
 def test_invalid_utf8_file(tmp_path):

@@ -15,12 +15,13 @@ from .config.paths import Paths, get_paths
 @dataclass(frozen=True)
 class DaemonInfo:
     """A running daemon as its state file tells it: base `url` (no trailing slash), the API bearer `token`, its `pid`,
-    and `ready` (False while the models still load; requests then wait in its queue)."""
+    `ready` (False while the models still load; requests then wait in its queue) and its `request_timeout` (s)."""
 
     url: str
     token: str
     pid: int
     ready: bool = True  # False while the models are still loading (requests then wait in the queue)
+    request_timeout: float | None = None  # seconds its settings give a request, queue included (None: not told)
 
 
 def find_daemon(paths: Paths | None = None) -> DaemonInfo | None:
@@ -34,7 +35,9 @@ def find_daemon(paths: Paths | None = None) -> DaemonInfo | None:
     token = read_token(paths.token_file)
     if token is None:
         return None
-    return DaemonInfo(state["url"].rstrip("/"), token, state["pid"], state.get("status") == "ready")
+    limit = (state.get("settings") or {}).get("request_timeout")
+    limit = float(limit) if isinstance(limit, (int, float)) and not isinstance(limit, bool) and limit > 0 else None
+    return DaemonInfo(state["url"].rstrip("/"), token, state["pid"], state.get("status") == "ready", limit)
 
 
 def ensure_daemon_running(progress: Callable[[str], None] = lambda message: None,

@@ -31,6 +31,7 @@ STATUS_ROUTE = "/specd/v1/status"
 # a machine left broken at one wasted start every few minutes.
 START_RETRY_S = 30.0
 START_RETRY_MAX_S = 240.0
+ANSWER_MARGIN_S = 5.0  # past the daemon's request_timeout, by which it has answered (as `specd complete` waits)
 
 
 class DaemonError(Exception):
@@ -171,11 +172,21 @@ class DaemonClient:
         except Exception as exc:
             raise DaemonStartError(f"could not start the daemon: {exc}") from None
 
+    def _wait_s(self, endpoint: Endpoint) -> float:
+        """How long to wait for an answer: the client's timeout, or longer where the daemon's request_timeout is,
+        plus ANSWER_MARGIN_S, since by then the daemon answers (a cut answer or a 504): an answer it finished just
+        after a shorter wait was thrown away."""
+        if endpoint.request_timeout is None:
+            return self._timeout.total
+        return max(self._timeout.total, endpoint.request_timeout + ANSWER_MARGIN_S)
+
     async def _send(self, endpoint: Endpoint, method: str, route: str, payload: dict | None) -> dict:
         headers = {"Authorization": f"Bearer {endpoint.token}"}
         session = self._open_session()
+        wait_s = self._wait_s(endpoint)
         try:
-            async with session.request(method, endpoint.url + route, json=payload, headers=headers) as resp:
+            async with session.request(method, endpoint.url + route, json=payload, headers=headers,
+                                       timeout=aiohttp.ClientTimeout(total=wait_s)) as resp:
                 body = await resp.read()
                 if resp.status == 401:
                     raise _Stale(f"{endpoint.url} refused the token")
@@ -183,7 +194,7 @@ class DaemonClient:
         except aiohttp.ClientConnectorError:
             raise _Stale(f"nothing answers at {endpoint.url}") from None
         except asyncio.TimeoutError:
-            raise DaemonError(f"the daemon did not answer within {self._timeout.total:g} s") from None
+            raise DaemonError(f"the daemon did not answer within {wait_s:g} s") from None
         except aiohttp.ClientError as exc:
             self._endpoint = None
             raise DaemonError(f"lost the connection to the daemon ({type(exc).__name__})") from None

@@ -9,10 +9,16 @@ from specd.daemon import discovery
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where the daemon answers: its base `url` (no trailing slash) and API bearer `token`."""
+    """Where the daemon answers: its base `url` (no trailing slash), API bearer `token` and `request_timeout`
+    (seconds; None when its state does not say)."""
 
     url: str
     token: str
+    request_timeout: float | None = None  # seconds the daemon gives a request before it answers what it has
+
+
+def _endpoint(info: discovery.DaemonInfo) -> Endpoint:
+    return Endpoint(info.url, info.token, info.request_timeout)
 
 
 def find() -> Endpoint | None:
@@ -20,13 +26,12 @@ def find() -> Endpoint | None:
     ready); None when none runs (discovery.find_daemon)."""
     # A daemon still loading its models is used too: its queue holds the request until it is ready.
     info = discovery.find_daemon()
-    return Endpoint(info.url, info.token) if info is not None else None
+    return _endpoint(info) if info is not None else None
 
 
 def start() -> Endpoint:
     """Blocking: returns once the daemon answers; raises with the reason when it cannot start."""
-    info = discovery.ensure_daemon_running()
-    return Endpoint(info.url, info.token)
+    return _endpoint(discovery.ensure_daemon_running())
 
 
 def settings_stamp() -> object:

@@ -426,6 +426,9 @@ def _write(path: Path, new: str, old: str | None, out) -> bool:
         result = write_file(path, new, old)
     except ChangedUnderUs as e:
         raise ConfigError(str(e)) from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot write it ({e.strerror}); nothing changed. Make it writable, or paste "
+                          "the settings `specd config` prints without --write.") from None
     if not result.changed:
         print(f"{path} already has these settings; nothing changed.", file=out)
     elif result.backup:

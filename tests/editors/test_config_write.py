@@ -198,3 +198,26 @@ def test_neovims_plugin_file_follows_nvim_appname(monkeypatch, tmp_path):
     assert settings_file("neovim") == tmp_path / "nvim" / "plugin" / "specd.lua"
     monkeypatch.setenv("NVIM_APPNAME", "work")
     assert settings_file("neovim") == tmp_path / "work" / "plugin" / "specd.lua"
+
+
+def test_write_keeps_owner_and_hard_links_and_refuses_a_read_only_file(specd_home, tmp_path, capsys, monkeypatch):
+    import os
+
+    settings = tmp_path / "settings.json"
+    settings.write_text(USER_SETTINGS)
+    linked = tmp_path / "linked.json"
+    os.link(settings, linked)
+    if os.geteuid() == 0:  # as root (CI), a file of another user's keeps its owner (sudo specd config ...)
+        os.chown(settings, 65534, 65534)
+    assert run(["vscode", "--write", "--file", str(settings)], capsys)[0] == 0
+    assert "specd.serverPath" in jsonc.loads(linked.read_text())  # the other link sees the new settings
+    if os.geteuid() == 0:
+        assert (settings.stat().st_uid, settings.stat().st_gid) == (65534, 65534)
+
+    other = tmp_path / "other.json"
+    other.write_text(USER_SETTINGS)
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False if str(path) == str(other) else real_access(path, mode))
+    code, _, err = run(["vscode", "--write", "--file", str(other)], capsys)
+    assert code == 1 and "cannot write it (the file is read-only for you)" in err
+    assert other.read_text() == USER_SETTINGS and backups(other) == []

@@ -226,3 +226,22 @@ def test_an_error_body_of_any_shape_is_a_daemon_error(body, shown):
     with pytest.raises(DaemonError) as raised:
         _decode(503, body)
     assert str(raised.value).endswith(shown)
+
+
+def test_the_client_waits_past_the_daemons_request_timeout(monkeypatch):
+    """By its request_timeout the daemon answers (a cut answer or a 504): a shorter wait threw finished answers away
+    (a first completion in a 20,000-line file on a busy machine took 30.03 s against the old fixed 30 s)."""
+    from specd.daemon import discovery
+    from specd.lsp import locate
+    from specd.lsp.client import DaemonClient
+
+    state = {"url": "http://127.0.0.1:7411/", "pid": 1, "status": "ready", "settings": {"request_timeout": 60}}
+    monkeypatch.setattr(discovery, "live_state", lambda paths: state)
+    monkeypatch.setattr(discovery, "read_token", lambda path: "t")
+    found = locate.find()
+    assert found == locate.Endpoint("http://127.0.0.1:7411", "t", 60.0)
+    client = DaemonClient(timeout_s=30)
+    assert client._wait_s(found) == 65.0
+    assert client._wait_s(locate.Endpoint("u", "t", 10.0)) == client._wait_s(locate.Endpoint("u", "t")) == 30.0
+    state["settings"] = {"request_timeout": "soon"}
+    assert locate.find().request_timeout is None

@@ -66,7 +66,7 @@ def cmd_complete(args: argparse.Namespace) -> int:
             answer = json.load(response)
     except urllib.error.HTTPError as e:
         print(f"specd: {e.code}: {_error_message(e)}", file=sys.stderr)
-        return 1
+        return 2 if e.code == 400 else 1  # 400: the options asked for what the daemon refuses (--temperature 9)
     except TimeoutError:
         print(f"specd: the daemon at {daemon.url} did not answer within {wait:g}s, past its request_timeout: it is "
               "stopped or stuck (`specd status` tells; `specd restart` restarts it)", file=sys.stderr)

@@ -114,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="One completion at a cursor, printed as an editor would insert it.",
                        epilog="Exit codes: 0 printed (or nothing to insert: stderr says why); 1 the daemon is not "
                               "running or failed; 2 the text cannot be read or completed: an unreadable file, a "
-                              "cursor outside the text, or an empty text (nothing to complete).")
+                              "cursor outside the text, an empty text (nothing to complete), or options the "
+                              "daemon refuses (HTTP 400).")
     p.add_argument("file", nargs="?", default="-",
                    help="source file, or - for stdin (the default); an empty text exits with code 2")
     where = p.add_mutually_exclusive_group()
@@ -199,13 +200,20 @@ def cmd_start(args: argparse.Namespace, serve_argv: list[str] | None = None) -> 
     """`specd start` (and the second half of `restart`, with `serve_argv`): check the settings a daemon would run with,
     remember the start flags, start it detached and wait until it answers; when one runs already, say which settings
     differ. Returns 0, 1 when it could not start, 2 for bad settings."""
-    from specd.daemon.process.lifecycle import DaemonError, daemon_status, start_background
-    from specd.daemon.process.state import live_state, write_start_flags
+    from specd.daemon.process.lifecycle import DaemonError, daemon_status, port_problem, start_background
+    from specd.daemon.process.state import live_state, lock_is_held, write_start_flags
 
+    restarting = serve_argv is not None  # (cmd_restart checked the port already, before it stopped the daemon)
     if serve_argv is None:
         serve_argv = _serve_argv(_setting_flags(args))
     try:  # a bad settings.json, SPECD_* or flag is reported here, not in a log file
-        _effective(serve_argv, models_there=live_state(get_paths()) is None)
+        settings = _effective(serve_argv, models_there=live_state(get_paths()) is None)
+        # a port another program holds, said before a daemon loads torch to find it out (while none runs or starts:
+        # a starting daemon, which holds the lock, may hold the port already and is waited for below)
+        if not restarting and settings.port and not lock_is_held(get_paths().lock_file):
+            problem = port_problem(settings.host, settings.port)
+            if problem:
+                raise SettingsError(problem)
     except SettingsError as e:
         print(f"specd: {e}", file=sys.stderr)
         running = live_state(get_paths())

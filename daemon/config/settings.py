@@ -270,7 +270,8 @@ def check_value(name: str, value: Any, where: str) -> Any:
     kind, extra = _SCHEMA[name]
 
     def bad(expected: str) -> SettingsError:
-        return SettingsError(f"{where}: expected {expected}, got {_json_type(value)} {json.dumps(value)}")
+        shown = "null" if value is None else f"{_json_type(value)} {json.dumps(value)}"
+        return SettingsError(f"{where}: expected {expected}, got {shown}")
 
     if kind == "str":
         if not isinstance(value, str) or not value:

@@ -128,6 +128,14 @@ async def test_empty_stdin_is_refused_with_exit_code_2(home, capsys, monkeypatch
     assert f"nothing to complete: the text from stdin {why}" in err and "give a FILE" in err
 
 
+async def test_options_the_daemon_refuses_exit_with_code_2_and_its_message(home, capsys, monkeypatch):
+    from aiohttp import web
+
+    refusal = web.json_response({"error": {"message": "temperature must be in [0, 2]"}}, status=400)
+    code, _, err, _ = await run_complete(capsys, refusal, "--temperature", "9", stdin="x = ", monkeypatch=monkeypatch)
+    assert code == 2 and "400: temperature must be in [0, 2]" in err
+
+
 async def test_an_empty_file_is_refused_with_exit_code_2(home, capsys):
     (home / "empty.py").write_text("")
     code, out, err, sent = await run_complete(capsys, "junk", str(home / "empty.py"), "--json")

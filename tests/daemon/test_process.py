@@ -198,13 +198,14 @@ def test_start_reports_a_model_that_cannot_load_and_leaves_no_state(tmp_path):
     assert "exited during start" in done.stderr and "no-such-model" in done.stderr
     assert not (tmp_path / "state" / "daemon.json").exists()
     assert not lock_is_held(tmp_path / "state" / "daemon.lock")
-    with socket.socket() as busy:  # a start that fails fast, in a few lines of the log
+    with socket.socket() as busy:  # a port another program holds is said before any daemon starts (as restart)
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         again = run_cli(env, "start", "--port", str(busy.getsockname()[1]),
                         "--verifier", unloadable_model(tmp_path, "other"), "--device", "cpu")
-    assert again.returncode == 1 and "address already in use: another program uses the port" in again.stderr.lower()
+    assert again.returncode == 2 and "address already in use: another program uses the port" in again.stderr.lower()
     assert "no-such-model" not in again.stderr  # the log's lines of the earlier start are not this one's
+    assert "exited during start" not in again.stderr and not lock_is_held(tmp_path / "state" / "daemon.lock")
 
 
 def test_light_commands_do_not_import_torch(tmp_path):

@@ -53,6 +53,7 @@ def test_malformed_file_names_line_and_column_and_is_not_rewritten(tmp_path):
     ('{"host": "-x.example"}', r"'host': expected an IP address or a host name"),
     # not finite, or past any use: status --json wrote NaN (no JSON) and `specd complete` overflowed on them
     ('{"request_timeout": 1e999}', r"'request_timeout': expected a finite number"),
+    ('{"queue_size": null}', r"'queue_size': expected an integer, got null$"),
     ('{"request_timeout": 1e12}', r"between 0.001 and 86400"),
     ('{"keep_alive": 1e12}', r"between -1 and 31536000"),
     ('{"port": 1' + "0" * 5000 + '}', r"not readable as settings"),

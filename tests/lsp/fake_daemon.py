@@ -76,6 +76,8 @@ class FakeDaemon:
             self.cancelled += 1
             raise
         text = self.reply(body)
+        if isinstance(text, web.Response):  # a test's own answer (an error)
+            return text
         return web.json_response({
             "id": f"cmpl-{len(self.requests)}", "text": text, "finish_reason": "stop",
             "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},

@@ -385,8 +385,8 @@ def parse_chat(body: dict) -> tuple[list[dict], CompletionParams]:
     clean = [_chat_message(message, f"messages[{i}]") for i, message in enumerate(messages)]
     params = CompletionParams(prompt="", model=_str(body, "model"))
     _refuse_unsupported(body)
-    if body.get("max_completion_tokens") is not None:
-        body = {**body, "max_tokens": body["max_completion_tokens"]}
+    if body.get("max_completion_tokens") is not None:  # the newer name; checked under it
+        body = {**body, "max_tokens": _int(body, "max_completion_tokens", None, low=0)}
     _sampling(body, params, default_max_tokens=256)
     _stream(body, params)
     _specd_options(body, params)

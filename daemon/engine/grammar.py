@@ -78,8 +78,17 @@ def schema_grammar(schema) -> str:
         raise RequestError(f"json_schema is not usable: {error}") from error
     problem = llg.LLMatcher.validate_grammar(grammar)
     if problem:
-        raise RequestError(f"json_schema is not supported: {problem}")
+        raise RequestError(f"json_schema is not supported: {_for_users(problem)}")
     return grammar
+
+
+def _for_users(problem: str) -> str:
+    """llguidance's message, with advice a request can follow where llguidance names an option of its own."""
+    if "coerce_one_of" in problem:
+        return ("`oneOf` whose branches may both match a document cannot be enforced (exactly one must match); "
+                "write `anyOf` where any matching branch will do, or make the branches exclusive (a `const` or "
+                "`enum` property that tells them apart)")
+    return problem
 
 
 def _refuse_large_bounds(node: dict, path: str) -> dict:

@@ -160,3 +160,12 @@ def test_smollm2_emoji_answers_are_whole_characters_on_every_route(smollm2_daemo
     answer = smollm2_daemon.post("/specd/v1/complete", {"prefix": "", "suffix": "import os\n", "max_tokens": 4,
                                                         "stream": stream})
     assert answer.status == 200, answer.body
+
+
+def test_max_completion_tokens_is_checked_under_its_own_name():
+    from specd.daemon.api.schema import BadRequest, parse_chat
+
+    messages = [{"role": "user", "content": "x"}]
+    with pytest.raises(BadRequest, match="'max_completion_tokens' must be >= 0"):
+        parse_chat({"messages": messages, "max_completion_tokens": -1})
+    assert parse_chat({"messages": messages, "max_completion_tokens": 7})[1].max_tokens == 7

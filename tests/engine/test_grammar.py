@@ -213,6 +213,7 @@ def test_json_object_and_any_json(engine_for):
     # a property named like a data keyword is a schema all the same
     ({"type": "object", "properties": {"default": {"type": "integer", "minimum": -1e20, "maximum": -1e19}}},
      "/properties/default/minimum"),
+    ({"oneOf": [{"type": "string"}, {"type": "string", "maxLength": 3}]}, "write `anyOf`"),  # not llguidance's option
     ([1, 2], "must be a JSON object"),
     ("{}", "must be a JSON object"),
 ])

@@ -156,7 +156,7 @@ class GrammarConstraint(LogitsConstraint):
 
     def _refuse_if_failed(self) -> None:
         if self.matcher.is_error():
-            reason = self.matcher.get_error().strip().splitlines()[0]  # the rest dumps the parser's state
+            reason = (self.matcher.get_error().strip().splitlines() or [""])[0]  # the rest dumps the parser's state
             raise RequestError(f"{self.what} cannot be followed: no finite document satisfies it, or the grammar "
                                f"engine gave up on it ({reason}); a property that is required and refers back to "
                                "its own object, or a schema that is only a reference to itself, has no answer")
@@ -210,7 +210,9 @@ class GrammarConstraint(LogitsConstraint):
         if not self.matcher.consume_token(token):
             if allowed:  # the grammar engine gave up on what may follow the token (ParserTooComplex)
                 self._refuse_if_failed()
-            raise ValueError(f"token {token} breaks the JSON schema: {self.matcher.get_error()}")
+            # the first line only: the rest dumps the parser's state, the answer's text included (logs hold none)
+            reason = (self.matcher.get_error().strip().splitlines() or [""])[0]
+            raise ValueError(f"token {token} breaks the JSON schema: {reason}")
 
     @property
     def finished(self):

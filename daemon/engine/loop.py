@@ -120,8 +120,12 @@ class Engine:
 
     def __init__(self, verifier: Runner, tokenizer, drafter: Drafter | None, config: EngineConfig,
                  verifier_name: str = "", drafter_name: str | None = None,
-                 idle_work: list[Callable[[Callable[[], bool]], float | None]] = ()) -> None:
-        """`idle_work`: jobs for moments without requests (`run_idle_work`), e.g. PassCosts.remeasure."""
+                 idle_work: list[Callable[[Callable[[], bool]], float | None]] = (),
+                 draft_limit: int | None = None) -> None:
+        """`idle_work`: jobs for moments without requests (`run_idle_work`), e.g. PassCosts.remeasure.
+        `draft_limit`: the most tokens one verification pass may check after the pending token, whatever proposed
+        them (the drafter, a grammar's forced tokens): the verifier's passes over more give other logits than its
+        single steps (llama.cpp's many-row kernels, loading.py); None for no limit."""
         self.verifier = verifier
         self.tokenizer = tokenizer
         self.drafter = drafter
@@ -142,6 +146,7 @@ class Engine:
         self.pool = SlotPool(config.cache_slots, self._new_slot)
         self.vocabulary = vocabulary(tokenizer)  # token healing's index, built once: every keystroke uses it
         self.idle_work = list(idle_work)
+        self.draft_limit = draft_limit
 
     def _new_slot(self, key: str | None) -> CacheSlot:
         state = self.drafter.new_state() if self.drafter else None
@@ -263,7 +268,8 @@ class Engine:
             sequence = slot.ids + [token]
             # Tokens still to rewrite the backed-up text (one byte each at most) lengthen the room of this draft.
             room = min(rules.max_tokens + len(healer.remaining) - len(output.tokens),
-                       self.max_context - len(sequence) - 1)
+                       self.max_context - len(sequence) - 1,
+                       self.draft_limit if self.draft_limit is not None else self.max_context)
             # Tokens the constraint forces are drafted for free; verified like any draft, since the model may
             # spell the forced text with other tokens.
             forced = constraint.forced_tokens()[: max(room, 0)] if forcing else []

@@ -334,7 +334,9 @@ def _load_llamacpp_engine(config, gguf: Path, progress=print):
     progress(f"loading {config.verifier} on llama.cpp (cpu, {gguf.name}) ...")
     verifier = LlamaCppRunner(gguf, max_context=config.max_context, sequences=config.cache_slots,
                               threads=config.threads, batch_threads=config.batch_threads)
-    drafter, idle_work = None, []
+    # no drafter: no measurement of which passes reproduce single steps, so not even a grammar's forced tokens are
+    # verified in passes of several tokens
+    drafter, idle_work, draft_limit = None, [], 0
     if config.draft_strategy != "none":
         passes = config.max_draft_tokens + 1
         filled = filled_cache(verifier, PROBE_CONTEXT, passes)  # one prefill for all the measurements
@@ -346,6 +348,7 @@ def _load_llamacpp_engine(config, gguf: Path, progress=print):
             verifier.pin_pass_threads(threads)
             consistent = min(consistent, longest_consistent_pass(verifier, passes, filled=filled))
         verifier.pin_pass_threads(None)
+        draft_limit = consistent - 1  # a grammar's forced tokens too (the engine holds every draft to it)
         if consistent < passes:
             cause = (f"this build's {' and '.join(verifier.many_row_kernels)} kernels" if verifier.many_row_kernels
                      else "llama.cpp's kernels for many rows")
@@ -360,4 +363,5 @@ def _load_llamacpp_engine(config, gguf: Path, progress=print):
             drafter = CostAwareDrafter(NgramDrafter(), costs)
             idle_work.append(costs.remeasure)
     progress(f"ready: verifier {config.verifier} on llama.cpp, drafter {drafter.describe() if drafter else 'none'}")
-    return Engine(verifier, tokenizer, drafter, config, config.verifier, None, idle_work=idle_work)
+    return Engine(verifier, tokenizer, drafter, config, config.verifier, None, idle_work=idle_work,
+                  draft_limit=draft_limit)

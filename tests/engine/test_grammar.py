@@ -117,6 +117,34 @@ def test_forced_tokens_are_free_drafts_that_save_passes(engine_for):
     assert with_forced.stats.verifier_passes < without.stats.verifier_passes <= plain.stats.verifier_passes
 
 
+def test_no_pass_checks_more_tokens_than_the_engines_draft_limit_forced_ones_included(engine_for):
+    """A verifier whose passes over more than 3 tokens give other logits than its steps (llama.cpp's tiled K-quant
+    matmul from 8 rows: Gemma 3's GGUF) must never verify more, though a grammar forces long runs of tokens."""
+    engine = engine_for("ngram")
+    schema = SCHEMAS["nested objects"]
+    plain = run(engine, PROMPTS[0], schema, max_tokens=160, draft_tokens=0)
+    lengths = []
+    forward = engine.verifier.forward
+
+    def counted(ids, cache, last_only=False):
+        if not last_only:
+            lengths.append(len(ids))
+        return forward(ids, cache, last_only=last_only)
+
+    engine.verifier.forward = counted
+    try:
+        unlimited = run(engine, PROMPTS[0], schema, max_tokens=160)
+        assert max(lengths) > 3  # the grammar forces longer runs than that
+        lengths.clear()
+        engine.draft_limit = 2
+        limited = run(engine, PROMPTS[0], schema, max_tokens=160, draft_tokens=16)
+    finally:
+        engine.verifier.forward = forward
+        engine.draft_limit = None
+    assert max(lengths) == 3 and limited.stats.forced_tokens > 0
+    assert limited.token_ids == unlimited.token_ids == plain.token_ids
+
+
 class Replay(Drafter):
     """Proposes the plain answer's next tokens (`shift` 0: always right), or those tokens shifted by one id (wrong,
     and mostly outside the grammar)."""

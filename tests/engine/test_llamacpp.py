@@ -458,8 +458,12 @@ def test_drafts_are_capped_at_the_longest_consistent_pass(tmp_path, monkeypatch)
     engine = load_engine(EngineConfig(verifier="smollm2-135m", backend="llamacpp", cache_slots=1, max_context=512,
                                       max_draft_tokens=8), progress=messages.append)
     assert len(engine.drafter.costs()) == 4  # passes of 1..4 tokens: drafts of at most 3
+    assert engine.draft_limit == 3  # a grammar's forced tokens too (test_grammar.py)
     assert any("drafts are capped at 3 token(s)" in m for m in messages)
     monkeypatch.setattr(draft_policy, "longest_consistent_pass", lambda runner, n, **probe: 1)
     engine = load_engine(EngineConfig(verifier="smollm2-135m", backend="llamacpp", cache_slots=1, max_context=512),
                          progress=messages.append)
-    assert engine.drafter is None
+    assert engine.drafter is None and engine.draft_limit == 0
+    engine = load_engine(EngineConfig(verifier="smollm2-135m", backend="llamacpp", cache_slots=1, max_context=512,
+                                      draft_strategy="none"), progress=messages.append)
+    assert engine.drafter is None and engine.draft_limit == 0  # nothing measured: no pass of several tokens

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -65,12 +66,15 @@ class DaemonClient:
         start: Callable[[], Endpoint] = locate.start,
         timeout_s: float = 30.0,
         report: Callable[[str], None] = lambda message: None,
+        alert: Callable[[str], None] = lambda message: None,
         settings_stamp: Callable[[], object] = locate.settings_stamp,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._find = find
         self._start = start
         self.report = report
+        self.alert = alert  # what the user must act on: a failed daemon start, once until the daemon answers
+        self._alerted = False
         self._settings_stamp = settings_stamp
         self._clock = clock
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
@@ -112,15 +116,17 @@ class DaemonClient:
     async def _call(self, method: str, route: str, payload: dict | None) -> dict[str, Any]:
         endpoint = await self._connect()
         try:
-            return await self._send(endpoint, method, route, payload)
+            answer = await self._send(endpoint, method, route, payload)
         except _Stale:
             # The daemon we knew is gone or has a new token: find (or start) it once more.
             self._endpoint = None
-        try:
-            return await self._send(await self._connect(), method, route, payload)
-        except _Stale as exc:
-            self._endpoint = None
-            raise DaemonError(f"the daemon is not reachable: {exc}") from None
+            try:
+                answer = await self._send(await self._connect(), method, route, payload)
+            except _Stale as exc:
+                self._endpoint = None
+                raise DaemonError(f"the daemon is not reachable: {exc}") from None
+        self._alerted = False
+        return answer
 
     async def _connect(self) -> Endpoint:
         if self._endpoint is None:
@@ -161,6 +167,9 @@ class DaemonClient:
             self._failure = None
             self.report(f"specd: daemon started at {future.result().url}")
             return
+        if not self._alerted:  # whichever request started it (a completion, the editor's status poll)
+            self._alerted = True
+            self.alert(_headline(str(future.exception())))
         previous = self._failure  # the delay doubles while the settings stay as they were
         delay = START_RETRY_S if previous is None or previous.settings != self._start_stamp \
             else min(previous.delay * 2, START_RETRY_MAX_S)
@@ -217,3 +226,14 @@ def _decode(status: int, body: bytes) -> dict:
         raise DaemonError("the daemon answered with JSON that is not an object")
     return data
 
+
+_LOG_PREFIX = re.compile(r"^\d{4}-\d\d-\d\d [\d:,]+ [A-Z]+ [\w.]+: ")
+
+
+def _headline(error: str) -> str:
+    """A daemon start failure for a notification: its last line (the error itself, without the log line's time
+    and logger), not the log lines before it, which the language server's log keeps."""
+    lines = [line for line in error.splitlines() if line.strip()]
+    if len(lines) == 1:
+        return f"specd: {lines[0]}"
+    return f"specd could not start its daemon: {_LOG_PREFIX.sub('', lines[-1])} (`specd logs` shows more)"

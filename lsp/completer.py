@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from . import context, postprocess
-from .client import DaemonClient, DaemonError, DaemonStartError
+from .client import DaemonClient, DaemonError
 from .config import Settings
 from .debounce import TypingPace
 from .documents import Document, DocumentStore
@@ -60,18 +60,28 @@ class _Live:
     task: asyncio.Task
     waiters: int = 0
     warm_up: bool = False  # reads the prompt into the daemon's cache only; answers no completion
+    selected: "Selected | None" = None  # the completion item the prompt takes as typed (suggest's `selected`)
+
+
+@dataclass(frozen=True)
+class Selected:
+    """The item the editor's completion list has selected (LSP 3.18 `selectedCompletionInfo`): it would replace the
+    text from `start` (a Point on the cursor's line) to the cursor by `text`. A suggestion made while it is selected
+    continues after it, as if it had been typed: VS Code shows ghost text only where it extends that item."""
+
+    start: Point
+    text: str
 
 
 class Completer:
     """From a cursor in an open document to the suggestion to show (see the module docstring): `suggest` answers from
     the typed-ahead rest, a remembered empty answer, or a debounced decode of the daemon (POST /specd/v1/complete with
     the prefix and suffix cut to the settings' character budgets); `accepted` prefetches the next suggestion, `warm`
-    asks for a warm-up (`prefill_only`). One decode per document at a time. Daemon failures go to `report` (a failed
-    daemon start once to `alert` too) and answer ""; an editor's cancellation of `suggest` propagates
+    asks for a warm-up (`prefill_only`). One decode per document at a time. Daemon failures go to `report` (the client
+    shows a failed daemon start to the user) and answer ""; an editor's cancellation of `suggest` propagates
     (CancelledError)."""
 
-    def __init__(self, docs: DocumentStore, client: DaemonClient, report: Callable[[str], None],
-                 alert: Callable[[str], None] = lambda message: None) -> None:
+    def __init__(self, docs: DocumentStore, client: DaemonClient, report: Callable[[str], None]) -> None:
         self.docs = docs
         self.client = client
         self.settings = Settings()
@@ -79,28 +89,28 @@ class Completer:
         self.typed = TypedAhead()
         self.counters = Counters()
         self._report = report
-        self._alert = alert  # what the user must act on (the daemon cannot start): once until a reply comes
-        self._alerted = False
         self._live: dict[str, _Live] = {}
         self._empty: dict[str, _Spot] = {}  # per document, the last spot a decode found nothing to suggest
         self._asked: dict[str, tuple[Point, int]] = {}  # per document, the last (cursor, version) sent to the daemon
 
-    async def suggest(self, doc: Document, cursor: Point) -> str:
-        """The completion at `cursor`, "" when there is none (disabled, failed, stale or superseded)."""
+    async def suggest(self, doc: Document, cursor: Point, selected: Selected | None = None) -> str:
+        """The completion at `cursor`, "" when there is none (disabled, failed, stale or superseded). With
+        `selected`, the completion that follows the selected item's text (which it does not include)."""
         self.counters.requests += 1
         if not self.settings.allows(doc.language_id):
             return ""
-        rest = self.typed.remainder(doc.uri, cursor)
-        if rest:
-            self.counters.typed_ahead += 1
-            return rest
-        if self._empty.get(doc.uri) == _Spot(cursor, doc.version, self.settings):
-            self.counters.remembered_empty += 1
-            return ""
+        if selected is None:
+            rest = self.typed.remainder(doc.uri, cursor)
+            if rest:
+                self.counters.typed_ahead += 1
+                return rest
+            if self._empty.get(doc.uri) == _Spot(cursor, doc.version, self.settings):
+                self.counters.remembered_empty += 1
+                return ""
         live = self._live.get(doc.uri)
         if (live is None or live.warm_up or live.cursor != cursor or live.version != doc.version
-                or live.task.done()):
-            live = self._launch(doc, cursor, debounce=True)
+                or live.selected != selected or live.task.done()):
+            live = self._launch(doc, cursor, debounce=True, selected=selected)
         live.waiters += 1
         try:
             return await asyncio.shield(live.task)
@@ -149,12 +159,13 @@ class Completer:
         for uri in list(self._live):
             self._live.pop(uri).task.cancel()
 
-    def _launch(self, doc: Document, cursor: Point, debounce: bool, warm_up: bool = False) -> _Live:
+    def _launch(self, doc: Document, cursor: Point, debounce: bool, warm_up: bool = False,
+                selected: Selected | None = None) -> _Live:
         old = self._live.get(doc.uri)
         if old is not None:
             old.task.cancel()  # a newer request for this document: the older decode is aborted
-        decode = self._decode(doc, cursor, doc.version, debounce, warm_up)
-        live = _Live(cursor, doc.version, asyncio.ensure_future(decode), warm_up=warm_up)
+        decode = self._decode(doc, cursor, doc.version, debounce, warm_up, selected)
+        live = _Live(cursor, doc.version, asyncio.ensure_future(decode), warm_up=warm_up, selected=selected)
         live.task.add_done_callback(lambda task: self._finished(doc.uri, task))
         self._live[doc.uri] = live
         return live
@@ -166,7 +177,8 @@ class Completer:
         if not task.cancelled():
             task.exception()  # retrieved so an unexpected error is not reported as "never retrieved"
 
-    async def _decode(self, doc: Document, cursor: Point, version: int, debounce: bool, warm_up: bool) -> str:
+    async def _decode(self, doc: Document, cursor: Point, version: int, debounce: bool, warm_up: bool,
+                      selected: Selected | None = None) -> str:
         settings = self.settings
         if debounce:
             loop = asyncio.get_running_loop()
@@ -175,8 +187,12 @@ class Completer:
             return ""
         line, column = cursor
         text = doc.line_text(line)
-        mode = postprocess.choose_mode(settings.mode, text[:column], text[column:])
-        prefix = doc.prefix(line, column, settings.prefix_chars)
+        if selected is None:
+            prefix, before = doc.prefix(line, column, settings.prefix_chars), text[:column]
+        else:  # the prompt as if the selected item had been typed in place of the word it completes
+            prefix = doc.prefix(line, selected.start[1], settings.prefix_chars) + selected.text
+            before = text[: selected.start[1]] + selected.text
+        mode = postprocess.choose_mode(settings.mode, before, text[column:])
         suffix = doc.suffix(line, column, settings.suffix_chars)
         payload = {
             "prefix": prefix,
@@ -203,11 +219,7 @@ class Completer:
         except DaemonError as exc:
             self.counters.failures += 1
             self._report(f"specd: no {'warm-up' if warm_up else 'completion'}: {exc}")
-            if isinstance(exc, DaemonStartError) and not self._alerted:
-                self._alerted = True
-                self._alert(_headline(str(exc)))
             return ""
-        self._alerted = False
         if warm_up:
             return ""
         raw = reply.get("text")
@@ -219,24 +231,15 @@ class Completer:
         if doc.version != version:
             return ""
         shown = postprocess.clean(raw, suffix, mode, cut_short=reply.get("finish_reason") == "length")
+        shown = postprocess.LINE_BREAK.sub(doc.line_end(cursor[0]), shown)  # the model writes \n, mostly
+        if selected is not None:  # typing on follows the editor's list, not this text
+            return shown
         self.typed.remember(doc.uri, cursor, shown)
         if shown:
             self._empty.pop(doc.uri, None)
         else:
             self._empty[doc.uri] = _Spot(cursor, version, settings)
         return shown
-
-
-_LOG_PREFIX = re.compile(r"^\d{4}-\d\d-\d\d [\d:,]+ [A-Z]+ [\w.]+: ")
-
-
-def _headline(error: str) -> str:
-    """A daemon start failure for a notification: its last line (the error itself, without the log line's time
-    and logger), not the log lines before it, which the language server's log keeps."""
-    lines = [line for line in error.splitlines() if line.strip()]
-    if len(lines) == 1:
-        return f"specd: {lines[0]}"
-    return f"specd could not start its daemon: {_LOG_PREFIX.sub('', lines[-1])} (`specd logs` shows more)"
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")

@@ -8,6 +8,7 @@ editor side owns (VS Code's `serverPath`, `trace.server`) are part of the same s
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -97,6 +98,14 @@ def _check(name: str, value: Any) -> Any:
 FIELDS = {f.name for f in dataclasses.fields(Settings)}
 
 
+def _shown(value: Any) -> str:
+    """A value as the editor's settings write it (JSON: null, "lines", [..]), not as Python does."""
+    try:
+        return json.dumps(list(value) if isinstance(value, tuple) else value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
 def is_setting(key: str) -> bool:
     """Whether `key` (camelCase or snake_case) names a Settings field."""
     return _snake(key) in FIELDS
@@ -121,7 +130,8 @@ def merge(base: Settings, raw: Any) -> tuple[Settings, list[Problem]]:
         try:
             changes[name] = _check(name, value)
         except ValueError as exc:
-            problems.append(Problem(f"specd setting {_camel(name)}={value!r} {exc}; kept {getattr(base, name)!r}"))
+            problems.append(Problem(f"specd setting {_camel(name)}={_shown(value)} {exc}; "
+                                    f"kept {_shown(getattr(base, name))}"))
     return dataclasses.replace(base, **changes), problems
 
 

@@ -100,6 +100,16 @@ class Document:
         """The line without its terminator ("" past the end)."""
         return content(self.lines[line]) if 0 <= line < len(self.lines) else ""
 
+    def line_end(self, line: int) -> str:
+        """The line terminator a text inserted on `line` should use: that line's, else (the last line) the one
+        before it, else "\n" (a one-line document)."""
+        for index in (line, line - 1):
+            if 0 <= index < len(self.lines):
+                ending = self.lines[index][len(content(self.lines[index])):]
+                if ending:
+                    return ending
+        return "\n"
+
     def locate(self, position: types.Position, encoding: str) -> tuple[int, int]:
         """(line, code-point column) of a client position, clamped into the document."""
         if position.line >= len(self.lines):

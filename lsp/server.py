@@ -39,7 +39,8 @@ class SpecdServer(LanguageServer):
         self.docs = DocumentStore()
         self.client = client or DaemonClient()
         self.client.report = self.log
-        self.completer = Completer(self.docs, self.client, self.log, alert=self.alert)
+        self.client.alert = self.alert
+        self.completer = Completer(self.docs, self.client, self.log)
         self.configuration = configuration.Configuration()
         self.shut_down = False
         self.exit_code = 0  # LSP: `exit` after `shutdown` is 0, `exit` without it 1

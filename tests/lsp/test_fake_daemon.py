@@ -13,7 +13,7 @@ import pytest
 from lsprotocol import types
 from pygls.exceptions import JsonRpcRequestCancelled
 
-from .lsp_helpers import cancel_request, complete, edit, eventually, inline, inline_text, start_inline, insert, open_doc, settings_become, status
+from .lsp_helpers import cancel_request, complete, edit, eventually, inline, inline_params, inline_text, start_inline, insert, open_doc, settings_become, status
 
 URI = "file:///work/project/main.py"
 FAST = {"debounceMs": 0}
@@ -157,6 +157,41 @@ async def test_accept_prefetches_the_next_completion(fake_daemon, start_lsp):
     assert fake_daemon.requests[1]["prefix"] == "x = first()"
     assert inline_text(await inline(client, URI, (0, 11))) == " + second()"
     assert len(fake_daemon.requests) == 2
+
+
+async def test_a_crlf_documents_suggestion_has_its_line_ends_and_accepting_it_prefetches(fake_daemon, start_lsp):
+    """The model writes \n (or a mix, where it copied the prompt's \r\n): VS Code normalised the mix on accept, so
+    the accept was not recognised; other editors inserted it as it came."""
+    fake_daemon.reply = lambda body: "if n < 2:\r\n        return n\n        x\n" if len(fake_daemon.requests) == 1 \
+        else "x"
+    client = await start_lsp(init_options=FAST)
+    open_doc(client, URI, "def f(n):\r\n    \r\n")  # an empty line: a block
+    suggestion = inline_text(await inline(client, URI, (1, 4)))
+    assert suggestion == "if n < 2:\r\n        return n\r\n        x"
+    insert(client, URI, 2, (1, 4), suggestion)
+    await eventually(lambda: len(fake_daemon.requests) == 2, "the prefetch after the accept")
+    assert fake_daemon.requests[1]["prefix"].endswith("    if n < 2:\r\n        return n\r\n        x")
+
+
+async def test_with_a_completion_item_selected_the_suggestion_extends_that_item(fake_daemon, start_lsp):
+    """VS Code shows ghost text while its completion list is open only where it extends the selected item
+    (`selectedCompletionInfo`): the suggestion is made as if the item had been typed, and covers its range."""
+    replies = {"fibonacci": "(n - 1)", "factorial": "(n)", "fac": "torial(n)"}
+    fake_daemon.reply = lambda body: next(r for end, r in replies.items() if body["prefix"].endswith(end))
+    client = await start_lsp(init_options=FAST)
+    open_doc(client, URI, "def f(n):\n    return fac")
+    assert inline_text(await inline(client, URI, (1, 14))) == "torial(n)"  # no list open
+    for item, expected in (("fibonacci", "fibonacci(n - 1)"), ("factorial", "factorial(n)")):
+        params = inline_params(URI, (1, 14))
+        params.context.selected_completion_info = types.SelectedCompletionInfo(
+            range=types.Range(types.Position(1, 11), types.Position(1, 14)), text=item)
+        answer = await client.text_document_inline_completion_async(params)
+        (shown,) = answer.items
+        assert shown.insert_text == expected
+        assert shown.range == types.Range(types.Position(1, 11), types.Position(1, 14))
+        assert fake_daemon.requests[-1]["prefix"].endswith("    return " + item)
+    # the list closed, the suggestion for the text as typed (its own decode) is served again
+    assert inline_text(await inline(client, URI, (1, 14))) == "torial(n)"
 
 
 async def test_hung_daemon_gives_empty_result_and_a_log_then_reconnects(fake_daemon, start_lsp):

@@ -146,9 +146,12 @@ async def test_a_daemon_that_cannot_start_gives_empty_and_the_reason(start_lsp, 
     try:
         await client.initialize_session(types.InitializeParams(capabilities=types.ClientCapabilities(),
                                                                initialization_options=FAST))
+        # VS Code's extension asks for the status first: that start's failure is shown as a completion's is
+        assert "could not start the daemon" in (await status(client))["daemon"]["error"]
+        await eventually(lambda: any("could not start" in m.message for m in client.messages), "the pop-up")
         open_doc(client, URI, "x = ")
         assert inline_text(await inline(client, URI, (0, 4))) == ""
-        assert any("could not start the daemon" in m.message for m in client.log_messages)
+        assert any("could not start" in m.message for m in client.log_messages)
         insert(client, URI, 2, (0, 4), "1")
         assert inline_text(await inline(client, URI, (0, 5))) == ""
         # Shown to the user once, with the reason, however many requests fail on it.

@@ -181,7 +181,7 @@ def test_settings_merge_reports_bad_values_and_keeps_the_old_ones():
     settings, problems = config.merge(config.Settings(), {"debounceMs": 20, "maxTokens": "many", "mode": "x",
                                                           "excludedLanguages": ["md"], "colour": 1})
     assert (settings.debounce_ms, settings.max_tokens, settings.mode, settings.excluded_languages) == (20, 64, "auto", ("md",))
-    assert len(problems) == 3 and any("maxTokens='many'" in p.message for p in problems)
+    assert len(problems) == 3 and any('maxTokens="many"' in p.message for p in problems)
     assert [p.unknown_key for p in problems if "colour" in p.message] == [True]
     assert not settings.allows("md") and settings.allows("python")
     assert config.merge(settings, "yes")[1] == [config.Problem("specd settings must be an object, got str; ignored")]
@@ -191,7 +191,7 @@ def test_settings_null_is_false_for_switches_and_draft_tokens_stay_within_the_da
     # eglot sends Emacs's nil as null: `:warmUp nil` (editor-configs/emacs/README.md) means off
     settings, problems = config.merge(config.Settings(), {"warmUp": None, "enable": None, "draftTokens": 300})
     assert (settings.warm_up, settings.enable, settings.draft_tokens) == (False, False, None)
-    assert [p.message for p in problems] == ["specd setting draftTokens=300 must be at most 256; kept None"]
+    assert [p.message for p in problems] == ["specd setting draftTokens=300 must be at most 256; kept null"]
     assert config.merge(config.Settings(), {"draftTokens": 256})[0].draft_tokens == 256
 
 

@@ -33,6 +33,8 @@ let lifecycle: Promise<void> = Promise.resolve();
 // The specd.serverPath value the running client was started with, and a pending restart for a change of it.
 let startedWith: string | undefined;
 let restartTimer: NodeJS.Timeout | undefined;
+// Why the language server is not running, when it did not start (for the commands' answer).
+let startProblem: string | undefined;
 // Editing a setting can fire several change events (typing, then leaving the field): restart once, after
 // they settle, and only when the value really differs; a client stopped in the middle of its start would
 // report its pending notifications as errors.
@@ -49,15 +51,21 @@ export async function activate(context: ExtensionContext): Promise<void> {
   outputChannel = window.createOutputChannel("specd", { log: true });
   traceChannel = new TraceChannel("specd LSP trace");
   context.subscriptions.push(outputChannel, traceChannel);
-  // `specd.toggle` and `specd.status` are the server's workspace/executeCommand commands: the language
-  // client registers them itself when the server starts, so only these are ours.
+  // The palette's commands are all ours: "Show status" and "Toggle completions" run the server's
+  // workspace/executeCommand commands `specd.status` and `specd.toggle` when it runs, and say why not when it
+  // does not (the language client registers the server's own ids only once the server is up).
   context.subscriptions.push(
     commands.registerCommand("specd.showLog", () => outputChannel?.show(true)),
     commands.registerCommand("specd.restart", () => restart()),
+    commands.registerCommand("specd.showStatus", () => runServerCommand("specd.status")),
+    commands.registerCommand("specd.toggleCompletions", () => runServerCommand("specd.toggle")),
     workspace.onDidChangeConfiguration((e) => {
       if (e.affectsConfiguration("specd.serverPath")) {
         clearTimeout(restartTimer);
         restartTimer = setTimeout(() => void restartIfServerPathChanged(), RESTART_SETTLE_MS);
+      } else if (e.affectsConfiguration("specd")) {
+        // The server applies the section at once (didChangeConfiguration): the status bar follows it.
+        setTimeout(() => void refreshStatus(), RESTART_SETTLE_MS);
       }
     }),
     { dispose: () => clearTimeout(restartTimer) },
@@ -94,6 +102,7 @@ async function startClient(): Promise<void> {
   const command = findServer(configured, realEnvironment(folders));
   if (!command) {
     const message = `specd was not found (specd.serverPath is "${configured}"). Install specd, or set specd.serverPath to the full path of the specd executable (\`specd config vscode --write\` does it).`;
+    startProblem = message;
     showStatus(undefined, message);
     outputChannel?.error(message);
     void offerFix(message);
@@ -109,18 +118,6 @@ async function startClient(): Promise<void> {
     outputChannel,
     traceOutputChannel: traceChannel,
     initializationOptions: { client: "vscode" },
-    middleware: {
-      executeCommand: async (name, args, next) => {
-        const result = await next(name, args);
-        if (name === "specd.status") {
-          showStatus(result as ServerStatus);
-          void window.showInformationMessage(statusView(result as ServerStatus).tooltip.replace(/\n/g, " · "));
-        } else if (name === "specd.toggle") {
-          await refreshStatus();
-        }
-        return result;
-      },
-    },
   };
   const started = new LanguageClient("specd", "specd", serverOptions, clientOptions);
   client = started;
@@ -129,11 +126,13 @@ async function startClient(): Promise<void> {
     await started.start();
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
+    startProblem = `specd lsp did not start (${command} lsp): ${message}`;
     showStatus(undefined, message);
-    outputChannel?.error(`specd lsp did not start (${command} lsp): ${message}`);
+    outputChannel?.error(startProblem);
     return;
   }
-  if (statusItem) statusItem.command = "specd.status";
+  startProblem = undefined;
+  if (statusItem) statusItem.command = "specd.showStatus";
   await refreshStatus();
   pollTimer = setInterval(() => void refreshStatus(), STATUS_POLL_MS);
 }
@@ -169,6 +168,29 @@ async function offerFix(message: string): Promise<void> {
   } else if (picked === settings) {
     await commands.executeCommand("workbench.action.openSettings", "specd.serverPath");
   }
+}
+
+async function runServerCommand(name: "specd.status" | "specd.toggle"): Promise<unknown> {
+  const current = client;
+  if (!current || !current.isRunning()) {
+    const why = startProblem ?? "it is starting or was stopped";
+    const picked = await window.showWarningMessage(`specd's language server is not running: ${why}`, "Show Log", "Restart");
+    if (picked === "Show Log") {
+      outputChannel?.show(true);
+    } else if (picked === "Restart") {
+      await restart();
+    }
+    return undefined;
+  }
+  const result = (await current.sendRequest(ExecuteCommandRequest.type, { command: name, arguments: [] })) as ServerStatus;
+  if (name === "specd.status") {
+    showStatus(result);
+    void window.showInformationMessage(statusView(result).tooltip.replace(/\n/g, " · "));
+  } else {
+    await refreshStatus();
+    void window.showInformationMessage(`specd: completions ${result?.enabled === false ? "off" : "on"}`);
+  }
+  return result;
 }
 
 async function refreshStatus(): Promise<void> {

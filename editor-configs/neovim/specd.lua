@@ -23,6 +23,24 @@ vim.lsp.config("specd", {
 vim.lsp.enable("specd")
 vim.lsp.inline_completion.enable()
 
+-- vim.lsp.enable attaches on the FileType event, which a file Neovim finds no filetype for (`NOTES`) never gets:
+-- start specd there once the reading is done and detection has had its turn.
+vim.api.nvim_create_autocmd({ "BufReadPost", "BufNewFile" }, {
+  group = vim.api.nvim_create_augroup("specd_no_filetype", { clear = true }),
+  callback = function(args)
+    vim.schedule(function()
+      local buf = args.buf
+      if not vim.api.nvim_buf_is_valid(buf) or vim.bo[buf].filetype ~= "" or vim.bo[buf].buftype ~= "" then
+        return
+      end
+      local config = vim.lsp.config.specd
+      local name = vim.api.nvim_buf_get_name(buf)
+      local root = vim.fs.root(buf, config.root_markers or {}) or vim.fs.dirname(name)
+      vim.lsp.start(vim.tbl_extend("force", config, { root_dir = root }), { bufnr = buf })
+    end)
+  end,
+})
+
 -- Where the cursor rests (150 ms after a move, in any mode), tell specd (its `specd/didMoveCursor` hint): the
 -- daemon reads the prompt there before you type, so the first completion does not wait for it. `warmUp = false`
 -- in the settings above turns that off.

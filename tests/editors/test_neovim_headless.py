@@ -353,3 +353,41 @@ async def test_neovim_07_snippet_attaches_a_file_without_a_filetype(nvim, fake_d
     code, output = await run_editor(command, {**specd_on_path(tmp_path, env), **extra}, source.parent)
     result = json.loads((tmp_path / "result.json").read_text())
     assert result == {"attached": True, "filetype": ""}, (result, output)
+
+
+NEW_API_DRIVE = r"""
+-- specd.lua's attaching on Neovim 0.11's vim.lsp.config/enable (the API 0.12 keeps), with 0.12's inline
+-- completion API stubbed: a Python file (FileType) and a file without a filetype both get specd, one client.
+vim.lsp.inline_completion = vim.lsp.inline_completion or { enable = function() end }
+local result = {}
+dofile(SNIPPET)
+local function specd_clients(buf)
+  local ids = {}
+  for _, c in pairs(vim.lsp.get_clients({ bufnr = buf })) do
+    if c.name == "specd" then table.insert(ids, c.id) end
+  end
+  return ids
+end
+vim.cmd("edit " .. vim.fn.fnameescape(FILE))
+vim.bo.filetype = "python"
+local py = vim.api.nvim_get_current_buf()
+vim.cmd("edit " .. vim.fn.fnameescape(vim.fn.fnamemodify(FILE, ":h") .. "/NOTES"))
+local notes = vim.api.nvim_get_current_buf()
+vim.wait(60000, function() return #specd_clients(py) > 0 and #specd_clients(notes) > 0 end, 50)
+result.python, result.notes = specd_clients(py), specd_clients(notes)
+local f = io.open(OUT, "w"); f:write(vim.fn.json_encode(result)); f:close()
+vim.cmd("qa!")
+"""
+
+
+async def test_the_012_config_attaches_files_with_and_without_a_filetype(nvim, fake_daemon, tmp_path):
+    version = subprocess.run([nvim, "--version"], capture_output=True, text=True, timeout=30).stdout
+    if not re.search(r"NVIM v0\.(1[1-9]|[2-9]\d)", version):
+        pytest.skip("vim.lsp.config and vim.lsp.enable need Neovim 0.11 or later")
+    _, env = fake_daemon
+    source = python_project(tmp_path)
+    (source.parent / "NOTES").write_text("todo: write the parser\n")
+    command, extra = nvim_command(nvim, tmp_path, NEW_API_DRIVE, source, EDITOR_CONFIGS / "neovim" / "specd.lua")
+    code, output = await run_editor(command, {**specd_on_path(tmp_path, env), **extra}, source.parent)
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert len(result["python"]) == 1 and result["notes"] == result["python"], (result, output)

@@ -376,7 +376,7 @@ class _TimedRunner:
 
     def __init__(self, choices, now, steps_follow_passes=False):
         self.pass_thread_choices, self.now, self.pinned, self.fixed = choices, now, [], None
-        self.steps_follow_passes = steps_follow_passes
+        self.steps_may_follow_passes = self.steps_follow_passes = steps_follow_passes
 
     def pin_pass_threads(self, threads):
         self.pinned.append(threads)
@@ -389,6 +389,9 @@ class _TimedRunner:
 
     def fix_step_threads(self):
         self.steps_follow_passes = False
+
+    def let_steps_follow_passes(self):
+        self.steps_follow_passes = self.steps_may_follow_passes
 
 
 @pytest.mark.parametrize("two_thread_step_ms, steps_follow, two_thread_table", [
@@ -415,6 +418,34 @@ def test_steps_follow_passes_onto_idle_cores_only_where_they_are_faster_there(mo
     assert runner.steps_follow_passes is steps_follow and runner.fixed is None
     assert tables[2] == pytest.approx(two_thread_table)
     assert any("steps stay on 1" in m for m in messages) is not steps_follow
+
+
+def test_steps_kept_on_one_thread_by_a_busy_load_follow_passes_again_when_measured_idle(monkeypatch):
+    """A load whose two-thread step was timed while the cores were busy (15.4 ms against 10.0) kept steps on one
+    thread for the daemon's life, 18 % slower than llama.cpp on both cores; the idle remeasure decides again."""
+    from specd.daemon.engine import draft_policy
+    from specd.daemon.models.loading import pass_cost_tables
+
+    runner = _TimedRunner((1, 2), 2, steps_follow_passes=True)
+    timings = iter([{1: [0.0100, 0.0186, 0.0258], 2: [0.0154, 0.0140, 0.0160]},  # at load, busy
+                    {1: [0.0101, 0.0187, 0.0259], 2: [0.0068, 0.0122, 0.0150]}])  # idle, measured again
+
+    def measure(costs, threads, filled, rounds=5, interrupted=None):
+        if threads == 1:
+            measure.now = next(timings)
+        costs.fastest[threads] = [min(old, new) for old, new in zip(costs.fastest[threads], measure.now[threads])]
+        return True
+
+    monkeypatch.setattr(draft_policy.PassCosts, "measure", measure)
+    monkeypatch.setattr(draft_policy, "filled_cache", lambda *args, **kwargs: object())
+    messages = []
+    costs = pass_cost_tables(runner, 3, None, messages.append)
+    assert runner.steps_follow_passes is False and any("steps stay on 1" in m for m in messages)
+    costs.report = messages.append
+    costs.remeasure(lambda: False)
+    assert runner.steps_follow_passes is True
+    assert any("steps follow passes onto 2 threads again" in m for m in messages)
+    assert costs.tables[2] == pytest.approx([1.0, 12.2 / 6.8, 15.0 / 6.8])
 
 
 @pytest.mark.parametrize("two_thread_cost, idle_now, kept, two_threads_priced", [

@@ -139,8 +139,9 @@ class LlamaCppRunner:
             self.batch_threads = self.busy_batch_threads
         else:
             self.load.keep_fresh()
-        # steps run on the passes' count (auto) only while both counts are auto and may differ
-        self.steps_follow_passes = not threads and self.load is not None
+        # steps run on the passes' count (auto) only while both counts are auto and may differ, and only while
+        # measured no slower there (draft_policy.PassCosts, which may change its mind when it measures again)
+        self.steps_may_follow_passes = self.steps_follow_passes = not threads and self.load is not None
         self._pinned: int | None = None
         self.passes_on = Counter()  # passes over several tokens run, by thread count (benchmarks report it)
         self.steps_on = Counter()  # single-token steps run, by thread count
@@ -240,13 +241,15 @@ class LlamaCppRunner:
         return tuple(sorted({self.busy_batch_threads, self.batch_threads}))
 
     def pin_pass_threads(self, threads: int | None) -> None:
-        """Run every pass over several tokens, and every step while steps follow passes, on `threads`
+        """Run every pass over several tokens, and every step where steps may follow passes, on `threads`
         (measurements); None: choose again per call."""
         self._pinned = threads
 
     def step_threads(self) -> int:
         """The threads the next single-token step runs on: `pass_threads()` while steps follow passes (auto),
-        else `threads`."""
+        else `threads`; the pinned count where steps may follow passes (measuring whether they should)."""
+        if self._pinned is not None and self.steps_may_follow_passes:
+            return self._pinned
         return self.pass_threads() if self.steps_follow_passes else self.threads
 
     def describe_threads(self) -> str:
@@ -264,14 +267,19 @@ class LlamaCppRunner:
         """From now on run every pass over several tokens on `threads`, and every step on `threads` (the
         constructor's) (auto found no gain in more)."""
         self.batch_threads = self.busy_batch_threads = threads
-        self.steps_follow_passes = False
+        self.steps_may_follow_passes = self.steps_follow_passes = False
         if self.load is not None:
             self.load.stop()
         self.load = None
 
     def fix_step_threads(self) -> None:
-        """From now on run every single-token step on `threads` (auto found steps no faster on more)."""
+        """Run every single-token step on `threads` (auto found steps no faster on more), until
+        `let_steps_follow_passes`."""
         self.steps_follow_passes = False
+
+    def let_steps_follow_passes(self) -> None:
+        """Steps follow passes again where they may (auto found them faster on more threads after all)."""
+        self.steps_follow_passes = self.steps_may_follow_passes
 
     # -- llama.cpp ------------------------------------------------------------------------------------------------
 

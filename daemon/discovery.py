@@ -1,6 +1,7 @@
 """Finding the running daemon (URL, token, pid) and starting it when needed, for the language server
 and other tools. Light on purpose: no torch, no aiohttp; starting runs `specd serve` detached, exactly
-as `specd start` does.
+as `specd start` does. `pid_alive` (process/state.py) is here for them too: the language server watches its
+editor's process with it.
 """
 
 from __future__ import annotations
@@ -8,8 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from .process.state import live_state, read_token
+from .process.state import live_state, pid_alive, read_token
 from .config.paths import Paths, get_paths
+
+__all__ = ["DaemonInfo", "ensure_daemon_running", "find_daemon", "pid_alive", "settings_stamp"]
 
 
 @dataclass(frozen=True)

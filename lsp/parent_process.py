@@ -9,29 +9,20 @@ import asyncio
 import os
 from typing import Callable
 
+from specd.daemon import discovery
+
 POLL_S = 3.0  # how often the editor's process is looked for
 
 
-def alive(pid: int) -> bool:
-    """Whether a process `pid` exists (signal 0 checks without sending; one of another user's counts)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def watch(pid: int | None, on_gone: Callable[[], None]) -> asyncio.Task | None:
-    """Call `on_gone()` once process `pid` has ended, looking every POLL_S seconds; None (no watch) without a pid,
-    on Windows (where signal 0 would end the process), or when `pid` does not exist now: an editor in another
-    PID namespace (a container, Flatpak) sends a number that means nothing here."""
-    if not isinstance(pid, int) or pid <= 0 or os.name == "nt" or not alive(pid):
+    """Call `on_gone()` once process `pid` has ended (a zombie counts as ended), looking every POLL_S
+    seconds; None (no watch) without a pid, on Windows (where signal 0 would end the process), or when `pid` does not
+    exist now: an editor in another PID namespace (a container, Flatpak) sends a number that means nothing here."""
+    if not isinstance(pid, int) or pid <= 0 or os.name == "nt" or not discovery.pid_alive(pid):
         return None
 
     async def poll() -> None:
-        while alive(pid):
+        while discovery.pid_alive(pid):
             await asyncio.sleep(POLL_S)
         on_gone()
 

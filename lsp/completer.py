@@ -73,6 +73,15 @@ class Selected:
     text: str
 
 
+def text_before(doc: Document, cursor: Point, budget: int, selected: Selected | None = None) -> str:
+    """Up to `budget` characters before the cursor (Document.prefix), ending with the `selected` item's text in
+    place of what it replaces, as if it had been typed."""
+    line, column = cursor
+    if selected is None:
+        return doc.prefix(line, column, budget)
+    return doc.prefix(line, selected.start[1], budget) + selected.text
+
+
 class Completer:
     """From a cursor in an open document to the suggestion to show (see the module docstring): `suggest` answers from
     the typed-ahead rest, a remembered empty answer, or a debounced decode of the daemon (POST /specd/v1/complete with
@@ -187,11 +196,8 @@ class Completer:
             return ""
         line, column = cursor
         text = doc.line_text(line)
-        if selected is None:
-            prefix, before = doc.prefix(line, column, settings.prefix_chars), text[:column]
-        else:  # the prompt as if the selected item had been typed in place of the word it completes
-            prefix = doc.prefix(line, selected.start[1], settings.prefix_chars) + selected.text
-            before = text[: selected.start[1]] + selected.text
+        prefix = text_before(doc, cursor, settings.prefix_chars, selected)
+        before = text[:column] if selected is None else text[: selected.start[1]] + selected.text
         mode = postprocess.choose_mode(settings.mode, before, text[column:])
         suffix = doc.suffix(line, column, settings.suffix_chars)
         payload = {

@@ -8,7 +8,7 @@ from typing import Any
 from lsprotocol import types
 
 from . import postprocess
-from .completer import Selected
+from .completer import Selected, text_before
 from .documents import Document
 from .typed_ahead import Point
 
@@ -42,10 +42,9 @@ async def inline_completion(ls: Any, params: types.InlineCompletionParams) -> ty
         return types.InlineCompletionList(items=[])
     doc, (line, column) = found
     here = doc.client_position(line, column, ls.encoding)
-    before = doc.prefix(line, column, postprocess.CONTEXT_CHARS)
+    before = text_before(doc, (line, column), postprocess.CONTEXT_CHARS, selected)
     start = here
     if selected is not None:
-        before = doc.prefix(line, selected.start[1], postprocess.CONTEXT_CHARS) + selected.text
         text = selected.text + text
         start = doc.client_position(line, selected.start[1], ls.encoding)
     # Where the suggestion retypes the auto-closed brackets and quotes after the cursor, it replaces them.

@@ -139,7 +139,7 @@ class PassCosts:
                         f"{MIN_THREAD_GAIN}x faster than on {fewest}: they stay on {fewest}")
             self.runner.fix_pass_threads(fewest)
             self.fastest = {fewest: self.fastest[fewest]}
-        elif getattr(self.runner, "steps_may_follow_passes", self.runner.steps_follow_passes):
+        elif self.runner.steps_may_follow_passes:
             # decided again at every measurement: one made while the cores were busy must not keep steps on the
             # fewest threads for the daemon's life (a step on 2 threads timed 15.4 ms against 10.0 on 1 at one load)
             follow = seconds[most][0] * MIN_STEP_GAIN <= seconds[fewest][0]

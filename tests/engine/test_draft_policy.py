@@ -222,7 +222,7 @@ class _ClockedRunner:
         self.burst, self.burst_passes, self.burst_sizes = 0.0, 0, None
         self.passes, self.free, self.pinned = 0, sequences, []
         self.pass_thread_choices, self.idle_threads, self.threads_costs = (1,), 1, {}
-        self.fixed, self.steps_follow_passes = None, False
+        self.fixed, self.steps_follow_passes, self.steps_may_follow_passes = None, False, False
 
     def new_cache(self):
         if not self.free:

@@ -4,6 +4,8 @@ Speculative decoding pays off only when this ratio stays well below the tokens a
 is close to 1 up to large k, on a CPU small-row matrix products make it grow fast. Prints one line per k.
 
     python scripts/bench_verify_cost.py --verifier smollm2-135m --context 800 --threads 2
+    python scripts/bench_verify_cost.py --verifier smollm2-135m --context 700 --threads 1 --batch-threads 1 \\
+        --ks 1,2,3,4,5,8   # the embedded GGUF on llama.cpp, one thread for steps and passes alike
 """
 
 from __future__ import annotations
@@ -45,9 +47,12 @@ def main(argv=None) -> None:
     parser.add_argument("--context", type=int, default=800, help="tokens already in the KV cache")
     parser.add_argument("--ks", default="1,2,3,5,9,17")
     parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="the `threads` setting (0: auto)")
+    parser.add_argument("--batch-threads", type=int, default=0,
+                        help="llama.cpp's `batch_threads` setting, for passes over several tokens (0: auto)")
     args = parser.parse_args(argv)
-    engine = load_engine(EngineConfig(verifier=args.verifier, draft_strategy="none", threads=args.threads),
+    engine = load_engine(EngineConfig(verifier=args.verifier, draft_strategy="none", threads=args.threads,
+                                      batch_threads=args.batch_threads),
                          progress=lambda message: None)
     ks = [int(k) for k in args.ks.split(",")]
     curve = cost_curve(engine, args.context, ks, args.repeats)

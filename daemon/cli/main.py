@@ -2,8 +2,8 @@
 
 Only `serve` (and `start`'s child) imports torch; status/stop/logs/complete/lsp stay fast to start (`complete`:
 complete.py).
-Exit codes: 0 ok, 1 failure, 2 bad usage or settings (`complete`: also a text with nothing to complete),
-3 `status`: not running, 141 the reader of stdout went away (`| head`).
+Exit codes: 0 ok, 1 failure (`status`: a daemon that runs but does not answer), 2 bad usage or settings (`complete`:
+also a text with nothing to complete), 3 `status`: not running, 141 the reader of stdout went away (`| head`).
 """
 
 from __future__ import annotations
@@ -417,7 +417,8 @@ def _merged_argv(previous: list[str], given: list[str]) -> list[str]:
 def cmd_status(args: argparse.Namespace) -> int:
     """`specd status [--json]`: the daemon's state, models, upstream, counters and settings (lifecycle.daemon_status),
     the remembered start flags when none runs, and a settings.json that would fail the next start. Returns 0 while it
-    runs, 3 (EXIT_NOT_RUNNING) when not."""
+    runs and answers, 1 while it runs without answering within 5 s (frozen, or stopped with SIGSTOP: a script's
+    `specd status && ...` must not go on to requests that hang), 3 (EXIT_NOT_RUNNING) when none runs."""
     from specd.daemon.process.lifecycle import daemon_status
     from specd.daemon.process.state import read_start_flags
 
@@ -436,7 +437,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
     else:
         print(_describe(report))
-    return 0 if report["running"] else EXIT_NOT_RUNNING
+    if not report["running"]:
+        return EXIT_NOT_RUNNING
+    return 0 if report.get("responding") else 1
 
 
 def _describe(report: dict) -> str:

@@ -266,6 +266,25 @@ def test_complete_gives_up_on_a_frozen_daemon_after_its_request_timeout(tmp_path
     assert f"the daemon at {url} did not answer within 5.5s, past its request_timeout" in done.stderr
 
 
+def test_status_of_a_daemon_that_does_not_answer_is_a_failure(tmp_path):
+    with socket.socket() as frozen:  # the daemon's pid lives and holds the lock; its port never answers (SIGSTOP)
+        frozen.bind(("127.0.0.1", 0))
+        frozen.listen()
+        url = f"http://127.0.0.1:{frozen.getsockname()[1]}"
+        stand_in = start_stand_in(tmp_path, {"url": url})
+        try:
+            (tmp_path / "state" / "token").write_text("t\n")
+            human = run_cli(specd_env(tmp_path), "status")
+            machine = run_cli(specd_env(tmp_path), "status", "--json")
+        finally:
+            stand_in.kill()
+            stand_in.wait()
+    assert human.returncode == 1 and machine.returncode == 1, (human.stdout, human.stderr)
+    assert f"running at {url}" in human.stdout and "not answering: " in human.stdout
+    report = json.loads(machine.stdout)
+    assert report["running"] is True and report["responding"] is False
+
+
 def test_complete_refuses_stdin_that_is_not_utf8(tmp_path):
     done = subprocess.run([sys.executable, "-m", "specd.daemon.cli", "complete"],
                           input=b"def f(x):\n    return \xc3\x28", env=specd_env(tmp_path), capture_output=True)

@@ -206,25 +206,28 @@ def read_settings_file(path: Path) -> dict[str, Any]:
     except OSError as e:
         raise SettingsError(f"{path}: cannot read: {e.strerror}") from None
     try:
-        data = jsonc.loads(text)
+        root = jsonc.parse(text)
     except jsonc.JSONCError as e:
         raise SettingsError(f"{path}: {e}") from None
     except RecursionError:
         raise SettingsError(f"{path}: nested too deeply to be settings") from None
     except ValueError as e:  # an integer of more digits than Python converts (sys.set_int_max_str_digits)
         raise SettingsError(f"{path}: not readable as settings: {e}") from None
-    if data is None:  # empty, or comments only
+    if root is None:  # empty, or comments only
         return {}
-    if not isinstance(data, dict):
-        raise SettingsError(f"{path}: expected a JSON object at the top level, got {_json_type(data)}")
+    if not isinstance(root.value, dict):
+        raise SettingsError(f"{path}: expected a JSON object at the top level, got {_json_type(root.value)}")
+    repeated = _repeated_key(root)
+    if repeated is not None:  # JSON parsers keep the last silently: an edit of the first would change nothing
+        first, again = repeated
+        raise SettingsError(f"{path}: line {_line(text, again.key_start)}: {again.key!r} is set again (first at "
+                            f"line {_line(text, first.key_start)}); keep one of them")
     out = {}
-    for name, value in data.items():
+    for member in root.members:
+        name, where = member.key, f"{path}: line {_line(text, member.key_start)}"
         if name not in _SCHEMA:
-            raise SettingsError(
-                f"{path}: line {_key_line(text, name)}: unknown setting {name!r}; "
-                f"known settings: {', '.join(SETTING_NAMES)}"
-            )
-        out[name] = check_value(name, value, f"{path}: line {_key_line(text, name)}: {name!r}")
+            raise SettingsError(f"{where}: unknown setting {name!r}; known settings: {', '.join(SETTING_NAMES)}")
+        out[name] = check_value(name, member.value.value, f"{where}: {name!r}")
         if name in MODEL_SETTINGS:
             out[name] = local_model_path(out[name], path.parent)
     return out
@@ -246,9 +249,23 @@ def local_model_path(spec: str | None, base: Path) -> str | None:
     return spec
 
 
-def _key_line(text: str, key: str) -> int:
-    pos = text.find(json.dumps(key))
-    return text.count("\n", 0, pos) + 1 if pos >= 0 else 1
+def _line(text: str, pos: int) -> int:
+    return text.count("\n", 0, pos) + 1
+
+
+def _repeated_key(node: jsonc.Node) -> tuple[jsonc.Member, jsonc.Member] | None:
+    """The first member of an object in `node` (itself or nested) whose key an earlier member of the same object
+    has, with that earlier member; None when no key repeats."""
+    seen: dict[str, jsonc.Member] = {}
+    for member in node.members:
+        if member.key in seen:
+            return seen[member.key], member
+        seen[member.key] = member
+    for member in node.members:
+        found = _repeated_key(member.value)
+        if found is not None:
+            return found
+    return None
 
 
 def _json_type(value: Any) -> str:

@@ -46,6 +46,11 @@ def test_malformed_file_names_line_and_column_and_is_not_rewritten(tmp_path):
     ('{"log_prompts": "yes"}', r"expected true or false"),
     ('{"draft_strategy": "magic"}', r"one of auto, ngram"),
     ('{\n"prot": 1}', r"line 2: unknown setting 'prot'"),
+    # the line of the key itself, not of the first text that spells it (a comment, a nested key)
+    ('{\n  // "prot" was a typo\n  "prot": 1}', r"line 3: unknown setting 'prot'"),
+    # a repeated key: JSON parsers keep the last, so editing the first would change nothing
+    ('{\n  "port": 7411,\n  // ...\n  "port": 7412\n}', r"line 4: 'port' is set again \(first at line 2\); keep one"),
+    ('{"upstream": {"url": "http://a:1",\n "url": "http://b:2"}}', r"line 2: 'url' is set again \(first at line 1\)"),
     ('[1, 2]', r"expected a JSON object at the top level"),
     ('{"device": "tpu"}', r"'device': expected auto, cpu, cuda, cuda:N, mps or xpu, got a string \"tpu\""),
     ('{"dtype": "float8"}', r"'dtype': expected one of auto, float32, fp32, bfloat16, bf16, float16, fp16"),

@@ -33,6 +33,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import uuid
 
 from aiohttp import web
 
@@ -44,6 +45,7 @@ from .native import NativeShape
 from .openai import check_model
 from .schema import BadRequest, CompletionParams, _object, parse_completion, parse_json_body
 from .security import ErrorResponse
+from .sigv4 import BEDROCK_PATHS
 
 EXCEPTIONS = {400: "ValidationException", 403: "AccessDeniedException", 404: "ResourceNotFoundException",
               408: "ModelTimeoutException", 429: "ThrottlingException", 500: "InternalServerException",
@@ -54,12 +56,20 @@ STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "cancelled": "end_tu
 def add_routes(app: web.Application) -> None:
     """Register the Bedrock door (every `/model/...` path) and its routes on `app`: converse, converse-stream, invoke,
     invoke-with-response-stream and count-tokens."""
-    add_door(app, Door("bedrock", lambda request: request.path.startswith("/model/"), error))
+    add_door(app, Door("bedrock", lambda request: request.path.startswith(BEDROCK_PATHS), error))
+    app.on_response_prepare.append(_request_id)
     app.router.add_post("/model/{model}/converse", converse)
     app.router.add_post("/model/{model}/converse-stream", converse)
     app.router.add_post("/model/{model}/invoke", invoke)
     app.router.add_post("/model/{model}/invoke-with-response-stream", invoke)
     app.router.add_post("/model/{model}/count-tokens", count_tokens)
+
+
+async def _request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """Every Bedrock answer, errors included, carries `x-amzn-RequestId` as AWS's do: botocore copies it into
+    `ResponseMetadata["RequestId"]`, which programs log."""
+    if request.path.startswith(BEDROCK_PATHS) and "x-amzn-RequestId" not in response.headers:
+        response.headers["x-amzn-RequestId"] = str(uuid.uuid4())
 
 
 def exception_name(status: int, message: str, kind: str) -> tuple[int, str]:
@@ -152,8 +162,21 @@ async def count_tokens(request: web.Request) -> web.Response:
 
 # ---- requests ------------------------------------------------------------------------------------------
 
+# specd's InvokeModel body: what parse_completion and the speculative knobs read (`stream` is the path's to say)
+INVOKE_FIELDS = ("prompt", "suffix", "max_tokens", "temperature", "top_p", "stop", "seed", "response_format",
+                 "specd", "speculativeDecoding", "maxDraftTokens", "draftingModel", "model", "n", "best_of", "echo",
+                 "logprobs", "presence_penalty", "frequency_penalty", "logit_bias")
+
+
 def parse_invoke(body: dict) -> CompletionParams:
-    """specd's InvokeModel body: /v1/completions' fields (prompt used as sent, FIM with `suffix`)."""
+    """specd's InvokeModel body: /v1/completions' fields (prompt used as sent, FIM with `suffix`). A field it does
+    not read is a BadRequest naming it: InvokeModel bodies are the model's own format on Bedrock, and another
+    provider's limit (Llama's `max_gen_len`) silently dropped let an answer run to the deadline."""
+    unknown = [key for key in body if key not in INVOKE_FIELDS]
+    if unknown:
+        raise BadRequest(f"specd's InvokeModel body has no field {', '.join(repr(key) for key in unknown)}: it is a "
+                         f"completion prompt as on /v1/completions ({', '.join(INVOKE_FIELDS[:7])}, ...; see specd's "
+                         "README); for chat messages use Converse", unknown[0])
     params = parse_completion(body)
     if body.get("max_tokens") is None:
         params.max_tokens = DEFAULT_MAX_TOKENS

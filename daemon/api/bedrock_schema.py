@@ -32,6 +32,10 @@ DEFAULT_MAX_TOKENS = 4096  # Converse and InvokeModel without a limit; the engin
 ROLES = ("user", "assistant")
 TOOL_BLOCKS = ("toolUse", "toolResult")
 MEDIA_BLOCKS = {"image", "document", "video", "audio"}
+# the members of botocore's ContentBlock and SystemContentBlock unions: a block holds one
+CONTENT_BLOCKS = {"text", *TOOL_BLOCKS, *MEDIA_BLOCKS, "guardContent", "cachePoint", "reasoningContent",
+                  "citationsContent", "searchResult"}
+SYSTEM_BLOCKS = {"text", "guardContent", "cachePoint"}
 
 
 @dataclass
@@ -56,12 +60,13 @@ def parse_converse(body: dict, counting: bool = False) -> ConverseRequest:
         if not isinstance(system, list):
             raise _wrong("system", "an array of {text} blocks", system)
         messages.append({"role": "system", "content": blocks_text(system, "system", "system", TOOL_BLOCKS,
-                                                                   MEDIA_BLOCKS, tools_as_text=False)})
+                                                                   MEDIA_BLOCKS, SYSTEM_BLOCKS, tools_as_text=False)})
     raw = body.get("messages")
     if not isinstance(raw, list) or not raw:
         raise BadRequest("'messages' must be a non-empty array of {role, content} objects", "messages")
     for i, message in enumerate(raw):
         messages += _message(message, f"messages[{i}]")
+    _check_turns(raw)
     prefill = _prefill(messages, raw[-1])
     params = CompletionParams(prompt="", max_tokens=DEFAULT_MAX_TOKENS, token_healing=False)
     tools, paths, choice = _tool_config(body)
@@ -75,7 +80,7 @@ def parse_converse(body: dict, counting: bool = False) -> ConverseRequest:
     params.top_p = _float(config, "inferenceConfig.topP", 1.0, 0.0, 1.0)
     if params.top_p == 0.0:
         raise BadRequest("'inferenceConfig.topP' must be > 0", "inferenceConfig")
-    params.stop = _stop(config, "inferenceConfig.stopSequences")
+    params.stop = _stop(config, "inferenceConfig.stopSequences", one_string=False)
     text_format = output_format(body)
     if prefill and call is not None:
         raise BadRequest("a prefill (a final assistant message with text) cannot be combined with a forced tool "
@@ -88,6 +93,19 @@ def parse_converse(body: dict, counting: bool = False) -> ConverseRequest:
     return ConverseRequest(messages, tools, params, prefill, forced_tool=call is not None)
 
 
+def _check_turns(raw: list[dict]) -> None:
+    """Bedrock's own rules for a conversation (its ValidationException messages): it starts with a user message and
+    the roles alternate (read alike, two messages of one role would be one turn the caller did not write)."""
+    if raw[0]["role"] != "user":
+        raise BadRequest("A conversation must start with a user message. Try again with a conversation that starts "
+                         "with a user message.", "messages")
+    for i in range(1, len(raw)):
+        if raw[i]["role"] == raw[i - 1]["role"]:
+            raise BadRequest(f"A conversation must alternate between user and assistant roles (messages[{i - 1}] and "
+                             f"messages[{i}] are both {raw[i]['role']}). Make sure the conversation alternates "
+                             "between user and assistant roles and try again.", "messages")
+
+
 def _message(message: Any, where: str) -> list[dict]:
     """One Message as chat messages: an assistant's text and calls, or a user's tool results and text."""
     if not isinstance(message, dict):
@@ -98,7 +116,9 @@ def _message(message: Any, where: str) -> list[dict]:
     content = message.get("content")
     if not isinstance(content, list):
         raise _wrong(f"{where}.content", "an array of content blocks", content)
-    text = blocks_text(content, f"{where}.content", "messages", TOOL_BLOCKS, MEDIA_BLOCKS, tools_as_text=False)
+    content = [_guarded_text(block) for block in content]
+    text = blocks_text(content, f"{where}.content", "messages", TOOL_BLOCKS, MEDIA_BLOCKS, CONTENT_BLOCKS,
+                       tools_as_text=False)
     kinds = {kind: [(j, block[kind]) for j, block in enumerate(content) if isinstance(block, dict) and kind in block]
              for kind in TOOL_BLOCKS}
     wrong, home = ("toolResult", "a user") if role == "assistant" else ("toolUse", "an assistant")
@@ -112,7 +132,18 @@ def _message(message: Any, where: str) -> list[dict]:
             reply["tool_calls"] = calls
         return [reply]
     results = [_tool_result(result, f"{where}.content[{j}].toolResult") for j, result in kinds["toolResult"]]
+    if not text and not results:  # Bedrock: "The content field in the Message object ... is empty" / "is blank"
+        raise BadRequest(f"'{where}' is a user message without text or a toolResult: nothing to answer", "messages")
     return results + ([{"role": "user", "content": text}] if text or not results else [])
+
+
+def _guarded_text(block: Any) -> Any:
+    """A `guardContent` block's text as a text block: the model reads it (a guardrail, which specd does not run,
+    would only check it); other blocks as they are."""
+    if isinstance(block, dict) and isinstance(block.get("guardContent"), dict) \
+            and isinstance(block["guardContent"].get("text"), dict) and "text" in block["guardContent"]["text"]:
+        return {"text": block["guardContent"]["text"]["text"]}
+    return block
 
 
 def _tool_use(use: Any, where: str) -> dict:

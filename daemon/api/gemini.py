@@ -53,6 +53,9 @@ LISTING_PATHS = ("/{version:v1beta|v1beta1}/models", f"/{{version:v1beta|v1beta1
                  f"/{VERSIONS}/projects/{{project}}/locations/{{location}}/publishers/google/models",
                  f"/{VERSIONS}/projects/{{project}}/locations/{{location}}/publishers/google/models/{MODEL}")
 _LISTING = re.compile(r"^/v1(beta1?)?/(projects/[^/]+/locations/[^/]+/)?(publishers/google/)?models(/[^/:]+)?$")
+# Google's other paths (tunedModels, cachedContents, Vertex endpoints, a `:method` of any version): only Google's
+# clients send them, so their 404 is Google's error (the SDKs read its message), not the OpenAI door's
+_GOOGLE_ONLY = re.compile(r"^/(v1beta1?(/|$)|v1/projects/|v\d+\w*/\S*:\w+$)")
 
 FINISH_REASONS = {"stop": "STOP", "length": "MAX_TOKENS", "cancelled": "OTHER"}
 STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
@@ -67,10 +70,11 @@ def google_client(request: web.Request) -> bool:
 
 
 def owns(request: web.Request) -> bool:
-    """Whether `request` is the Gemini door's: a `...models/{model}:{method}` path, or a model listing path,
-    `/v1/models[/{model}]` only when a Google client sends it (`google_client`)."""
+    """Whether `request` is the Gemini door's: a `...models/{model}:{method}` path, a path only Google's APIs have
+    (`_GOOGLE_ONLY`), or a model listing path, `/v1/models[/{model}]` only when a Google client sends it
+    (`google_client`)."""
     path = request.path
-    if _OWNED.match(path):
+    if _OWNED.match(path) or _GOOGLE_ONLY.match(path):
         return True
     return bool(_LISTING.match(path)) and (not path.startswith("/v1/models") or google_client(request))
 

@@ -41,6 +41,7 @@ from .schema import (BadRequest, CompletionParams, _float, _int, _object, _stop,
 DEFAULT_MAX_OUTPUT_TOKENS = 8192  # Gemini's own default for most models; the engine stops at the context's end
 ROLES = {"user": "user", "model": "assistant", "function": "user", "tool": "user"}
 MEDIA_PARTS = {"inlineData", "fileData", "executableCode", "codeExecutionResult"}
+DATA_PARTS = {"text", "functionCall", "functionResponse", *MEDIA_PARTS}  # Part's oneof `data`: one is required
 CALLING_MODES = ("MODE_UNSPECIFIED", "AUTO", "ANY", "NONE", "VALIDATED")
 
 
@@ -115,6 +116,9 @@ def _turn(content: Any, where: str) -> list[dict]:
     if calls:
         raise BadRequest(f"'{where}' is a {role} turn with a functionCall part; function calls belong in a model "
                          "turn", "contents")
+    if not text and not responses:  # Google: "contents.parts must not be empty"; the model would answer nothing
+        raise BadRequest(f"'{where}' is a {role} turn without text or a functionResponse: nothing to answer",
+                         "contents")
     return responses + ([{"role": "user", "content": text}] if text or not responses else [])
 
 
@@ -146,7 +150,7 @@ def _parts(content: dict, where: str) -> tuple[str, list[dict], list[dict]]:
         elif isinstance(part, dict) and "functionResponse" in part:
             responses.append(_response(part["functionResponse"], f"{where}.parts[{j}].functionResponse"))
     return blocks_text(parts, f"{where}.parts", "contents", ("functionCall", "functionResponse"), MEDIA_PARTS,
-                       tools_as_text=False), calls, responses
+                       DATA_PARTS, tools_as_text=False), calls, responses
 
 
 def _named_part(value: Any, where: str, member: str) -> tuple[str, dict, str | None]:
@@ -277,12 +281,12 @@ def _generation_config(body: dict, params: CompletionParams) -> None:
     params.top_p = _float(named, "generationConfig.topP", 1.0, 0.0, 1.0)
     if params.top_p == 0.0:
         raise BadRequest("'generationConfig.topP' must be > 0", "generationConfig")
-    _float(named, "generationConfig.topK", 0.0, 0.0, float(2**31))  # accepted, not used: specd samples by top_p
+    _float(named, "generationConfig.topK", 0.0, 0, 2**31 - 1)  # accepted, not used: specd samples by top_p
     if _int(named, "generationConfig.candidateCount", 1, low=1) != 1:
         raise BadRequest("'generationConfig.candidateCount' must be 1: specd writes one candidate per request; "
                          "send separate requests", "generationConfig")
     params.seed = _int(named, "generationConfig.seed", None, low=-(2**63), high=2**64 - 1)
-    params.stop = _stop(named, "generationConfig.stopSequences")
+    params.stop = _stop(named, "generationConfig.stopSequences", one_string=False)
     if config.get("responseLogprobs"):
         raise BadRequest("'generationConfig.responseLogprobs' is not supported", "generationConfig")
     if config.get("responseJsonSchema") is not None and config.get("responseSchema") is not None:
@@ -296,7 +300,7 @@ def _generation_config(body: dict, params: CompletionParams) -> None:
     elif config.get("responseSchema") is not None:
         name, schema = "generationConfig.responseSchema", json_schema(config["responseSchema"])
     else:
-        name, schema = "generationConfig.responseMimeType", True
+        name, schema = "generationConfig.responseSchema", True
     if mime == "application/json":
         params.json_schema = checked_json_schema(schema, name)
         return

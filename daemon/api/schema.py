@@ -189,14 +189,15 @@ def _object(body: dict, name: str, where: str | None = None) -> dict:
     return value
 
 
-def _stop(body: dict, name: str = "stop") -> list[str]:
+def _stop(body: dict, name: str = "stop", one_string: bool = True) -> list[str]:
+    """The stop strings under `name`: an array of strings, or (OpenAI's, with `one_string`) one string."""
     value = body.get(name)
     if value is None:
         return []
-    if isinstance(value, str):
+    if isinstance(value, str) and one_string:
         value = [value]
     if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
-        raise _wrong(name, "a string or an array of strings", value)
+        raise _wrong(name, "a string or an array of strings" if one_string else "an array of strings", value)
     if len(value) > MAX_STOP_STRINGS:
         raise BadRequest(f"'{name}' has {len(value)} strings; at most {MAX_STOP_STRINGS} are supported", name)
     if any(s == "" for s in value):
@@ -541,17 +542,21 @@ def _allowed_tools(tools: list[dict] | None, allowed: dict) -> tuple[list[dict] 
 
 
 def blocks_text(blocks: list, where: str, param: str, tool_keys: tuple[str, str], media_keys: set[str],
-                tools_as_text: bool = True) -> str:
+                known: set[str], tools_as_text: bool = True) -> str:
     """The text of a message's content blocks (Gemini's parts, Bedrock's content blocks): text as is, tool calls
     and results of earlier turns as `kind: <JSON>` (the transcript keeps them; skipped without `tools_as_text`,
-    for a door that gives them to the template as calls), the model's own reasoning (`thought: true`) and other
-    blocks skipped, media refused."""
+    for a door that gives them to the template as calls), the model's own reasoning (`thought: true`) and the
+    other `known` kinds skipped, media refused. A block of none of the `known` kinds (a typo such as `txt`) is a
+    BadRequest naming it, as on Google's and AWS's servers: skipped, it left a turn the caller did not send."""
     texts = []
     for j, block in enumerate(blocks):
         if not isinstance(block, dict):
             raise _wrong(f"{where}[{j}]", "an object", block)
         if block.get("thought"):
             continue
+        if not set(block) & known:
+            found = ", ".join(repr(key) for key in block) or "no field"
+            raise BadRequest(f"'{where}[{j}]' holds {found}: a block holds one of {', '.join(sorted(known))}", param)
         if "text" in block:
             if not isinstance(block["text"], str):
                 raise _wrong(f"{where}[{j}].text", "a string", block["text"])

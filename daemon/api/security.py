@@ -165,9 +165,11 @@ def security_middlewares(settings: Settings, token: str, aws_keys: sigv4.KeyPair
             given = b"Bearer " + api_key.strip().encode()
         if not hmac.compare_digest(given, expected):
             why = "missing Authorization header" if not given else "wrong token"
+            aws = (" or sign it with SigV4 and specd's AWS key pair (`specd config bedrock` prints a profile)"
+                   if request.path.startswith(sigv4.BEDROCK_PATHS) else "")
             return json_error(401, f"{why}: send 'Authorization: Bearer <token>' (or 'x-api-key' or "
-                                   "'x-goog-api-key: <token>', or '?key=<token>') with the token from `specd status --json` (token_file)", "unauthorized",
-                              headers={"WWW-Authenticate": "Bearer"})
+                                   "'x-goog-api-key: <token>', or '?key=<token>') with the token from `specd status "
+                                   f"--json` (token_file){aws}", "unauthorized", headers={"WWW-Authenticate": "Bearer"})
         return await handler(request)
 
     async def check_signature(request: web.Request, handler: Handler) -> web.StreamResponse:

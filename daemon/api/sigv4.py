@@ -33,6 +33,9 @@ from typing import Mapping
 from urllib.parse import quote
 
 ALGORITHM = "AWS4-HMAC-SHA256"
+# bedrock-runtime's paths (botocore's service model), which boto3 signs: specd serves /model/...; the others
+# (ApplyGuardrail, the async invocations) are answered in Bedrock's error shape too
+BEDROCK_PATHS = ("/model/", "/guardrail/", "/async-invoke")
 MAX_SKEW_S = 15 * 60  # AWS refuses requests signed more than 15 minutes away from its clock
 _FIELDS = re.compile(r"(Credential|SignedHeaders|Signature)=([^,\s]+)")
 

@@ -115,6 +115,37 @@ def test_invoke_model_and_its_stream_with_specds_body(sdk, model):
     assert plain["text"] == answer["text"] and plain["specd"]["drafted_tokens"] == 0
 
 
+def test_an_invoke_body_of_another_models_format_is_refused_not_half_read(sdk, model):
+    """Llama's `max_gen_len` was dropped: the default 4096 tokens applied and the answer ran to the deadline."""
+    for stream in (False, True):
+        call = sdk.invoke_model_with_response_stream if stream else sdk.invoke_model
+        with pytest.raises(ClientError) as raised:
+            call(modelId=model, body=json.dumps({"prompt": PROMPT, "max_gen_len": 4}))
+        assert raised.value.response["Error"]["Code"] == "ValidationException"
+        assert "specd's InvokeModel body has no field 'max_gen_len'" in raised.value.response["Error"]["Message"]
+
+
+def post_converse(daemon, model: str, body: dict) -> tuple[int, str, dict]:
+    """A raw Converse request with specd's token: a body botocore would refuse before sending it."""
+    async def post() -> tuple[int, str, dict]:
+        async with aiohttp.ClientSession() as s, s.post(f"{daemon.url}/model/{model}/converse", json=body,
+                                                        headers=daemon.auth) as response:
+            return response.status, response.headers.get("x-amzn-ErrorType", ""), await response.json()
+    return asyncio.run(post())
+
+
+def test_stop_sequences_must_be_an_array_and_unserved_operations_answer_in_bedrocks_shape(daemon, sdk, model):
+    args = converse_args(model, stopSequences="zH")
+    status, kind, body = post_converse(daemon, args.pop("modelId"), args)
+    assert (status, kind) == (400, "ValidationException")
+    assert "'inferenceConfig.stopSequences' must be an array of strings" in body["message"]
+    with pytest.raises(ClientError) as raised:  # botocore's bedrock-runtime has it; specd does not serve it
+        sdk.apply_guardrail(guardrailIdentifier="g", guardrailVersion="1", source="INPUT",
+                            content=[{"text": {"text": "x"}}])
+    assert raised.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    assert "/guardrail/g/version/1/apply" in raised.value.response["Error"]["Message"]
+
+
 def test_count_tokens_counts_what_converse_reads(sdk, model):
     counted = sdk.count_tokens(modelId=model, input={"converse": {
         "system": [{"text": SYSTEM}], "messages": [{"role": "user", "content": [{"text": PROMPT}]}]}})
@@ -206,6 +237,34 @@ def test_errors_come_as_bedrocks_exceptions(daemon, model, case, status, code, w
         bedrock(daemon.url, keys).converse(**args)
     assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == status
     assert raised.value.response["Error"]["Code"] == code and words in raised.value.response["Error"]["Message"]
+    assert re.fullmatch(r"[0-9a-f-]{36}", raised.value.response["ResponseMetadata"]["RequestId"])
+
+
+@pytest.mark.parametrize("messages, words", [
+    # Bedrock's own rules and wording: an assistant's first message was read as a prefill of nothing
+    ([{"role": "assistant", "content": [{"text": "Hi"}]}], "A conversation must start with a user message."),
+    ([{"role": "user", "content": [{"text": "a"}]}, {"role": "user", "content": [{"text": "b"}]}],
+     "A conversation must alternate between user and assistant roles (messages[0] and messages[1] are both user)"),
+    # a turn with nothing in it was answered as if the caller had asked something
+    ([{"role": "user", "content": []}], "'messages[0]' is a user message without text or a toolResult"),
+    ([{"role": "user", "content": [{"text": ""}]}], "'messages[0]' is a user message without text or a toolResult"),
+    ([{"role": "user", "content": [{"cachePoint": {"type": "default"}}]}], "without text or a toolResult"),
+])
+def test_conversations_bedrock_refuses_are_validation_exceptions(sdk, model, messages, words):
+    with pytest.raises(ClientError) as raised:
+        sdk.converse(modelId=model, messages=messages, inferenceConfig={"maxTokens": 2})
+    assert raised.value.response["Error"]["Code"] == "ValidationException"
+    assert words in raised.value.response["Error"]["Message"], raised.value.response["Error"]["Message"]
+
+
+def test_guarded_text_is_read_and_a_block_of_no_known_kind_is_refused(daemon, sdk, model):
+    guarded = [{"role": "user", "content": [{"guardContent": {"text": {"text": PROMPT}}}]}]
+    plain = [{"role": "user", "content": [{"text": PROMPT}]}]
+    counts = [sdk.count_tokens(modelId=model, input={"converse": {"messages": m}})["inputTokens"] for m in (guarded, plain)]
+    assert counts[0] == counts[1]
+    status, kind, body = post_converse(daemon, model, {"messages": [{"role": "user", "content": [{"txt": "hello"}]}]})
+    assert (status, kind) == (400, "ValidationException")
+    assert "'messages[0].content[0]' holds 'txt': a block holds one of audio, cachePoint" in body["message"]
 
 
 def test_a_stream_refused_before_its_first_token_is_a_validation_exception_at_the_call(sdk, model):
@@ -229,6 +288,7 @@ def test_unsigned_requests_and_foreign_hosts_are_refused_and_the_token_also_open
 
     status, kind, body = asyncio.run(post({}))
     assert (status, kind) == (403, "MissingAuthenticationTokenException") and "missing" in body["message"]
+    assert "sign it with SigV4 and specd's AWS key pair (`specd config bedrock`" in body["message"]
     status, kind, body = asyncio.run(post({**daemon.auth, "Host": "bedrock-runtime.attacker.example"}))
     assert (status, kind) == (403, "AccessDeniedException") and "loopback" in body["message"]
     status, kind, body = asyncio.run(post(daemon.auth))

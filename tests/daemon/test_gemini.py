@@ -219,6 +219,34 @@ def test_bad_json_an_unknown_method_and_a_browser_origin_answer_in_googles_shape
     assert status == 404 and body["error"]["status"] == "NOT_FOUND" and "generateContent" in body["error"]["message"]
     status, body = asyncio.run(post("/v1/models/specd:generateContent", b"{}", {"Origin": "https://example.com"}))
     assert status == 403 and body["error"]["status"] == "PERMISSION_DENIED" and "origin" in body["error"]["message"]
+    for path in ("/v1beta/tunedModels/x:generateContent", "/v1/projects/p/locations/l/endpoints/1:predict",
+                 "/v2/models/specd:generateContent"):  # Google's paths specd does not serve: Google's 404
+        status, body = asyncio.run(post(path, b"{}"))
+        assert status == 404 and body["error"]["status"] == "NOT_FOUND" and path in body["error"]["message"], body
+
+
+@pytest.mark.parametrize("body, words", [
+    # turns with nothing to answer were answered as if the caller had asked something (Google: 400)
+    ({"contents": [{"role": "user", "parts": []}]}, "'contents[0]' is a user turn without text or a functionResponse"),
+    ({"contents": [{"role": "user", "parts": [{"text": ""}]}]}, "'contents[0]' is a user turn without text"),
+    ({"contents": [{"role": "user", "parts": [{"txt": "hi"}]}]},
+     "'contents[0].parts[0]' holds 'txt': a block holds one of codeExecutionResult, executableCode, fileData"),
+    ({"contents": [{"parts": [{"text": "hi"}]}], "generationConfig": {"stopSequences": "o!"}},
+     "'generationConfig.stopSequences' must be an array of strings"),
+    ({"contents": [{"parts": [{"text": "hi"}]}], "generationConfig": {"topK": -1}},
+     "'generationConfig.topK' must be between 0 and 2147483647, got -1"),
+    ({"contents": [{"parts": [{"text": "hi"}]}], "generationConfig": {"responseMimeType": "text/x.enum"}},
+     "text/x.enum needs 'generationConfig.responseSchema' to be a STRING schema"),
+])
+def test_requests_google_refuses_are_invalid_argument(daemon, body, words):
+    async def post() -> tuple[int, dict]:
+        async with aiohttp.ClientSession(headers={"x-goog-api-key": daemon.token}) as s, \
+                s.post(f"{daemon.url}/v1beta/models/specd:generateContent", json=body) as response:
+            return response.status, await response.json()
+
+    status, answer = asyncio.run(post())
+    assert status == 400 and answer["error"]["status"] == "INVALID_ARGUMENT"
+    assert words in answer["error"]["message"], answer["error"]["message"]
 
 
 def test_a_client_that_hangs_up_cancels_the_generation(daemon):

@@ -249,7 +249,7 @@ class Engine:
         sources = self.suffix_source(request) + list(reversed(slot.history))
 
         logits = self._prefill(slot, prompt_ids, stats, cancel)
-        if logits is None:
+        if logits is None or cancel.cancelled:  # also when it came during the last chunk: no token after it
             return self._finish(output, "cancelled", stats, started, on_text, grammar=grammar)
         token = pick_token(constraint.mask_logits(logits[None], argmax_only=sampling.greedy)[0], sampling, noise,
                            len(slot.ids))

@@ -112,6 +112,18 @@ def test_anthropic_gemini_and_bedrock_answer_their_max_tokens_reason(daemon):
     still_serving(daemon)
 
 
+def test_a_deadline_during_the_prompts_last_chunk_is_a_504_not_a_token_written_after_it(daemon, pace):
+    """A prompt of one chunk whose pass outlasts the deadline: the answer was one token sampled after the deadline,
+    a 200 "max_tokens" that Claude Code answers with an "Output token limit hit" turn (a fresh-eye trial)."""
+    pace["seconds"] = 1.5 * TIMEOUT_S
+    client = anthropic.Anthropic(base_url=daemon.url, api_key=TOKEN, max_retries=0)
+    with pytest.raises(anthropic.APIStatusError) as raised:
+        client.messages.create(model="specd", max_tokens=LONG, messages=[{"role": "user", "content": PROMPT}])
+    assert raised.value.status_code == 504 and "generated no text" in str(raised.value)
+    pace["seconds"] = 0.01
+    still_serving(daemon)
+
+
 def test_a_deadline_before_any_text_is_a_504_naming_request_timeout(daemon, pace, caplog):
     """The first prefill pass (a prompt of two 512-token chunks) outlasts the deadline: nothing was generated. The
     daemon's log says where the time went, without the prompt's text."""

@@ -27,7 +27,7 @@ from .speculative import HEADER_NAMES
 log = logging.getLogger("specd.security")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-PUBLIC_ROUTES = frozenset({"/health"})
+PUBLIC_ROUTES = frozenset({"/health", "/"})  # `/` answers only HEAD, Claude Code's probe, which sends no key
 
 
 class ErrorResponse(web.Response):
@@ -112,9 +112,9 @@ def allowed_host_names(settings: Settings) -> frozenset[str]:
 def security_middlewares(settings: Settings, token: str, aws_keys: sigv4.KeyPair | None = None) -> list:
     """The aiohttp middlewares that guard every route, in order: the Host header must be a loopback name or an allowed
     one (403), a browser Origin (or a cross-site Sec-Fetch-Site) must be in `allowed_origins` (403; an allowed one gets
-    CORS headers and preflight answers), and every route but /health needs the token as `Authorization: Bearer`,
-    `x-api-key`, `x-goog-api-key` or `?key=` (401), or a SigV4 signature with `aws_keys` (403 when it does not
-    verify)."""
+    CORS headers and preflight answers), and every route but PUBLIC_ROUTES needs the token as `Authorization: Bearer`,
+    `x-api-key`, `x-goog-api-key` or `?key=` (401; one of them holding it is enough), or a SigV4 signature with
+    `aws_keys` (403 when it does not verify)."""
     extra_hosts = allowed_host_names(settings)
     allowed_origins = frozenset(o.rstrip("/") for o in settings.allowed_origins)
     expected = f"Bearer {token}".encode()
@@ -152,19 +152,20 @@ def security_middlewares(settings: Settings, token: str, aws_keys: sigv4.KeyPair
     async def check_token(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in PUBLIC_ROUTES:
             return await handler(request)
-        given = request.headers.get("Authorization", "").strip().encode()
-        if given.startswith(sigv4.ALGORITHM.encode()):  # AWS SDKs sign with the key pair specd issued
+        authorization = request.headers.get("Authorization", "").strip().encode()
+        if authorization.startswith(sigv4.ALGORITHM.encode()):  # AWS SDKs sign with the key pair specd issued
             return await check_signature(request, handler)
-        scheme, _, credentials = given.partition(b" ")
+        scheme, _, credentials = authorization.partition(b" ")
         if scheme.lower() == b"bearer":  # an auth scheme's name is case-insensitive (RFC 9110, section 11.1)
-            given = b"Bearer " + credentials.strip()
+            authorization = b"Bearer " + credentials.strip()
         # Anthropic's header (its SDK 0.x/1.x, ANTHROPIC_API_KEY); Google's header and query parameter
-        api_key = next((k for k in (request.headers.get("x-api-key"), request.headers.get("x-goog-api-key"),
-                                    request.query.get("key")) if k is not None), None)
-        if not given and api_key is not None:
-            given = b"Bearer " + api_key.strip().encode()
-        if not hmac.compare_digest(given, expected):
-            why = "missing Authorization header" if not given else "wrong token"
+        keys = [k for k in (request.headers.get("x-api-key"), request.headers.get("x-goog-api-key"),
+                            request.query.get("key")) if k is not None]
+        offered = ([authorization] if authorization else []) + [b"Bearer " + k.strip().encode() for k in keys]
+        # any one that holds the token opens the door: Claude Code sends Bearer and x-api-key when both
+        # ANTHROPIC_AUTH_TOKEN and ANTHROPIC_API_KEY are set, and a stale one of them refused every request
+        if not any([hmac.compare_digest(given, expected) for given in offered]):
+            why = "missing Authorization header" if not offered else "wrong token"
             aws = (" or sign it with SigV4 and specd's AWS key pair (`specd config bedrock` prints a profile)"
                    if request.path.startswith(sigv4.BEDROCK_PATHS) else "")
             return json_error(401, f"{why}: send 'Authorization: Bearer <token>' (or 'x-api-key' or "

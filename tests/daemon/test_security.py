@@ -37,3 +37,30 @@ async def test_the_auth_schemes_name_is_case_insensitive(scheme, status):
         token = d.auth["Authorization"].split(" ", 1)[1]
         async with s.get(d.url + "/v1/models", headers={"Authorization": f"{scheme}  {token}"}) as response:
             assert response.status == status
+
+
+@pytest.mark.parametrize("headers, status", [
+    # Claude Code sends both when ANTHROPIC_AUTH_TOKEN and ANTHROPIC_API_KEY are set: a stale one refused every request
+    ({"Authorization": "Bearer stale", "x-api-key": "{token}"}, 200),
+    ({"Authorization": "Bearer {token}", "x-api-key": "stale"}, 200),
+    ({"Authorization": "Bearer stale", "x-goog-api-key": "stale"}, 401),
+    ({"x-api-key": "stale"}, 401),
+])
+async def test_one_credential_holding_the_token_is_enough(headers, status):
+    async with fake_daemon() as d, aiohttp.ClientSession() as s:
+        token = d.auth["Authorization"].split(" ", 1)[1]
+        sent = {name: value.format(token=token) for name, value in headers.items()}
+        async with s.get(d.url + "/v1/models", headers=sent) as response:
+            assert response.status == status
+            if status == 401:
+                assert "wrong token" in (await response.json())["error"]["message"]
+
+
+async def test_claude_codes_probe_needs_no_token_and_reads_nothing():
+    async with fake_daemon() as d, aiohttp.ClientSession() as s:
+        async with s.head(d.url + "/") as response:
+            assert response.status == 200 and await response.read() == b""
+        async with s.get(d.url + "/") as response:  # no other method, with or without the token
+            assert response.status == 405
+        async with s.head(d.url + "/", headers={"Host": "attacker.example"}) as response:
+            assert response.status == 403

@@ -34,6 +34,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from specd.daemon.config.settings import Settings
+from specd.daemon.engine.requests import PromptTooLong
 from specd.daemon.engine.upstream_call import UpstreamError
 from specd.daemon.service.metrics import Metrics
 from specd.daemon.service.scheduler import EngineUnavailable, JobCancelled, QueueFull, Scheduler
@@ -269,6 +270,8 @@ def failure_response(ctx: Context, error: Exception, shape: "Shape") -> web.Resp
                                    "request_timeout (settings.json, SPECD_REQUEST_TIMEOUT or `specd restart "
                                    "--request-timeout SECONDS`)", "timeout")
         return json_error(503, f"the request was cancelled ({error.reason})", "cancelled")
+    if isinstance(error, PromptTooLong):  # OpenAI's code, which clients (LiteLLM, LangChain) map to an overflow
+        return json_error(400, str(error), "invalid_request_error", code="context_length_exceeded")
     if isinstance(error, ctx.request_error):
         return json_error(400, str(error), "invalid_request_error")
     if isinstance(error, EngineUnavailable):

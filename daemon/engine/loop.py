@@ -24,7 +24,7 @@ from .fim import (build_fim_ids, decode_anchor, detect_file_separator, detect_te
 from .grammar import compile_choices, compile_schema
 from .kv_cache import SlabCache, common_prefix_length, reuse_prefix
 from .repo_context import commented, separated_ids
-from .requests import CancelToken, GenerationRequest, GenerationResult, RequestError, Stats
+from .requests import CancelToken, GenerationRequest, GenerationResult, PromptTooLong, RequestError, Stats
 from .runners.base import Runner
 from .sampling import PositionNoise, SamplingParams, pick_token, verify_coupled, verify_greedy, verify_sampling
 from .stopping import StopRules, StopState, indent_width
@@ -201,10 +201,7 @@ class Engine:
         if not prompt_ids:
             raise RequestError("the prompt is empty and the model has no start token (BOS or EOS) to begin from")
         if len(prompt_ids) >= self.max_context and not request.count_only:
-            raise RequestError(
-                f"the prompt is {len(prompt_ids)} tokens; the context window is {self.max_context} tokens "
-                "(shorten the prompt, or raise max_context if the model allows)"
-            )
+            raise PromptTooLong(len(prompt_ids), self.max_context)
         # Token healing: the prompt loses its last token(s); the first tokens must write their text again, and
         # that text is not part of the answer. Those tokens do not count against max_tokens.
         # A JSON schema constrains the answer alone: the healed prompt text is no part of the JSON.

@@ -17,7 +17,7 @@ import time
 
 from .fim import bos_ids, decode_anchor, detect_template, encode_text
 from .loop import Engine, EngineConfig, _stream
-from .requests import CancelToken, GenerationRequest, GenerationResult, RequestError, Stats
+from .requests import CancelToken, GenerationRequest, GenerationResult, PromptTooLong, RequestError, Stats
 from .stopping import StopRules, StopState, indent_width
 from .upstream_call import TOKEN_AND_SCHEMA_SERVERS, Piece, UpstreamCall, UpstreamClient, UpstreamError
 
@@ -55,9 +55,7 @@ class RemoteEngine(Engine):
         if not prompt_ids:
             raise RequestError("the prompt is empty and the tokenizer has no start token (BOS or EOS) to begin from")
         if len(prompt_ids) >= self.max_context and not request.count_only:
-            raise RequestError(
-                f"the prompt is {len(prompt_ids)} tokens; the context window is {self.max_context} tokens "
-                "(shorten the prompt, or raise max_context if the upstream's model allows)")
+            raise PromptTooLong(len(prompt_ids), self.max_context, "the upstream's model")
         stats = Stats(prompt_tokens=len(prompt_ids))
         cursor_line = request.prompt[request.prompt.rfind("\n") + 1:]
         rules = StopRules(eos_ids=frozenset(), stop=tuple(request.stop), mode=request.mode,

@@ -11,6 +11,18 @@ class RequestError(ValueError):
     """The request cannot be served as asked (bad argument, prompt beyond the context window)."""
 
 
+class PromptTooLong(RequestError):
+    """A prompt of `tokens` tokens for a context window of `window` tokens. The message starts as Anthropic's
+    ("prompt is too long: N tokens > M maximum"), which Claude Code parses to compact its conversation (its
+    matcher: /prompt is too long[^0-9]*(\\d+)\\s*tokens?\\s*>\\s*(\\d+)/i); the API doors also give OpenAI's code
+    `context_length_exceeded`."""
+
+    def __init__(self, tokens: int, window: int, whose: str = "the model") -> None:
+        super().__init__(f"prompt is too long: {tokens} tokens > {window} maximum; the context window is {window} "
+                         f"tokens (shorten the prompt, or raise max_context if {whose} allows)")
+        self.tokens, self.window = tokens, window
+
+
 class CancelToken:
     """A thread-safe cancellation flag (a threading.Event): the scheduler calls `cancel()`, the engine reads `cancelled`
     between decoding rounds and prefill chunks and ends with finish_reason "cancelled"."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 
-from specd.daemon.engine.requests import CancelToken, GenerationRequest, GenerationResult, RequestError, Stats
+from specd.daemon.engine.requests import CancelToken, GenerationRequest, GenerationResult, PromptTooLong, Stats
 
 # text, then a tool call as Qwen/Hermes templates teach (api/tool_calls.py), then a newline
 SCRIPTED_CALL = 'Let me check. <tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>\n'
@@ -32,7 +32,7 @@ class FakeEngine:
 
     def generate(self, request: GenerationRequest, cancel: CancelToken, on_text=None) -> GenerationResult:
         if request.prompt == "too long":
-            raise RequestError("the prompt is 9999 tokens; the context window is 64 tokens")
+            raise PromptTooLong(9999, 64)
         self.requests.append(request)
         pieces: list[str] = []
         reason = "length"

@@ -5,7 +5,7 @@ Errors after the first token stay in-band (a deadline then ends the stream as cu
 stream still opens as soon as the first token exists, with the door's opening events (Anthropic's message_start +
 ping) first; a client leaving before it cancels the job.
 
-A real tiny engine gives the real "prompt is N tokens" refusal through every door's stream; the fake engine drives
+A real tiny engine gives the real "prompt is too long" refusal through every door's stream; the fake engine drives
 the other failures step by step."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import openai
 import pytest
 
 from specd.daemon.api.sigv4 import KeyPair
-from specd.daemon.engine.requests import GenerationResult, RequestError, Stats
+from specd.daemon.engine.requests import GenerationResult, PromptTooLong, Stats
 
 from .conftest import fake_daemon
 from .fake_engine import FakeEngine
@@ -37,7 +37,7 @@ from botocore.exceptions import ClientError, EventStreamError  # noqa: E402
 
 KEYS = KeyPair("SPECDTESTKEY00000000", "secret")
 NO_RETRY = Config(retries={"total_max_attempts": 1})
-TOO_LONG = "the prompt is 9999 tokens; the context window is 64 tokens"
+TOO_LONG = str(PromptTooLong(9999, 64))  # "prompt is too long: 9999 tokens > 64 maximum; ..."
 PREFILLING = threading.Event()  # set while the patched engine sits in a "slow" prompt's prefill
 
 
@@ -63,9 +63,10 @@ def streamed(text: str) -> dict[str, tuple[str, dict]]:
     }
 
 
-def door_error(route: str, status: int, message: str, kind: str) -> tuple[int, dict, str | None]:
+def door_error(route: str, status: int, message: str, kind: str, code: str | None = None
+               ) -> tuple[int, dict, str | None]:
     """(status, body without request_id, x-amzn-ErrorType) each door answers for one of specd's errors;
-    `kind` is specd's generic error type."""
+    `kind` is specd's generic error type, `code` the OpenAI shape's code (the status when None)."""
     if route == "anthropic":
         kinds = {400: "invalid_request_error", 503: "api_error", 504: "timeout_error"}
         return status, {"type": "error", "error": {"type": kinds[status], "message": message}}, None
@@ -76,7 +77,7 @@ def door_error(route: str, status: int, message: str, kind: str) -> tuple[int, d
         aws = {400: (400, "ValidationException"), 503: (503, "ServiceUnavailableException"),
                504: (408, "ModelTimeoutException")}
         return aws[status][0], {"message": message}, aws[status][1]
-    return status, {"error": {"message": message, "type": kind, "param": None, "code": status}}, None
+    return status, {"error": {"message": message, "type": kind, "param": None, "code": code or status}}, None
 
 
 async def post(url: str, path: str, body: dict, token: str) -> tuple[int, str, bytes, dict]:
@@ -86,7 +87,7 @@ async def post(url: str, path: str, body: dict, token: str) -> tuple[int, str, b
 
 
 async def check_every_door(url: str, token: str, text: str, status: int, message, kind: str,
-                           skip: tuple[str, ...] = ()) -> None:
+                           skip: tuple[str, ...] = (), code: str | None = None) -> None:
     """Every door's stream (but `skip`) for a prompt containing `text` is refused with `status` before any event:
     JSON, the door's error body; `message`: the exact message, or a pattern it must match."""
     for route, (path, body) in streamed(text).items():
@@ -101,7 +102,7 @@ async def check_every_door(url: str, token: str, text: str, status: int, message
             want_message = got_message
         else:
             want_message = message
-        want_status, want_body, aws_error = door_error(route, status, want_message, kind)
+        want_status, want_body, aws_error = door_error(route, status, want_message, kind, code)
         assert (got, content_type, answer) == (want_status, "application/json", want_body), route
         assert headers.get("x-amzn-ErrorType") == aws_error, route
         assert (request_id is not None) == (route == "anthropic"), route
@@ -117,7 +118,7 @@ def engine_failures(monkeypatch):
 
     def patched(self, request, cancel, on_text=None):
         if "too long" in request.prompt:
-            raise RequestError(TOO_LONG)
+            raise PromptTooLong(9999, 64)
         if "slow" in request.prompt:
             PREFILLING.set()
             while not cancel.cancelled:
@@ -133,7 +134,8 @@ def engine_failures(monkeypatch):
 
 async def test_a_prompt_beyond_the_context_is_a_400_on_every_doors_stream():
     async with fake_daemon() as d:
-        await check_every_door(d.url, d.token, "too long", 400, TOO_LONG, "invalid_request_error")
+        await check_every_door(d.url, d.token, "too long", 400, TOO_LONG, "invalid_request_error",
+                               code="context_length_exceeded")
         assert d.engine.requests == []  # refused by the engine, nothing generated
 
 
@@ -161,7 +163,7 @@ async def test_the_openai_and_anthropic_sdks_raise_bad_request_for_a_streamed_pr
         for raised in (completion, chat):
             assert raised.value.status_code == 400
             assert raised.value.body == {"message": TOO_LONG, "type": "invalid_request_error", "param": None,
-                                         "code": 400}
+                                         "code": "context_length_exceeded"}
         async with anthropic.AsyncAnthropic(base_url=d.url, api_key=d.token, max_retries=0) as sdk:
             with pytest.raises(anthropic.BadRequestError) as created:
                 await sdk.messages.create(model="specd", max_tokens=4, stream=True,
@@ -274,7 +276,7 @@ def tiny_engine(tmp_path_factory):
 
 
 LONG = "def f(x):\n    return x\n" * 60
-REFUSED = re.compile(r"the prompt is \d+ tokens; the context window is 64 tokens "
+REFUSED = re.compile(r"prompt is too long: \d+ tokens > 64 maximum; the context window is 64 tokens "
                      r"\(shorten the prompt, or raise max_context if the model allows\)")
 
 
@@ -293,7 +295,8 @@ def test_a_real_engines_refusal_reaches_the_sdks_as_bad_request(tiny_engine):
 
 def test_a_real_engines_refusal_is_a_400_on_every_doors_stream(tiny_engine):
     # the native route fits a long prefix into the context (editors cannot count tokens) instead of refusing it
-    asyncio.run(check_every_door(tiny_engine.url, TOKEN, LONG, 400, REFUSED, "invalid_request_error", skip=("native",)))
+    asyncio.run(check_every_door(tiny_engine.url, TOKEN, LONG, 400, REFUSED, "invalid_request_error", skip=("native",),
+                                 code="context_length_exceeded"))
     request = urllib.request.Request(tiny_engine.url + "/v1/completions", method="POST",  # and it keeps serving
                                      data=json.dumps({"prompt": "def f(", "max_tokens": 2, "stream": True}).encode(),
                                      headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})

@@ -34,10 +34,12 @@ STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "cancelled": "end_tu
 
 
 def owns(request: web.Request) -> bool:
-    """Whether `request` is the Anthropic door's: the messages routes, `HEAD /`, and `GET /v1/models[/{id}]` when it
-    carries `anthropic-version` (a `:` in the id is the Gemini door's)."""
-    return request.path in ROUTES or request.path == "/" or ("anthropic-version" in request.headers and (
-        request.path == "/v1/models" or (request.path.startswith("/v1/models/") and ":" not in request.path)))
+    """Whether `request` is the Anthropic door's: `/v1/messages...` (batches too, which specd does not serve: a 404
+    in Anthropic's shape), `HEAD /`, and any `/v1/...` path when it carries `anthropic-version` (`GET /v1/models`;
+    a `:` in the path is the Gemini door's)."""
+    path = request.path
+    return path in ROUTES or path == "/" or path.startswith("/v1/messages/") or (
+        "anthropic-version" in request.headers and path.startswith("/v1/") and ":" not in path)
 
 
 def add_routes(app: web.Application) -> None:

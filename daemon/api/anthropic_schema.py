@@ -86,6 +86,7 @@ def parse_messages_request(body: dict, count_only: bool = False) -> MessagesRequ
                               tool_paths, "tool_choice.name") if forced else None
     if call is not None:
         params.json_schema = call
+        params.stop = []  # stop sequences end text; a forced call is no text (a '"' ended one after its "{")
     if prefill is not None and not count_only:
         if call is not None:
             raise BadRequest(f"a prefill (a final assistant message with text) cannot be combined with tool_choice "
@@ -135,8 +136,11 @@ def _stop_sequences(body: dict) -> list[str]:
     value = body.get("stop_sequences")
     if value is None:
         return []
-    if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
+    if not isinstance(value, list):
         raise _wrong("stop_sequences", "an array of strings", value)
+    for i, sequence in enumerate(value):
+        if not isinstance(sequence, str):
+            raise _wrong(f"stop_sequences[{i}]", "a string", sequence)
     if len(value) > MAX_STOP_SEQUENCES:
         raise BadRequest(f"'stop_sequences' has {len(value)} strings; at most {MAX_STOP_SEQUENCES} are supported",
                          "stop_sequences")
@@ -154,7 +158,9 @@ def _blocks(content: Any, where: str) -> list[dict]:
         if block["type"] == "text" and not isinstance(block.get("text"), str):
             raise _wrong(f"{where}[{i}].text", "a string", block.get("text"))
         if block["type"] in ("image", "document"):
-            raise BadRequest(f"'{where}[{i}]' is a {block['type']} block; the served model reads text only", where)
+            article = "an" if block["type"] == "image" else "a"
+            raise BadRequest(f"'{where}[{i}]' is {article} {block['type']} block; the served model reads text only",
+                             where)
     return content
 
 
@@ -195,6 +201,9 @@ def _chat_messages(system: str, messages: Any) -> list[dict]:
         if role not in ("user", "assistant", "system"):
             raise BadRequest(f"'{where}.role' must be 'user', 'assistant' or 'system', got {role!r}", "messages")
         blocks = _blocks(message.get("content"), f"{where}.content")
+        if role == "user" and message.get("content") in ("", []):  # Anthropic's 400; answered, it asked nothing
+            raise BadRequest(f"{where}: all messages must have non-empty content except for the optional final "
+                             "assistant message", "messages")
         if role == "system":
             if not out:
                 leading_system.append(_text(blocks))
@@ -264,6 +273,8 @@ def _tools(tools: Any, choice: Any) -> tuple[list[dict] | None, list[str]]:
         name = tool.get("name")
         if not isinstance(name, str):
             raise _wrong(f"tools[{i}].name", "a string", name)
+        if any(f["function"]["name"] == name for f in functions):  # a call of it could not say which one
+            raise BadRequest(f"tools: Tool names must be unique ('tools[{i}].name' {name!r} is taken)", "tools")
         schema = object_schema(tool.get("input_schema", {}), f"tools[{i}].input_schema", "tools")
         description = tool.get("description")
         if description is not None and not isinstance(description, str):

@@ -90,6 +90,8 @@ def parse_converse(body: dict, counting: bool = False) -> ConverseRequest:
                          "outputConfig.textFormat: the answer must be a document of the schema from its start",
                          "messages")
     params.json_schema = call or text_format
+    if call is not None:
+        params.stop = []  # stop sequences end text; a forced call is no text
     return ConverseRequest(messages, tools, params, prefill, forced_tool=call is not None)
 
 

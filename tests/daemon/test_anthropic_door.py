@@ -104,7 +104,13 @@ async def test_errors_are_in_anthropics_body_with_its_statuses():
                               ({"model": "specd", "max_tokens": 4, "messages": user("hi"), "tools": [{"name": 1}]},
                                "'tools[0].name' must be a string"),
                               ({"model": "specd", "max_tokens": 4, "messages": [{"role": "user", "content": [
-                                  {"type": "image", "source": {}}]}]}, "the served model reads text only")):
+                                  {"type": "image", "source": {}}]}]}, "is an image block; the served model reads"),
+                              ({"model": "specd", "max_tokens": 4, "messages": user("hi"), "stop_sequences": [1]},
+                               "'stop_sequences[0]' must be a string, got integer"),
+                              ({"model": "specd", "max_tokens": 4, "messages": [{"role": "user", "content": ""}]},
+                               "messages[0]: all messages must have non-empty content except for the optional final"),
+                              ({"model": "specd", "max_tokens": 4, "messages": user("hi"),
+                                "tools": [WEATHER_TOOL, WEATHER_TOOL]}, "Tool names must be unique")):
             with pytest.raises(anthropic.BadRequestError) as refused:
                 await sdk.post("/v1/messages", body=body, cast_to=object)
             assert message in refused.value.body["error"]["message"]
@@ -143,6 +149,20 @@ async def test_x_api_key_is_the_token_too_and_other_routes_keep_their_shape():
             text = await metrics.text()
         assert 'specd_door_requests_total{door="anthropic",status="200"} 2' in text
         assert 'specd_door_requests_total{door="anthropic",status="401"} 1' in text
+
+
+async def test_a_forced_call_is_not_cut_by_stop_sequences_and_unserved_routes_answer_in_anthropics_shape():
+    async with fake_daemon() as d, client(d) as sdk, aiohttp.ClientSession(headers=d.auth) as s:
+        await sdk.messages.create(model="specd", max_tokens=4, messages=user("hi"), stop_sequences=["Paris", '"'],
+                                  tools=[WEATHER_TOOL], tool_choice={"type": "tool", "name": "get_weather"})
+        assert list(d.engine.requests[-1].stop) == []  # a '"' ended the constrained call after its "{"
+        await sdk.messages.create(model="specd", max_tokens=4, messages=user("hi"), stop_sequences=["Paris"])
+        assert list(d.engine.requests[-1].stop) == ["Paris"]
+        for path, headers in (("/v1/messages/batches", {}), ("/v1/files", {"anthropic-version": "2023-06-01"})):
+            async with s.post(d.url + path, json={}, headers=headers) as response:
+                body = await response.json()
+            assert response.status == 404 and body["type"] == "error", (path, body)
+            assert body["error"] == {"type": "not_found_error", "message": f"no such route: POST {path}"}
 
 
 async def test_models_list_in_anthropics_shape_only_with_anthropic_version():

@@ -58,6 +58,13 @@ def test_a_forced_call_is_a_tool_call_whose_arguments_fit_the_schema(sdk, choice
         assert answer.usage.completion_tokens > 0 and answer.model_extra["specd"]["json_complete"] is True
 
 
+def test_stop_strings_do_not_cut_a_forced_call(sdk):
+    """Stop strings end text; a forced call is none (a '"' ended one right after its "{", leaving text "{")."""
+    answer = create(sdk, tools=TOOLS, tool_choice=FORCED, temperature=0, stop=['"', "Paris"])
+    assert answer.choices[0].finish_reason == "tool_calls"
+    assert_call(answer.choices[0].message.tool_calls[0], {"get_weather"})
+
+
 def test_a_pydantic_function_tool_with_a_nested_model_is_forced_whole(sdk):
     """`openai.pydantic_function_tool` writes a nested model as `$defs` + `$ref`, which must resolve inside the
     forced call's schema."""

@@ -196,8 +196,11 @@ def _stop(body: dict, name: str = "stop", one_string: bool = True) -> list[str]:
         return []
     if isinstance(value, str) and one_string:
         value = [value]
-    if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
+    if not isinstance(value, list):
         raise _wrong(name, "a string or an array of strings" if one_string else "an array of strings", value)
+    for i, string in enumerate(value):
+        if not isinstance(string, str):
+            raise _wrong(f"{name}[{i}]", "a string", string)
     if len(value) > MAX_STOP_STRINGS:
         raise BadRequest(f"'{name}' has {len(value)} strings; at most {MAX_STOP_STRINGS} are supported", name)
     if any(s == "" for s in value):

@@ -176,6 +176,7 @@ REFUSALS = [
     ("max_tokens a string", {}, b'{"prompt": "x", "max_tokens": "10"}', 400, "'max_tokens' must be an integer"),
     ("temperature a list", {}, b'{"prompt": "x", "temperature": [1]}', 400, "'temperature' must be a number"),
     ("stop a number", {}, b'{"prompt": "x", "stop": 3}', 400, "'stop' must be a string or an array"),
+    ("stop with a number", {}, b'{"prompt": "x", "stop": ["a", 3]}', 400, "'stop[1]' must be a string, got integer"),
     ("stream a string", {}, b'{"prompt": "x", "stream": "yes"}', 400, "'stream' must be a boolean"),
     ("negative max_tokens", {}, b'{"prompt": "x", "max_tokens": -1}', 400, "'max_tokens' must be >= 0"),
     ("prompt beyond context", {}, json.dumps({"prompt": LONG_PROMPT}).encode(), 400, "context window"),

@@ -65,13 +65,14 @@ def schema_grammar(schema) -> str:
     checked without a tokenizer (the API doors call it before queueing a request). Raises RequestError naming
     the problem when the schema is not a JSON object, uses a keyword or format llguidance does not implement,
     points nowhere ($ref) or cannot be satisfied. Objects that list `properties` hold only those
-    (json_schema.closed_objects)."""
+    (json_schema.closed_objects), and integers without bounds stay within +-(2^53 - 1) (`_bound_integers`)."""
     llg = _llguidance()
     if schema is True:
         schema = {}
     if not isinstance(schema, dict):
         raise RequestError(f"json_schema must be a JSON object (a JSON Schema), got {type(schema).__name__}")
     map_schema(schema, _refuse_large_bounds)
+    schema = map_schema(schema, _bound_integers)
     try:
         grammar = llg.LLMatcher.grammar_from_json_schema(json.dumps(closed_objects(schema)), overrides=JSON_OPTIONS)
     except (ValueError, TypeError) as error:
@@ -102,6 +103,22 @@ def _refuse_large_bounds(node: dict, path: str) -> dict:
                                f"-{LARGEST_BOUND} to {LARGEST_BOUND} (2^53 - 1, the largest integer a JSON number "
                                "holds exactly)")
     return node
+
+
+def _bound_integers(node: dict, path: str) -> dict:
+    """A json_schema.map_schema visitor: an integer schema without a lower or upper bound gets +-LARGEST_BOUND
+    there, so its numbers have at most 16 digits. Unbounded, a weak model wrote digits until max_tokens (the Gemini
+    CLI's forced `read_file` call: "end_line": 1000000000..., cut and never run); no integer beyond JSON's exact
+    ones (RFC 8259, section 6) was ever a usable answer."""
+    kinds = node.get("type")
+    if not (kinds == "integer" or isinstance(kinds, list) and "integer" in kinds):
+        return node
+    bounded = dict(node)
+    if "minimum" not in node and "exclusiveMinimum" not in node:
+        bounded["minimum"] = -LARGEST_BOUND
+    if "maximum" not in node and "exclusiveMaximum" not in node:
+        bounded["maximum"] = LARGEST_BOUND
+    return bounded
 
 
 def compile_schema(schema, tokenizer) -> "GrammarConstraint":

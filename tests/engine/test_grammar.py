@@ -271,6 +271,19 @@ def test_objects_hold_only_their_declared_properties_unless_the_schema_opens_the
         assert constraint.matcher.validate_tokens(engine.tokenizer.encode(text)) == len(engine.tokenizer.encode(text))
 
 
+def test_integers_without_bounds_have_at_most_16_digits(matcher_for):
+    """A weak model forced to call read_file(start_line, end_line) wrote "end_line": 1000000000... until max_tokens:
+    an integer schema without bounds gets JSON's exact-integer bounds, so the digits end."""
+    for schema in ({"type": "integer"}, {"type": ["integer", "null"], "minimum": 1}):
+        constraint, engine = matcher_for(schema)
+        fits = lambda text: constraint.matcher.validate_tokens(engine.tokenizer.encode(text))  # noqa: E731
+        for text in ("9007199254740991", "12"):
+            assert fits(text) == len(engine.tokenizer.encode(text)), (schema, text)
+        assert fits("90071992547409910") < len(engine.tokenizer.encode("90071992547409910")), schema
+    constraint, engine = matcher_for({"type": "integer", "minimum": -5})  # its own lower bound stays
+    assert constraint.matcher.validate_tokens(engine.tokenizer.encode("-6")) < len(engine.tokenizer.encode("-6"))
+
+
 def test_closing_objects_leaves_allof_combinations_and_data_alone():
     from specd.daemon.engine.json_schema import closed_objects
 

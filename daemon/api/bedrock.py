@@ -72,6 +72,14 @@ async def _request_id(request: web.Request, response: web.StreamResponse) -> Non
         response.headers["x-amzn-RequestId"] = str(uuid.uuid4())
 
 
+def model_id(requested: str) -> str:
+    """The model a `modelId` names: a foundation-model ARN (`arn:aws:bedrock:<region>::foundation-model/<id>`, as
+    Bedrock accepts in place of the id) names its last segment; any other id is itself."""
+    if requested.startswith("arn:") and "/" in requested:
+        return requested.rsplit("/", 1)[1]
+    return requested
+
+
 def exception_name(status: int, message: str, kind: str) -> tuple[int, str]:
     """(status, AWS exception name) for an error of specd's (status, message, kind), as boto3 expects it (botocore's
     bedrock-runtime service model): a kind that is already an exception name (sigv4) stays; 401 becomes 403
@@ -102,7 +110,7 @@ async def converse(request: web.Request) -> web.StreamResponse:
     ConverseResponse, or as eventstream messages. Raises BadRequest (ValidationException) for a body bedrock_schema.py
     refuses; a model not served is a 404 (ResourceNotFoundException)."""
     ctx = request.app[CTX]
-    if (refused := check_model(ctx, request.match_info["model"])) is not None:
+    if (refused := check_model(ctx, model_id(request.match_info["model"]))) is not None:
         return refused
     body = await read_body(request)
     parsed = parse_converse(body)
@@ -124,7 +132,7 @@ async def invoke(request: web.Request) -> web.StreamResponse:
     answered `{id, text, finish_reason, usage, specd}`, or streamed as eventstream `chunk` events. Raises BadRequest for
     a bad body; a model not served is a 404."""
     ctx = request.app[CTX]
-    if (refused := check_model(ctx, request.match_info["model"])) is not None:
+    if (refused := check_model(ctx, model_id(request.match_info["model"]))) is not None:
         return refused
     body = await read_body(request)
     params = parse_invoke(body)
@@ -139,7 +147,7 @@ async def invoke(request: web.Request) -> web.StreamResponse:
 async def count_tokens(request: web.Request) -> web.Response:
     """The prompt's tokens as a generation would read them: a generation of 0 tokens, which prefills nothing."""
     ctx = request.app[CTX]
-    if (refused := check_model(ctx, request.match_info["model"])) is not None:
+    if (refused := check_model(ctx, model_id(request.match_info["model"]))) is not None:
         return refused
     query = _object(await read_body(request), "input")
     if isinstance(query.get("converse"), dict):

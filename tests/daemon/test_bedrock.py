@@ -115,6 +115,14 @@ def test_invoke_model_and_its_stream_with_specds_body(sdk, model):
     assert plain["text"] == answer["text"] and plain["specd"]["drafted_tokens"] == 0
 
 
+def test_the_served_models_foundation_model_arn_names_it(sdk, model):
+    arn = f"arn:aws:bedrock:us-west-2::foundation-model/{model}"
+    assert sdk.converse(**converse_args(arn, maxTokens=2))["usage"]["outputTokens"] == 2
+    with pytest.raises(ClientError) as raised:
+        sdk.converse(**converse_args("arn:aws:bedrock:us-west-2::foundation-model/other-model", maxTokens=2))
+    assert raised.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
 def test_an_invoke_body_of_another_models_format_is_refused_not_half_read(sdk, model):
     """Llama's `max_gen_len` was dropped: the default 4096 tokens applied and the answer ran to the deadline."""
     for stream in (False, True):

@@ -85,8 +85,7 @@ def parse_messages_request(body: dict, count_only: bool = False) -> MessagesRequ
     call = forced_call_schema(tools, choice.get("name") if choice["type"] == "tool" else None,
                               tool_paths, "tool_choice.name") if forced else None
     if call is not None:
-        params.json_schema = call
-        params.stop = []  # stop sequences end text; a forced call is no text (a '"' ended one after its "{")
+        params.force_call(call)
     if prefill is not None and not count_only:
         if call is not None:
             raise BadRequest(f"a prefill (a final assistant message with text) cannot be combined with tool_choice "

@@ -89,9 +89,9 @@ def parse_converse(body: dict, counting: bool = False) -> ConverseRequest:
         raise BadRequest("a prefill (a final assistant message with text) cannot be combined with "
                          "outputConfig.textFormat: the answer must be a document of the schema from its start",
                          "messages")
-    params.json_schema = call or text_format
-    if call is not None:
-        params.stop = []  # stop sequences end text; a forced call is no text
+    params.json_schema = text_format
+    if call is not None:  # takes precedence, as on the Anthropic door
+        params.force_call(call)
     return ConverseRequest(messages, tools, params, prefill, forced_tool=call is not None)
 
 

@@ -92,7 +92,7 @@ def parse_generate(body: dict, counting: bool = False) -> GenerateRequest:
         raise BadRequest("'toolConfig.functionCallingConfig.mode' ANY forces a function call but 'tools' declares "
                          "no function", "toolConfig")
     if forced is not None:
-        params.json_schema, params.stop = forced, []  # stop sequences end text; a forced call is no text
+        params.force_call(forced)
     return GenerateRequest(messages, None if mode == "NONE" else tools, params, forced_tool=forced is not None)
 
 

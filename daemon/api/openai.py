@@ -109,7 +109,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     messages, params = parse_chat(body)
     tools, forced_call = parse_chat_tools(body)
     if forced_call is not None:
-        params.json_schema, params.stop = forced_call, []  # stop strings end text; a forced call is no text
+        params.force_call(forced_call)
     refused = check_model(ctx, params.model)
     if refused is not None:
         return refused

@@ -60,6 +60,11 @@ class CompletionParams:
     path: str | None = None  # native route: the current file's path and LSP language id
     language: str | None = None
 
+    def force_call(self, call_schema: dict) -> None:
+        """Make the answer one tool call of `call_schema` (forced_call_schema). Stop strings end text and a call is
+        none: they no longer apply (a '"' ended a forced call right after its "{")."""
+        self.json_schema, self.stop = call_schema, []
+
 
 def parse_json_body(raw: bytes) -> dict:
     """The request body as a JSON object. Raises BadRequest when it is not UTF-8, is empty, is not JSON (line and

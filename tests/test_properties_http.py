@@ -91,6 +91,9 @@ def test_any_text_on_any_route(daemon, request):
         assert re.match(r"'([^']+)' is not valid Unicode: an unpaired UTF-16 surrogate", message), message
         assert message.split("'")[1] in broken
         return
+    if route == "/v1/messages" and not fields["messages[0].content"]:  # Anthropic's rule: a user turn says something
+        assert answer.status == 400 and "must have non-empty content" in answer.body["error"]["message"], answer.body
+        return
     assert answer.status == 200, answer.body
     assert not any("error" in event for event in answer.events), answer.events  # a stream fails in-band
     text = answer_text(answer)

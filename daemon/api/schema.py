@@ -232,6 +232,18 @@ def _refuse_unsupported(body: dict) -> None:
         raise BadRequest("'logit_bias' is not supported", "logit_bias")
 
 
+def _refuse_unsupported_chat(body: dict) -> None:
+    """Chat fields that ask for what specd cannot give; silently ignored, they left an answer without it."""
+    if body.get("functions") is not None or body.get("function_call") is not None:
+        raise BadRequest("'functions' and 'function_call' (deprecated by OpenAI) are not supported: send them as "
+                         "'tools' ([{\"type\": \"function\", \"function\": {...}}]) and 'tool_choice'",
+                         "functions" if body.get("functions") is not None else "function_call")
+    modalities = body.get("modalities")
+    if body.get("audio") is not None or (isinstance(modalities, list) and "audio" in modalities):
+        raise BadRequest("audio output ('modalities' with \"audio\", 'audio') is not supported: the served model "
+                         "writes text", "modalities")
+
+
 def _sampling(body: dict, params: CompletionParams, default_max_tokens: int) -> None:
     params.max_tokens = _int(body, "max_tokens", default_max_tokens, low=0)
     params.temperature = _float(body, "temperature", 0.0, 0.0, 2.0)
@@ -394,6 +406,7 @@ def parse_chat(body: dict) -> tuple[list[dict], CompletionParams]:
     clean = [_chat_message(message, f"messages[{i}]") for i, message in enumerate(messages)]
     params = CompletionParams(prompt="", model=_str(body, "model"))
     _refuse_unsupported(body)
+    _refuse_unsupported_chat(body)
     if body.get("max_completion_tokens") is not None:  # the newer name; checked under it
         body = {**body, "max_tokens": _int(body, "max_completion_tokens", None, low=0)}
     _sampling(body, params, default_max_tokens=256)
@@ -457,13 +470,14 @@ def _history_calls(calls: Any, where: str) -> list[dict]:
 def _chat_content(content: Any, where: str) -> str:
     if isinstance(content, str):
         return content
-    if isinstance(content, list):  # [{"type": "text", "text": ...}, ...]
+    if isinstance(content, list):  # [{"type": "text", "text": ...}, ...]; an assistant's refusal reads as its text
         parts = []
         for part in content:
-            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-                raise BadRequest(f"'{where}.content' parts must be {{\"type\": \"text\", \"text\": string}}; "
-                                 "other content types are not supported", "messages")
-            parts.append(part["text"])
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind not in ("text", "refusal") or not isinstance(part.get(kind), str):
+                raise BadRequest(f"'{where}.content' parts must be {{\"type\": \"text\", \"text\": string}} (or an "
+                                 "assistant's refusal part); other content types are not supported", "messages")
+            parts.append(part[kind])
         return "".join(parts)
     raise _wrong(f"{where}.content", "a string or an array of text parts", content)
 

@@ -166,6 +166,13 @@ def test_a_two_turn_tool_loop_is_accepted_and_rendered_as_the_anthropic_door_ren
     assert openai_prompt > create(sdk, messages=history[:1], tools=TOOLS, max_tokens=1).usage.prompt_tokens
 
 
+def test_an_assistants_refusal_part_reads_as_its_text():
+    """OpenAI's assistant messages may hold refusal parts (a transcript replayed from OpenAI): they were a 400."""
+    messages, _ = parse_chat({"messages": [*MESSAGES, {"role": "assistant", "content": [
+        {"type": "refusal", "refusal": "I cannot help with that."}]}, {"role": "user", "content": "Why?"}]})
+    assert messages[1] == {"role": "assistant", "content": "I cannot help with that."}
+
+
 def test_the_chat_template_sees_the_calls_and_results(chat_model):
     from transformers import AutoTokenizer
 
@@ -250,6 +257,10 @@ def tool(name="f", parameters=None, **extra):
     ({"messages": [*MESSAGES, {"role": "assistant", "content": None, "tool_calls": [{"id": "c", "type": "function"}]}]},
      "messages[1].tool_calls[0].function"),
     ({"messages": [*MESSAGES, {"role": "assistant", "content": None}]}, "messages[1].content"),
+    # silently ignored, they answered text where a call was required, or no audio where it was asked for
+    ({"extra_body": {"functions": [{"name": "f", "parameters": {"type": "object"}}], "function_call": {"name": "f"}}},
+     "'functions' and 'function_call' (deprecated by OpenAI) are not supported: send them as 'tools'"),
+    ({"modalities": ["text", "audio"], "audio": {"voice": "alloy", "format": "wav"}}, "audio output"),
 ])
 @pytest.mark.parametrize("stream", [False, True])
 def test_bad_tools_and_tool_messages_are_a_400_naming_the_field(scripted, body, field, stream):

@@ -294,38 +294,50 @@ def claude_code_settings(facts: Facts) -> dict:
 
 def snippet(editor: str, facts: Facts) -> str:
     """The text `specd config <editor>` prints: JSON settings for Claude Code, VS Code, Cursor and Zed, else the
-    editor's snippet file, made to start `specd lsp` with this shell's SPECD_HOME when it is set. Raises ConfigError as
-    `snippet_file` and `with_specd_home` do."""
+    editor's snippet file, made to start the `specd` executable found on this shell's PATH, with this shell's
+    SPECD_HOME when it is set. Raises ConfigError as `snippet_file` and `with_launch` do."""
     if editor == "claude-code":
         return json.dumps(claude_code_settings(facts), indent=2) + "\n"
     if editor in ("vscode", "cursor"):
         return json.dumps(vscode_settings(facts), indent=2) + "\n"
     if editor == "zed":
         return json.dumps(zed_settings(facts), indent=2) + "\n"
-    text = snippet_file(editor).read_text(encoding="utf-8")
-    return with_specd_home(editor, text, facts.specd_home) if facts.specd_home else text
+    return with_launch(editor, snippet_file(editor).read_text(encoding="utf-8"), facts.specd_path, facts.specd_home)
 
 
-# Where each language-server snippet starts `specd lsp`, and the same start under SPECD_HOME=%s (the value quoted
-# for the file's language): an editor started from the desktop lacks the shell's SPECD_HOME, and `specd lsp` would
-# look for (and start) a daemon in the default home instead of this one.
-_LAUNCH = {
-    "neovim": ('  cmd = { "specd", "lsp" },\n', '  cmd = { "specd", "lsp" },\n  cmd_env = { SPECD_HOME = %s },\n'),
-    "helix": ('args = ["lsp"]\n', 'args = ["lsp"]\nenvironment = { SPECD_HOME = %s }\n'),
-    "emacs": ("(defcustom specd-command '(\"specd\" \"lsp\")", "(defcustom specd-command '(\"env\" %s \"specd\" \"lsp\")"),
+# How each language-server snippet starts `specd lsp`, as shipped: `with_launch` replaces it with the `specd`
+# executable's path (an editor started from the desktop lacks the shell's PATH, where a virtual environment's
+# `specd` lives) and this shell's SPECD_HOME (else `specd lsp` would look for, and start, a daemon in the default home).
+SHIPPED_LAUNCH = {
+    "neovim": '  cmd = { "specd", "lsp" },\n',
+    "helix": 'command = "specd"\nargs = ["lsp"]\n',
+    "emacs": "(defcustom specd-command '(\"specd\" \"lsp\")",
 }
 
 
-def with_specd_home(editor: str, text: str, home: str) -> str:
-    """The snippet `text` starting `specd lsp` with SPECD_HOME=`home` (Neovim's `cmd_env`, Helix's `environment`,
-    `env` for Emacs). Raises ConfigError when the snippet has no launch line to change."""
-    plain, homed = _LAUNCH[editor]
-    if text.count(plain) != 1:
-        raise ConfigError(f"the {editor} snippet does not start `specd lsp` where specd expects; SPECD_HOME={home} "
-                          "cannot be added to it")
-    # a string in Lua, TOML and Lisp alike (no \\u escapes: LuaJIT has none)
-    value = json.dumps(f"SPECD_HOME={home}" if editor == "emacs" else home, ensure_ascii=False)
-    return text.replace(plain, homed % value)
+def launch(editor: str, command: str, home: str | None) -> str:
+    """The snippet's lines that start `command lsp`, with SPECD_HOME=`home` when given (Neovim's `cmd_env`, Helix's
+    `environment`, `env` for Emacs); values quoted as strings of Lua, TOML and Lisp alike (no \\u escapes: LuaJIT
+    has none)."""
+    quoted = lambda value: json.dumps(value, ensure_ascii=False)  # noqa: E731
+    if editor == "neovim":
+        return (f'  cmd = {{ {quoted(command)}, "lsp" }},\n'
+                + (f"  cmd_env = {{ SPECD_HOME = {quoted(home)} }},\n" if home else ""))
+    if editor == "helix":
+        return (f'command = {quoted(command)}\nargs = ["lsp"]\n'
+                + (f"environment = {{ SPECD_HOME = {quoted(home)} }}\n" if home else ""))
+    env = f'"env" {quoted("SPECD_HOME=" + home)} ' if home else ""
+    return f"(defcustom specd-command '({env}{quoted(command)} \"lsp\")"
+
+
+def with_launch(editor: str, text: str, command: str = "specd", home: str | None = None) -> str:
+    """The snippet `text` starting `specd lsp` as `launch` writes it. Raises ConfigError when the snippet has no
+    launch line to change."""
+    shipped = SHIPPED_LAUNCH[editor]
+    if text.count(shipped) != 1:
+        raise ConfigError(f"the {editor} snippet does not start `specd lsp` where specd expects; the command "
+                          f"{command!r}" + (f" and SPECD_HOME={home}" if home else "") + " cannot be set in it")
+    return text.replace(shipped, launch(editor, command, home))
 
 
 # ---- where each editor keeps its settings ------------------------------------------------------------------

@@ -127,11 +127,11 @@ def test_the_snippet_specd_config_writes_under_specd_home_reaches_that_daemon_fr
     """Neovim started without the shell's SPECD_HOME (from a desktop menu) still finds the daemon the snippet was
     made for: `specd config` passes SPECD_HOME to `specd lsp` (cmd_env). Its default home here is an empty folder,
     so a `specd lsp` without it would find no daemon there (and start another)."""
-    from specd.daemon.cli.editor_config import with_specd_home
+    from specd.daemon.cli.editor_config import with_launch
 
     state, _, env = running_daemon
     snippet = tmp_path / "specd.lua"
-    snippet.write_text(with_specd_home("neovim", SNIPPET.read_text(), env["SPECD_HOME"]))
+    snippet.write_text(with_launch("neovim", SNIPPET.read_text(), home=env["SPECD_HOME"]))
     source = python_project(tmp_path)
     command, extra = nvim_command(nvim, tmp_path, DRIVE, source, snippet)
     desktop = {k: v for k, v in specd_on_path(tmp_path, env).items() if k != "SPECD_HOME"}

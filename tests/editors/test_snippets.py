@@ -232,6 +232,8 @@ def test_neovim_07_snippet_starts_specd_on_filetype(tmp_path):
 
 
 ODD_HOME = '/tmp/a "home" \\ ü'  # quotes, a backslash and a non-ASCII letter: each file's string syntax is needed
+# an editor started from the desktop lacks the shell's PATH: the snippets name the executable `specd config` found
+ODD_COMMAND = '/opt/my "venv"/bin/specd'
 
 
 @needs_nvim
@@ -243,19 +245,23 @@ def test_neovim_snippets_under_specd_home_start_specd_lsp_with_it(tmp_path, name
     if name == "specd.lua" and version.startswith("NVIM v0.7."):
         pytest.skip("the 0.12 snippet needs Neovim 0.8 or later even with stand-ins (LspAttach): set SPECD_TEST_NVIM")
     snippet = tmp_path / name
-    snippet.write_text(editor_config.with_specd_home("neovim", load(f"neovim/{name}"), ODD_HOME))
+    snippet.write_text(editor_config.with_launch("neovim", load(f"neovim/{name}"), ODD_COMMAND, ODD_HOME))
     captured = run_lua(tmp_path, snippet, CAPTURE_012 if name == "specd.lua" else CAPTURE_07, nvim)
-    assert captured["cfg"]["cmd"] == ["specd", "lsp"] and captured["cfg"]["cmd_env"] == {"SPECD_HOME": ODD_HOME}
+    assert captured["cfg"]["cmd"] == [ODD_COMMAND, "lsp"] and captured["cfg"]["cmd_env"] == {"SPECD_HOME": ODD_HOME}
 
 
 def test_helix_and_emacs_snippets_under_specd_home_start_specd_lsp_with_it():
-    helix = tomllib.loads(editor_config.with_specd_home("helix", load("helix/languages.toml"), ODD_HOME))
+    helix = tomllib.loads(editor_config.with_launch("helix", load("helix/languages.toml"), ODD_COMMAND, ODD_HOME))
     assert helix["language-server"]["specd"]["environment"] == {"SPECD_HOME": ODD_HOME}
-    emacs = editor_config.with_specd_home("emacs", load("emacs/specd.el"), ODD_HOME)
+    assert helix["language-server"]["specd"]["command"] == ODD_COMMAND
+    emacs = editor_config.with_launch("emacs", load("emacs/specd.el"), ODD_COMMAND, ODD_HOME)
     assert elisp_balanced(emacs)
-    assert """(defcustom specd-command '("env" "SPECD_HOME=/tmp/a \\"home\\" \\\\ ü" "specd" "lsp")""" in emacs
+    assert """(defcustom specd-command '("env" "SPECD_HOME=/tmp/a \\"home\\" \\\\ ü" "/opt/my \\"venv\\"/bin/specd" "lsp")""" \
+        in emacs
+    for editor, path in (("neovim", "neovim/specd.lua"), ("helix", "helix/languages.toml"), ("emacs", "emacs/specd.el")):
+        assert editor_config.with_launch(editor, load(path)) == load(path)  # nothing to set: as shipped
     with pytest.raises(editor_config.ConfigError, match="SPECD_HOME"):
-        editor_config.with_specd_home("helix", "[language-server.specd]\n", ODD_HOME)
+        editor_config.with_launch("helix", "[language-server.specd]\n", ODD_COMMAND, ODD_HOME)
 
 
 @pytest.mark.parametrize("editor, printed", [("helix", 'environment = { SPECD_HOME = "%s" }'),

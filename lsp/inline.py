@@ -8,7 +8,7 @@ from typing import Any
 from lsprotocol import types
 
 from . import postprocess
-from .completer import Selected, text_before
+from .completer import Selected
 from .documents import Document
 from .typed_ahead import Point
 
@@ -41,12 +41,12 @@ async def inline_completion(ls: Any, params: types.InlineCompletionParams) -> ty
     if not text:
         return types.InlineCompletionList(items=[])
     doc, (line, column) = found
-    here = doc.client_position(line, column, ls.encoding)
-    before = text_before(doc, (line, column), postprocess.CONTEXT_CHARS, selected)
-    start = here
-    if selected is not None:
-        text = selected.text + text
-        start = doc.client_position(line, selected.start[1], ls.encoding)
+    here = start = doc.client_position(line, column, ls.encoding)
+    first_column = column
+    if selected is not None:  # the answer replaces the item's range with the item's text and the suggestion
+        text, first_column = selected.text + text, selected.start[1]
+        start = doc.client_position(line, first_column, ls.encoding)
+    before = doc.prefix(line, first_column, postprocess.CONTEXT_CHARS)  # the document before what `text` replaces
     # Where the suggestion retypes the auto-closed brackets and quotes after the cursor, it replaces them.
     rest = doc.line_text(line)[column:]
     replaced = rest.strip() and postprocess.rest_to_replace(before, text, rest)

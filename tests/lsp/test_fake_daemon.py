@@ -194,6 +194,21 @@ async def test_with_a_completion_item_selected_the_suggestion_extends_that_item(
     assert inline_text(await inline(client, URI, (1, 14))) == "torial(n)"
 
 
+async def test_a_selected_items_brackets_count_once_when_the_suggestion_retypes_the_rest(fake_daemon, start_lsp):
+    """`print(fo|")` with `foo(` selected and the suggestion `x)")`: the answer `foo(x)")` retypes the `")` after the
+    cursor, so it replaces it. The bracket check read the item's `(` twice (in the text before the cursor and in the
+    answer), found the line balanced with the rest kept, and left `print(foo(x)")")`."""
+    fake_daemon.reply = lambda body: 'x)")'
+    client = await start_lsp(init_options=FAST)
+    open_doc(client, URI, 'print(fo")')
+    params = inline_params(URI, (0, 8))
+    params.context.selected_completion_info = types.SelectedCompletionInfo(
+        range=types.Range(types.Position(0, 6), types.Position(0, 8)), text="foo(")
+    (shown,) = (await client.text_document_inline_completion_async(params)).items
+    assert shown.insert_text == 'foo(x)")'
+    assert shown.range == types.Range(types.Position(0, 6), types.Position(0, 10))  # the '")' after the cursor too
+
+
 async def test_hung_daemon_gives_empty_result_and_a_log_then_reconnects(fake_daemon, start_lsp):
     client = await start_lsp(init_options=FAST)
     open_doc(client, URI, "x = ")
